@@ -1,0 +1,121 @@
+# godwit: GNU make only. `make` builds build/godwit and the test guest.
+# SAN=1 builds everything with AddressSanitizer and UBSan into build/san/.
+# V=1 shows the commands.
+
+SAN ?= 0
+V ?= 0
+CC ?= gcc
+CLANG ?= clang
+PYTHON ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+BUILD := build
+SANFLAGS :=
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
+	-Wstrict-prototypes -Wold-style-definition -Wundef -Wwrite-strings -Wvla
+CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARNINGS) -Iinclude -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(SANFLAGS)
+LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash
+
+LIB_SRC := $(sort $(filter-out src/main.c,$(shell find src -name '*.c')))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+KVMTEST_SRC := $(sort $(wildcard tests/kvm/test_*.c))
+KVMTEST_BIN := $(KVMTEST_SRC:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
+
+.PHONY: all deps demo test unit test-kvm integration fuzz fuzz-run san clean format guest
+
+all: $(BUILD)/godwit guest
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libgodwit.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/godwit: $(BUILD)/src/main.o $(BUILD)/libgodwit.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libgodwit.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libgodwit.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/libgodwit.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  KVMTEST $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libgodwit.a $(LDFLAGS) $(LDLIBS)
+
+# The test guest is freestanding and always built the same way (never sanitized).
+include guest/testguest/guest.mk
+
+# libFuzzer targets: clang, with the library compiled again for coverage.
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -Iinclude -Wall -Wextra -Werror \
+	-fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c -o $@ $<
+
+build/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+
+# Runs every fuzz target for a bounded time on its seed corpus (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 30
+fuzz-run: fuzz
+	$(Q)scripts/fuzz-run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+deps:
+	$(Q)scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	$(Q)scripts/run-unit.sh $(UNIT_BIN)
+
+test-kvm: $(KVMTEST_BIN)
+	$(Q)scripts/run-unit.sh $(KVMTEST_BIN)
+
+san:
+	$(Q)$(MAKE) --no-print-directory SAN=1 build/san/godwit $(patsubst build/%,build/san/%,$(UNIT_BIN) $(KVMTEST_BIN))
+
+# Everything a fresh Debian 12 machine needs, then every test tier. scripts/test.sh
+# fails if any tier fails or if no test ran at all.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory san
+	$(Q)$(MAKE) --no-print-directory $(UNIT_BIN) $(KVMTEST_BIN) fuzz
+	$(Q)PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo.sh
+
+format:
+	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_UTIL_H
+#define GODWIT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define __must_check __attribute__((warn_unused_result))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define KiB (1ULL << 10)
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+
+/*
+ * Parses "512M", "1G", "65536", "4k" (binary units, case-insensitive, optional
+ * trailing "iB"/"B"). Returns 0 or -EINVAL on anything else, -ERANGE on overflow.
+ */
+int __must_check util__parse_size(const char *s, uint64_t *out);
+
+/* Parses a whole decimal number in [min, max]; 0, -EINVAL or -ERANGE. */
+int __must_check util__parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t util__now_ns(void);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages godwit needs, if any is missing. Nothing else is
+# downloaded. A no-op (one dpkg-query) when everything is there.
+set -euo pipefail
+
+PKGS=(
+	gcc make binutils clang libclang-rt-14-dev   # build, sanitizers, libFuzzer
+	libcmocka-dev                                 # unit tests
+	libmicrohttpd-dev libjansson-dev              # API: HTTP server, JSON
+	libxxhash-dev                                 # stream checksums
+	acpica-tools                                  # iasl -d checks the ACPI tables
+	python3 python3-pytest                        # integration tests
+	qemu-system-x86                               # boots the test guest under TCG; bench
+	curl iproute2                                 # API by hand; test networks
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "godwit: installing missing Debian packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "godwit: error: need root to install packages (run: sudo make deps)" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
