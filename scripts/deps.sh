@@ -7,6 +7,7 @@ PKGS=(
 	gcc make binutils clang libclang-rt-14-dev   # build, sanitizers, libFuzzer
 	libcmocka-dev                                 # unit tests
 	libmicrohttpd-dev libjansson-dev              # API: HTTP server, JSON
+	libcurl4-openssl-dev                          # API: HTTP client (godwit migrate)
 	libxxhash-dev                                 # stream checksums
 	acpica-tools                                  # iasl -d checks the ACPI tables
 	python3 python3-pytest                        # integration tests

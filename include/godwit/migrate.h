@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_MIGRATE_H
+#define GODWIT_MIGRATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "godwit/stream.h"
+#include "godwit/util.h"
+
+struct vm;
+
+/* ---- parameters and progress (source side) ---- */
+
+struct migrate_params {
+	char to[256];		/* tcp:HOST:PORT or file:PATH */
+	uint64_t downtime_ms;	/* the pause the user accepts */
+	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
+	uint64_t timeout_s;	/* 0 = scale with memory size */
+	bool verify;
+};
+
+enum migrate_status {
+	MIG_NONE,
+	MIG_SETUP,
+	MIG_ACTIVE,
+	MIG_COMPLETING, /* vCPUs paused, last pages and state on the wire */
+	MIG_COMPLETED,
+	MIG_FAILED,
+	MIG_CANCELLED,
+};
+
+struct migrate_stats {
+	enum migrate_status status;
+	uint64_t start_ns;
+	uint64_t total_ms;
+	uint64_t downtime_ms;
+	uint32_t rounds;
+	uint64_t ram_bytes;
+	uint64_t bytes_sent;
+	uint64_t pages_sent;
+	uint64_t zero_pages;
+	uint64_t skipped_pages; /* never touched: holes in the memfd */
+	uint64_t remaining_bytes;
+	uint64_t bandwidth;  /* bytes/s, last estimate */
+	uint64_t dirty_rate; /* bytes/s, last estimate */
+	uint32_t throttle_pct;
+	uint32_t max_throttle_pct;
+	char to[256];
+	char error[256];
+};
+
+struct migration {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct migrate_params params;
+	struct migrate_stats stats;
+	bool running; /* the thread exists and has not been joined */
+	bool cancel;
+	unsigned int final_reads; /* GET /vm/migration answers that gave a final status */
+	bool watched; /* a client (godwit migrate) polls the progress and wants the end */
+	pthread_t thread;
+	int fd; /* the stream's socket or file, -1 when none */
+};
+
+const char *migrate__status_name(enum migrate_status s);
+bool migrate__status_final(enum migrate_status s);
+/* The same, for the name a client read from the API. */
+bool migrate__status_final_name(const char *name);
+
+void migrate__init(struct migration *m);
+void migrate__exit(struct migration *m);
+/* Starts an outgoing migration on its own thread; -EBUSY if one runs. */
+int __must_check migrate__start(struct vm *vm, const struct migrate_params *p, char *err,
+				size_t errlen);
+int __must_check migrate__cancel(struct vm *vm);
+void migrate__get_stats(struct vm *vm, struct migrate_stats *out);
+/* Internal to src/migrate: the thread, and the source's wait before it exits. */
+int __must_check migrate__launch(struct vm *vm);
+void migrate__wait_final_read(struct migration *m, unsigned int ms);
+
+/* ---- destination ---- */
+
+struct receive_params {
+	char from[256];	    /* tcp:HOST:PORT (listen) or file:PATH */
+	const char *api_path;
+	int console_kind;   /* enum console_kind */
+	const char *console_path;
+};
+
+/*
+ * Receives a VM and runs it: returns the process exit status (the guest's when
+ * it ends, non-zero if the incoming migration failed: nothing is left behind).
+ */
+int migrate__receive(const struct receive_params *p);
+
+/* The commands (cli.c): return the process exit status. */
+int migrate_cli__migrate(int argc, char **argv);
+int migrate_cli__receive(int argc, char **argv);
+
+/* ---- pieces, shared by both sides and the tests ---- */
+
+/* Parses "tcp:HOST:PORT"; 0 or -EINVAL. */
+int __must_check transport__parse_tcp(const char *uri, char *host, size_t hostlen, char *port,
+				      size_t portlen);
+int __must_check transport__connect(const char *uri, int *fd, char *err, size_t errlen);
+int __must_check transport__listen(const char *uri, int *fd, char *err, size_t errlen);
+int __must_check transport__accept(int lfd, int *fd);
+
+#endif

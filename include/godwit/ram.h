@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_RAM_H
+#define GODWIT_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "godwit/kvm.h"
+#include "godwit/memory.h"
+#include "godwit/stream.h"
+
+/* Dirty pages waiting to be sent, in memfd page numbers. */
+struct ram_tracker {
+	struct guest_mem *mem;
+	unsigned long *pending;
+	unsigned long *slot_log; /* scratch for one slot's KVM log */
+	uint8_t *staging;	 /* copies of data pages while the guest runs */
+};
+
+/* Batches pages into RAM records on one stream. */
+struct ram_sender {
+	struct ram_tracker *t;
+	struct stream_writer *w;
+	bool copy; /* vCPUs running: copy pages before checksumming them */
+	const bool *cancelled;
+	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
+	uint64_t bw_start_ns, bw_bytes;
+	unsigned int nr_runs, nr_data;
+	struct stream_ram_run runs[STREAM_RAM_MAX_RUNS];
+	const uint8_t *direct[STREAM_RAM_MAX_RUNS];
+	uint64_t pages_sent, zero_pages, skipped_pages;
+};
+
+int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem);
+void ram__tracker_exit(struct ram_tracker *t);
+int __must_check ram__log_start(struct ram_tracker *t, struct kvm *kvm);
+void ram__log_stop(struct ram_tracker *t, struct kvm *kvm);
+int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm);
+int __must_check ram__send_all(struct ram_sender *s);
+int __must_check ram__send_pending(struct ram_sender *s);
+int __must_check ram__flush(struct ram_sender *s);
+int ram__apply_run(void *opaque, uint64_t gpa, uint32_t npages, uint32_t kind,
+		   const uint8_t *data);
+
+#endif

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_VM_H
+#define GODWIT_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "godwit/boot.h"
+#include "godwit/bus.h"
+#include <jansson.h>
+#include "godwit/kvm.h"
+#include "godwit/memory.h"
+#include "godwit/migrate.h"
+#include "godwit/serial8250.h"
+#include "godwit/util.h"
+
+#define VM_MIN_MEMORY (64ULL * MiB)
+#define VM_MAX_MEMORY (1024ULL * GiB)
+#define VM_MAX_VCPUS 32
+
+enum console_kind { CONSOLE_STDIO, CONSOLE_FILE };
+
+/* Everything `godwit run` was asked for; validated by config__parse_run(). */
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	char *cmdline; /* owned */
+	uint64_t mem_size;
+	unsigned int nr_cpus;
+	const char *api_path;
+	enum console_kind console;
+	const char *console_path;
+	bool incoming; /* godwit receive: RAM and state come from a stream */
+};
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPING };
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	struct kvm_vcpu_fd kfd;
+	pthread_t thread;
+	bool thread_started;
+	uint64_t exits;
+	bool throttle_due; /* set by the throttle timer: sleep before the next KVM_RUN */
+};
+
+/* Why the VM ended, and the status `godwit run` exits with. */
+struct vm_exit {
+	bool requested;
+	int code;
+	char reason[128];
+};
+
+struct vm {
+	struct vm_config cfg;
+	struct kvm kvm;
+	struct guest_mem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct serial8250 serial;
+	int console_fd;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	unsigned int nr_vcpus;
+	struct api_server *api;
+	struct boot_setup boot;
+	uint8_t uuid[16];
+	uint32_t msr_indices[64];
+	uint32_t nr_msr_indices;
+	struct migration mig;
+	uint32_t throttle_pct; /* auto-converge: share of each 10 ms the vCPUs sleep */
+	pthread_t throttle_thread;
+	bool throttle_started;
+	uint64_t start_ns;
+
+	/* lock protects everything below; cond signals every change of it. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_state state;
+	bool pause_requested;
+	unsigned int nr_paused;
+	unsigned int nr_running; /* vCPU threads still in their loop */
+	struct vm_exit exit;
+	int event_fd; /* wakes the main thread when exit.requested is set */
+	int input_stop_fd;
+	pthread_t input_thread;
+	bool input_started;
+};
+
+int __must_check vm__create(struct vm *vm, const struct vm_config *cfg);
+int __must_check vm__start(struct vm *vm);
+/* Blocks until the VM ends (guest exit, power-off, API shutdown, SIGINT/SIGTERM). */
+int vm__wait(struct vm *vm);
+void vm__destroy(struct vm *vm);
+
+/* Acknowledged pause: returns once every vCPU is out of KVM_RUN and parked. */
+int __must_check vm__pause(struct vm *vm);
+int __must_check vm__resume(struct vm *vm);
+/* Asks the VM to end with status code; safe from any thread. */
+void vm__request_exit(struct vm *vm, int code, const char *reason);
+/* Makes every vCPU sleep pct% of the time (0 stops it); for auto-converge. */
+void vm__set_throttle(struct vm *vm, uint32_t pct);
+const char *vm__state_name(enum vm_state s);
+
+/* vcpu.c */
+int __must_check vcpu__init(struct vm *vm, unsigned int id);
+int __must_check vcpu__start(struct vcpu *vcpu);
+void vcpu__kick(struct vcpu *vcpu);
+void vcpu__exit(struct vcpu *vcpu);
+
+/* console.c: the serial port's backend (stdout or a file; stdin as input). */
+int __must_check console__init(struct vm *vm);
+int __must_check console__start_input(struct vm *vm);
+void console__exit(struct vm *vm);
+
+/* devices.c: the platform devices on the port and MMIO buses. */
+int __must_check devices__init(struct vm *vm);
+
+/* vm_api.c: the VM's routes on the API socket. */
+int __must_check vm_api__start(struct vm *vm);
+void vm_api__stop(struct vm *vm);
+/* The progress object of GET /vm/migration and `godwit migrate --json`. */
+json_t *vm_api__migration_json(const struct migrate_stats *st);
+
+/* config.c */
+int __must_check config__parse_run(int argc, char **argv, struct vm_config *cfg);
+void config__free(struct vm_config *cfg);
+void config__usage_run(FILE *out);
+
+#endif

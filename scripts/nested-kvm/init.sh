@@ -1,0 +1,77 @@
+#!/bin/busybox sh
+# PID 1 of the nested-kvm initramfs (see docs/nested-kvm.md). It is copied into
+# the initramfs by scripts/nested-kvm/run.sh, together with a static busybox and
+# the kernel modules listed in /modules/order.
+#
+# Kernel command line words it reads:
+#   nkjob=PATH        a shell script on the host filesystem to run chrooted
+#   nkamd=OPT[,OPT]   parameters for kvm-amd, e.g. nkamd=npt=0
+#   nk9p=OPTS         extra 9p mount options, e.g. nk9p=cache=loose
+#   nkdebug           drop to a shell on the console instead of powering off
+/bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+say() { echo "nested-kvm: $*" > /dev/console; }
+
+JOB= AMD= NINEP=cache=mmap DEBUG=
+for w in $(cat /proc/cmdline); do
+	case $w in
+	nkjob=*) JOB=${w#nkjob=} ;;
+	nkamd=*) AMD=$(echo "${w#nkamd=}" | tr , ' ') ;;
+	nk9p=*) NINEP=${w#nk9p=} ;;
+	nkdebug) DEBUG=1 ;;
+	esac
+done
+
+finish() {
+	rc=$1
+	sync
+	echo "NESTED-KVM-EXIT=$rc" > /dev/console
+	if [ -n "$DEBUG" ]; then
+		say "debug shell (exit it to power off)"
+		setsid cttyhack sh
+	fi
+	umount -a -r > /dev/null 2>&1
+	poweroff -f
+	sleep 60
+}
+
+for m in $(cat /modules/order); do
+	params=
+	[ "$m" = kvm_amd ] && params=$AMD
+	# shellcheck disable=SC2086
+	if ! insmod "/modules/$m.ko" $params; then
+		say "insmod $m failed"
+		[ "$m" = kvm_amd ] && dmesg | grep -iE 'kvm|svm' > /dev/console
+		finish 125
+	fi
+done
+[ -c /dev/kvm ] || { say "no /dev/kvm after loading kvm-amd"; dmesg | grep -iE 'kvm|svm' > /dev/console; finish 125; }
+
+ip link set lo up
+
+mkdir -p /host
+if ! mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,access=any,$NINEP" hostroot /host; then
+	say "mounting the host filesystem (9p) failed"
+	finish 125
+fi
+mount --rbind /proc /host/proc
+mount --rbind /sys /host/sys
+mount --rbind /dev /host/dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
+# /run of the host is not ours to write into: give the chroot its own.
+mount -t tmpfs -o mode=755 tmpfs /host/run
+
+if [ -z "$JOB" ]; then
+	say "no nkjob= on the kernel command line"
+	finish 125
+fi
+chroot /host /bin/sh "$JOB" < /dev/null > /dev/console 2>&1
+finish $?

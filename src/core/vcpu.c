@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+/* One thread per vCPU: the KVM_RUN exit loop, parking for pause, kicks. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "godwit/log.h"
+#include "godwit/vm.h"
+#include "godwit/x86.h"
+
+/* SIGUSR1 only interrupts KVM_RUN; the handler itself has nothing to do. */
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpu__init(struct vm *vm, unsigned int id)
+{
+	struct vcpu *v = &vm->vcpus[id];
+	int ret;
+
+	*v = (struct vcpu){ .vm = vm, .id = id, .kfd = { .fd = -1 } };
+	ret = kvm__create_vcpu(&vm->kvm, id, &v->kfd);
+	if (ret)
+		return ret;
+	ret = x86__setup_cpuid(&vm->kvm, &v->kfd, id, vm->nr_vcpus);
+	if (ret) {
+		pr_err("vCPU %u: cannot set CPUID: %s", id, strerror(-ret));
+		kvm__destroy_vcpu(&v->kfd);
+	}
+	return ret;
+}
+
+void vcpu__exit(struct vcpu *vcpu)
+{
+	kvm__destroy_vcpu(&vcpu->kfd);
+}
+
+/* Called with vm->lock held. */
+void vcpu__kick(struct vcpu *vcpu)
+{
+	if (!vcpu->thread_started || !vcpu->kfd.run)
+		return;
+	/* immediate_exit closes the race with a vCPU just about to enter KVM_RUN. */
+	__atomic_store_n(&vcpu->kfd.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(vcpu->thread, SIGUSR1);
+}
+
+#define THROTTLE_SLICE_NS 10000000ULL
+
+/*
+ * Auto-converge: after each 10 ms slice the throttle timer marks the vCPU, and
+ * it sleeps pct/(100-pct) of a slice, so it runs (100-pct)% of the time. A
+ * pause or exit request cuts the sleep short. Called with vm->lock held.
+ */
+static void throttle_sleep(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+	uint64_t ns, now;
+	struct timespec ts;
+
+	if (!__atomic_exchange_n(&v->throttle_due, false, __ATOMIC_RELAXED) || !pct || pct >= 100)
+		return;
+	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec + ns;
+	ts.tv_sec = (time_t)(now / 1000000000ULL);
+	ts.tv_nsec = (long)(now % 1000000000ULL);
+	while (!vm->pause_requested && !vm->exit.requested)
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts))
+			break;
+}
+
+/* Parks while a pause is requested; returns true when the vCPU must stop. */
+static bool vcpu_check_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	bool stop;
+
+	pthread_mutex_lock(&vm->lock);
+	throttle_sleep(v);
+	if (vm->pause_requested && !vm->exit.requested) {
+		vm->nr_paused++;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->pause_requested && !vm->exit.requested)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->nr_paused--;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	stop = vm->exit.requested;
+	if (!stop)
+		v->kfd.run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+	return stop;
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->kfd.run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	uint32_t i;
+
+	/* data_offset and count come from KVM, which bounds them by the run page. */
+	for (i = 0; i < run->io.count; i++) {
+		struct bus_access a = {
+			.addr = run->io.port,
+			.data = data + (size_t)i * run->io.size,
+			.size = run->io.size,
+			.is_write = run->io.direction == KVM_EXIT_IO_OUT,
+		};
+
+		if (!bus__dispatch(&v->vm->pio, &a))
+			pr_debug("vCPU %u: unclaimed port %s 0x%x", v->id, a.is_write ? "write" : "read",
+				 run->io.port);
+	}
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->kfd.run;
+	struct bus_access a = {
+		.addr = run->mmio.phys_addr,
+		.data = run->mmio.data,
+		.size = MIN(run->mmio.len, (uint32_t)sizeof(run->mmio.data)),
+		.is_write = run->mmio.is_write,
+	};
+
+	if (!bus__dispatch(&v->vm->mmio, &a)) {
+		if (!a.is_write)
+			memset(a.data, 0, a.size);
+		pr_debug("vCPU %u: unclaimed MMIO %s 0x%llx", v->id, a.is_write ? "write" : "read",
+			 (unsigned long long)a.addr);
+	}
+}
+
+static bool handle_system_event(struct vcpu *v)
+{
+	switch (v->kfd.run->system_event.type) {
+	case KVM_SYSTEM_EVENT_SHUTDOWN:
+		vm__request_exit(v->vm, 0, "guest powered off");
+		return true;
+	case KVM_SYSTEM_EVENT_RESET:
+		vm__request_exit(v->vm, 0, "guest asked for a reset; godwit ends the VM");
+		return true;
+	default:
+		x86__report_vcpu(&v->kfd, v->id, "guest crashed (system event)");
+		vm__request_exit(v->vm, 1, "guest crashed");
+		return true;
+	}
+}
+
+/* Returns true when the loop must end. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->kfd.run;
+
+	v->exits++;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(v);
+		return false;
+	case KVM_EXIT_MMIO:
+		handle_mmio(v);
+		return false;
+	case KVM_EXIT_HLT:
+	case KVM_EXIT_INTR:
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		return handle_system_event(v);
+	case KVM_EXIT_SHUTDOWN:
+		x86__report_vcpu(&v->kfd, v->id, "triple fault (KVM_EXIT_SHUTDOWN)");
+		vm__request_exit(v->vm, 1, "guest triple-faulted");
+		return true;
+	case KVM_EXIT_INTERNAL_ERROR:
+		x86__report_vcpu(&v->kfd, v->id, "KVM could not run the guest (KVM_EXIT_INTERNAL_ERROR)");
+		vm__request_exit(v->vm, 1, "KVM internal error");
+		return true;
+	case KVM_EXIT_FAIL_ENTRY:
+		x86__report_vcpu(&v->kfd, v->id, "KVM refused to enter the guest (KVM_EXIT_FAIL_ENTRY)");
+		vm__request_exit(v->vm, 1, "KVM entry failure");
+		return true;
+	default:
+		x86__report_vcpu(&v->kfd, v->id, "unexpected KVM exit");
+		vm__request_exit(v->vm, 1, "unexpected KVM exit");
+		return true;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	sigset_t set;
+	int ret;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	while (!vcpu_check_park(v)) {
+		ret = kvm_vcpu__run(&v->kfd);
+		if (ret == -EINTR || ret == -EAGAIN)
+			continue;
+		if (ret) {
+			pr_err("vCPU %u: KVM_RUN: %s", v->id, strerror(-ret));
+			vm__request_exit(v->vm, 1, "KVM_RUN failed");
+			break;
+		}
+		if (handle_exit(v))
+			break;
+	}
+	pthread_mutex_lock(&v->vm->lock);
+	v->vm->nr_running--;
+	pthread_cond_broadcast(&v->vm->cond);
+	pthread_mutex_unlock(&v->vm->lock);
+	return NULL;
+}
+
+int vcpu__start(struct vcpu *vcpu)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	char name[16];
+	int ret;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	ret = -pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (ret)
+		return ret;
+	snprintf(name, sizeof(name), "vcpu-%u", vcpu->id);
+	pthread_setname_np(vcpu->thread, name);
+	vcpu->thread_started = true;
+	return 0;
+}

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The VM's lifecycle: create, start, pause/resume, wait for its end, destroy. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "godwit/acpi.h"
+#include "godwit/boot.h"
+#include "godwit/log.h"
+#include "godwit/vm.h"
+#include "godwit/x86_state.h"
+
+const char *vm__state_name(enum vm_state s)
+{
+	static const char *const names[] = {
+		[VM_CREATED] = "created",
+		[VM_RUNNING] = "running",
+		[VM_PAUSED] = "paused",
+		[VM_STOPPING] = "stopping",
+	};
+
+	return (unsigned int)s < ARRAY_SIZE(names) ? names[s] : "unknown";
+}
+
+void vm__request_exit(struct vm *vm, int code, const char *reason)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->exit.requested) {
+		vm->exit.requested = true;
+		vm->exit.code = code;
+		snprintf(vm->exit.reason, sizeof(vm->exit.reason), "%s", reason);
+		vm->state = VM_STOPPING;
+		for (i = 0; i < vm->nr_vcpus; i++)
+			vcpu__kick(&vm->vcpus[i]);
+		pthread_cond_broadcast(&vm->cond);
+		if (write(vm->event_fd, &one, sizeof(one)) < 0)
+			pr_debug("cannot wake the main thread");
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm__pause(struct vm *vm)
+{
+	unsigned int i;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_PAUSED)
+		goto out;
+	if (vm->state != VM_RUNNING) {
+		ret = -EBUSY;
+		goto out;
+	}
+	vm->pause_requested = true;
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu__kick(&vm->vcpus[i]);
+	while (vm->nr_paused < vm->nr_running && !vm->exit.requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->exit.requested)
+		ret = -ESHUTDOWN;
+	else
+		vm->state = VM_PAUSED;
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int vm__resume(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_RUNNING)
+		goto out;
+	if (vm->state != VM_PAUSED) {
+		ret = -EBUSY;
+		goto out;
+	}
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->cond);
+	while (vm->nr_paused > 0 && !vm->exit.requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->state = VM_RUNNING;
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static void *throttle_thread(void *arg)
+{
+	struct vm *vm = arg;
+	struct timespec slice = { .tv_nsec = 10000000L };
+	unsigned int i;
+
+	while (__atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED)) {
+		nanosleep(&slice, NULL);
+		pthread_mutex_lock(&vm->lock);
+		for (i = 0; i < vm->nr_vcpus; i++) {
+			__atomic_store_n(&vm->vcpus[i].throttle_due, true, __ATOMIC_RELAXED);
+			vcpu__kick(&vm->vcpus[i]);
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return NULL;
+}
+
+void vm__set_throttle(struct vm *vm, uint32_t pct)
+{
+	__atomic_store_n(&vm->throttle_pct, MIN(pct, 99U), __ATOMIC_RELAXED);
+	if (pct && !vm->throttle_started) {
+		vm->throttle_started = !pthread_create(&vm->throttle_thread, NULL, throttle_thread, vm);
+		if (!vm->throttle_started)
+			pr_warn("cannot start the vCPU throttle");
+	} else if (!pct && vm->throttle_started) {
+		pthread_join(vm->throttle_thread, NULL);
+		vm->throttle_started = false;
+	}
+}
+
+static int load_guest(struct vm *vm)
+{
+	struct acpi_config acpi = { .nr_cpus = vm->cfg.nr_cpus };
+	struct boot_params_in in = {
+		.kernel_path = vm->cfg.kernel,
+		.initrd_path = vm->cfg.initrd,
+		.cmdline = vm->cfg.cmdline,
+		.nr_cpus = vm->cfg.nr_cpus,
+	};
+	int ret;
+
+	ret = acpi__build(&vm->mem, &acpi, &in.rsdp_gpa);
+	if (ret) {
+		pr_err("cannot build the ACPI tables: %s", strerror(-ret));
+		return ret;
+	}
+	return boot__load_kernel(&vm->mem, &in, &vm->boot);
+}
+
+static int map_memory(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->mem.nr_regions; i++) {
+		struct mem_region *r = &vm->mem.regions[i];
+
+		ret = kvm__set_memory(&vm->kvm, i, r->gpa, r->size, r->hva, 0);
+		if (ret) {
+			pr_err("cannot give guest RAM to KVM: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int create_vcpus(struct vm *vm)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	unsigned int i;
+	int ret;
+
+	vm->nr_vcpus = vm->cfg.nr_cpus;
+	if ((int)vm->nr_vcpus > vm->kvm.max_vcpus) {
+		pr_err("--cpus %u: this KVM allows at most %d vCPUs", vm->nr_vcpus, vm->kvm.max_vcpus);
+		return -EINVAL;
+	}
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu__init(vm, i);
+		if (ret)
+			goto err;
+	}
+	if (vm->cfg.incoming)
+		return 0;
+	/* The boot vCPU starts where the loader says; the others wait for INIT/SIPI. */
+	ret = kvm_vcpu__get_sregs(&vm->vcpus[0].kfd, &sregs);
+	if (ret)
+		goto err;
+	boot__bsp_regs(&vm->boot, &regs, &sregs);
+	ret = kvm_vcpu__set_sregs(&vm->vcpus[0].kfd, &sregs);
+	if (!ret)
+		ret = kvm_vcpu__set_regs(&vm->vcpus[0].kfd, &regs);
+	if (ret) {
+		pr_err("cannot set the boot vCPU's registers: %s", strerror(-ret));
+		goto err;
+	}
+	return 0;
+err:
+	while (i-- > 0)
+		vcpu__exit(&vm->vcpus[i]);
+	vm->nr_vcpus = 0;
+	return ret;
+}
+
+static int init_sync(struct vm *vm)
+{
+	/* The VM's identity in migration streams; a failure only weakens a check. */
+	if (getrandom(vm->uuid, sizeof(vm->uuid), 0) != sizeof(vm->uuid))
+		pr_debug("no random UUID for this VM");
+	migrate__init(&vm->mig);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->console_fd = -1;
+	vm->input_stop_fd = -1;
+	vm->event_fd = eventfd(0, EFD_CLOEXEC);
+	return vm->event_fd < 0 ? -errno : 0;
+}
+
+/*
+ * Everything that can fail on bad input (memory, kernel file, console, API
+ * socket) is done before KVM is opened, so those errors are reported alike on
+ * any host.
+ */
+int vm__create(struct vm *vm, const struct vm_config *cfg)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = *cfg;
+	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
+	ret = init_sync(vm);
+	if (ret)
+		return ret;
+	ret = guest_mem__init(&vm->mem, cfg->mem_size);
+	if (ret)
+		goto err_sync;
+	/* An incoming VM gets its RAM and registers from the stream, not a kernel. */
+	ret = cfg->incoming ? 0 : load_guest(vm);
+	if (ret)
+		goto err_mem;
+	ret = console__init(vm);
+	if (ret)
+		goto err_mem;
+	ret = vm_api__start(vm);
+	if (ret)
+		goto err_console;
+	ret = kvm__open(&vm->kvm);
+	if (ret)
+		goto err_api;
+	ret = kvm__create_irqchip(&vm->kvm);
+	if (!ret)
+		ret = x86__msr_list(&vm->kvm, vm->msr_indices, &vm->nr_msr_indices);
+	if (!ret)
+		ret = map_memory(vm);
+	if (!ret)
+		ret = devices__init(vm);
+	if (!ret)
+		ret = create_vcpus(vm);
+	if (ret)
+		goto err_kvm;
+	return 0;
+
+err_kvm:
+	kvm__close(&vm->kvm);
+err_api:
+	vm_api__stop(vm);
+err_console:
+	console__exit(vm);
+err_mem:
+	guest_mem__exit(&vm->mem);
+err_sync:
+	migrate__exit(&vm->mig);
+	close(vm->event_fd);
+	return ret;
+}
+
+int vm__start(struct vm *vm)
+{
+	unsigned int i;
+	int ret = 0;
+
+	vm->start_ns = util__now_ns();
+	pthread_mutex_lock(&vm->lock);
+	vm->state = VM_RUNNING;
+	for (i = 0; i < vm->nr_vcpus && !ret; i++) {
+		vm->nr_running++;
+		ret = vcpu__start(&vm->vcpus[i]);
+		if (ret)
+			vm->nr_running--;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (ret) {
+		pr_err("cannot start vCPU threads: %s", strerror(-ret));
+		vm__request_exit(vm, 1, "vCPU threads could not start");
+		return ret;
+	}
+	if (vm->cfg.console == CONSOLE_STDIO) {
+		ret = console__start_input(vm);
+		if (ret)
+			pr_warn("no console input: %s", strerror(-ret));
+	}
+	return 0;
+}
+
+static int signal_fd(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int vm__wait(struct vm *vm)
+{
+	struct signalfd_siginfo si;
+	struct pollfd p[2];
+	int sfd = signal_fd();
+
+	p[0] = (struct pollfd){ .fd = vm->event_fd, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	for (;;) {
+		pthread_mutex_lock(&vm->lock);
+		if (vm->exit.requested) {
+			pthread_mutex_unlock(&vm->lock);
+			break;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (poll(p, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			break;
+		if (sfd >= 0 && (p[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "stopped by %s", strsignal((int)si.ssi_signo));
+			vm__request_exit(vm, 128 + (int)si.ssi_signo, why);
+		}
+	}
+	if (sfd >= 0)
+		close(sfd);
+	return vm->exit.code;
+}
+
+void vm__destroy(struct vm *vm)
+{
+	unsigned int i;
+
+	vm__request_exit(vm, vm->exit.code, "VM destroyed");
+	migrate__exit(&vm->mig);
+	vm__set_throttle(vm, 0);
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	}
+	vm_api__stop(vm);
+	console__exit(vm);
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu__exit(&vm->vcpus[i]);
+	kvm__close(&vm->kvm);
+	guest_mem__exit(&vm->mem);
+	close(vm->event_fd);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+}

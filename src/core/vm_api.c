@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The VM's resources on the API socket (docs/api.md). Handlers run on API threads. */
+#include <errno.h>
+#include <string.h>
+
+#include "godwit/api.h"
+#include "godwit/log.h"
+#include "godwit/vm.h"
+
+static json_t *config_json(const struct vm_config *cfg)
+{
+	return json_pack("{s:s, s:s?, s:s, s:I, s:i, s:s, s:s?}", "kernel", cfg->kernel, "initrd",
+			 cfg->initrd, "cmdline", cfg->cmdline ? cfg->cmdline : "", "memory",
+			 (json_int_t)cfg->mem_size, "cpus", (int)cfg->nr_cpus, "console",
+			 cfg->console == CONSOLE_FILE ? "file" : "stdio", "console_path",
+			 cfg->console_path);
+}
+
+static int get_vm(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct vm *vm = opaque;
+	enum vm_state state;
+	json_t *vcpus;
+	unsigned int i;
+
+	(void)req;
+	pthread_mutex_lock(&vm->lock);
+	state = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	vcpus = json_array();
+	for (i = 0; i < vm->nr_vcpus; i++)
+		json_array_append_new(vcpus, json_pack("{s:i, s:I}", "id", (int)i, "exits",
+						       (json_int_t)__atomic_load_n(&vm->vcpus[i].exits,
+										   __ATOMIC_RELAXED)));
+	resp->body = json_pack("{s:s, s:o, s:o, s:I, s:b}", "state", vm__state_name(state),
+			       "config", config_json(&vm->cfg), "vcpus", vcpus, "uptime_ms",
+			       (json_int_t)((util__now_ns() - vm->start_ns) / 1000000),
+			       "software_kvm", vm->kvm.is_pvm);
+	return resp->body ? 0 : -ENOMEM;
+}
+
+static int state_reply(struct vm *vm, struct api_response *resp)
+{
+	pthread_mutex_lock(&vm->lock);
+	resp->body = json_pack("{s:s}", "state", vm__state_name(vm->state));
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+static int put_pause(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct vm *vm = opaque;
+	int ret;
+
+	(void)req;
+	ret = vm__pause(vm);
+	if (ret) {
+		api__error(resp, 409, "cannot pause: %s", strerror(-ret));
+		return 0;
+	}
+	return state_reply(vm, resp);
+}
+
+static int put_resume(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct vm *vm = opaque;
+	int ret;
+
+	(void)req;
+	ret = vm__resume(vm);
+	if (ret) {
+		api__error(resp, 409, "cannot resume: %s", strerror(-ret));
+		return 0;
+	}
+	return state_reply(vm, resp);
+}
+
+static int put_shutdown(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct vm *vm = opaque;
+
+	(void)req;
+	vm__request_exit(vm, 0, "shut down through the API");
+	resp->status = 202;
+	resp->body = json_pack("{s:s}", "state", "stopping");
+	return 0;
+}
+
+json_t *vm_api__migration_json(const struct migrate_stats *st)
+{
+	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
+			 "s:i, s:s?}",
+			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
+			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
+			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
+			 "bytes_sent", (json_int_t)st->bytes_sent, "pages_sent",
+			 (json_int_t)st->pages_sent, "zero_pages", (json_int_t)st->zero_pages,
+			 "skipped_pages", (json_int_t)st->skipped_pages, "remaining_bytes",
+			 (json_int_t)st->remaining_bytes, "bandwidth", (json_int_t)st->bandwidth,
+			 "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
+			 (int)st->throttle_pct, "max_throttle_pct", (int)st->max_throttle_pct,
+			 "error", st->error[0] ? st->error : NULL);
+}
+
+/* Reads an optional non-negative integer field; false (and a 400) if it is malformed. */
+static bool opt_uint(const json_t *body, const char *key, uint64_t *out,
+		     struct api_response *resp)
+{
+	const json_t *v = json_object_get(body, key);
+
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		api__error(resp, 400, "'%s' must be a non-negative integer", key);
+		return false;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static int put_migrate(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct migrate_params p = { .downtime_ms = 50 };
+	struct vm *vm = opaque;
+	const json_t *to, *verify;
+	char err[256];
+	int ret;
+
+	to = req->body ? json_object_get(req->body, "to") : NULL;
+	if (!json_is_string(to) || strlen(json_string_value(to)) >= sizeof(p.to)) {
+		api__error(resp, 400, "body must be {\"to\": \"tcp:HOST:PORT\" or \"file:PATH\", ...}");
+		return 0;
+	}
+	snprintf(p.to, sizeof(p.to), "%s", json_string_value(to));
+	if (!opt_uint(req->body, "downtime_ms", &p.downtime_ms, resp) ||
+	    !opt_uint(req->body, "max_bandwidth", &p.max_bandwidth, resp) ||
+	    !opt_uint(req->body, "timeout_s", &p.timeout_s, resp))
+		return 0;
+	verify = json_object_get(req->body, "verify");
+	p.verify = json_is_true(verify);
+	ret = migrate__start(vm, &p, err, sizeof(err));
+	if (ret) {
+		api__error(resp, ret == -EINVAL ? 400 : 409, "%s", err);
+		return 0;
+	}
+	if (json_is_true(json_object_get(req->body, "watch")))
+		__atomic_store_n(&vm->mig.watched, true, __ATOMIC_RELAXED);
+	resp->status = 202;
+	resp->body = json_pack("{s:s}", "status", "setup");
+	return 0;
+}
+
+static int get_migration(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct migrate_stats st;
+
+	(void)req;
+	migrate__get_stats(opaque, &st);
+	resp->body = vm_api__migration_json(&st);
+	return resp->body ? 0 : -ENOMEM;
+}
+
+static int put_migrate_cancel(void *opaque, const struct api_request *req,
+			      struct api_response *resp)
+{
+	(void)req;
+	if (migrate__cancel(opaque)) {
+		api__error(resp, 409, "no migration is running");
+		return 0;
+	}
+	resp->status = 202;
+	resp->body = json_pack("{s:s}", "status", "cancelling");
+	return 0;
+}
+
+static const struct api_route vm_routes[] = {
+	{ "GET", "/vm", get_vm },
+	{ "PUT", "/vm/pause", put_pause },
+	{ "PUT", "/vm/resume", put_resume },
+	{ "PUT", "/vm/shutdown", put_shutdown },
+	{ "PUT", "/vm/migrate", put_migrate },
+	{ "GET", "/vm/migration", get_migration },
+	{ "PUT", "/vm/migrate/cancel", put_migrate_cancel },
+};
+
+int vm_api__start(struct vm *vm)
+{
+	if (!vm->cfg.api_path)
+		return 0;
+	return api__start(&vm->api, vm->cfg.api_path, vm_routes, ARRAY_SIZE(vm_routes), vm);
+}
+
+void vm_api__stop(struct vm *vm)
+{
+	api__stop(vm->api);
+	vm->api = NULL;
+}

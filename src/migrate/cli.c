@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/* `godwit migrate` (a client of the source's API) and `godwit receive`. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "godwit/api_client.h"
+#include "godwit/log.h"
+#include "godwit/migrate.h"
+#include "godwit/vm.h"
+
+#define POLL_MS 100
+
+static void usage_migrate(FILE *out)
+{
+	fprintf(out,
+		"usage: godwit migrate --api PATH --to tcp:HOST:PORT|file:PATH [options]\n"
+		"\n"
+		"Moves the running VM served on the API socket PATH to a `godwit receive`\n"
+		"listening at HOST:PORT (live: the VM runs on throughout), or saves it to a\n"
+		"snapshot file. Prints progress, then a summary; exits 0 only if the VM now\n"
+		"runs on the destination (or the snapshot is complete and synced). On any\n"
+		"failure the VM keeps running on the source.\n"
+		"\n"
+		"  --downtime-ms N      the pause the guest may see (default 50)\n"
+		"  --max-bandwidth B    bytes/s on the wire, suffixes K/M/G (default: unlimited)\n"
+		"  --timeout S          give up after S seconds (default: 60 + 10 per GiB of RAM)\n"
+		"  --verify             compare a digest of all RAM before the destination resumes\n"
+		"  --json               print one JSON object at the end instead of text\n"
+		"  -h, --help           this text\n");
+}
+
+static void usage_receive(FILE *out)
+{
+	fprintf(out,
+		"usage: godwit receive --listen tcp:HOST:PORT | --from file:PATH [options]\n"
+		"\n"
+		"Receives a VM from `godwit migrate` (or a snapshot file) and runs it. The\n"
+		"VM's memory size, vCPUs, command line and devices come from the stream.\n"
+		"If the incoming migration fails, exits non-zero and leaves nothing behind.\n"
+		"\n"
+		"  --listen tcp:HOST:PORT   wait for one incoming migration there\n"
+		"  --from file:PATH         resume a snapshot written by migrate --to file:PATH\n"
+		"  --api PATH               serve the API on this unix socket\n"
+		"  --console KIND           stdio (default) or file:PATH\n"
+		"  -v, --verbose            debug messages\n"
+		"  -h, --help               this text\n");
+}
+
+struct migrate_cli {
+	const char *api;
+	json_t *req;
+	bool json;
+};
+
+static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
+{
+	static const struct option opts[] = {
+		{ "api", required_argument, NULL, 'a' },
+		{ "to", required_argument, NULL, 't' },
+		{ "downtime-ms", required_argument, NULL, 'd' },
+		{ "max-bandwidth", required_argument, NULL, 'b' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "verify", no_argument, NULL, 'V' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *to = NULL;
+	uint64_t v;
+	int ch;
+
+	c->req = json_object();
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': c->api = optarg; break;
+		case 't': to = optarg; break;
+		case 'V': json_object_set_new(c->req, "verify", json_true()); break;
+		case 'j': c->json = true; break;
+		case 'h': return 1;
+		case 'd':
+			if (util__parse_u64(optarg, 1, 3600000, &v)) {
+				pr_err("--downtime-ms '%s': a number of milliseconds, 1 or more", optarg);
+				return -EINVAL;
+			}
+			json_object_set_new(c->req, "downtime_ms", json_integer((json_int_t)v));
+			break;
+		case 'b':
+			if (util__parse_size(optarg, &v) || !v || v > INT64_MAX) {
+				pr_err("--max-bandwidth '%s': bytes per second, e.g. 100M", optarg);
+				return -EINVAL;
+			}
+			json_object_set_new(c->req, "max_bandwidth", json_integer((json_int_t)v));
+			break;
+		case 'T':
+			if (util__parse_u64(optarg, 1, 86400 * 7, &v)) {
+				pr_err("--timeout '%s': a number of seconds, 1 or more", optarg);
+				return -EINVAL;
+			}
+			json_object_set_new(c->req, "timeout_s", json_integer((json_int_t)v));
+			break;
+		case ':':
+			pr_err("option %s needs a value", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			pr_err("unknown option '%s' (see godwit migrate --help)", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!c->api || !to) {
+		pr_err("--api and --to are required (see godwit migrate --help)");
+		return -EINVAL;
+	}
+	json_object_set_new(c->req, "to", json_string(to));
+	json_object_set_new(c->req, "watch", json_true());
+	return 0;
+}
+
+static json_int_t num(const json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static void print_progress(const json_t *st, bool tty)
+{
+	fprintf(stderr, "%s%s: round %lld, %lld MiB sent, %lld MiB left, %lld MB/s, throttle %lld%%, "
+		"%lld ms%s",
+		tty ? "\r" : "", json_string_value(json_object_get(st, "status")),
+		(long long)num(st, "rounds"), (long long)(num(st, "bytes_sent") >> 20),
+		(long long)(num(st, "remaining_bytes") >> 20),
+		(long long)(num(st, "bandwidth") / 1000000), (long long)num(st, "throttle_pct"),
+		(long long)num(st, "total_ms"), tty ? "   " : "\n");
+}
+
+static void print_summary(const json_t *st)
+{
+	const char *status = json_string_value(json_object_get(st, "status"));
+
+	printf("migration %s to %s\n", status, json_string_value(json_object_get(st, "to")));
+	printf("  total_ms      %lld\n  downtime_ms   %lld\n  rounds        %lld\n",
+	       (long long)num(st, "total_ms"), (long long)num(st, "downtime_ms"),
+	       (long long)num(st, "rounds"));
+	printf("  ram_bytes     %lld\n  bytes_sent    %lld\n  pages_sent    %lld\n",
+	       (long long)num(st, "ram_bytes"), (long long)num(st, "bytes_sent"),
+	       (long long)num(st, "pages_sent"));
+	printf("  zero_pages    %lld\n  skipped_pages %lld\n  throttle_pct  %lld\n",
+	       (long long)num(st, "zero_pages"), (long long)num(st, "skipped_pages"),
+	       (long long)num(st, "max_throttle_pct"));
+	if (json_object_get(st, "error"))
+		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
+}
+
+/* Polls GET /vm/migration until a final status; the last object is returned. */
+static json_t *watch(const char *api, bool show)
+{
+	struct timespec delay = { .tv_nsec = POLL_MS * 1000000L };
+	bool tty = isatty(STDERR_FILENO);
+	json_t *st = NULL, *last = NULL;
+	char err[256];
+	long status;
+
+	for (;;) {
+		if (api_client__call(api, "GET", "/vm/migration", NULL, &status, &st, err,
+				     sizeof(err)) || status != 200 || !st) {
+			json_decref(st);
+			break;
+		}
+		json_decref(last);
+		last = st;
+		if (show)
+			print_progress(st, tty);
+		if (migrate__status_final_name(json_string_value(json_object_get(st, "status"))))
+			break;
+		nanosleep(&delay, NULL);
+	}
+	if (show && tty)
+		fputc('\n', stderr);
+	return last;
+}
+
+int migrate_cli__migrate(int argc, char **argv)
+{
+	struct migrate_cli c = { 0 };
+	json_t *reply = NULL, *st;
+	char err[256];
+	long status;
+	int ret;
+
+	ret = parse_migrate(argc, argv, &c);
+	if (ret) {
+		json_decref(c.req);
+		if (ret == 1)
+			usage_migrate(stdout);
+		return ret == 1 ? 0 : 2;
+	}
+	ret = api_client__call(c.api, "PUT", "/vm/migrate", c.req, &status, &reply, err, sizeof(err));
+	json_decref(c.req);
+	if (ret || status != 202) {
+		pr_err("cannot start the migration: %s",
+		       ret ? err : json_string_value(json_object_get(reply, "error")));
+		json_decref(reply);
+		return 1;
+	}
+	json_decref(reply);
+	st = watch(c.api, !c.json);
+	if (!st) {
+		pr_err("lost the source's API before the migration ended; its outcome is unknown");
+		return 1;
+	}
+	ret = strcmp(json_string_value(json_object_get(st, "status")), "completed") ? 1 : 0;
+	if (c.json) {
+		json_dumpf(st, stdout, JSON_COMPACT);
+		putchar('\n');
+	} else {
+		print_summary(st);
+	}
+	if (!migrate__status_final_name(json_string_value(json_object_get(st, "status")))) {
+		pr_err("lost the source's API before the migration ended; its outcome is unknown");
+		ret = 1;
+	}
+	json_decref(st);
+	return ret;
+}
+
+int migrate_cli__receive(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "api", required_argument, NULL, 'a' },
+		{ "console", required_argument, NULL, 'C' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct receive_params p = { .console_kind = CONSOLE_STDIO };
+	const char *listen = NULL, *from = NULL;
+	char host[256], port[16];
+	int ch;
+
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l': listen = optarg; break;
+		case 'f': from = optarg; break;
+		case 'a': p.api_path = optarg; break;
+		case 'v': log__set_level(LOG_DEBUG); break;
+		case 'h': usage_receive(stdout); return 0;
+		case 'C':
+			if (!strcmp(optarg, "stdio")) {
+				p.console_kind = CONSOLE_STDIO;
+			} else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
+				p.console_kind = CONSOLE_FILE;
+				p.console_path = optarg + 5;
+			} else {
+				pr_err("--console '%s': expected stdio or file:PATH", optarg);
+				return 2;
+			}
+			break;
+		case ':':
+			pr_err("option %s needs a value", argv[optind - 1]);
+			return 2;
+		default:
+			pr_err("unknown option '%s' (see godwit receive --help)", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (!!listen == !!from || optind < argc) {
+		pr_err("give exactly one of --listen tcp:HOST:PORT or --from file:PATH");
+		return 2;
+	}
+	if (listen && transport__parse_tcp(listen, host, sizeof(host), port, sizeof(port))) {
+		pr_err("--listen '%s': expected tcp:HOST:PORT", listen);
+		return 2;
+	}
+	if (from && (strncmp(from, "file:", 5) || !from[5])) {
+		pr_err("--from '%s': expected file:PATH", from);
+		return 2;
+	}
+	snprintf(p.from, sizeof(p.from), "%s", listen ? listen : from);
+	return migrate__receive(&p);
+}

@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The incoming side. The stream is hostile input: the stream layer checks
+ * framing, order and lengths; here every section is checked against the VM
+ * being built before anything reaches KVM. Until GO arrives nothing runs, and a
+ * failure leaves nothing behind: the process exits non-zero and the source keeps
+ * its VM.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "godwit/log.h"
+#include "godwit/migrate.h"
+#include "godwit/ram.h"
+#include "godwit/vm.h"
+#include "godwit/vmstate.h"
+#include "godwit/x86.h"
+
+#define GO_TIMEOUT_MS 60000
+
+struct dest {
+	const struct receive_params *p;
+	int fd;
+	bool is_file;
+	struct stream_io io;
+	struct stream_reader r;
+	struct stream_config *cfg;
+	struct vm_config vcfg;
+	struct vm *vm;
+	bool vm_created;
+	struct x86_vcpu_state *vcpus;
+	bool *vcpu_seen;
+	struct x86_vm_state vms;
+	unsigned int vm_seen;
+	struct serial8250_state *serial;
+	bool serial_seen;
+	uint64_t *digests;
+	size_t nr_digests;
+	bool have_verify;
+	char err[256];
+};
+
+static void fail(struct dest *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct dest *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (d->err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(d->err, sizeof(d->err), fmt, ap);
+	va_end(ap);
+}
+
+static int open_source(struct dest *d)
+{
+	const char *from = d->p->from;
+	int lfd, ret;
+
+	if (!strncmp(from, "file:", 5)) {
+		d->is_file = true;
+		d->fd = open(from + 5, O_RDONLY | O_CLOEXEC);
+		if (d->fd < 0) {
+			fail(d, "cannot open %s: %s", from + 5, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	ret = transport__listen(from, &lfd, d->err, sizeof(d->err));
+	if (ret)
+		return ret;
+	pr_info("waiting for an incoming migration on %s", from);
+	ret = transport__accept(lfd, &d->fd);
+	close(lfd);
+	if (ret)
+		fail(d, "accept on %s: %s", from, strerror(-ret));
+	return ret;
+}
+
+static int read_record(struct dest *d, struct stream_record *rec)
+{
+	int ret = stream__read_record(&d->r, rec);
+
+	if (ret)
+		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
+	return ret;
+}
+
+/* The CONFIG record: what VM to build. */
+static int read_config(struct dest *d)
+{
+	struct stream_header hdr;
+	struct stream_record rec;
+	char why[256] = "";
+	int ret;
+
+	ret = stream__read_header(&d->r, &hdr);
+	if (ret) {
+		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
+		return ret;
+	}
+	ret = read_record(d, &rec);
+	if (ret)
+		return ret;
+	d->cfg = calloc(1, sizeof(*d->cfg));
+	if (!d->cfg)
+		return -ENOMEM;
+	ret = stream__config_decode(rec.payload, rec.length, d->cfg, why, sizeof(why));
+	if (ret) {
+		fail(d, "bad VM configuration in the stream: %s", why);
+		return ret;
+	}
+	if (d->cfg->nr_vcpus > VM_MAX_VCPUS || d->cfg->ram_size < VM_MIN_MEMORY ||
+	    d->cfg->ram_size > VM_MAX_MEMORY || d->cfg->ram_size % (2 * MiB)) {
+		fail(d, "the incoming VM (%u vCPUs, %llu MiB) is outside what godwit runs",
+		     d->cfg->nr_vcpus, (unsigned long long)(d->cfg->ram_size >> 20));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_layout(struct dest *d)
+{
+	struct guest_mem *mem = &d->vm->mem;
+	unsigned int i;
+
+	if (d->cfg->nr_regions != mem->nr_regions)
+		goto bad;
+	for (i = 0; i < mem->nr_regions; i++)
+		if (d->cfg->regions[i].gpa != mem->regions[i].gpa ||
+		    d->cfg->regions[i].size != mem->regions[i].size)
+			goto bad;
+	return 0;
+bad:
+	fail(d, "the incoming VM's memory layout differs from this godwit's");
+	return -EINVAL;
+}
+
+static int check_cpu(struct dest *d)
+{
+	uint8_t *mine;
+	size_t len;
+	int ret;
+
+	ret = x86__cpu_signature(&d->vm->kvm, &mine, &len);
+	if (ret) {
+		fail(d, "cannot read this host's CPU features: %s", strerror(-ret));
+		return ret;
+	}
+	ret = x86__cpu_compatible(d->cfg->cpuid, d->cfg->cpuid_len, mine, len, d->err,
+				  sizeof(d->err));
+	free(mine);
+	return ret;
+}
+
+static int build_vm(struct dest *d)
+{
+	int ret;
+
+	d->vcfg = (struct vm_config){
+		.kernel = "(incoming migration)",
+		.mem_size = d->cfg->ram_size,
+		.nr_cpus = d->cfg->nr_vcpus,
+		.api_path = d->p->api_path,
+		.console = d->p->console_kind,
+		.console_path = d->p->console_path,
+		.incoming = true,
+		.cmdline = strdup(d->cfg->cmdline),
+	};
+	d->vm = calloc(1, sizeof(*d->vm));
+	d->vcpus = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpus));
+	d->vcpu_seen = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpu_seen));
+	d->serial = calloc(1, sizeof(*d->serial));
+	if (!d->vm || !d->vcpus || !d->vcpu_seen || !d->serial || !d->vcfg.cmdline)
+		return -ENOMEM;
+	ret = vm__create(d->vm, &d->vcfg);
+	if (ret) {
+		fail(d, "cannot create the incoming VM: %s", strerror(-ret));
+		return ret;
+	}
+	d->vm_created = true;
+	ret = check_layout(d);
+	if (!ret)
+		ret = check_cpu(d);
+	return ret;
+}
+
+static int take_state(struct dest *d, const struct stream_record *rec)
+{
+	struct stream_state_hdr hdr;
+	struct stream_tlv_reader body;
+	char why[200] = "";
+	int ret;
+
+	ret = stream__state_parse(rec->payload, rec->length, &hdr, &body, why, sizeof(why));
+	if (ret)
+		goto bad;
+	if (hdr.version != VMSTATE_VERSION) {
+		snprintf(why, sizeof(why), "version %u, this godwit reads %u", hdr.version,
+			 VMSTATE_VERSION);
+		ret = -EPROTO;
+		goto bad;
+	}
+	if (!strcmp(hdr.id, "vcpu")) {
+		if (hdr.instance >= d->cfg->nr_vcpus || d->vcpu_seen[hdr.instance]) {
+			snprintf(why, sizeof(why), "vCPU %u unexpected", hdr.instance);
+			ret = -EBADMSG;
+			goto bad;
+		}
+		ret = vmstate__get_vcpu(&body, &d->vcpus[hdr.instance], why, sizeof(why));
+		d->vcpu_seen[hdr.instance] = !ret;
+	} else if (!strcmp(hdr.id, "serial") && hdr.instance == 0 && !d->serial_seen) {
+		ret = vmstate__get_serial(&body, d->serial, why, sizeof(why));
+		d->serial_seen = !ret;
+	} else {
+		ret = vmstate__get_vm(hdr.id, hdr.instance, &body, &d->vms, &d->vm_seen, why,
+				      sizeof(why));
+		if (ret == -ENOENT)
+			snprintf(why, sizeof(why), "unknown or repeated section");
+	}
+	if (!ret)
+		return 0;
+bad:
+	fail(d, "bad state section '%.31s'/%u (record %llu): %s", hdr.id, hdr.instance,
+	     (unsigned long long)rec->index, why);
+	return ret < 0 ? ret : -EBADMSG;
+}
+
+static int receive_records(struct dest *d)
+{
+	struct stream_record rec;
+	char why[200] = "";
+	int ret;
+
+	for (;;) {
+		ret = read_record(d, &rec);
+		if (ret)
+			return ret;
+		switch (rec.type) {
+		case STREAM_REC_RAM:
+			ret = stream__ram_record_parse(d->cfg, rec.payload, rec.length, ram__apply_run,
+						       &d->vm->mem, why, sizeof(why));
+			if (ret)
+				fail(d, "bad RAM record %llu: %s", (unsigned long long)rec.index,
+				     why[0] ? why : strerror(-ret));
+			break;
+		case STREAM_REC_ROUND:
+			break;
+		case STREAM_REC_STATE:
+			ret = take_state(d, &rec);
+			break;
+		case STREAM_REC_VERIFY:
+			ret = stream__verify_decode(rec.payload, rec.length, &d->digests,
+						    &d->nr_digests, why, sizeof(why));
+			d->have_verify = !ret;
+			if (ret)
+				fail(d, "bad VERIFY record: %s", why);
+			break;
+		case STREAM_REC_END:
+			return 0;
+		default:
+			fail(d, "record %llu: %s has no place in a data stream",
+			     (unsigned long long)rec.index, stream__type_name(rec.type));
+			return -EPROTO;
+		}
+		if (ret)
+			return ret;
+	}
+}
+
+static int restore(struct dest *d)
+{
+	struct vm *vm = d->vm;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < d->cfg->nr_vcpus; i++) {
+		if (!d->vcpu_seen[i]) {
+			fail(d, "the stream ended without the state of vCPU %u", i);
+			return -EBADMSG;
+		}
+	}
+	if (d->vm_seen != VMSTATE_SEEN_VM_ALL || !d->serial_seen) {
+		fail(d, "the stream ended without the interrupt controller, timer, clock or "
+			"serial state");
+		return -EBADMSG;
+	}
+	for (i = 0; i < d->cfg->nr_vcpus; i++) {
+		ret = x86__vcpu_restore(&vm->vcpus[i].kfd, &d->vcpus[i]);
+		if (ret) {
+			fail(d, "KVM refused the state of vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	ret = serial8250__load(&vm->serial, d->serial);
+	if (ret) {
+		fail(d, "invalid serial port state in the stream");
+		return ret;
+	}
+	ret = x86__vm_restore(&vm->kvm, &d->vms);
+	if (ret)
+		fail(d, "KVM refused the interrupt controller, timer or clock state: %s",
+		     strerror(-ret));
+	return ret;
+}
+
+static int verify(struct dest *d)
+{
+	uint64_t *mine, bad_gpa = 0;
+	size_t n;
+	int ret;
+
+	if (!d->have_verify)
+		return 0;
+	ret = stream__ram_digest(&d->vm->mem, &mine, &n);
+	if (ret)
+		return ret;
+	ret = stream__ram_digest_compare(d->cfg, d->digests, d->nr_digests, mine, n, &bad_gpa);
+	free(mine);
+	if (ret)
+		fail(d, "RAM verification failed: the 2 MiB chunk at gpa 0x%llx differs from the "
+			"source's", (unsigned long long)bad_gpa);
+	else
+		pr_info("RAM verified: %zu chunks match the source", n);
+	return ret;
+}
+
+static int wait_go(struct dest *d, struct stream_reader *cr)
+{
+	struct pollfd p = { .fd = d->fd, .events = POLLIN };
+	char msg[STREAM_ERROR_MSG_MAX + 1];
+	struct stream_record rec;
+	uint32_t code;
+	int ret;
+
+	if (d->io.rbuf_pos >= d->io.rbuf_len && poll(&p, 1, GO_TIMEOUT_MS) <= 0) {
+		fail(d, "the source did not hand the VM over (no GO)");
+		return -ETIMEDOUT;
+	}
+	ret = stream__read_record(cr, &rec);
+	if (ret) {
+		fail(d, "the source went away before handing the VM over: %s",
+		     cr->err[0] ? cr->err : strerror(-ret));
+		return ret;
+	}
+	if (rec.type == STREAM_REC_ERROR) {
+		if (stream__error_decode(rec.payload, rec.length, &code, msg))
+			snprintf(msg, sizeof(msg), "(unreadable)");
+		fail(d, "the source aborted the migration: %s", msg);
+		return -ECANCELED;
+	}
+	if (rec.type != STREAM_REC_GO) {
+		fail(d, "the source sent %s instead of GO", stream__type_name(rec.type));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* READY, wait for GO, run, RESUMED. */
+static int handover(struct dest *d)
+{
+	struct stream_writer cw;
+	struct stream_reader cr;
+	int ret;
+
+	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = stream__reader_init(&cr, &d->io, STREAM_CTX_CONTROL);
+	if (ret)
+		goto out_writer;
+	ret = stream__write_control(&cw, STREAM_REC_READY);
+	if (ret)
+		fail(d, "cannot tell the source we are ready: %s", strerror(-ret));
+	if (!ret)
+		ret = wait_go(d, &cr);
+	if (!ret)
+		ret = vm__start(d->vm);
+	if (!ret && stream__write_control(&cw, STREAM_REC_RESUMED))
+		pr_warn("the VM runs here, but the source was not told (it keeps its copy paused)");
+	stream__reader_exit(&cr);
+out_writer:
+	stream__writer_exit(&cw);
+	return ret;
+}
+
+static void send_error(struct dest *d)
+{
+	struct stream_writer cw;
+
+	if (d->is_file || d->fd < 0 || stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL))
+		return;
+	if (stream__write_error(&cw, 1, d->err))
+		pr_debug("could not send the error to the source");
+	stream__writer_exit(&cw);
+}
+
+static void cleanup(struct dest *d)
+{
+	if (d->vm_created)
+		vm__destroy(d->vm);
+	free(d->vm);
+	config__free(&d->vcfg);
+	if (d->cfg)
+		stream__config_release(d->cfg);
+	free(d->cfg);
+	free(d->vcpus);
+	free(d->vcpu_seen);
+	free(d->serial);
+	free(d->digests);
+	stream__reader_exit(&d->r);
+	stream_io__exit(&d->io);
+	if (d->fd >= 0)
+		close(d->fd);
+}
+
+int migrate__receive(const struct receive_params *p)
+{
+	struct dest d = { .p = p, .fd = -1 };
+	int ret, status;
+
+	ret = open_source(&d);
+	if (!ret)
+		ret = stream_io__init_fd(&d.io, d.fd);
+	if (!ret)
+		ret = stream__reader_init(&d.r, &d.io, STREAM_CTX_DATA);
+	if (!ret)
+		ret = read_config(&d);
+	if (!ret)
+		ret = build_vm(&d);
+	if (!ret)
+		ret = receive_records(&d);
+	if (!ret)
+		ret = restore(&d);
+	if (!ret)
+		ret = verify(&d);
+	if (!ret)
+		ret = d.is_file ? vm__start(d.vm) : handover(&d);
+	if (ret) {
+		if (!d.err[0])
+			fail(&d, "%s", strerror(-ret));
+		pr_err("incoming migration failed: %s", d.err);
+		send_error(&d);
+		cleanup(&d);
+		return 1;
+	}
+	pr_info("VM resumed here (%u vCPUs, %llu MiB)", d.cfg->nr_vcpus,
+		(unsigned long long)(d.cfg->ram_size >> 20));
+	if (!d.is_file) {
+		close(d.fd);
+		d.fd = -1;
+	}
+	status = vm__wait(d.vm);
+	pr_info("%s (exit status %d)", d.vm->exit.reason, status);
+	cleanup(&d);
+	return status;
+}

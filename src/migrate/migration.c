@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The VM's outgoing-migration slot: start, cancel, progress, for the API. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "godwit/log.h"
+#include "godwit/migrate.h"
+#include "godwit/vm.h"
+
+const char *migrate__status_name(enum migrate_status s)
+{
+	static const char *const names[] = {
+		[MIG_NONE] = "none",	       [MIG_SETUP] = "setup",
+		[MIG_ACTIVE] = "active",       [MIG_COMPLETING] = "completing",
+		[MIG_COMPLETED] = "completed", [MIG_FAILED] = "failed",
+		[MIG_CANCELLED] = "cancelled",
+	};
+
+	return (unsigned int)s < ARRAY_SIZE(names) ? names[s] : "unknown";
+}
+
+bool migrate__status_final(enum migrate_status s)
+{
+	return s == MIG_COMPLETED || s == MIG_FAILED || s == MIG_CANCELLED;
+}
+
+bool migrate__status_final_name(const char *name)
+{
+	return name && (!strcmp(name, "completed") || !strcmp(name, "failed") ||
+			!strcmp(name, "cancelled"));
+}
+
+void migrate__init(struct migration *m)
+{
+	memset(m, 0, sizeof(*m));
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->fd = -1;
+}
+
+/* Joins a finished migration thread; the caller holds no lock. */
+static void reap(struct migration *m)
+{
+	bool join;
+
+	pthread_mutex_lock(&m->lock);
+	join = m->running && migrate__status_final(m->stats.status);
+	if (join)
+		m->running = false;
+	pthread_mutex_unlock(&m->lock);
+	if (join)
+		pthread_join(m->thread, NULL);
+}
+
+void migrate__exit(struct migration *m)
+{
+	bool running;
+
+	pthread_mutex_lock(&m->lock);
+	running = m->running;
+	m->cancel = true;
+	/* Unblocks a send or receive stuck on a dead peer. */
+	if (m->fd >= 0)
+		shutdown(m->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->lock);
+	if (running)
+		pthread_join(m->thread, NULL);
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
+}
+
+static uint64_t default_timeout_s(uint64_t ram_bytes)
+{
+	/* A minute, plus ten seconds per GiB of RAM. */
+	return 60 + 10 * (ram_bytes / GiB);
+}
+
+int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
+{
+	struct migration *m = &vm->mig;
+	int ret;
+
+	reap(m);
+	pthread_mutex_lock(&vm->lock);
+	ret = vm->state == VM_RUNNING ? 0 : -EBUSY;
+	pthread_mutex_unlock(&vm->lock);
+	if (ret) {
+		snprintf(err, errlen, "the VM is not running");
+		return ret;
+	}
+	if (strncmp(p->to, "tcp:", 4) && strncmp(p->to, "file:", 5)) {
+		snprintf(err, errlen, "'%s': expected tcp:HOST:PORT or file:PATH", p->to);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->running) {
+		pthread_mutex_unlock(&m->lock);
+		snprintf(err, errlen, "a migration is already running");
+		return -EBUSY;
+	}
+	m->params = *p;
+	if (!m->params.timeout_s)
+		m->params.timeout_s = default_timeout_s(vm->mem.size);
+	memset(&m->stats, 0, sizeof(m->stats));
+	m->stats.status = MIG_SETUP;
+	m->stats.start_ns = util__now_ns();
+	m->stats.ram_bytes = vm->mem.size;
+	snprintf(m->stats.to, sizeof(m->stats.to), "%s", p->to);
+	m->cancel = false;
+	m->final_reads = 0;
+	ret = migrate__launch(vm);
+	if (!ret)
+		m->running = true;
+	pthread_mutex_unlock(&m->lock);
+	if (ret)
+		snprintf(err, errlen, "cannot start the migration thread: %s", strerror(-ret));
+	return ret;
+}
+
+int migrate__cancel(struct vm *vm)
+{
+	struct migration *m = &vm->mig;
+	int ret = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->running || migrate__status_final(m->stats.status))
+		ret = -ENOENT;
+	else
+		m->cancel = true;
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+void migrate__get_stats(struct vm *vm, struct migrate_stats *out)
+{
+	struct migration *m = &vm->mig;
+
+	pthread_mutex_lock(&m->lock);
+	*out = m->stats;
+	if (!migrate__status_final(out->status) && out->status != MIG_NONE)
+		out->total_ms = (util__now_ns() - out->start_ns) / 1000000;
+	if (migrate__status_final(out->status)) {
+		m->final_reads++;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/*
+ * After a successful migration the source process exits; give a client that
+ * polls GET /vm/migration the chance to read the final figures first.
+ */
+void migrate__wait_final_read(struct migration *m, unsigned int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&m->lock);
+	while (m->watched && !m->final_reads)
+		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts))
+			break;
+	pthread_mutex_unlock(&m->lock);
+}

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Guest RAM on the wire: dirty tracking (KVM's log OR the VMM's own bitmap),
+ * the first full pass (skipping never-touched holes and zero pages), later
+ * passes over dirty pages, and applying RAM records on the destination.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "godwit/log.h"
+#include "godwit/ram.h"
+#include "godwit/vm.h"
+
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
+#define BATCH_PAGES 256 /* data pages per RAM record: 1 MiB */
+
+static size_t bitmap_longs(uint64_t nbits)
+{
+	return (nbits + BITS_PER_LONG - 1) / BITS_PER_LONG;
+}
+
+int ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem)
+{
+	size_t longs = bitmap_longs(mem->nr_pages);
+
+	memset(t, 0, sizeof(*t));
+	t->mem = mem;
+	t->pending = calloc(longs, sizeof(unsigned long));
+	t->slot_log = calloc(longs + 1, sizeof(unsigned long));
+	t->staging = aligned_alloc(4096, BATCH_PAGES * GUEST_PAGE_SIZE);
+	if (!t->pending || !t->slot_log || !t->staging) {
+		ram__tracker_exit(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void ram__tracker_exit(struct ram_tracker *t)
+{
+	free(t->pending);
+	free(t->slot_log);
+	free(t->staging);
+	t->pending = t->slot_log = NULL;
+	t->staging = NULL;
+}
+
+static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < mem->nr_regions; i++) {
+		ret = kvm__set_memory(kvm, i, mem->regions[i].gpa, mem->regions[i].size,
+				      mem->regions[i].hva, on);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * From here on every guest write is logged: KVM write-protects the slots as
+ * logging starts (manual-protect mode without initially-all-set). The VMM's own
+ * bitmap is reset, because the first pass sends all of RAM anyway.
+ */
+int ram__log_start(struct ram_tracker *t, struct kvm *kvm)
+{
+	size_t i, longs = bitmap_longs(t->mem->nr_pages);
+	int ret;
+
+	for (i = 0; i < longs; i++)
+		__atomic_store_n(&t->mem->vmm_dirty[i], 0, __ATOMIC_RELAXED);
+	ret = set_logging(kvm, t->mem, 1);
+	if (ret)
+		pr_err("cannot start dirty logging: %s", strerror(-ret));
+	return ret;
+}
+
+void ram__log_stop(struct ram_tracker *t, struct kvm *kvm)
+{
+	if (set_logging(kvm, t->mem, 0))
+		pr_warn("cannot stop dirty logging");
+}
+
+static void or_bits(unsigned long *dst, uint64_t dst_bit, const unsigned long *src, uint64_t n)
+{
+	uint64_t i;
+
+	/* Regions start on 2 MiB boundaries, so dst_bit is a multiple of BITS_PER_LONG. */
+	for (i = 0; i < bitmap_longs(n); i++)
+		dst[dst_bit / BITS_PER_LONG + i] |= src[i];
+}
+
+static uint64_t count_bits(const unsigned long *b, uint64_t n)
+{
+	uint64_t i, c = 0;
+
+	for (i = 0; i < bitmap_longs(n); i++)
+		c += (uint64_t)__builtin_popcountl(b[i]);
+	return c;
+}
+
+/*
+ * Moves everything dirtied since the last sync into t->pending: KVM's log for
+ * each slot (fetched, then cleared so new writes are caught again) and the
+ * VMM's bitmap (swapped out word by word). Returns pages pending, or -errno.
+ */
+int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm)
+{
+	struct guest_mem *mem = t->mem;
+	unsigned int i;
+	size_t w;
+	int ret;
+
+	for (i = 0; i < mem->nr_regions; i++) {
+		uint64_t pages = mem->regions[i].size / GUEST_PAGE_SIZE;
+		uint64_t first = mem->regions[i].fd_offset / GUEST_PAGE_SIZE;
+
+		memset(t->slot_log, 0, bitmap_longs(pages) * sizeof(unsigned long));
+		ret = kvm__get_dirty_log(kvm, i, t->slot_log);
+		if (!ret)
+			ret = kvm__clear_dirty_log(kvm, i, 0, (uint32_t)pages, t->slot_log);
+		if (ret) {
+			pr_err("cannot read KVM's dirty log: %s", strerror(-ret));
+			return ret;
+		}
+		or_bits(t->pending, first, t->slot_log, pages);
+	}
+	for (w = 0; w < bitmap_longs(mem->nr_pages); w++)
+		t->pending[w] |= __atomic_exchange_n(&mem->vmm_dirty[w], 0, __ATOMIC_RELAXED);
+	return (int64_t)count_bits(t->pending, mem->nr_pages);
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	size_t i;
+
+	for (i = 0; i < GUEST_PAGE_SIZE / sizeof(uint64_t); i += 4)
+		if (q[i] | q[i + 1] | q[i + 2] | q[i + 3])
+			return false;
+	return true;
+}
+
+static void throttle_bandwidth(struct ram_sender *s)
+{
+	uint64_t elapsed, due;
+	struct timespec ts;
+
+	if (!s->max_bandwidth)
+		return;
+	elapsed = util__now_ns() - s->bw_start_ns;
+	due = s->bw_bytes * 1000000000ULL / s->max_bandwidth;
+	if (due > elapsed) {
+		ts.tv_sec = (time_t)((due - elapsed) / 1000000000ULL);
+		ts.tv_nsec = (long)((due - elapsed) % 1000000000ULL);
+		nanosleep(&ts, NULL);
+	}
+}
+
+int ram__flush(struct ram_sender *s)
+{
+	const uint8_t *data[STREAM_RAM_MAX_RUNS];
+	uint64_t before = s->w->bytes;
+	unsigned int i, page = 0;
+	int ret;
+
+	if (!s->nr_runs)
+		return 0;
+	for (i = 0; i < s->nr_runs; i++) {
+		data[i] = NULL;
+		if (s->runs[i].kind == STREAM_RAM_DATA) {
+			data[i] = s->copy ? s->t->staging + (size_t)page * GUEST_PAGE_SIZE
+					  : s->direct[i];
+			page += s->runs[i].npages;
+		}
+	}
+	ret = stream__write_ram(s->w, s->runs, s->nr_runs, data);
+	s->nr_runs = 0;
+	s->nr_data = 0;
+	s->bw_bytes += s->w->bytes - before;
+	if (ret)
+		return ret;
+	throttle_bandwidth(s);
+	if (s->cancelled && __atomic_load_n(s->cancelled, __ATOMIC_RELAXED))
+		return -ECANCELED;
+	return 0;
+}
+
+/* Adds one page to the batch, extending the last run when it continues it. */
+static int add_page(struct ram_sender *s, uint64_t gpa, const uint8_t *hva)
+{
+	uint32_t kind = page_is_zero(hva) ? STREAM_RAM_ZERO : STREAM_RAM_DATA;
+	struct stream_ram_run *last = s->nr_runs ? &s->runs[s->nr_runs - 1] : NULL;
+	int ret;
+
+	if (kind == STREAM_RAM_DATA && s->nr_data == BATCH_PAGES) {
+		ret = ram__flush(s);
+		if (ret)
+			return ret;
+		last = NULL;
+	}
+	if (last && last->kind == kind && last->gpa + (uint64_t)last->npages * GUEST_PAGE_SIZE == gpa &&
+	    (s->copy || kind == STREAM_RAM_ZERO ||
+	     s->direct[s->nr_runs - 1] + (size_t)last->npages * GUEST_PAGE_SIZE == hva)) {
+		last->npages++;
+	} else {
+		if (s->nr_runs == STREAM_RAM_MAX_RUNS) {
+			ret = ram__flush(s);
+			if (ret)
+				return ret;
+		}
+		s->direct[s->nr_runs] = hva;
+		s->runs[s->nr_runs++] = (struct stream_ram_run){ .gpa = gpa, .npages = 1, .kind = kind };
+	}
+	if (kind == STREAM_RAM_DATA) {
+		/* While vCPUs run, a page is copied first: its checksum must match what is sent. */
+		if (s->copy)
+			memcpy(s->t->staging + (size_t)s->nr_data * GUEST_PAGE_SIZE, hva,
+			       GUEST_PAGE_SIZE);
+		s->nr_data++;
+		s->pages_sent++;
+	} else {
+		s->zero_pages++;
+	}
+	return 0;
+}
+
+static int send_offset(struct ram_sender *s, uint64_t off)
+{
+	struct guest_mem *mem = s->t->mem;
+
+	return add_page(s, guest_mem__offset_to_gpa(mem, off), mem->base + off);
+}
+
+/*
+ * The first pass: every page that was ever written. Holes in the memfd (found
+ * with SEEK_DATA/SEEK_HOLE) were never touched and are not even read.
+ */
+int ram__send_all(struct ram_sender *s)
+{
+	struct guest_mem *mem = s->t->mem;
+	off_t data, hole, end = (off_t)mem->size;
+	uint64_t off, touched = 0;
+	int ret;
+
+	for (data = lseek(mem->memfd, 0, SEEK_DATA); data >= 0 && data < end;
+	     data = lseek(mem->memfd, hole, SEEK_DATA)) {
+		hole = lseek(mem->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		for (off = (uint64_t)data & ~(GUEST_PAGE_SIZE - 1); off < (uint64_t)hole;
+		     off += GUEST_PAGE_SIZE) {
+			ret = send_offset(s, off);
+			if (ret)
+				return ret;
+			touched++;
+		}
+	}
+	if (data < 0 && errno != ENXIO)
+		return -errno;
+	s->skipped_pages = mem->nr_pages - touched;
+	return ram__flush(s);
+}
+
+/* Sends and clears every page pending in the tracker. */
+int ram__send_pending(struct ram_sender *s)
+{
+	struct ram_tracker *t = s->t;
+	size_t w, longs = bitmap_longs(t->mem->nr_pages);
+	int ret;
+
+	for (w = 0; w < longs; w++) {
+		unsigned long bits = t->pending[w];
+
+		t->pending[w] = 0;
+		while (bits) {
+			unsigned int b = (unsigned int)__builtin_ctzl(bits);
+			uint64_t pfn = w * BITS_PER_LONG + b;
+
+			bits &= bits - 1;
+			if (pfn >= t->mem->nr_pages)
+				break;
+			ret = send_offset(s, pfn * GUEST_PAGE_SIZE);
+			if (ret)
+				return ret;
+		}
+	}
+	return ram__flush(s);
+}
+
+/* Destination: one validated run of a RAM record. */
+int ram__apply_run(void *opaque, uint64_t gpa, uint32_t npages, uint32_t kind, const uint8_t *data)
+{
+	struct guest_mem *mem = opaque;
+	uint64_t len = (uint64_t)npages * GUEST_PAGE_SIZE;
+	int64_t off;
+
+	if (kind == STREAM_RAM_DATA)
+		return guest_mem__write(mem, gpa, data, len);
+	/* A zero run: give the pages back to the memfd, which reads them as zeros. */
+	off = guest_mem__gpa_to_offset(mem, gpa);
+	if (off < 0 || !guest_mem__ptr(mem, gpa, len))
+		return -EFAULT;
+	if (fallocate(mem->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len) < 0)
+		memset(guest_mem__ptr(mem, gpa, len), 0, len);
+	guest_mem__mark_dirty(mem, gpa, len);
+	return 0;
+}

@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The outgoing side: pre-copy rounds until the predicted pause fits, then
+ * stop-and-copy and the hand-over. Until the destination says RESUMED the VM
+ * belongs to this process: any failure before GO resumes it here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "godwit/log.h"
+#include "godwit/migrate.h"
+#include "godwit/ram.h"
+#include "godwit/vm.h"
+#include "godwit/vmstate.h"
+#include "godwit/x86.h"
+
+#define HANDSHAKE_TIMEOUT_MS 30000
+#define FINAL_READ_GRACE_MS 3000
+#define THROTTLE_FIRST 20
+#define THROTTLE_STEP 10
+#define THROTTLE_MAX 99
+
+/* One outgoing migration's working state (the thread's stack, in effect). */
+struct source {
+	struct vm *vm;
+	struct migration *m;
+	struct stream_io io;
+	struct stream_writer w;
+	struct ram_tracker t;
+	struct ram_sender s;
+	bool is_file;
+	bool paused; /* we paused the VM for stop-and-copy */
+	bool go_sent;
+	uint64_t deadline_ns;
+	uint64_t pause_ns;
+	uint32_t not_shrinking;
+	char err[256];
+};
+
+static void fail(struct source *src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct source *src, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (src->err[0])
+		return; /* the first reason is the one that matters */
+	va_start(ap, fmt);
+	vsnprintf(src->err, sizeof(src->err), fmt, ap);
+	va_end(ap);
+}
+
+static void set_status(struct migration *m, enum migrate_status st)
+{
+	pthread_mutex_lock(&m->lock);
+	m->stats.status = st;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, uint64_t dirty_rate)
+{
+	struct migrate_stats *st = &src->m->stats;
+
+	pthread_mutex_lock(&src->m->lock);
+	st->bytes_sent = src->w.bytes;
+	st->pages_sent = src->s.pages_sent;
+	st->zero_pages = src->s.zero_pages;
+	st->skipped_pages = src->s.skipped_pages;
+	st->remaining_bytes = remaining;
+	if (bw)
+		st->bandwidth = bw;
+	st->dirty_rate = dirty_rate;
+	st->total_ms = (util__now_ns() - st->start_ns) / 1000000;
+	pthread_mutex_unlock(&src->m->lock);
+}
+
+static int open_target(struct source *src)
+{
+	const char *to = src->m->params.to;
+	int fd, ret;
+
+	if (!strncmp(to, "file:", 5)) {
+		src->is_file = true;
+		fd = open(to + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			fail(src, "cannot create %s: %s", to + 5, strerror(errno));
+			return -errno;
+		}
+	} else {
+		ret = transport__connect(to, &fd, src->err, sizeof(src->err));
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&src->m->lock);
+	src->m->fd = fd;
+	pthread_mutex_unlock(&src->m->lock);
+	ret = stream_io__init_fd(&src->io, fd);
+	if (!ret)
+		ret = stream__writer_init(&src->w, &src->io, STREAM_CTX_DATA);
+	return ret;
+}
+
+static int send_config(struct source *src)
+{
+	struct vm *vm = src->vm;
+	struct stream_config *c = calloc(1, sizeof(*c));
+	unsigned int i;
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->ram_size = vm->mem.size;
+	c->nr_vcpus = vm->nr_vcpus;
+	c->machine_version = 1;
+	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
+	c->nr_regions = vm->mem.nr_regions;
+	for (i = 0; i < vm->mem.nr_regions; i++)
+		c->regions[i] = (struct stream_region){ vm->mem.regions[i].gpa,
+							vm->mem.regions[i].size };
+	memcpy(c->uuid, vm->uuid, sizeof(c->uuid));
+	ret = x86__cpu_signature(&vm->kvm, &c->cpuid, &c->cpuid_len);
+	if (!ret) {
+		c->nr_devices = 1;
+		snprintf(c->devices[0].type, sizeof(c->devices[0].type), "serial");
+		ret = stream__write_config(&src->w, c);
+	}
+	if (ret)
+		fail(src, "cannot send the VM's configuration: %s",
+		     src->w.err[0] ? src->w.err : strerror(-ret));
+	stream__config_release(c);
+	free(c);
+	return ret;
+}
+
+static int send_round_marker(struct source *src, uint32_t round, uint64_t dirty, uint64_t ns,
+			     uint64_t pages_before, uint64_t bytes_before)
+{
+	struct stream_round rd = {
+		.round = round,
+		.pages_sent = src->s.pages_sent - pages_before,
+		.bytes_sent = src->w.bytes - bytes_before,
+		.dirty_pages = dirty,
+		.duration_ns = ns,
+	};
+
+	return stream__write_round(&src->w, &rd);
+}
+
+static bool cancelled(struct source *src)
+{
+	return __atomic_load_n(&src->m->cancel, __ATOMIC_RELAXED);
+}
+
+/* Raises the vCPU throttle when rounds stop shrinking (auto-converge). */
+static void converge(struct source *src, uint64_t dirty, uint64_t prev_dirty)
+{
+	struct vm *vm = src->vm;
+	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+
+	if (prev_dirty && dirty * 10 >= prev_dirty * 9)
+		src->not_shrinking++;
+	else
+		src->not_shrinking = 0;
+	if (src->not_shrinking < 2)
+		return;
+	src->not_shrinking = 0;
+	pct = pct ? MIN(pct + THROTTLE_STEP, THROTTLE_MAX) : THROTTLE_FIRST;
+	vm__set_throttle(vm, pct);
+	pthread_mutex_lock(&src->m->lock);
+	src->m->stats.throttle_pct = pct;
+	src->m->stats.max_throttle_pct = MAX(src->m->stats.max_throttle_pct, pct);
+	pthread_mutex_unlock(&src->m->lock);
+	pr_info("migration: not converging, vCPUs throttled to %u%%", pct);
+}
+
+/* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
+static int precopy(struct source *src)
+{
+	struct migrate_params *p = &src->m->params;
+	uint64_t prev_dirty = 0, bw = 0;
+	uint32_t round = 1;
+	int ret;
+
+	ret = ram__log_start(&src->t, &src->vm->kvm);
+	if (ret) {
+		fail(src, "cannot start dirty logging: %s", strerror(-ret));
+		return ret;
+	}
+	src->s.copy = true;
+	for (;;) {
+		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
+		uint64_t ns, dirty_bytes, predicted_ms;
+		int64_t dirty;
+
+		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
+		if (ret)
+			return ret;
+		dirty = ram__sync(&src->t, &src->vm->kvm);
+		if (dirty < 0)
+			return (int)dirty;
+		ns = MAX(util__now_ns() - t0, 1ULL);
+		/* Bandwidth: what this round moved over how long it took (EWMA 1/2). */
+		if (src->w.bytes - bytes0 > 4 * MiB || !bw) {
+			uint64_t now_bw = (src->w.bytes - bytes0) * 1000000000ULL / ns;
+
+			bw = bw ? (bw + now_bw) / 2 : MAX(now_bw, 1ULL);
+		}
+		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
+		predicted_ms = dirty_bytes * 1000 / MAX(bw, 1ULL);
+		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&src->m->lock);
+		src->m->stats.rounds = round;
+		pthread_mutex_unlock(&src->m->lock);
+		update_stats(src, dirty_bytes, bw, dirty_bytes * 1000000000ULL / ns);
+		pr_debug("round %u: %llu dirty pages, bw %llu MB/s, predicted pause %llu ms", round,
+			 (unsigned long long)dirty, (unsigned long long)(bw / 1000000),
+			 (unsigned long long)predicted_ms);
+		if (predicted_ms <= p->downtime_ms || src->is_file)
+			return 0;
+		if (cancelled(src))
+			return -ECANCELED;
+		if (util__now_ns() > src->deadline_ns) {
+			fail(src, "did not converge within %llu s (last round: %llu MiB dirty, "
+				  "%llu MB/s); the VM keeps running here",
+			     (unsigned long long)p->timeout_s, (unsigned long long)(dirty_bytes >> 20),
+			     (unsigned long long)(bw / 1000000));
+			return -ETIMEDOUT;
+		}
+		converge(src, (uint64_t)dirty, prev_dirty);
+		prev_dirty = (uint64_t)dirty;
+		round++;
+	}
+}
+
+static int send_state(struct source *src)
+{
+	struct vm *vm = src->vm;
+	struct serial8250_state *ser = malloc(sizeof(*ser));
+	struct x86_vcpu_state *vs = malloc(sizeof(*vs));
+	struct x86_vm_state vms;
+	unsigned int i;
+	int ret;
+
+	if (!ser || !vs) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = x86__vm_save(&vm->kvm, &vms);
+	if (!ret)
+		ret = vmstate__put_vm(&src->w, &vms);
+	for (i = 0; !ret && i < vm->nr_vcpus; i++) {
+		ret = x86__vcpu_save(&vm->vcpus[i].kfd, vm->msr_indices, vm->nr_msr_indices, vs);
+		if (!ret)
+			ret = vmstate__put_vcpu(&src->w, i, vs);
+	}
+	if (!ret) {
+		serial8250__save(&vm->serial, ser);
+		ret = vmstate__put_serial(&src->w, ser);
+	}
+out:
+	if (ret)
+		fail(src, "cannot save the VM's state: %s", src->w.err[0] ? src->w.err : strerror(-ret));
+	free(ser);
+	free(vs);
+	return ret;
+}
+
+static int send_verify(struct source *src)
+{
+	uint64_t *digests;
+	size_t n;
+	int ret;
+
+	ret = stream__ram_digest(&src->vm->mem, &digests, &n);
+	if (ret)
+		return ret;
+	ret = stream__write_verify(&src->w, digests, n);
+	free(digests);
+	return ret;
+}
+
+/* The pause: last dirty pages, every piece of state, the digest, END. */
+static int stop_and_copy(struct source *src)
+{
+	int64_t dirty;
+	int ret;
+
+	set_status(src->m, MIG_COMPLETING);
+	src->pause_ns = util__now_ns();
+	ret = vm__pause(src->vm);
+	if (ret) {
+		fail(src, "cannot pause the VM: %s", strerror(-ret));
+		return ret;
+	}
+	src->paused = true;
+	vm__set_throttle(src->vm, 0);
+	dirty = ram__sync(&src->t, &src->vm->kvm);
+	if (dirty < 0)
+		return (int)dirty;
+	src->s.copy = false; /* nothing writes guest RAM now: send straight from it */
+	ret = ram__send_pending(&src->s);
+	if (!ret)
+		ret = send_state(src);
+	if (!ret && src->m->params.verify)
+		ret = send_verify(src);
+	if (!ret)
+		ret = stream__write_end(&src->w);
+	ram__log_stop(&src->t, &src->vm->kvm);
+	update_stats(src, 0, 0, 0);
+	return ret;
+}
+
+/* Waits for the next control record; what the reader has buffered counts as readable. */
+static int wait_readable(struct stream_io *io, int ms)
+{
+	struct pollfd p = { .fd = io->fd, .events = POLLIN };
+	int r;
+
+	if (io->rbuf_pos < io->rbuf_len)
+		return 0;
+	do {
+		r = poll(&p, 1, ms);
+	} while (r < 0 && errno == EINTR);
+	return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
+}
+
+static int expect(struct source *src, struct stream_reader *r, uint32_t want)
+{
+	struct stream_record rec;
+	char msg[STREAM_ERROR_MSG_MAX + 1];
+	uint32_t code;
+	int ret;
+
+	ret = wait_readable(&src->io, HANDSHAKE_TIMEOUT_MS);
+	if (!ret)
+		ret = stream__read_record(r, &rec);
+	if (ret) {
+		fail(src, "destination went away before %s: %s", stream__type_name(want),
+		     ret == -ETIMEDOUT ? "timed out" : r->err[0] ? r->err : strerror(-ret));
+		return ret;
+	}
+	if (rec.type == STREAM_REC_ERROR) {
+		if (stream__error_decode(rec.payload, rec.length, &code, msg))
+			snprintf(msg, sizeof(msg), "(unreadable error message)");
+		fail(src, "destination refused the VM: %s", msg);
+		return -EREMOTEIO;
+	}
+	if (rec.type != want) {
+		fail(src, "destination sent %s, expected %s", stream__type_name(rec.type),
+		     stream__type_name(want));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* READY, then GO, then RESUMED: the VM is the destination's from GO on. */
+static int handover(struct source *src)
+{
+	struct stream_reader r;
+	struct stream_writer cw;
+	int ret;
+
+	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
+	if (ret)
+		goto out_reader;
+	ret = expect(src, &r, STREAM_REC_READY);
+	if (ret || cancelled(src))
+		goto out;
+	src->go_sent = true; /* from here, a lost connection leaves the outcome unknown */
+	ret = stream__write_control(&cw, STREAM_REC_GO);
+	if (ret) {
+		fail(src, "cannot send GO: %s", strerror(-ret));
+		goto out;
+	}
+	ret = expect(src, &r, STREAM_REC_RESUMED);
+out:
+	stream__writer_exit(&cw);
+out_reader:
+	stream__reader_exit(&r);
+	if (!ret && cancelled(src) && !src->go_sent)
+		ret = -ECANCELED;
+	return ret;
+}
+
+/* Tells the destination why we stop, so it exits with a reason, not just EOF. */
+static void send_abort(struct source *src)
+{
+	struct stream_writer cw;
+
+	if (src->is_file || src->m->fd < 0 || stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL))
+		return;
+	if (stream__write_error(&cw, 1, src->err[0] ? src->err : "migration cancelled"))
+		pr_debug("could not tell the destination why the migration stopped");
+	stream__writer_exit(&cw);
+}
+
+static int run(struct source *src)
+{
+	int ret;
+
+	ret = open_target(src);
+	if (!ret)
+		ret = stream__write_header(&src->w);
+	if (!ret)
+		ret = send_config(src);
+	if (!ret)
+		ret = ram__tracker_init(&src->t, &src->vm->mem);
+	if (ret)
+		return ret;
+	src->s = (struct ram_sender){ .t = &src->t, .w = &src->w, .cancelled = &src->m->cancel,
+				      .max_bandwidth = src->m->params.max_bandwidth,
+				      .bw_start_ns = util__now_ns() };
+	set_status(src->m, MIG_ACTIVE);
+	ret = precopy(src);
+	if (!ret && cancelled(src))
+		ret = -ECANCELED;
+	if (!ret)
+		ret = stop_and_copy(src);
+	if (!ret && src->is_file)
+		ret = fsync(src->m->fd) ? -errno : 0;
+	else if (!ret)
+		ret = handover(src);
+	return ret;
+}
+
+static void finish(struct source *src, int ret)
+{
+	struct migration *m = src->m;
+	enum migrate_status st;
+
+	if (ret && src->t.pending)
+		ram__log_stop(&src->t, &src->vm->kvm);
+	vm__set_throttle(src->vm, 0);
+	if (ret == -ECANCELED)
+		fail(src, "cancelled");
+	else if (ret)
+		fail(src, "%s", src->w.err[0] ? src->w.err : strerror(-ret));
+	if (ret && !src->go_sent)
+		send_abort(src);
+	pthread_mutex_lock(&m->lock);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	pthread_mutex_unlock(&m->lock);
+	stream__writer_exit(&src->w);
+	stream_io__exit(&src->io);
+	ram__tracker_exit(&src->t);
+
+	st = !ret ? MIG_COMPLETED : ret == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
+	pthread_mutex_lock(&m->lock);
+	m->stats.total_ms = (util__now_ns() - m->stats.start_ns) / 1000000;
+	if (src->pause_ns && !ret)
+		m->stats.downtime_ms = (util__now_ns() - src->pause_ns) / 1000000;
+	snprintf(m->stats.error, sizeof(m->stats.error), "%s", ret ? src->err : "");
+	pthread_mutex_unlock(&m->lock);
+	set_status(m, st);
+
+	if (!ret) {
+		pr_info("migration to %s completed in %llu ms (pause %llu ms)", m->params.to,
+			(unsigned long long)m->stats.total_ms, (unsigned long long)m->stats.downtime_ms);
+		return;
+	}
+	pr_err("migration to %s failed: %s", m->params.to, src->err);
+	if (src->go_sent) {
+		/*
+		 * GO went out and no RESUMED came back: the destination may be running
+		 * the guest. Resuming here could make two copies, so the VM stays paused.
+		 */
+		pr_err("the destination may have resumed the VM; it stays paused here");
+		return;
+	}
+	if (src->paused && vm__resume(src->vm))
+		pr_err("cannot resume the VM after the failed migration");
+	else if (src->paused)
+		pr_info("the VM runs on here");
+}
+
+static void *migration_thread(void *arg)
+{
+	struct vm *vm = arg;
+	struct source *src = calloc(1, sizeof(*src));
+	int ret;
+
+	if (!src) {
+		set_status(&vm->mig, MIG_FAILED);
+		return NULL;
+	}
+	src->vm = vm;
+	src->m = &vm->mig;
+	src->deadline_ns = util__now_ns() + src->m->params.timeout_s * 1000000000ULL;
+	ret = run(src);
+	finish(src, ret);
+	if (!ret) {
+		migrate__wait_final_read(src->m, FINAL_READ_GRACE_MS);
+		vm__request_exit(vm, 0, src->is_file ? "saved to a snapshot file" :
+						       "migrated to the destination");
+	}
+	free(src);
+	return NULL;
+}
+
+int migrate__launch(struct vm *vm)
+{
+	return -pthread_create(&vm->mig.thread, NULL, migration_thread, vm);
+}

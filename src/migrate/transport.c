@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Where a stream goes: tcp:HOST:PORT sockets (the file: kind is opened by callers). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "godwit/migrate.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define SOCK_BUF_BYTES (4 * 1024 * 1024)
+
+/* "tcp:HOST:PORT", HOST may be [v6]. */
+int transport__parse_tcp(const char *uri, char *host, size_t hostlen, char *port, size_t portlen)
+{
+	const char *h, *colon, *end;
+	size_t n;
+
+	if (strncmp(uri, "tcp:", 4))
+		return -EINVAL;
+	h = uri + 4;
+	if (*h == '[') {
+		end = strchr(h, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		h++;
+		colon = end + 1;
+	} else {
+		colon = strrchr(h, ':');
+		end = colon;
+	}
+	if (!colon || end == h)
+		return -EINVAL;
+	n = (size_t)(end - h);
+	if (n >= hostlen || strlen(colon + 1) >= portlen || !colon[1])
+		return -EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	strcpy(port, colon + 1);
+	for (h = port; *h; h++)
+		if (*h < '0' || *h > '9')
+			return -EINVAL;
+	return 0;
+}
+
+static void tune(int fd)
+{
+	int one = 1, buf = SOCK_BUF_BYTES;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+static int resolve(const char *uri, int passive, struct addrinfo **ai, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };
+	char host[256], port[16];
+	int r;
+
+	if (transport__parse_tcp(uri, host, sizeof(host), port, sizeof(port))) {
+		snprintf(err, errlen, "'%s': expected tcp:HOST:PORT", uri);
+		return -EINVAL;
+	}
+	r = getaddrinfo(host, port, &hints, ai);
+	if (r) {
+		snprintf(err, errlen, "%s: %s", uri, gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
+	return 0;
+}
+
+static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	socklen_t sl = sizeof(int);
+	int soerr = 0;
+
+	if (connect(fd, sa, len) == 0)
+		return 0;
+	if (errno != EINPROGRESS)
+		return -errno;
+	if (poll(&p, 1, CONNECT_TIMEOUT_MS) <= 0)
+		return -ETIMEDOUT;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		return -errno;
+	return -soerr;
+}
+
+int transport__connect(const char *uri, int *out, char *err, size_t errlen)
+{
+	struct addrinfo *ai, *a;
+	int fd = -1, ret;
+
+	ret = resolve(uri, 0, &ai, err, errlen);
+	if (ret)
+		return ret;
+	ret = -ECONNREFUSED;
+	for (a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			continue;
+		ret = connect_timeout(fd, a->ai_addr, a->ai_addrlen);
+		if (!ret)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-ret));
+		return ret;
+	}
+	/* Blocking from here on; the migration thread owns the socket. */
+	ret = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, ret & ~O_NONBLOCK);
+	tune(fd);
+	*out = fd;
+	return 0;
+}
+
+int transport__listen(const char *uri, int *out, char *err, size_t errlen)
+{
+	struct addrinfo *ai;
+	int fd, one = 1, ret;
+
+	ret = resolve(uri, 1, &ai, err, errlen);
+	if (ret)
+		return ret;
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	*out = fd;
+out:
+	freeaddrinfo(ai);
+	if (ret && !err[0])
+		snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(-ret));
+	return ret;
+}
+
+int transport__accept(int lfd, int *out)
+{
+	int fd;
+
+	do {
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	} while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return -errno;
+	tune(fd);
+	*out = fd;
+	return 0;
+}

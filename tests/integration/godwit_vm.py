@@ -1,0 +1,125 @@
+"""Starting and driving godwit processes from tests.
+
+Every process is started by the test, remembered by PID and stopped by PID in
+cleanup; every wait is bounded in time.
+"""
+import errno
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GODWIT = os.environ.get("GODWIT", os.path.join(ROOT, "build", "godwit"))
+TESTGUEST = os.path.join(ROOT, "build", "guest", "testguest.elf")
+
+
+def kvm_unusable_reason():
+    """None if /dev/kvm can be opened, else why not (with what dmesg says)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError as e:
+        return f"no usable /dev/kvm on this host: {os.strerror(e.errno)}"
+    os.close(fd)
+    return None
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def api(sock_path, method, path, body=None, timeout=10):
+    """Returns (status, parsed JSON body or None)."""
+    conn = UnixHTTPConnection(sock_path, timeout)
+    try:
+        data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw else None)
+    finally:
+        conn.close()
+
+
+class Godwit:
+    """One `godwit` process; console output goes to a file we can poll."""
+
+    def __init__(self, tmp_path, args, name="vm", stdin=subprocess.DEVNULL):
+        self.console = tmp_path / f"{name}.console"
+        self.stderr_path = tmp_path / f"{name}.stderr"
+        self.api_path = str(tmp_path / f"{name}.sock")
+        self.args = [GODWIT] + args
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(self.args, stdin=stdin, stdout=subprocess.DEVNULL,
+                                     stderr=self._stderr)
+
+    @classmethod
+    def run_testguest(cls, tmp_path, cmdline, cpus=1, memory="256M", name="vm", extra=()):
+        g = cls.__new__(cls)
+        api_path = str(tmp_path / f"{name}.sock")
+        console = tmp_path / f"{name}.console"
+        args = ["run", "--kernel", TESTGUEST, "--memory", memory, "--cpus", str(cpus),
+                "--cmdline", cmdline, "--api", api_path, "--console", f"file:{console}",
+                *extra]
+        cls.__init__(g, tmp_path, args, name)
+        return g
+
+    def output(self):
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stderr(self):
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_for(self, pattern, timeout=30, count=1):
+        """Waits until `pattern` matches `count` times in the console; returns the matches."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = rx.findall(self.output())
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"no {count}x /{pattern}/ within {timeout}s (exit {self.proc.poll()});\n"
+            f"console tail:\n{self.output()[-2000:]}\nstderr:\n{self.stderr()[-2000:]}")
+
+    def api(self, method, path, body=None):
+        return api(self.api_path, method, path, body)
+
+    def wait_exit(self, timeout=30):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        """Stops our process by PID: SIGTERM, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._stderr.close()
+
+
+def run_godwit(args, timeout=30, **kw):
+    """Runs godwit to completion; returns CompletedProcess with text output."""
+    return subprocess.run([GODWIT] + args, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)

@@ -1,0 +1,99 @@
+"""The test guest on godwit (needs /dev/kvm): boot, workloads, API, exit codes."""
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from godwit_vm import TESTGUEST, Godwit, run_godwit
+
+pytestmark = pytest.mark.kvm
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 4])
+def test_every_vcpu_runs_its_workload(vms, cpus):
+    workloads = ["heartbeat 20"] + [f"memtouch 8M"] * (cpus - 1)
+    vm = vms(" ; ".join(workloads), cpus=cpus)
+    vm.wait_for(rf"testguest: {cpus} vcpus")
+    vm.wait_for(r"^hb 3 ", timeout=30)
+    if cpus > 1:
+        vm.wait_for(r"memtouch: pass \d+ ok", count=cpus - 1, timeout=30)
+    assert "ERROR" not in vm.output()
+
+
+def test_memtouch_runs_clean(vms):
+    vm = vms("memtouch 64M", memory="256M")
+    vm.wait_for(r"memtouch: pass 5 ok", timeout=60)
+    assert "memtouch: ERROR" not in vm.output()
+
+
+def test_heartbeat_ticks_at_its_rate(vms):
+    vm = vms("heartbeat 50")
+    beats = vm.wait_for(r"^hb (\d+) (\d+)$", count=20, timeout=30)
+    seqs = [int(s) for s, _ in beats]
+    ns = [int(n) for _, n in beats]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    gaps = [(b - a) / 1e6 for a, b in zip(ns, ns[1:])]
+    # Guest-timed gaps: within a wide band of 50 ms (the host is noisy).
+    assert all(40 <= g <= 200 for g in gaps), gaps
+
+
+def test_ticks_count_timer_interrupts(vms):
+    vm = vms("ticks 100")
+    counts = vm.wait_for(r"ticks cpu=0 count=(\d+)", count=3, timeout=30)
+    c = [int(x) for x in counts]
+    assert c[-1] > c[0] > 0
+
+
+def test_api_pause_stops_heartbeat_and_resume_restarts(vms):
+    vm = vms("heartbeat 10")
+    vm.wait_for(r"^hb 5 ")
+    status, body = vm.api("GET", "/vm")
+    assert status == 200 and body["state"] == "running"
+    assert body["config"]["cpus"] == 1
+    status, body = vm.api("PUT", "/vm/pause")
+    assert status == 200 and body["state"] == "paused"
+    time.sleep(0.2)
+    n = len(re.findall(r"^hb ", vm.output(), re.M))
+    time.sleep(0.5)
+    assert len(re.findall(r"^hb ", vm.output(), re.M)) == n
+    status, body = vm.api("PUT", "/vm/resume")
+    assert status == 200 and body["state"] == "running"
+    vm.wait_for(r"^hb ", count=n + 5)
+
+
+def test_bad_api_requests_keep_vm_running(vms):
+    vm = vms("heartbeat 10")
+    vm.wait_for(r"^hb 2 ")
+    assert vm.api("GET", "/nope")[0] == 404
+    assert vm.api("DELETE", "/vm")[0] == 405
+    assert vm.api("PUT", "/vm/pause", body="{not json")[0] == 400
+    n = len(re.findall(r"^hb ", vm.output(), re.M))
+    vm.wait_for(r"^hb ", count=n + 3)
+
+
+def test_api_shutdown_ends_process(vms):
+    vm = vms("heartbeat 10")
+    vm.wait_for(r"^hb 1 ")
+    assert vm.api("PUT", "/vm/shutdown")[0] == 202
+    assert vm.wait_exit(timeout=10) == 0
+
+
+def test_exit_code_passes_through(tmp_path):
+    res = run_godwit(["run", "--kernel", TESTGUEST, "--cmdline", "exit 3"], timeout=60)
+    assert res.returncode == 3, res.stderr
+
+
+def test_malformed_guest_cmdline(tmp_path):
+    res = run_godwit(["run", "--kernel", TESTGUEST, "--cmdline", "dance 5"], timeout=60)
+    assert res.returncode == 2
+    assert "testguest: error:" in res.stdout
+
+
+def test_sigterm_ends_cleanly(vms):
+    vm = vms("heartbeat 10")
+    vm.wait_for(r"^hb 1 ")
+    vm.proc.send_signal(signal.SIGTERM)
+    assert vm.wait_exit(timeout=10) == 128 + signal.SIGTERM
+    assert "stopped by" in vm.stderr()
