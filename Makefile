@@ -76,7 +76,10 @@ build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c -o $@ $<
 
-build/fuzz/%: fuzz/%.c $(FUZZ_LIB_OBJ)
+build/fuzz/libgodwit.a: $(FUZZ_LIB_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+build/fuzz/%: fuzz/%.c build/fuzz/libgodwit.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)

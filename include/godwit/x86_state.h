@@ -24,7 +24,8 @@ struct x86_vcpu_state {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_fpu fpu;
-	struct kvm_xsave xsave;
+	/* struct kvm_xsave ends in a flexible array, so the 4 KiB region is kept bare. */
+	uint32_t xsave[1024];
 	struct kvm_xcrs xcrs;
 	struct kvm_lapic_state lapic;
 	struct kvm_vcpu_events events;

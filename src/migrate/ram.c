@@ -65,7 +65,8 @@ static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
 /*
  * From here on every guest write is logged: KVM write-protects the slots as
  * logging starts (manual-protect mode without initially-all-set). The VMM's own
- * bitmap is reset, because the first pass sends all of RAM anyway.
+ * bitmap is reset, because the first pass sends all of RAM anyway. kvm may be
+ * NULL (tests without KVM).
  */
 int ram__log_start(struct ram_tracker *t, struct kvm *kvm)
 {
@@ -74,6 +75,8 @@ int ram__log_start(struct ram_tracker *t, struct kvm *kvm)
 
 	for (i = 0; i < longs; i++)
 		__atomic_store_n(&t->mem->vmm_dirty[i], 0, __ATOMIC_RELAXED);
+	if (!kvm)
+		return 0;
 	ret = set_logging(kvm, t->mem, 1);
 	if (ret)
 		pr_err("cannot start dirty logging: %s", strerror(-ret));
@@ -108,6 +111,7 @@ static uint64_t count_bits(const unsigned long *b, uint64_t n)
  * Moves everything dirtied since the last sync into t->pending: KVM's log for
  * each slot (fetched, then cleared so new writes are caught again) and the
  * VMM's bitmap (swapped out word by word). Returns pages pending, or -errno.
+ * kvm may be NULL (tests without KVM): only the VMM's bitmap is taken then.
  */
 int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm)
 {
@@ -116,7 +120,7 @@ int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm)
 	size_t w;
 	int ret;
 
-	for (i = 0; i < mem->nr_regions; i++) {
+	for (i = 0; kvm && i < mem->nr_regions; i++) {
 		uint64_t pages = mem->regions[i].size / GUEST_PAGE_SIZE;
 		uint64_t first = mem->regions[i].fd_offset / GUEST_PAGE_SIZE;
 

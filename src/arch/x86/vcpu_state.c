@@ -120,7 +120,7 @@ int x86__vcpu_save(struct kvm_vcpu_fd *v, const uint32_t *msr_indices, uint32_t 
 	if (!ret)
 		ret = kvm_vcpu__get_fpu(v, &st->fpu);
 	if (!ret)
-		ret = kvm_vcpu__get_xsave(v, &st->xsave);
+		ret = kvm_vcpu__get_xsave(v, (struct kvm_xsave *)st->xsave);
 	if (!ret)
 		ret = kvm_vcpu__get_xcrs(v, &st->xcrs);
 	if (!ret)
@@ -142,7 +142,7 @@ int x86__vcpu_restore(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st)
 
 	ret = kvm_vcpu__set_regs(v, &st->regs);
 	if (!ret)
-		ret = kvm_vcpu__set_xsave(v, &st->xsave);
+		ret = kvm_vcpu__set_xsave(v, (const struct kvm_xsave *)st->xsave);
 	if (!ret)
 		ret = kvm_vcpu__set_xcrs(v, &st->xcrs);
 	if (!ret)

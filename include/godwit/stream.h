@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_STREAM_H
+#define GODWIT_STREAM_H
+
+/*
+ * The migration stream: one format for live migration over TCP and for snapshot
+ * files. docs/migration-format.md is the byte-by-byte description; this header is
+ * the C view of it. The destination treats every byte as hostile: each decoder
+ * checks lengths before it allocates and ranges before it indexes, and reports
+ * what went wrong in a message a person can act on.
+ */
+
+#include <endian.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "godwit/util.h"
+
+struct guest_mem;
+
+/* ---- header ------------------------------------------------------------ */
+
+#define STREAM_MAGIC	     "GODWITMS"
+#define STREAM_MAGIC_LEN     8
+#define STREAM_VERSION_MAJOR 1
+#define STREAM_VERSION_MINOR 0
+#define STREAM_PAGE_SIZE     4096U
+#define STREAM_ARCH_X86_64   1U
+#define STREAM_HEADER_LEN    32
+
+struct stream_header {
+	uint16_t major;
+	uint16_t minor;
+	uint32_t page_size;
+	uint32_t arch;
+	uint32_t flags;
+};
+
+/* ---- records ----------------------------------------------------------- */
+
+#define STREAM_RECORD_HDR_LEN 24
+
+/* Record flags. Every other bit is reserved and rejected. */
+#define STREAM_REC_MANDATORY   (1U << 0)
+#define STREAM_REC_FLAGS_KNOWN STREAM_REC_MANDATORY
+
+enum stream_type {
+	STREAM_REC_INVALID = 0, /* never valid: catches zeroed memory */
+	STREAM_REC_CONFIG = 1,
+	STREAM_REC_RAM = 2,
+	STREAM_REC_ROUND = 3,
+	STREAM_REC_STATE = 4,
+	STREAM_REC_VERIFY = 5,
+	STREAM_REC_END = 6,
+	/* Control messages: only on a control channel (no header, no END). */
+	STREAM_REC_GO = 0x100,	    /* source -> destination: you may resume */
+	STREAM_REC_READY = 0x101,   /* destination -> source: loaded, verified */
+	STREAM_REC_RESUMED = 0x102, /* destination -> source: guest runs here */
+	STREAM_REC_ERROR = 0x103,   /* either way: u32 code + message */
+};
+
+/* Per-type payload limits, checked before anything is allocated. */
+#define STREAM_CONFIG_MAX_LEN	  (256 * KiB)
+#define STREAM_RAM_MAX_RUNS	  1024U
+#define STREAM_RAM_MAX_DATA_PAGES 1024U
+#define STREAM_RAM_HDR_LEN	  8
+#define STREAM_RAM_RUN_LEN	  16
+#define STREAM_RAM_MAX_LEN                                                                         \
+	(STREAM_RAM_HDR_LEN + STREAM_RAM_MAX_RUNS * STREAM_RAM_RUN_LEN +                           \
+	 (uint64_t)STREAM_RAM_MAX_DATA_PAGES * STREAM_PAGE_SIZE)
+#define STREAM_ROUND_LEN       40
+#define STREAM_STATE_MAX_LEN   (1 * MiB)
+#define STREAM_VERIFY_MAX_LEN  (16 + 4 * MiB)
+#define STREAM_END_LEN	       16
+#define STREAM_ERROR_MSG_MAX   256
+#define STREAM_ERROR_MAX_LEN   (4 + STREAM_ERROR_MSG_MAX)
+#define STREAM_UNKNOWN_MAX_LEN (1 * MiB)
+
+/* Which channel a reader or writer serves: decides which types are allowed. */
+enum stream_context {
+	STREAM_CTX_DATA,    /* header, CONFIG ... END */
+	STREAM_CTX_CONTROL, /* GO / READY / RESUMED / ERROR, no header */
+};
+
+/* Where a data stream is, for the order rules. */
+enum stream_phase {
+	STREAM_PHASE_CONFIG,   /* nothing read yet: CONFIG must come */
+	STREAM_PHASE_PRECOPY,  /* RAM, ROUND */
+	STREAM_PHASE_FINAL,    /* after the first STATE: STATE, RAM */
+	STREAM_PHASE_VERIFIED, /* after VERIFY: only END */
+	STREAM_PHASE_DONE,     /* after END: nothing */
+	STREAM_PHASE_CONTROL,  /* control channel */
+};
+
+/* Returns "RAM", "CONFIG", ... or "unknown". */
+const char *stream__type_name(uint32_t type);
+
+/* ---- buffered I/O ------------------------------------------------------ */
+
+/*
+ * A byte source and sink: an fd (socket or file) or memory. Reads are buffered;
+ * read_full and writev_full loop over short transfers and EINTR so the layers
+ * above never see a partial record.
+ */
+struct stream_io {
+	int fd; /* -1 for memory */
+	/* memory backend */
+	const uint8_t *mem_rd;
+	size_t mem_rd_len;
+	uint8_t *mem_wr;
+	size_t mem_wr_len, mem_wr_cap;
+	/* read buffer (fd backend) */
+	uint8_t *rbuf;
+	size_t rbuf_pos, rbuf_len, rbuf_cap;
+	uint64_t bytes_read; /* consumed by the caller */
+	uint64_t bytes_written;
+};
+
+int __must_check stream_io__init_fd(struct stream_io *io, int fd);
+/* Reads from [data, data+len); the memory is not copied and must outlive io. */
+void stream_io__init_mem_reader(struct stream_io *io, const void *data, size_t len);
+/* Writes into a growing buffer; see stream_io__mem_data(). */
+void stream_io__init_mem_writer(struct stream_io *io);
+const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len);
+/* Frees the buffers; never closes the fd (the caller owns it). */
+void stream_io__exit(struct stream_io *io);
+/* Exactly len bytes: 0, -ENODATA on end of input before len bytes, -errno. */
+int __must_check stream_io__read_full(struct stream_io *io, void *buf, size_t len);
+/* All of the iovec: 0 or -errno. */
+int __must_check stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt);
+
+/* ---- reader ------------------------------------------------------------ */
+
+struct stream_record {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t length;
+	uint64_t checksum;
+	uint64_t index;		/* 0 for the first record after the header */
+	uint64_t offset;	/* byte offset of the record header in the stream */
+	const uint8_t *payload; /* owned by the reader, valid until the next read */
+};
+
+struct stream_reader {
+	struct stream_io *io;
+	enum stream_context ctx;
+	enum stream_phase phase;
+	struct stream_header hdr;
+	bool have_header;
+	uint64_t nr_records; /* records accepted so far, skipped ones included */
+	uint64_t running;    /* chained checksum of their checksums (see END) */
+	void *xxh;	     /* XXH3_state_t */
+	uint8_t *buf;
+	size_t buf_cap;
+	uint64_t nr_skipped;
+	char err[256];
+};
+
+int __must_check stream__reader_init(struct stream_reader *r, struct stream_io *io,
+				     enum stream_context ctx);
+void stream__reader_exit(struct stream_reader *r);
+/* Data context only: must be called before the first record. */
+int __must_check stream__read_header(struct stream_reader *r, struct stream_header *hdr);
+/*
+ * Reads the next record the caller must handle: unknown types without the
+ * MANDATORY flag are checked and skipped here. Validates type, flags, the
+ * per-type length limit (before allocating), checksum, order, and for END the
+ * record count and chained checksum. 0, or -EPROTO (order, type, flags),
+ * -E2BIG (length), -EBADMSG (checksum, END mismatch), -EIO (truncated or I/O),
+ * -ENOMEM; r->err then says which record, at which offset, and why.
+ */
+int __must_check stream__read_record(struct stream_reader *r, struct stream_record *rec);
+
+/* ---- writer ------------------------------------------------------------ */
+
+struct stream_writer {
+	struct stream_io *io;
+	enum stream_context ctx;
+	enum stream_phase phase;
+	bool have_header;
+	uint64_t nr_records;
+	uint64_t running;
+	void *xxh;
+	uint64_t bytes; /* header and records written */
+	char err[256];
+};
+
+int __must_check stream__writer_init(struct stream_writer *w, struct stream_io *io,
+				     enum stream_context ctx);
+void stream__writer_exit(struct stream_writer *w);
+int __must_check stream__write_header(struct stream_writer *w);
+/*
+ * Frames and writes one record whose payload is the concatenation of iov, so RAM
+ * pages go from guest memory to the socket without a copy. The writer applies the
+ * same order and length rules as the reader (a bug here would only be found by
+ * the destination otherwise): -EPROTO, -E2BIG, -EINVAL, or an I/O error.
+ */
+int __must_check stream__write_record(struct stream_writer *w, uint32_t type, uint32_t flags,
+				      const struct iovec *iov, int iovcnt);
+/* The flags the writer uses for a known type (MANDATORY except ROUND/VERIFY). */
+uint32_t stream__default_flags(uint32_t type);
+/* Writes END with the count and chained checksum of everything before it. */
+int __must_check stream__write_end(struct stream_writer *w);
+
+/* ---- TLV (CONFIG and STATE bodies) -------------------------------------- */
+
+#define STREAM_TLV_HDR_LEN  8
+#define STREAM_TLV_OPTIONAL (1U << 0)
+
+struct stream_tlv_writer {
+	uint8_t *buf;
+	size_t len, cap;
+	int err; /* sticky: the first failure, so callers check once at the end */
+};
+
+struct stream_tlv {
+	uint16_t tag;
+	uint16_t flags;
+	uint32_t len;
+	const uint8_t *value;
+};
+
+struct stream_tlv_reader {
+	const uint8_t *p;
+	size_t len, pos;
+};
+
+void stream__tlv_writer_init(struct stream_tlv_writer *tw);
+void stream__tlv_writer_exit(struct stream_tlv_writer *tw);
+int stream__tlv_put_bytes(struct stream_tlv_writer *tw, uint16_t tag, uint16_t flags,
+			  const void *val, size_t len);
+int stream__tlv_put_u32(struct stream_tlv_writer *tw, uint16_t tag, uint16_t flags, uint32_t v);
+int stream__tlv_put_u64(struct stream_tlv_writer *tw, uint16_t tag, uint16_t flags, uint64_t v);
+int stream__tlv_put_str(struct stream_tlv_writer *tw, uint16_t tag, uint16_t flags, const char *s);
+
+void stream__tlv_reader_init(struct stream_tlv_reader *tr, const void *buf, size_t len);
+/* 1 and *t filled, 0 at the clean end, -EBADMSG on a field that runs past the end
+ * or has unknown flag bits. */
+int __must_check stream__tlv_next(struct stream_tlv_reader *tr, struct stream_tlv *t);
+/* Exact-size accessors: -EBADMSG unless t->len is 4 / 8. */
+int __must_check stream__tlv_u32(const struct stream_tlv *t, uint32_t *v);
+int __must_check stream__tlv_u64(const struct stream_tlv *t, uint64_t *v);
+
+/* ---- CONFIG -------------------------------------------------------------- */
+
+#define STREAM_CMDLINE_MAX  4096
+#define STREAM_CPUID_MAX    (64 * KiB)
+#define STREAM_MAX_REGIONS  2
+#define STREAM_MAX_VCPUS    255
+#define STREAM_MAX_DEVICES  16
+#define STREAM_DEV_TYPE_MAX 31
+#define STREAM_GPA_LIMIT    (1ULL << 52) /* x86-64 physical address width */
+
+enum stream_config_tag {
+	STREAM_CFG_RAM_SIZE = 1,	/* u64 */
+	STREAM_CFG_NR_VCPUS = 2,	/* u32 */
+	STREAM_CFG_CMDLINE = 3,		/* bytes, no NUL, <= 4096 */
+	STREAM_CFG_REGION = 4,		/* u64 gpa, u64 size; 1..2 times */
+	STREAM_CFG_UUID = 5,		/* 16 bytes */
+	STREAM_CFG_CPUID = 6,		/* opaque blob <= 64 KiB */
+	STREAM_CFG_MACHINE_VERSION = 7, /* u32 */
+	STREAM_CFG_DEVICE = 8,		/* nested TLV (below); 0..16 times */
+};
+
+enum stream_device_tag {
+	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */
+	STREAM_DEV_INSTANCE = 2, /* u32 */
+	STREAM_DEV_MAC = 3,	 /* 6 bytes, optional */
+	STREAM_DEV_CAPACITY = 4, /* u64 bytes, optional */
+};
+
+struct stream_region {
+	uint64_t gpa;
+	uint64_t size;
+};
+
+struct stream_device {
+	char type[STREAM_DEV_TYPE_MAX + 1];
+	uint32_t instance;
+	bool has_mac;
+	uint8_t mac[6];
+	uint64_t capacity;
+};
+
+struct stream_config {
+	uint64_t ram_size;
+	uint32_t nr_vcpus;
+	uint32_t machine_version;
+	char cmdline[STREAM_CMDLINE_MAX + 1];
+	unsigned int nr_regions;
+	struct stream_region regions[STREAM_MAX_REGIONS];
+	uint8_t uuid[16];
+	uint8_t *cpuid; /* malloc'ed by decode; freed by stream__config_release() */
+	size_t cpuid_len;
+	unsigned int nr_devices;
+	struct stream_device devices[STREAM_MAX_DEVICES];
+};
+
+/* Semantic checks shared by encode and decode; err gets the reason. */
+int __must_check stream__config_validate(const struct stream_config *cfg, char *err, size_t errlen);
+/* Appends the CONFIG payload to tw (after validating cfg). */
+int __must_check stream__config_encode(const struct stream_config *cfg,
+				       struct stream_tlv_writer *tw, char *err, size_t errlen);
+/* Fills cfg (zeroed first); -EBADMSG with the reason in err. */
+int __must_check stream__config_decode(const uint8_t *payload, size_t len,
+				       struct stream_config *cfg, char *err, size_t errlen);
+void stream__config_release(struct stream_config *cfg);
+int __must_check stream__write_config(struct stream_writer *w, const struct stream_config *cfg);
+
+/* ---- RAM ----------------------------------------------------------------- */
+
+enum stream_ram_kind {
+	STREAM_RAM_DATA = 1, /* npages pages of data follow */
+	STREAM_RAM_ZERO = 2, /* npages pages are zero; no data */
+};
+
+struct stream_ram_run {
+	uint64_t gpa;
+	uint32_t npages;
+	uint32_t kind;
+};
+
+/* Called once per run; data is NULL for ZERO runs. Non-zero return stops. */
+typedef int (*stream_ram_fn)(void *opaque, uint64_t gpa, uint32_t npages, uint32_t kind,
+			     const uint8_t *data);
+
+/*
+ * Validates every run of a RAM payload against cfg's regions, then calls fn per
+ * run. Nothing is applied unless the whole record is valid. -EBADMSG (with err)
+ * or fn's return value.
+ */
+int __must_check stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *payload,
+					  size_t len, stream_ram_fn fn, void *opaque, char *err,
+					  size_t errlen);
+/* data[i] points at runs[i].npages pages for DATA runs (ignored for ZERO). */
+int __must_check stream__write_ram(struct stream_writer *w, const struct stream_ram_run *runs,
+				   unsigned int nr_runs, const uint8_t *const *data);
+
+/* ---- ROUND --------------------------------------------------------------- */
+
+struct stream_round {
+	uint32_t round;
+	uint64_t pages_sent;
+	uint64_t bytes_sent;
+	uint64_t dirty_pages; /* left dirty when the round ended */
+	uint64_t duration_ns;
+};
+
+int __must_check stream__write_round(struct stream_writer *w, const struct stream_round *rd);
+int __must_check stream__round_decode(const uint8_t *payload, size_t len, struct stream_round *rd);
+
+/* ---- STATE --------------------------------------------------------------- */
+
+#define STREAM_STATE_ID_LEN  32
+#define STREAM_STATE_HDR_LEN 40
+
+struct stream_state_hdr {
+	char id[STREAM_STATE_ID_LEN]; /* NUL-terminated, 1..31 chars of [a-z0-9._-] */
+	uint32_t instance;
+	uint32_t version;
+};
+
+int __must_check stream__write_state(struct stream_writer *w, const char *id, uint32_t instance,
+				     uint32_t version, const struct stream_tlv_writer *body);
+/* Checks the section header and points body at the TLV fields. */
+int __must_check stream__state_parse(const uint8_t *payload, size_t len,
+				     struct stream_state_hdr *hdr, struct stream_tlv_reader *body,
+				     char *err, size_t errlen);
+
+/* ---- VERIFY -------------------------------------------------------------- */
+
+#define STREAM_DIGEST_CHUNK (2 * MiB)
+
+/*
+ * XXH3-64 of each 2 MiB chunk of guest RAM (seeded with the chunk's gpa), region
+ * by region in order; the last chunk of a region may be shorter. *digests is
+ * malloc'ed.
+ */
+int __must_check stream__ram_digest(struct guest_mem *mem, uint64_t **digests, size_t *n);
+/* Same chunking, from a config's layout: how many digests to expect, and where. */
+size_t stream__digest_count(const struct stream_config *cfg);
+int __must_check stream__digest_chunk_gpa(const struct stream_config *cfg, size_t idx,
+					  uint64_t *gpa);
+/*
+ * 0 if equal; -EBADMSG with *bad_gpa = first differing chunk; -EINVAL if the
+ * counts differ from the layout.
+ */
+int __must_check stream__ram_digest_compare(const struct stream_config *cfg, const uint64_t *a,
+					    size_t na, const uint64_t *b, size_t nb,
+					    uint64_t *bad_gpa);
+int __must_check stream__write_verify(struct stream_writer *w, const uint64_t *digests, size_t n);
+/* Allocates *digests (n may be 0). */
+int __must_check stream__verify_decode(const uint8_t *payload, size_t len, uint64_t **digests,
+				       size_t *n, char *err, size_t errlen);
+
+/* ---- control ------------------------------------------------------------- */
+
+int __must_check stream__write_error(struct stream_writer *w, uint32_t code, const char *msg);
+int __must_check stream__error_decode(const uint8_t *payload, size_t len, uint32_t *code,
+				      char msg[STREAM_ERROR_MSG_MAX + 1]);
+/* Empty-payload messages: GO, READY, RESUMED. */
+int __must_check stream__write_control(struct stream_writer *w, uint32_t type);
+
+/* ---- little-endian helpers ----------------------------------------------- */
+
+static inline uint16_t stream_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le16toh(v);
+}
+
+static inline uint32_t stream_get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static inline uint64_t stream_get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
+
+static inline void stream_put16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void stream_put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void stream_put64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+#endif

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Buffered byte I/O under the stream: an fd (TCP socket or snapshot file) or a
+ * memory buffer (tests, fuzzing, dump of an in-memory capture).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "godwit/stream.h"
+
+#define STREAM_IO_RBUF (64 * KiB)
+/* Enough iovecs per writev() to batch a RAM record; we loop for more. */
+#define STREAM_IO_IOV_BATCH 64
+
+int stream_io__init_fd(struct stream_io *io, int fd)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = fd;
+	io->rbuf = malloc(STREAM_IO_RBUF);
+	if (!io->rbuf)
+		return -ENOMEM;
+	io->rbuf_cap = STREAM_IO_RBUF;
+	return 0;
+}
+
+void stream_io__init_mem_reader(struct stream_io *io, const void *data, size_t len)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = -1;
+	io->mem_rd = data;
+	io->mem_rd_len = len;
+}
+
+void stream_io__init_mem_writer(struct stream_io *io)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = -1;
+}
+
+const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len)
+{
+	*len = io->mem_wr_len;
+	return io->mem_wr;
+}
+
+void stream_io__exit(struct stream_io *io)
+{
+	free(io->rbuf);
+	free(io->mem_wr);
+	io->rbuf = NULL;
+	io->mem_wr = NULL;
+}
+
+static int mem_read(struct stream_io *io, void *buf, size_t len)
+{
+	size_t left = io->mem_rd_len - io->bytes_read;
+
+	if (len > left) {
+		io->bytes_read += left;
+		return -ENODATA;
+	}
+	memcpy(buf, io->mem_rd + io->bytes_read, len);
+	io->bytes_read += len;
+	return 0;
+}
+
+/* One read(2) into the buffer; 0 on data, -ENODATA at EOF, -errno. */
+static int fd_fill(struct stream_io *io)
+{
+	ssize_t n;
+
+	do {
+		n = read(io->fd, io->rbuf, io->rbuf_cap);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ENODATA;
+	io->rbuf_pos = 0;
+	io->rbuf_len = (size_t)n;
+	return 0;
+}
+
+/* Large reads skip the buffer so RAM payloads are copied once. */
+static int fd_read_direct(struct stream_io *io, uint8_t *dst, size_t len)
+{
+	while (len) {
+		ssize_t n = read(io->fd, dst, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENODATA;
+		dst += n;
+		len -= (size_t)n;
+		io->bytes_read += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int fd_read(struct stream_io *io, uint8_t *dst, size_t len)
+{
+	while (len) {
+		size_t avail = io->rbuf_len - io->rbuf_pos;
+		size_t take;
+		int ret;
+
+		if (!avail) {
+			if (len >= io->rbuf_cap)
+				return fd_read_direct(io, dst, len);
+			ret = fd_fill(io);
+			if (ret)
+				return ret;
+			continue;
+		}
+		take = MIN(avail, len);
+		memcpy(dst, io->rbuf + io->rbuf_pos, take);
+		io->rbuf_pos += take;
+		io->bytes_read += take;
+		dst += take;
+		len -= take;
+	}
+	return 0;
+}
+
+int stream_io__read_full(struct stream_io *io, void *buf, size_t len)
+{
+	if (io->fd < 0)
+		return mem_read(io, buf, len);
+	return fd_read(io, buf, len);
+}
+
+static int mem_grow(struct stream_io *io, size_t need)
+{
+	size_t cap = io->mem_wr_cap ? io->mem_wr_cap : 4096;
+	uint8_t *p;
+
+	if (need > SIZE_MAX / 2)
+		return -ENOMEM;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(io->mem_wr, cap);
+	if (!p)
+		return -ENOMEM;
+	io->mem_wr = p;
+	io->mem_wr_cap = cap;
+	return 0;
+}
+
+static int mem_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
+{
+	int i, ret;
+
+	for (i = 0; i < iovcnt; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (!len)
+			continue;
+		if (io->mem_wr_len + len > io->mem_wr_cap) {
+			ret = mem_grow(io, io->mem_wr_len + len);
+			if (ret)
+				return ret;
+		}
+		memcpy(io->mem_wr + io->mem_wr_len, iov[i].iov_base, len);
+		io->mem_wr_len += len;
+		io->bytes_written += len;
+	}
+	return 0;
+}
+
+/*
+ * Builds the next batch from iov[*idx] starting *off bytes in, so a short write
+ * resumes exactly where the kernel stopped without modifying the caller's array.
+ */
+static int fill_batch(struct iovec *batch, const struct iovec *iov, int iovcnt, int idx, size_t off)
+{
+	int n = 0;
+
+	for (; idx < iovcnt && n < STREAM_IO_IOV_BATCH; idx++, off = 0) {
+		if (iov[idx].iov_len == off)
+			continue;
+		batch[n].iov_base = (uint8_t *)iov[idx].iov_base + off;
+		batch[n].iov_len = iov[idx].iov_len - off;
+		n++;
+	}
+	return n;
+}
+
+/* Advances (*idx, *off) past n written bytes. */
+static void advance(const struct iovec *iov, int iovcnt, int *idx, size_t *off, size_t n)
+{
+	while (n && *idx < iovcnt) {
+		size_t left = iov[*idx].iov_len - *off;
+
+		if (n < left) {
+			*off += n;
+			return;
+		}
+		n -= left;
+		(*idx)++;
+		*off = 0;
+	}
+	while (*idx < iovcnt && iov[*idx].iov_len == 0)
+		(*idx)++;
+}
+
+static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
+{
+	struct iovec batch[STREAM_IO_IOV_BATCH];
+	size_t off = 0;
+	int idx = 0;
+
+	for (;;) {
+		int n = fill_batch(batch, iov, iovcnt, idx, off);
+		ssize_t w;
+
+		if (!n)
+			return 0;
+		w = writev(io->fd, batch, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		io->bytes_written += (uint64_t)w;
+		advance(iov, iovcnt, &idx, &off, (size_t)w);
+	}
+}
+
+int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0)
+		return -EINVAL;
+	if (io->fd < 0)
+		return mem_writev(io, iov, iovcnt);
+	return fd_writev(io, iov, iovcnt);
+}

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * RAM records (runs of data or zero pages) and the VERIFY digest of guest RAM.
+ * Every run is checked against the CONFIG's regions before the first one is
+ * applied: a bad record changes nothing, so a failed migration leaves nothing
+ * half-written that anyone could mistake for guest memory.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "godwit/memory.h"
+#include "godwit/stream.h"
+
+static int __attribute__((format(printf, 3, 4)))
+ram_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EBADMSG;
+}
+
+static bool in_one_region(const struct stream_config *cfg, uint64_t gpa, uint64_t end)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_regions && i < STREAM_MAX_REGIONS; i++) {
+		const struct stream_region *rg = &cfg->regions[i];
+
+		if (gpa >= rg->gpa && end - rg->gpa <= rg->size)
+			return true;
+	}
+	return false;
+}
+
+static void get_run(const uint8_t *p, struct stream_ram_run *run)
+{
+	run->gpa = stream_get64(p);
+	run->npages = stream_get32(p + 8);
+	run->kind = stream_get32(p + 12);
+}
+
+/* Checks one run; *prev_end keeps runs ascending and disjoint within a record. */
+static int check_run(const struct stream_config *cfg, const struct stream_ram_run *run, uint32_t i,
+		     uint64_t *prev_end, char *err, size_t errlen)
+{
+	uint64_t bytes = (uint64_t)run->npages * STREAM_PAGE_SIZE;
+
+	if (run->kind != STREAM_RAM_DATA && run->kind != STREAM_RAM_ZERO)
+		return ram_fail(err, errlen, "run %u: unknown kind %u", i, run->kind);
+	if (!run->npages)
+		return ram_fail(err, errlen, "run %u: zero pages", i);
+	if (run->gpa % STREAM_PAGE_SIZE)
+		return ram_fail(err, errlen, "run %u: gpa 0x%llx not page-aligned", i,
+				(unsigned long long)run->gpa);
+	if (run->gpa > UINT64_MAX - bytes)
+		return ram_fail(err, errlen, "run %u: gpa 0x%llx + %u pages wraps around", i,
+				(unsigned long long)run->gpa, run->npages);
+	if (!in_one_region(cfg, run->gpa, run->gpa + bytes))
+		return ram_fail(err, errlen,
+				"run %u: 0x%llx + %u pages is not inside one RAM region", i,
+				(unsigned long long)run->gpa, run->npages);
+	if (run->gpa < *prev_end)
+		return ram_fail(err, errlen, "run %u: gpa 0x%llx overlaps or precedes run %u", i,
+				(unsigned long long)run->gpa, i - 1);
+	*prev_end = run->gpa + bytes;
+	return 0;
+}
+
+static int check_runs(const struct stream_config *cfg, const uint8_t *runs, uint32_t nr_runs,
+		      size_t data_len, char *err, size_t errlen)
+{
+	uint64_t prev_end = 0, data_pages = 0;
+	struct stream_ram_run run;
+	uint32_t i;
+
+	for (i = 0; i < nr_runs; i++) {
+		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
+		if (check_run(cfg, &run, i, &prev_end, err, errlen))
+			return -EBADMSG;
+		if (run.kind == STREAM_RAM_DATA)
+			data_pages += run.npages;
+	}
+	if (data_pages > STREAM_RAM_MAX_DATA_PAGES)
+		return ram_fail(err, errlen, "%llu data pages (at most %u per record)",
+				(unsigned long long)data_pages, STREAM_RAM_MAX_DATA_PAGES);
+	if (data_pages * STREAM_PAGE_SIZE != data_len)
+		return ram_fail(err, errlen,
+				"runs announce %llu data pages, payload holds %zu bytes",
+				(unsigned long long)data_pages, data_len);
+	return 0;
+}
+
+int stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			     stream_ram_fn fn, void *opaque, char *err, size_t errlen)
+{
+	const uint8_t *runs = payload + STREAM_RAM_HDR_LEN, *data;
+	struct stream_ram_run run;
+	uint32_t nr_runs, i;
+	size_t runs_len;
+	int ret;
+
+	if (len < STREAM_RAM_HDR_LEN)
+		return ram_fail(err, errlen, "RAM payload of %zu bytes", len);
+	nr_runs = stream_get32(payload);
+	if (stream_get32(payload + 4))
+		return ram_fail(err, errlen, "reserved field not zero");
+	if (!nr_runs || nr_runs > STREAM_RAM_MAX_RUNS)
+		return ram_fail(err, errlen, "%u runs (1..%u allowed)", nr_runs,
+				STREAM_RAM_MAX_RUNS);
+	runs_len = (size_t)nr_runs * STREAM_RAM_RUN_LEN;
+	if (runs_len > len - STREAM_RAM_HDR_LEN)
+		return ram_fail(err, errlen, "%u runs do not fit in %zu bytes", nr_runs, len);
+	ret = check_runs(cfg, runs, nr_runs, len - STREAM_RAM_HDR_LEN - runs_len, err, errlen);
+	if (ret)
+		return ret;
+	data = runs + runs_len;
+	for (i = 0; i < nr_runs; i++) {
+		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
+		ret = fn(opaque, run.gpa, run.npages, run.kind,
+			 run.kind == STREAM_RAM_DATA ? data : NULL);
+		if (ret)
+			return ret;
+		if (run.kind == STREAM_RAM_DATA)
+			data += (size_t)run.npages * STREAM_PAGE_SIZE;
+	}
+	return 0;
+}
+
+static int ram_iov(struct iovec *iov, uint8_t *hdr, const struct stream_ram_run *runs,
+		   unsigned int nr_runs, const uint8_t *const *data)
+{
+	uint64_t data_pages = 0;
+	unsigned int i;
+	int n = 1;
+
+	stream_put32(hdr, nr_runs);
+	stream_put32(hdr + 4, 0);
+	for (i = 0; i < nr_runs; i++) {
+		uint8_t *p = hdr + STREAM_RAM_HDR_LEN + (size_t)i * STREAM_RAM_RUN_LEN;
+
+		stream_put64(p, runs[i].gpa);
+		stream_put32(p + 8, runs[i].npages);
+		stream_put32(p + 12, runs[i].kind);
+		if (runs[i].kind != STREAM_RAM_DATA)
+			continue;
+		if (!data || !data[i])
+			return -EINVAL;
+		data_pages += runs[i].npages;
+		iov[n].iov_base = (void *)data[i];
+		iov[n].iov_len = (size_t)runs[i].npages * STREAM_PAGE_SIZE;
+		n++;
+	}
+	if (data_pages > STREAM_RAM_MAX_DATA_PAGES)
+		return -E2BIG;
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = STREAM_RAM_HDR_LEN + (size_t)nr_runs * STREAM_RAM_RUN_LEN;
+	return n;
+}
+
+int stream__write_ram(struct stream_writer *w, const struct stream_ram_run *runs,
+		      unsigned int nr_runs, const uint8_t *const *data)
+{
+	struct iovec *iov;
+	uint8_t *hdr;
+	int n, ret = -ENOMEM;
+
+	if (!nr_runs || nr_runs > STREAM_RAM_MAX_RUNS)
+		return -EINVAL;
+	hdr = malloc(STREAM_RAM_HDR_LEN + (size_t)nr_runs * STREAM_RAM_RUN_LEN);
+	iov = calloc((size_t)nr_runs + 1, sizeof(*iov));
+	if (!hdr || !iov)
+		goto out;
+	n = ram_iov(iov, hdr, runs, nr_runs, data);
+	ret = n < 0 ? n : stream__write_record(w, STREAM_REC_RAM, STREAM_REC_MANDATORY, iov, n);
+out:
+	free(iov);
+	free(hdr);
+	return ret;
+}
+
+/* ---- VERIFY -------------------------------------------------------------- */
+
+static size_t chunks_of(uint64_t size)
+{
+	return (size_t)((size + STREAM_DIGEST_CHUNK - 1) / STREAM_DIGEST_CHUNK);
+}
+
+int stream__ram_digest(struct guest_mem *mem, uint64_t **digests, size_t *n)
+{
+	size_t total = 0, k = 0;
+	unsigned int i;
+	uint64_t *d;
+
+	if (mem->nr_regions > MEM_MAX_REGIONS)
+		return -EINVAL;
+	for (i = 0; i < mem->nr_regions; i++)
+		total += chunks_of(mem->regions[i].size);
+	d = calloc(total ? total : 1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	for (i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *rg = &mem->regions[i];
+		const uint8_t *base = mem->base + rg->fd_offset;
+		uint64_t off;
+
+		for (off = 0; off < rg->size; off += STREAM_DIGEST_CHUNK) {
+			uint64_t len = MIN(STREAM_DIGEST_CHUNK, rg->size - off);
+
+			d[k++] = XXH3_64bits_withSeed(base + off, len, rg->gpa + off);
+		}
+	}
+	*digests = d;
+	*n = total;
+	return 0;
+}
+
+size_t stream__digest_count(const struct stream_config *cfg)
+{
+	size_t total = 0;
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_regions && i < STREAM_MAX_REGIONS; i++)
+		total += chunks_of(cfg->regions[i].size);
+	return total;
+}
+
+int stream__digest_chunk_gpa(const struct stream_config *cfg, size_t idx, uint64_t *gpa)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_regions && i < STREAM_MAX_REGIONS; i++) {
+		size_t c = chunks_of(cfg->regions[i].size);
+
+		if (idx < c) {
+			*gpa = cfg->regions[i].gpa + (uint64_t)idx * STREAM_DIGEST_CHUNK;
+			return 0;
+		}
+		idx -= c;
+	}
+	return -EINVAL;
+}
+
+int stream__ram_digest_compare(const struct stream_config *cfg, const uint64_t *a, size_t na,
+			       const uint64_t *b, size_t nb, uint64_t *bad_gpa)
+{
+	size_t i;
+
+	if (na != nb || na != stream__digest_count(cfg))
+		return -EINVAL;
+	for (i = 0; i < na; i++) {
+		if (a[i] == b[i])
+			continue;
+		if (stream__digest_chunk_gpa(cfg, i, bad_gpa))
+			return -EINVAL;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int stream__write_verify(struct stream_writer *w, const uint64_t *digests, size_t n)
+{
+	uint8_t hdr[16];
+	struct iovec iov[2];
+	uint64_t *le;
+	size_t i;
+	int ret;
+
+	if (n > (STREAM_VERIFY_MAX_LEN - 16) / 8)
+		return -E2BIG;
+	le = malloc(n ? n * 8 : 1);
+	if (!le)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		stream_put64((uint8_t *)&le[i], digests[i]);
+	stream_put64(hdr, STREAM_DIGEST_CHUNK);
+	stream_put64(hdr + 8, n);
+	iov[0] = (struct iovec){hdr, sizeof(hdr)};
+	iov[1] = (struct iovec){le, n * 8};
+	ret = stream__write_record(w, STREAM_REC_VERIFY, stream__default_flags(STREAM_REC_VERIFY),
+				   iov, 2);
+	free(le);
+	return ret;
+}
+
+int stream__verify_decode(const uint8_t *payload, size_t len, uint64_t **digests, size_t *n,
+			  char *err, size_t errlen)
+{
+	uint64_t chunk, count;
+	uint64_t *d;
+	size_t i;
+
+	if (len < 16 || len > STREAM_VERIFY_MAX_LEN)
+		return ram_fail(err, errlen, "VERIFY payload of %zu bytes", len);
+	chunk = stream_get64(payload);
+	count = stream_get64(payload + 8);
+	if (chunk != STREAM_DIGEST_CHUNK)
+		return ram_fail(err, errlen, "VERIFY chunk size %llu, expected %llu",
+				(unsigned long long)chunk, (unsigned long long)STREAM_DIGEST_CHUNK);
+	if ((len - 16) % 8 || (len - 16) / 8 != count)
+		return ram_fail(err, errlen, "VERIFY announces %llu digests in %zu bytes",
+				(unsigned long long)count, len - 16);
+	d = calloc(count ? count : 1, sizeof(*d));
+	if (!d)
+		return ram_fail(err, errlen, "out of memory");
+	for (i = 0; i < count; i++)
+		d[i] = stream_get64(payload + 16 + i * 8);
+	*digests = d;
+	*n = count;
+	return 0;
+}

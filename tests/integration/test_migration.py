@@ -1,0 +1,261 @@
+"""Live migration between two godwit processes on this host (needs /dev/kvm).
+
+The memtouch workload is the integrity oracle: it checks every page it wrote
+before rewriting it, so a lost or stale page prints `memtouch: ERROR` at once.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from godwit_vm import GODWIT, Godwit, run_godwit
+
+pytestmark = pytest.mark.kvm
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Receiver(Godwit):
+    def __init__(self, tmp_path, name, source="listen", extra=()):
+        self.port = free_port()
+        where = (["--listen", f"tcp:127.0.0.1:{self.port}"] if source == "listen"
+                 else ["--from", source])
+        api_path = str(tmp_path / f"{name}.sock")
+        console = tmp_path / f"{name}.console"
+        super().__init__(tmp_path, ["receive", *where, "--api", api_path,
+                                    "--console", f"file:{console}", *extra], name)
+        if source == "listen":
+            deadline = time.monotonic() + 10
+            while "waiting for an incoming migration" not in self.stderr():
+                assert self.proc.poll() is None, self.stderr()
+                assert time.monotonic() < deadline, "receiver did not start listening"
+                time.sleep(0.05)
+
+    @property
+    def uri(self):
+        return f"tcp:127.0.0.1:{self.port}"
+
+
+def migrate(src, to, *extra, timeout=120):
+    res = run_godwit(["migrate", "--api", src.api_path, "--to", to, "--json", *extra],
+                     timeout=timeout)
+    out = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
+    return res, out
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src"):
+    g = Godwit.run_testguest(tmp_path, cmdline, cpus=cpus, memory=memory, name=name)
+    procs.append(g)
+    return g
+
+
+def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 128M", cpus=2)
+    src.wait_for(r"memtouch: pass 2 ok", timeout=60)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, out = migrate(src, dst.uri, "--verify")
+    assert res.returncode == 0, res.stderr
+    assert out["status"] == "completed"
+    for key in ("total_ms", "downtime_ms", "rounds", "ram_bytes", "bytes_sent", "pages_sent",
+                "zero_pages", "throttle_pct"):
+        assert key in out or key == "throttle_pct", key
+    assert src.wait_exit(timeout=10) == 0
+    n = len(re.findall(r"memtouch: pass", dst.output()))
+    dst.wait_for(r"memtouch: pass \d+ ok", count=n + 2, timeout=60)
+    dst.wait_for(r"^hb \d+", count=3)
+    assert "ERROR" not in dst.output()
+
+
+def test_there_and_back_ten_times(tmp_path, procs):
+    cur = start_source(tmp_path, procs, "memtouch 64M", memory="256M", name="hop0")
+    cur.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    for i in range(1, 11):
+        nxt = Receiver(tmp_path, f"hop{i}")
+        procs.append(nxt)
+        res, out = migrate(cur, nxt.uri, "--verify")
+        assert res.returncode == 0 and out["status"] == "completed", res.stderr
+        assert cur.wait_exit(timeout=10) == 0
+        n = len(re.findall(r"memtouch: pass", nxt.output()))
+        nxt.wait_for(r"memtouch: pass \d+ ok", count=n + 1, timeout=60)
+        assert "ERROR" not in nxt.output(), f"hop {i}"
+        cur = nxt
+
+
+def test_heartbeat_time_continues_without_jump(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10")
+    src.wait_for(r"^hb 20 ")
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, out = migrate(src, dst.uri)
+    assert res.returncode == 0, res.stderr
+    beats = [(int(s), int(n)) for s, n in re.findall(r"^hb (\d+) (\d+)$", src.output(), re.M)]
+    dst.wait_for(r"^hb \d+ ", count=20)
+    beats += [(int(s), int(n)) for s, n in re.findall(r"^hb (\d+) (\d+)$", dst.output(), re.M)]
+    seqs = [s for s, _ in beats]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    gaps_ms = [(b[1] - a[1]) / 1e6 for a, b in zip(beats, beats[1:])]
+    # Guest time never goes back, and no gap exceeds the pause plus generous slack.
+    assert min(gaps_ms) > 0
+    assert max(gaps_ms) < 10 + out["downtime_ms"] + 1000, max(gaps_ms)
+
+
+def test_ticks_keep_counting(tmp_path, procs):
+    src = start_source(tmp_path, procs, "ticks 100")
+    src.wait_for(r"ticks cpu=0 count=\d+", count=2)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, _ = migrate(src, dst.uri)
+    assert res.returncode == 0, res.stderr
+    counts = [int(c) for c in re.findall(r"ticks cpu=0 count=(\d+)",
+                                         dst.wait_for(r"ticks cpu=0 count=\d+", count=3) and
+                                         dst.output())]
+    assert counts[-1] > counts[0]
+
+
+def test_snapshot_to_file_and_resume(tmp_path, procs):
+    src = start_source(tmp_path, procs, "memtouch 32M", memory="256M")
+    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    snap = tmp_path / "vm.snap"
+    res, out = migrate(src, f"file:{snap}", "--verify")
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    assert src.wait_exit(timeout=10) == 0
+    dump = run_godwit(["dump-stream", str(snap)])
+    assert dump.returncode == 0 and "END" in dump.stdout
+    dst = Receiver(tmp_path, "restored", source=f"file:{snap}")
+    procs.append(dst)
+    dst.wait_for(r"memtouch: pass \d+ ok", count=2, timeout=60)
+    assert "ERROR" not in dst.output()
+
+
+def heartbeat_continues(vm, count=5):
+    n = len(re.findall(r"^hb ", vm.output(), re.M))
+    vm.wait_for(r"^hb ", count=n + count)
+
+
+def test_connection_refused_leaves_vm_running(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10")
+    src.wait_for(r"^hb 3 ")
+    res, out = migrate(src, f"tcp:127.0.0.1:{free_port()}")
+    assert res.returncode != 0 and out["status"] == "failed"
+    assert "connect" in out["error"]
+    heartbeat_continues(src)
+    assert src.api("GET", "/vm/migration")[1]["status"] == "failed"
+
+
+def test_destination_killed_during_precopy(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
+    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    p = subprocess.Popen([GODWIT, "migrate", "--api", src.api_path, "--to", dst.uri, "--json",
+                          "--max-bandwidth", "50M"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        dst.proc.kill()
+        out = json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1])
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert out["status"] == "failed"
+    heartbeat_continues(src)
+    dst2 = Receiver(tmp_path, "dst2")
+    procs.append(dst2)
+    res, out = migrate(src, dst2.uri)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cancel_from_api(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
+    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    status, _ = src.api("PUT", "/vm/migrate", {"to": dst.uri, "max_bandwidth": 20_000_000})
+    assert status == 202
+    time.sleep(0.5)
+    assert src.api("PUT", "/vm/migrate/cancel")[0] == 202
+    deadline = time.monotonic() + 30
+    while src.api("GET", "/vm/migration")[1]["status"] not in ("cancelled", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert dst.wait_exit(timeout=30) != 0
+    heartbeat_continues(src)
+
+
+def test_timeout_that_cannot_be_met(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
+    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, out = migrate(src, dst.uri, "--timeout", "1", "--max-bandwidth", "10M")
+    assert res.returncode != 0 and out["status"] == "failed"
+    assert "converge" in out["error"]
+    heartbeat_continues(src)
+
+
+def corrupt_stream_test(tmp_path, procs, flip_at):
+    """Saves a snapshot, flips a byte found by flip_at(dump lines), restores: must fail."""
+    src = start_source(tmp_path, procs, "heartbeat 10")
+    src.wait_for(r"^hb 3 ")
+    snap = tmp_path / "vm.snap"
+    res, _ = migrate(src, f"file:{snap}")
+    assert res.returncode == 0
+    dump = run_godwit(["dump-stream", "--json", str(snap)]).stdout.splitlines()
+    offset = flip_at([json.loads(l) for l in dump])
+    data = bytearray(snap.read_bytes())
+    data[offset] ^= 0x40
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(bytes(data))
+    res = run_godwit(["receive", "--from", f"file:{bad}", "--console", f"file:{tmp_path}/x"])
+    assert res.returncode != 0
+    assert "incoming migration failed" in res.stderr
+    return res
+
+
+def _record_offset(records, rtype):
+    for r in records:
+        if r.get("type") == rtype:
+            return r["offset"] + 40
+    raise AssertionError(f"no {rtype} record")
+
+
+def test_corrupted_ram_record_rejected(tmp_path, procs):
+    res = corrupt_stream_test(tmp_path, procs, lambda recs: _record_offset(recs, "RAM"))
+    assert "checksum" in res.stderr
+
+
+def test_corrupted_state_record_rejected(tmp_path, procs):
+    res = corrupt_stream_test(tmp_path, procs, lambda recs: _record_offset(recs, "STATE"))
+    assert "checksum" in res.stderr
+
+
+def test_truncated_stream_rejected(tmp_path, procs):
+    src = start_source(tmp_path, procs, "heartbeat 10")
+    src.wait_for(r"^hb 3 ")
+    snap = tmp_path / "vm.snap"
+    assert migrate(src, f"file:{snap}")[0].returncode == 0
+    data = snap.read_bytes()
+    for cut in (len(data) // 3, len(data) - 10):
+        bad = tmp_path / f"cut{cut}.snap"
+        bad.write_bytes(data[:cut])
+        res = run_godwit(["receive", "--from", f"file:{bad}", "--console", f"file:{tmp_path}/x"])
+        assert res.returncode != 0 and "incoming migration failed" in res.stderr
