@@ -28,7 +28,7 @@ if compgen -G 'build/fuzz/fuzz_*' > /dev/null; then
 fi
 tier "integration tests" "$PYTHON" -m pytest -q -rs tests/integration -m 'not linux'
 tier "integration tests against the ASan+UBSan build" env GODWIT=build/san/godwit \
-	"$PYTHON" -m pytest -q -rs tests/integration -m 'not linux and not slow'
+	"$PYTHON" -m pytest -q -rs tests/integration -m 'not linux and not slow and not qemu'
 
 if [ ${#failed[@]} -ne 0 ]; then
 	echo "FAILED tiers: ${failed[*]}"
