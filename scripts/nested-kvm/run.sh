@@ -47,6 +47,7 @@ command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 is missing 
 # init script or this script changed.
 
 modules_wanted="virtio_pci 9pnet_virtio 9p kvm_amd"
+prep_version=1 # bump when prepare() changes what it builds
 
 fetch_kernel_deb() {
 	local deb
@@ -86,7 +87,7 @@ resolve() {
 
 prepare() {
 	local stamp want deb tmp ver
-	want=$(cat "$here/init.sh" "$0" | sha256sum | cut -c1-16)
+	want=$({ cat "$here/init.sh"; echo "$modules_wanted $prep_version"; } | sha256sum | cut -c1-16)
 	stamp=$cache/prepared
 	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$cache/vmlinuz" ] && [ -f "$cache/initramfs.gz" ]; then
 		return
@@ -161,6 +162,7 @@ append="console=ttyS0 panic=-1 rdinit=/init nkjob=$job/job.sh nk9p=$ninep"
 [ -n "$amdopts" ] && append+=" nkamd=$amdopts"
 [ -n "$debug" ] && append+=" nkdebug"
 if [ -z "$verbose" ]; then append+=" quiet loglevel=0"; fi
+append+=" ${NESTED_KVM_APPEND:-}"
 
 log=$job/console.log
 : > "$log"
@@ -170,12 +172,14 @@ qemu-system-x86_64 \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.gz" -append "$append" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap \
 	-display none -monitor none -serial "file:$log" -no-reboot -nodefaults \
+	${NESTED_KVM_QEMU_ARGS:-} \
 	< /dev/null >> "$job/qemu.err" 2>&1 &
 qpid=$!
 qpid_saved=$qpid
 
 # Stream the console (serial lines end in \r\n) until QEMU is gone.
-tail -n +1 -f --pid="$qpid" "$log" | tr -d '\r' | grep -v '^NESTED-KVM-EXIT=' &
+tail -n +1 -f --pid="$qpid" "$log" \
+	| sed -u -e 's/\r//g' -e '/^NESTED-KVM-EXIT=[0-9]*$/d' -e 's/NESTED-KVM-EXIT=[0-9]*$//' &
 tailpid=$!
 
 timed_out=
@@ -195,12 +199,13 @@ wait "$tailpid" 2> /dev/null || true
 tailpid=
 
 cp "$log" "$cache/last-console.log" 2> /dev/null || true
+cp "$job/qemu.err" "$cache/last-qemu.err" 2> /dev/null || true
 elapsed=$(($(date +%s) - start))
 if [ -n "$timed_out" ]; then
 	echo "nested-kvm: TIMEOUT after ${timeout}s; QEMU (pid $qpid_saved) killed. Console log: $cache/last-console.log" >&2
 	exit 124
 fi
-rc=$(tr -d '\r' < "$log" | sed -n 's/^NESTED-KVM-EXIT=\([0-9]*\)$/\1/p' | tail -n 1)
+rc=$(sed -n 's/^.*NESTED-KVM-EXIT=\([0-9]*\)\r*$/\1/p' "$log" | tail -n 1)
 if [ -z "$rc" ]; then
 	echo "nested-kvm: the VM stopped without reporting an exit code (QEMU status $qrc, ${elapsed}s)" >&2
 	sed 's/^/nested-kvm: qemu: /' "$job/qemu.err" >&2 || true

@@ -1,9 +1,45 @@
-"""Shared pytest configuration for godwit's integration tests."""
+"""Shared pytest configuration for godwit's integration tests (markers: pytest.ini)."""
+import os
 import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from godwit_vm import GODWIT, Godwit, kvm_unusable_reason  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "linux: needs the Linux guest (slow tier, make test-linux)")
-    config.addinivalue_line("markers", "slow: long-running test, skipped in the sanitizer pass")
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `kvm` are skipped, with the reason, where /dev/kvm cannot be opened."""
+    reason = kvm_unusable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "kvm" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def godwit_bin():
+    if not os.access(GODWIT, os.X_OK):
+        pytest.fail(f"{GODWIT} is not built (run make)")
+    return GODWIT
+
+
+@pytest.fixture
+def vms(tmp_path):
+    """Factory of godwit processes, all stopped by PID at the end of the test."""
+    started = []
+
+    def start(*args, **kw):
+        g = Godwit.run_testguest(tmp_path, *args, **kw)
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()

@@ -48,7 +48,7 @@ def test_no_command_and_unknown_command(godwit_bin):
     (["--memory", "lots"], "not a size"),
     (["--memory", "32M"], "between 64M and 1T"),
     (["--memory", "2T"], "between 64M and 1T"),
-    (["--memory", "100M"], "multiples of 2M"),
+    (["--memory", "99M"], "multiples of 2M"),
     (["--cpus", "0"], "from 1 to 32"),
     (["--cpus", "33"], "from 1 to 32"),
     (["--cpus", "x"], "from 1 to 32"),
