@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "godwit/console.h"
 #include "godwit/stream.h"
 #include "godwit/util.h"
 
@@ -85,7 +86,7 @@ void migrate__wait_final_read(struct migration *m, unsigned int ms);
 struct receive_params {
 	char from[256];	    /* tcp:HOST:PORT (listen) or file:PATH */
 	const char *api_path;
-	int console_kind;   /* enum console_kind */
+	enum console_kind console_kind;
 	const char *console_path;
 };
 

@@ -9,6 +9,7 @@
 
 #include "godwit/boot.h"
 #include "godwit/bus.h"
+#include "godwit/console.h"
 #include <jansson.h>
 #include "godwit/kvm.h"
 #include "godwit/memory.h"
@@ -19,8 +20,6 @@
 #define VM_MIN_MEMORY (64ULL * MiB)
 #define VM_MAX_MEMORY (1024ULL * GiB)
 #define VM_MAX_VCPUS 32
-
-enum console_kind { CONSOLE_STDIO, CONSOLE_FILE };
 
 /* Everything `godwit run` was asked for; validated by config__parse_run(). */
 struct vm_config {
@@ -130,5 +129,8 @@ json_t *vm_api__migration_json(const struct migrate_stats *st);
 int __must_check config__parse_run(int argc, char **argv, struct vm_config *cfg);
 void config__free(struct vm_config *cfg);
 void config__usage_run(FILE *out);
+/* --console stdio | file:PATH, shared by run and receive; -EINVAL with a message. */
+int __must_check config__parse_console(const char *arg, enum console_kind *kind,
+				       const char **path);
 
 #endif

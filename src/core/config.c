@@ -65,15 +65,15 @@ static int set_cpus(struct vm_config *cfg, const char *arg)
 	return 0;
 }
 
-static int set_console(struct vm_config *cfg, const char *arg)
+int config__parse_console(const char *arg, enum console_kind *kind, const char **path)
 {
 	if (!strcmp(arg, "stdio")) {
-		cfg->console = CONSOLE_STDIO;
+		*kind = CONSOLE_STDIO;
 		return 0;
 	}
 	if (!strncmp(arg, "file:", 5) && arg[5]) {
-		cfg->console = CONSOLE_FILE;
-		cfg->console_path = arg + 5;
+		*kind = CONSOLE_FILE;
+		*path = arg + 5;
 		return 0;
 	}
 	pr_err("--console '%s': expected stdio or file:PATH", arg);
@@ -152,7 +152,7 @@ int config__parse_run(int argc, char **argv, struct vm_config *cfg)
 		case 'm': ret = set_memory(cfg, optarg); break;
 		case 'n': ret = set_cpus(cfg, optarg); break;
 		case 'a': cfg->api_path = optarg; break;
-		case 'C': ret = set_console(cfg, optarg); break;
+		case 'C': ret = config__parse_console(optarg, &cfg->console, &cfg->console_path); break;
 		case 'v': log__set_level(LOG_DEBUG); break;
 		case 'h': return 1;
 		case ':':

@@ -257,15 +257,8 @@ int migrate_cli__receive(int argc, char **argv)
 		case 'v': log__set_level(LOG_DEBUG); break;
 		case 'h': usage_receive(stdout); return 0;
 		case 'C':
-			if (!strcmp(optarg, "stdio")) {
-				p.console_kind = CONSOLE_STDIO;
-			} else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
-				p.console_kind = CONSOLE_FILE;
-				p.console_path = optarg + 5;
-			} else {
-				pr_err("--console '%s': expected stdio or file:PATH", optarg);
+			if (config__parse_console(optarg, &p.console_kind, &p.console_path))
 				return 2;
-			}
 			break;
 		case ':':
 			pr_err("option %s needs a value", argv[optind - 1]);

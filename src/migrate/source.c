@@ -464,6 +464,8 @@ static void finish(struct source *src, int ret)
 	if (src->pause_ns && !ret)
 		m->stats.downtime_ms = (util__now_ns() - src->pause_ns) / 1000000;
 	snprintf(m->stats.error, sizeof(m->stats.error), "%s", ret ? src->err : "");
+	/* Once it is over, throttle_pct reports the highest throttle the move needed. */
+	m->stats.throttle_pct = m->stats.max_throttle_pct;
 	pthread_mutex_unlock(&m->lock);
 	set_status(m, st);
 

@@ -4,10 +4,12 @@ These need no KVM: godwit validates everything it can before opening /dev/kvm.
 """
 import os
 import socket
+import subprocess
+import time
 
 import pytest
 
-from godwit_vm import TESTGUEST, run_godwit
+from godwit_vm import GODWIT as GODWIT_PATH, TESTGUEST, run_godwit
 
 
 def one_error_line(res, *needles):
@@ -107,3 +109,84 @@ def test_no_kvm(godwit_bin, guest, tmp_path):
                      env=dict(os.environ, GODWIT_KVM_DEVICE=str(tmp_path / "kvm")))
     assert res.returncode == 1
     one_error_line(res, "no KVM on this host")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "exactly one of --listen"),
+    (["--listen", "tcp:127.0.0.1:1", "--from", "file:x"], "exactly one of --listen"),
+    (["--listen", "udp:1.2.3.4:5"], "expected tcp:HOST:PORT"),
+    (["--listen", "tcp:nohost"], "expected tcp:HOST:PORT"),
+    (["--from", "x.snap"], "expected file:PATH"),
+    (["--from", "file:x", "--console", "serial"], "expected stdio or file:PATH"),
+])
+def test_receive_bad_options(godwit_bin, args, needle):
+    res = run_godwit(["receive"] + args)
+    assert res.returncode == 2
+    one_error_line(res, needle)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--to", "tcp:127.0.0.1:1"], "--api and --to are required"),
+    (["--api", "x.sock"], "--api and --to are required"),
+    (["--api", "x.sock", "--to", "t", "--downtime-ms", "0"], "--downtime-ms"),
+    (["--api", "x.sock", "--to", "t", "--max-bandwidth", "fast"], "--max-bandwidth"),
+    (["--api", "x.sock", "--to", "t", "--timeout", "-1"], "--timeout"),
+])
+def test_migrate_bad_options(godwit_bin, args, needle):
+    res = run_godwit(["migrate"] + args)
+    assert res.returncode == 2
+    one_error_line(res, needle)
+
+
+def test_migrate_without_a_vm(godwit_bin, tmp_path):
+    res = run_godwit(["migrate", "--api", str(tmp_path / "none.sock"), "--to", "tcp:127.0.0.1:1"])
+    assert res.returncode == 1
+    one_error_line(res, "cannot start the migration")
+
+
+def test_receive_missing_snapshot(godwit_bin, tmp_path):
+    res = run_godwit(["receive", "--from", f"file:{tmp_path}/none.snap"])
+    assert res.returncode == 1
+    one_error_line(res, "none.snap")
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "bad migration stream"),
+    (b"GODWITMS" + b"\x00" * 100, "bad migration stream"),
+    (b"not a stream at all, just text\n" * 10, "bad migration stream"),
+])
+def test_receive_rejects_garbage(godwit_bin, tmp_path, content, needle):
+    snap = tmp_path / "junk.snap"
+    snap.write_bytes(content)
+    res = run_godwit(["receive", "--from", f"file:{snap}"])
+    assert res.returncode == 1
+    one_error_line(res, needle)
+
+
+def test_receive_listener_gets_garbage(godwit_bin, tmp_path):
+    """A peer that sends junk over TCP is refused; the receiver exits non-zero."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = subprocess.Popen([GODWIT_PATH, "receive", "--listen", f"tcp:127.0.0.1:{port}"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and p.poll() is None
+                time.sleep(0.05)
+        c.sendall(b"GET / HTTP/1.1\r\n\r\n" * 4)
+        c.close()
+        _, err = p.communicate(timeout=20)
+        assert p.returncode == 1
+        assert "bad migration stream" in err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
