@@ -7,7 +7,7 @@
 #   nkjob=PATH        a shell script on the host filesystem to run chrooted
 #   nkamd=OPT[,OPT]   parameters for kvm-amd, e.g. nkamd=npt=0
 #   nk9p=OPTS         extra 9p mount options, e.g. nk9p=cache=loose
-#   nkdebug           drop to a shell on the console instead of powering off
+#   nkhosttmp         keep the host's /tmp (over 9p) instead of a fresh tmpfs
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -18,13 +18,14 @@ mount -t devtmpfs devtmpfs /dev
 
 say() { echo "nested-kvm: $*" > /dev/console; }
 
-JOB= AMD= NINEP=cache=mmap DEBUG=
+JOB='' AMD='' NINEP=cache=mmap HOSTTMP=''
+# shellcheck disable=SC2013 # words, not lines
 for w in $(cat /proc/cmdline); do
 	case $w in
 	nkjob=*) JOB=${w#nkjob=} ;;
 	nkamd=*) AMD=$(echo "${w#nkamd=}" | tr , ' ') ;;
 	nk9p=*) NINEP=${w#nk9p=} ;;
-	nkdebug) DEBUG=1 ;;
+	nkhosttmp) HOSTTMP=1 ;;
 	esac
 done
 
@@ -32,16 +33,12 @@ finish() {
 	rc=$1
 	sync
 	echo "NESTED-KVM-EXIT=$rc" > /dev/console
-	if [ -n "$DEBUG" ]; then
-		say "debug shell (exit it to power off)"
-		setsid cttyhack sh
-	fi
 	umount -a -r > /dev/null 2>&1
 	poweroff -f
 	sleep 60
 }
 
-for m in $(cat /modules/order); do
+while read -r m; do
 	params=
 	[ "$m" = kvm_amd ] && params=$AMD
 	# shellcheck disable=SC2086
@@ -50,7 +47,7 @@ for m in $(cat /modules/order); do
 		[ "$m" = kvm_amd ] && dmesg | grep -iE 'kvm|svm' > /dev/console
 		finish 125
 	fi
-done
+done < /modules/order
 [ -c /dev/kvm ] || { say "no /dev/kvm after loading kvm-amd"; dmesg | grep -iE 'kvm|svm' > /dev/console; finish 125; }
 
 ip link set lo up
@@ -68,6 +65,9 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
 # /run of the host is not ours to write into: give the chroot its own.
 mount -t tmpfs -o mode=755 tmpfs /host/run
+# A guest-local /tmp by default: 9p cannot truncate or chmod a file that is open
+# but unlinked (Python's TemporaryFile, hence pytest's capture, does that).
+[ -n "$HOSTTMP" ] || mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 
 if [ -z "$JOB" ]; then
 	say "no nkjob= on the kernel command line"

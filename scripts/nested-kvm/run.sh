@@ -6,7 +6,7 @@
 #
 #   scripts/nested-kvm/run.sh [--mem 8G] [--smp 2] [--timeout SECS]
 #                             [--cpu MODEL] [--kvm-amd OPTS] [--9p OPTS]
-#                             [--verbose] [--debug] -- COMMAND...
+#                             [--host-tmp] [--verbose] -- COMMAND...
 #
 # One COMMAND word is a shell command line (sh -c); several are run as they are.
 # It runs as root, in the caller's working directory, with the caller's PATH,
@@ -14,14 +14,14 @@
 # Exit status: the command's; 124 on timeout; 125 when the rig itself failed.
 set -euo pipefail
 
-usage() { sed -n '7,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 125; }
+usage() { sed -n '7,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 125; }
 die() { echo "nested-kvm: $*" >&2; exit 125; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${NESTED_KVM_CACHE:-$root/build/nested-kvm}
 
-mem=8G smp=2 timeout=1800 cpu=max amdopts= ninep=cache=mmap verbose= debug=
+mem=8G smp=2 timeout=1800 cpu=max amdopts='' ninep=cache=mmap verbose='' hosttmp=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--mem) mem=$2; shift 2 ;;
@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 	--kvm-amd) amdopts=$2; shift 2 ;;
 	--9p) ninep=$2; shift 2 ;;
 	--verbose) verbose=1; shift ;;
-	--debug) debug=1; shift ;;
+	--host-tmp) hosttmp=1; shift ;;
 	--) shift; break ;;
 	-h|--help) usage ;;
 	*) usage ;;
@@ -51,6 +51,7 @@ prep_version=1 # bump when prepare() changes what it builds
 
 fetch_kernel_deb() {
 	local deb
+	# shellcheck disable=SC2012 # Debian package file names are plain
 	deb=$(ls "$cache"/debs/linux-image-*-amd64_*_amd64.deb 2> /dev/null | sort -V | tail -n 1 || true)
 	if [ -n "$deb" ]; then echo "$deb"; return; fi
 	mkdir -p "$cache/debs"
@@ -64,7 +65,7 @@ fetch_kernel_deb() {
 	[ -n "$pkg" ] || die "cannot find the kernel package behind linux-image-amd64"
 	echo "nested-kvm: downloading $pkg (Debian archive)" >&2
 	(cd "$cache/debs" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
-	deb=$(ls "$cache"/debs/"$pkg"_*_amd64.deb | head -n 1)
+	deb=$(find "$cache/debs" -name "${pkg}_*_amd64.deb" | head -n 1)
 	[ -f "$deb" ] || die "apt-get download left no .deb"
 	echo "$deb"
 }
@@ -99,7 +100,7 @@ prepare() {
 	# shellcheck disable=SC2064
 	trap "rm -rf '$tmp'" EXIT
 	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/*'
-	ver=$(ls "$tmp/lib/modules" | head -n 1)
+	ver=$(basename "$(find "$tmp/lib/modules" -mindepth 1 -maxdepth 1 | head -n 1)")
 	modroot=$tmp/lib/modules/$ver
 	local ird=$tmp/initramfs
 	mkdir -p "$ird"/{bin,dev,proc,sys,tmp,host,modules}
@@ -130,12 +131,15 @@ prepare() {
 prepare
 
 # ---------------------------------------------------------------- the job
-# The job script lives in the host's /tmp, which the guest sees at the same path.
-job=$(mktemp -d /tmp/nested-kvm.XXXXXX)
-qpid= tailpid=
+# The job script lives in $cache, which the guest sees at the same path.
+case $cache in *[[:space:]]*) die "the cache path '$cache' has white space: set NESTED_KVM_CACHE" ;; esac
+mkdir -p "$cache/jobs"
+job=$(mktemp -d "$cache/jobs/XXXXXX")
+qpid='' tailpid=''
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	[ -n "$qpid" ] && kill "$qpid" 2> /dev/null || true
-	[ -n "$tailpid" ] && kill "$tailpid" 2> /dev/null || true
+	if [ -n "$qpid" ]; then kill "$qpid" 2> /dev/null || true; fi
+	if [ -n "$tailpid" ]; then kill "$tailpid" 2> /dev/null || true; fi
 	rm -rf "$job"
 }
 trap cleanup EXIT
@@ -160,13 +164,14 @@ sq() { printf "'%s'" "$(printf %s "$1" | sed "s/'/'\\\\''/g")"; }
 
 append="console=ttyS0 panic=-1 rdinit=/init nkjob=$job/job.sh nk9p=$ninep"
 [ -n "$amdopts" ] && append+=" nkamd=$amdopts"
-[ -n "$debug" ] && append+=" nkdebug"
+[ -n "$hosttmp" ] && append+=" nkhosttmp"
 if [ -z "$verbose" ]; then append+=" quiet loglevel=0"; fi
 append+=" ${NESTED_KVM_APPEND:-}"
 
 log=$job/console.log
 : > "$log"
 start=$(date +%s)
+# shellcheck disable=SC2086 # NESTED_KVM_QEMU_ARGS is a list of words
 qemu-system-x86_64 \
 	-accel tcg -cpu "$cpu" -m "$mem" -smp "$smp" \
 	-kernel "$cache/vmlinuz" -initrd "$cache/initramfs.gz" -append "$append" \
