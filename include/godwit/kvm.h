@@ -50,6 +50,12 @@ int __must_check kvm__create_vcpu(struct kvm *kvm, unsigned int id, struct kvm_v
 void kvm__destroy_vcpu(struct kvm_vcpu_fd *vcpu);
 /* KVM_RUN; returns 0, -EINTR when a signal kicked the vCPU out, or another -errno. */
 int kvm_vcpu__run(struct kvm_vcpu_fd *vcpu);
+/*
+ * Finishes an I/O or MMIO access KVM left pending at the last exit (it completes
+ * them on the next KVM_RUN: an OUT's RIP advance, an IN's or MMIO read's result)
+ * without entering the guest. Needed before the vCPU's state is saved.
+ */
+int __must_check kvm_vcpu__complete_pending(struct kvm_vcpu_fd *vcpu);
 int __must_check kvm_vcpu__get_regs(struct kvm_vcpu_fd *v, struct kvm_regs *regs);
 int __must_check kvm_vcpu__set_regs(struct kvm_vcpu_fd *v, const struct kvm_regs *regs);
 int __must_check kvm_vcpu__get_sregs(struct kvm_vcpu_fd *v, struct kvm_sregs *sregs);

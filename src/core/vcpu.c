@@ -82,6 +82,9 @@ static bool vcpu_check_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->lock);
 	throttle_sleep(v);
 	if (vm->pause_requested && !vm->exit.requested) {
+		/* A parked vCPU's state may be saved: nothing may be left half done. */
+		if (kvm_vcpu__complete_pending(&v->kfd))
+			pr_warn("vCPU %u: cannot complete its pending I/O before pausing", v->id);
 		vm->nr_paused++;
 		pthread_cond_broadcast(&vm->cond);
 		while (vm->pause_requested && !vm->exit.requested)

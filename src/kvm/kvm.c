@@ -338,6 +338,15 @@ int kvm_vcpu__run(struct kvm_vcpu_fd *vcpu)
 	return xioctl(vcpu->fd, KVM_RUN, NULL);
 }
 
+int kvm_vcpu__complete_pending(struct kvm_vcpu_fd *vcpu)
+{
+	int ret;
+
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	ret = xioctl(vcpu->fd, KVM_RUN, NULL);
+	return ret == -EINTR ? 0 : ret;
+}
+
 #define VCPU_ACCESSORS(name, type, get, set)                                  \
 	int kvm_vcpu__get_##name(struct kvm_vcpu_fd *v, type *p)               \
 	{                                                                      \

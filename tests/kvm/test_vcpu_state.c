@@ -63,6 +63,7 @@ int main(void)
 	for (step = 1; step <= STEPS; step++) {
 		v = test_vm__run_to_out(&a);
 		CHECK(v == step, "step %u: guest reported 0x%x", step, v);
+		CHECK(kvm_vcpu__complete_pending(&a.vcpu) == 0, "complete the OUT");
 		CHECK(x86__vcpu_save(&a.vcpu, msrs, nr_msrs, st) == 0, "save");
 		memcpy(ram, a.mem.base, RAM);
 		test_vm__destroy(&a);

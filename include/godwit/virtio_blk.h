@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_VIRTIO_BLK_H
+#define GODWIT_VIRTIO_BLK_H
+
+/*
+ * virtio-blk over virtio-mmio, backed by a raw image (struct disk). One request
+ * queue, served by an I/O thread per disk that sleeps on an eventfd: the
+ * QueueNotify register writes it, and so can KVM's ioeventfd
+ * (virtio_blk__notify_fd). Requests: IN, OUT, FLUSH, GET_ID, DISCARD,
+ * WRITE_ZEROES; everything else is answered UNSUPP.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "godwit/disk.h"
+#include "godwit/virtio.h"
+
+/* Feature bits. */
+#define VIRTIO_BLK_F_SEG_MAX	  2
+#define VIRTIO_BLK_F_RO		  5
+#define VIRTIO_BLK_F_BLK_SIZE	  6
+#define VIRTIO_BLK_F_FLUSH	  9
+#define VIRTIO_BLK_F_DISCARD	  13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+/* Request types. */
+#define VIRTIO_BLK_T_IN		  0
+#define VIRTIO_BLK_T_OUT	  1
+#define VIRTIO_BLK_T_FLUSH	  4
+#define VIRTIO_BLK_T_GET_ID	  8
+#define VIRTIO_BLK_T_DISCARD	  11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+/* Status byte. */
+#define VIRTIO_BLK_S_OK	    0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES    20
+#define VIRTIO_BLK_HDR_SIZE    16 /* le32 type, le32 reserved, le64 sector */
+#define VIRTIO_BLK_DWZ_SIZE    16 /* le64 sector, le32 num_sectors, le32 flags */
+#define VIRTIO_BLK_DWZ_F_UNMAP 1
+
+/* Config space layout (offsets into struct virtio_blk_config). */
+#define VIRTIO_BLK_CFG_CAPACITY		    0
+#define VIRTIO_BLK_CFG_SEG_MAX		    12
+#define VIRTIO_BLK_CFG_BLK_SIZE		    20
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS  36
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG	    40
+#define VIRTIO_BLK_CFG_DISCARD_ALIGN	    44
+#define VIRTIO_BLK_CFG_MAX_WZ_SECTORS	    48
+#define VIRTIO_BLK_CFG_MAX_WZ_SEG	    52
+#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP	    56
+#define VIRTIO_BLK_CFG_SIZE		    60
+
+/* What the device advertises. */
+#define VIRTIO_BLK_QUEUE_SIZE	       256
+#define VIRTIO_BLK_MAX_DISCARD_SECTORS (1U << 21) /* 1 GiB per segment */
+#define VIRTIO_BLK_MAX_DISCARD_SEG     16
+#define VIRTIO_BLK_DISCARD_ALIGN       8 /* sectors: 4 KiB */
+#define VIRTIO_BLK_MAX_WZ_SECTORS      (1U << 21)
+#define VIRTIO_BLK_MAX_WZ_SEG	       1
+
+struct virtio_blk_opts {
+	const char *path;
+	bool readonly;
+	const char *serial; /* up to 20 bytes; default: the image's file name */
+	const char *name;   /* for log lines; default "virtio-blk" */
+};
+
+struct virtio_blk {
+	struct virtio_mmio mmio; /* the bus handler's opaque is &mmio */
+	struct virtio_dev_ops ops;
+	struct disk disk;
+	char name[64];
+	uint8_t config[VIRTIO_BLK_CFG_SIZE];
+	char serial[VIRTIO_BLK_ID_BYTES];
+	uint64_t capacity; /* sectors */
+
+	int evfd; /* notifications: QueueNotify, ioeventfd, resume, exit */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock; /* the fields below */
+	pthread_cond_t cond;
+	unsigned int paused; /* quiesce depth */
+	bool busy;	     /* the I/O thread is serving the queue */
+	bool stop;
+
+	/* I/O thread scratch. */
+	struct virtq_chain chain;
+	struct iovec iov[VIRTQ_MAX_SIZE];
+};
+
+/*
+ * Opens and locks the image (see disk__open; -EBUSY if another process holds
+ * it), sets up the transport and starts the I/O thread. raise() as for
+ * virtio_mmio__init. 0 or -errno.
+ */
+int __must_check virtio_blk__init(struct virtio_blk *b, struct guest_mem *mem,
+				  const struct virtio_blk_opts *opts,
+				  void (*raise)(void *irq_opaque), void *irq_opaque);
+void virtio_blk__exit(struct virtio_blk *b);
+
+/* The eventfd the I/O thread sleeps on (for KVM_IOEVENTFD on QueueNotify, queue 0). */
+int virtio_blk__notify_fd(struct virtio_blk *b);
+
+/*
+ * Waits until no request is in flight and keeps new ones from starting (their
+ * notifications wait) until virtio_blk__resume. Nests. Every request completed
+ * before it returns is in guest RAM and the used ring; a flushed write is on
+ * stable storage.
+ */
+void virtio_blk__quiesce(struct virtio_blk *b);
+void virtio_blk__resume(struct virtio_blk *b);
+
+/* Migration hand-over of the image: see disk__unlock / disk__lock. */
+int __must_check virtio_blk__release_lock(struct virtio_blk *b);
+int __must_check virtio_blk__take_lock(struct virtio_blk *b);
+
+struct virtio_blk_state {
+	struct virtio_mmio_state transport;
+	uint64_t capacity; /* sectors: the destination's image must be as large */
+	uint8_t readonly;
+};
+
+/* Quiesces around the copy. */
+void virtio_blk__save(struct virtio_blk *b, struct virtio_blk_state *st);
+/* Validates (capacity and readonly must match this disk, then the transport) and applies. */
+int __must_check virtio_blk__load(struct virtio_blk *b, const struct virtio_blk_state *st);
+
+#endif

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Raw disk images: a plain file, read and written in place, owned through an
+ * OFD lock on the whole file (see include/godwit/disk.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "godwit/disk.h"
+#include "godwit/log.h"
+
+#define ZERO_CHUNK (64 * KiB)
+
+static int set_lock(struct disk *d, short type)
+{
+	struct flock fl = {
+		.l_type = type,
+		.l_whence = SEEK_SET,
+		.l_start = 0,
+		.l_len = 0, /* to the end of the file, whatever its size */
+	};
+
+	if (fcntl(d->fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES) {
+		pr_err("disk image %s is in use by another process (locked)", d->path);
+		return -EBUSY;
+	}
+	pr_err("disk image %s: cannot lock: %s", d->path, strerror(errno));
+	return -errno;
+}
+
+int disk__lock(struct disk *d)
+{
+	int ret;
+
+	if (d->locked)
+		return 0;
+	ret = set_lock(d, d->readonly ? F_RDLCK : F_WRLCK);
+	if (!ret)
+		d->locked = true;
+	return ret;
+}
+
+int disk__unlock(struct disk *d)
+{
+	int ret;
+
+	if (!d->locked)
+		return 0;
+	ret = set_lock(d, F_UNLCK);
+	if (!ret)
+		d->locked = false;
+	return ret;
+}
+
+int disk__open(struct disk *d, const char *path, bool readonly)
+{
+	struct stat st;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	d->readonly = readonly;
+	d->path = strdup(path);
+	if (!d->path)
+		return -ENOMEM;
+	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (d->fd < 0) {
+		ret = -errno;
+		pr_err("disk image %s: %s", path, strerror(errno));
+		goto err_free;
+	}
+	if (fstat(d->fd, &st)) {
+		ret = -errno;
+		pr_err("disk image %s: %s", path, strerror(errno));
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		ret = -EINVAL;
+		pr_err("disk image %s: not a regular file or block device", path);
+		goto err_close;
+	}
+	ret = disk__lock(d);
+	if (ret)
+		goto err_close;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(d->fd, 0, SEEK_END);
+
+		if (end < 0) {
+			ret = -errno;
+			goto err_close;
+		}
+		d->size = (uint64_t)end;
+	} else {
+		d->size = (uint64_t)st.st_size;
+	}
+	return 0;
+
+err_close:
+	close(d->fd);
+	d->fd = -1;
+err_free:
+	free(d->path);
+	d->path = NULL;
+	return ret;
+}
+
+void disk__close(struct disk *d)
+{
+	if (d->fd >= 0)
+		close(d->fd); /* also drops the OFD lock */
+	d->fd = -1;
+	d->locked = false;
+	free(d->path);
+	d->path = NULL;
+}
+
+/* Drops n transferred bytes from the front of the iovec array. */
+static void iov_advance(struct iovec **iov, int *cnt, size_t n)
+{
+	while (*cnt && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)++;
+		(*cnt)--;
+	}
+	if (*cnt && n) {
+		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+}
+
+static int rw_full(struct disk *d, struct iovec *iov, int cnt, uint64_t off, bool write)
+{
+	ssize_t n;
+
+	/* Skip empty entries so that "0 bytes" below really means end of file. */
+	iov_advance(&iov, &cnt, 0);
+	while (cnt) {
+		if (write)
+			n = pwritev(d->fd, iov, cnt, (off_t)off);
+		else
+			n = preadv(d->fd, iov, cnt, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		off += (uint64_t)n;
+		iov_advance(&iov, &cnt, (size_t)n);
+	}
+	return 0;
+}
+
+int disk__preadv(struct disk *d, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	return rw_full(d, iov, iovcnt, off, false);
+}
+
+int disk__pwritev(struct disk *d, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	if (d->readonly)
+		return -EROFS;
+	return rw_full(d, iov, iovcnt, off, true);
+}
+
+int disk__pread(struct disk *d, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return disk__preadv(d, &iov, 1, off);
+}
+
+int disk__pwrite(struct disk *d, const void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return disk__pwritev(d, &iov, 1, off);
+}
+
+int disk__flush(struct disk *d)
+{
+	while (fdatasync(d->fd)) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int falloc(struct disk *d, int mode, uint64_t off, uint64_t len)
+{
+	if (d->readonly)
+		return -EROFS;
+	while (fallocate(d->fd, mode, (off_t)off, (off_t)len)) {
+		if (errno != EINTR)
+			return errno == ENOSYS ? -EOPNOTSUPP : -errno;
+	}
+	return 0;
+}
+
+int disk__discard(struct disk *d, uint64_t off, uint64_t len)
+{
+	return falloc(d, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+}
+
+static int write_zero_buffers(struct disk *d, uint64_t off, uint64_t len)
+{
+	uint8_t *zeros = calloc(1, ZERO_CHUNK);
+	uint64_t n;
+	int ret = 0;
+
+	if (!zeros)
+		return -ENOMEM;
+	while (len && !ret) {
+		n = MIN(len, ZERO_CHUNK);
+		ret = disk__pwrite(d, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	free(zeros);
+	return ret;
+}
+
+int disk__write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unmap)
+{
+	int ret = -EOPNOTSUPP;
+
+	if (d->readonly)
+		return -EROFS;
+	if (!may_unmap)
+		ret = falloc(d, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+	if (ret == -EOPNOTSUPP)
+		ret = disk__discard(d, off, len);
+	if (ret == -EOPNOTSUPP)
+		ret = write_zero_buffers(d, off, len);
+	return ret;
+}
