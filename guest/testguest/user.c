@@ -415,8 +415,19 @@ static void lapic_icr(u32 apic_id, u32 lo)
 		cpu_relax();
 }
 
+/*
+ * Software-enables this CPU's local APIC (SVR bit 8). Real CPUs send IPIs from a
+ * disabled APIC, but KVM's in-kernel APIC does not deliver them, and the timer
+ * needs it anyway: every CPU does this first.
+ */
+static void lapic_enable(void)
+{
+	mmio_write32(lapic_base + LAPIC_SVR, 0x100 | VEC_SPURIOUS);
+}
+
 static void start_aps(struct cpu *bsp, const struct hvm_start_info *si)
 {
+	lapic_enable();
 	if (ncpus < 2)
 		return;
 	u64 tp = tramp_page(si);
@@ -542,7 +553,6 @@ static void heartbeat(struct cpu *c)
 static void ticks(struct cpu *c)
 {
 	u64 hz = c->wl.arg1;
-	mmio_write32(lapic_base + LAPIC_SVR, 0x100 | VEC_SPURIOUS);
 	mmio_write32(lapic_base + LAPIC_LVT_TIMER, (1u << 16) | VEC_TIMER); /* masked */
 	mmio_write32(lapic_base + LAPIC_TIMER_DCR, 0x3);		    /* divide by 16 */
 	/* Count over ~20 ms, each end bracketed by two clock reads; retry if a bracket is
@@ -668,6 +678,8 @@ void user_main(struct cpu *c)
 {
 	if (c->index == 0)
 		bsp_main(c);
+	else
+		lapic_enable();
 	run_workload(c);
 	for (;;)
 		;
