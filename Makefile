@@ -35,7 +35,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 KVMTEST_SRC := $(sort $(wildcard tests/kvm/test_*.c))
 KVMTEST_BIN := $(KVMTEST_SRC:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
 
-.PHONY: all deps demo test unit test-kvm integration fuzz fuzz-run san clean format guest
+.PHONY: all deps demo test unit test-kvm integration fuzz fuzz-run san clean format guest guest-linux
 
 all: $(BUILD)/godwit guest
 
@@ -64,6 +64,8 @@ $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/libgodwit.a
 
 # The test guest is freestanding and always built the same way (never sanitized).
 include guest/testguest/guest.mk
+# The Linux guest (Debian's stock cloud kernel + our initramfs): make guest-linux.
+include guest/linux/linux.mk
 
 # libFuzzer targets: clang, with the library compiled again for coverage.
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))

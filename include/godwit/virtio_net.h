@@ -55,17 +55,17 @@
 #define VIRTIO_NET_CFG_SIZE	 10
 
 /* Queues. */
-#define VIRTIO_NET_Q_RX	  0
-#define VIRTIO_NET_Q_TX	  1
-#define VIRTIO_NET_Q_CTRL 2
-#define VIRTIO_NET_NR_QUEUES 3
+#define VIRTIO_NET_Q_RX	      0
+#define VIRTIO_NET_Q_TX	      1
+#define VIRTIO_NET_Q_CTRL     2
+#define VIRTIO_NET_NR_QUEUES  3
 #define VIRTIO_NET_QUEUE_SIZE 256
 
 /* Control queue: class, command, data (readable); ack, the last writable byte. */
-#define VIRTIO_NET_OK			0
-#define VIRTIO_NET_ERR			1
-#define VIRTIO_NET_CTRL_ANNOUNCE	3
-#define VIRTIO_NET_CTRL_ANNOUNCE_ACK	0
+#define VIRTIO_NET_OK		     0
+#define VIRTIO_NET_ERR		     1
+#define VIRTIO_NET_CTRL_ANNOUNCE     3
+#define VIRTIO_NET_CTRL_ANNOUNCE_ACK 0
 
 /* The virtio-net v1 header: little-endian, 12 bytes, in front of every frame. */
 struct virtio_net_hdr_v1 {
@@ -157,8 +157,8 @@ int __must_check virtio_net__random_mac(uint8_t mac[ETH_ALEN]);
  * is the interrupt callback given to virtio_mmio__init. 0 or -errno.
  */
 int __must_check virtio_net__init(struct virtio_net *n, struct guest_mem *mem, const char *name,
-				  const struct virtio_net_params *p, void (*raise)(void *irq_opaque),
-				  void *irq_opaque);
+				  const struct virtio_net_params *p,
+				  void (*raise)(void *irq_opaque), void *irq_opaque);
 /* Starts the I/O thread. */
 int __must_check virtio_net__start(struct virtio_net *n);
 /* Stops the thread (if started) and frees everything; the backend stays open. */

@@ -70,7 +70,7 @@ static int setiff_error(const char *name, int err)
 		       name, name);
 		return -EPERM;
 	case EBUSY:
-		pr_err("tap %s: already in use (another VM or process has it open; a tap carries one VM)", name);
+		pr_err("tap %s: already in use (another VM or process has it open)", name);
 		return -EBUSY;
 	case EINVAL:
 		pr_err("tap %s: exists but is not a single-queue tap (a tun device, or "

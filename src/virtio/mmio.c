@@ -85,6 +85,8 @@ static void reset_locked(struct virtio_mmio *vm)
 	__atomic_store_n(&vm->status, 0, __ATOMIC_SEQ_CST);
 	vm->ops->reset(vm->opaque);
 	reset_queues(vm);
+	/* Again: the pass that just ended may have set NEEDS_RESET or raised. */
+	__atomic_store_n(&vm->status, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&vm->interrupt_status, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->needs_reset_logged, false, __ATOMIC_RELEASE);
 	vm->device_features_sel = 0;

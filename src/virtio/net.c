@@ -302,7 +302,7 @@ static int rx_deliver(struct virtio_net *n, size_t len)
 static bool rx_process(struct virtio_net *n)
 {
 	struct virtq *vq = virtio_mmio__queue(&n->mmio, VIRTIO_NET_Q_RX);
-	unsigned int done = 0;
+	unsigned int done = 0, seen = 0;
 	bool more = false;
 
 	if (n->backend_broken || !virtio_mmio__queue_live(&n->mmio, VIRTIO_NET_Q_RX)) {
@@ -314,7 +314,8 @@ static bool rx_process(struct virtio_net *n)
 	while (!quiesce_wanted(n)) {
 		ssize_t len;
 
-		if (done == BUDGET) {
+		/* Dropped frames count too: a flood of runts must not hog the thread. */
+		if (seen++ == BUDGET) {
 			more = true;
 			break;
 		}
@@ -852,16 +853,16 @@ void virtio_net__announce(struct virtio_net *n)
 
 void virtio_net__set_link(struct virtio_net *n, bool up)
 {
-	uint16_t old;
+	bool changed;
 
 	pthread_mutex_lock(&n->lock);
-	old = n->status;
+	changed = !!(n->status & VIRTIO_NET_S_LINK_UP) != up;
 	if (up)
 		n->status |= VIRTIO_NET_S_LINK_UP;
 	else
 		n->status &= (uint16_t)~VIRTIO_NET_S_LINK_UP;
 	pthread_mutex_unlock(&n->lock);
-	if (old != n->status && negotiated(n, VIRTIO_NET_F_STATUS))
+	if (changed && negotiated(n, VIRTIO_NET_F_STATUS))
 		virtio_mmio__config_changed(&n->mmio);
 }
 
@@ -925,7 +926,8 @@ static int state_check(const struct virtio_net *n, const struct virtio_net_state
 		pr_err("%s: state: have_ipv4 is %u", n->name, st->have_ipv4);
 		return -EINVAL;
 	}
-	if ((st->status & VIRTIO_NET_S_ANNOUNCE) && !(f & VIRTIO_BIT(VIRTIO_NET_F_GUEST_ANNOUNCE))) {
+	if ((st->status & VIRTIO_NET_S_ANNOUNCE) &&
+	    !(f & VIRTIO_BIT(VIRTIO_NET_F_GUEST_ANNOUNCE))) {
 		pr_err("%s: state: announce pending without GUEST_ANNOUNCE", n->name);
 		return -EINVAL;
 	}
