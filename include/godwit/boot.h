@@ -26,6 +26,8 @@ struct boot_params_in {
 	const char *cmdline;	 /* NULL: empty */
 	unsigned int nr_cpus;
 	uint64_t rsdp_gpa; /* 0: no ACPI */
+	/* Put before the command line of a Linux kernel only (bzImage, vmlinux); may be NULL. */
+	const char *linux_cmdline_prefix;
 };
 
 enum boot_format {

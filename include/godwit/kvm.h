@@ -3,6 +3,7 @@
 #define GODWIT_KVM_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "godwit/util.h"
@@ -23,6 +24,12 @@ struct kvm_vcpu_fd {
 	struct kvm_run *run;
 	int mmap_size;
 };
+
+/*
+ * True when this host's KVM is kvm_pvm (KVM in software: guest ring 0 emulated),
+ * known from sysfs without opening the device.
+ */
+bool kvm__host_is_pvm(void);
 
 /* Opens the device, checks the API version and the capabilities godwit needs. */
 int __must_check kvm__open(struct kvm *kvm);

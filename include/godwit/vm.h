@@ -45,6 +45,7 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	uint64_t exits;
+	uint64_t completed_insns; /* kvm_pvm: instructions godwit completed for KVM */
 	bool throttle_due; /* set by the throttle timer: sleep before the next KVM_RUN */
 };
 

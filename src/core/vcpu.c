@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "godwit/emulate.h"
 #include "godwit/log.h"
 #include "godwit/vm.h"
 #include "godwit/x86.h"
@@ -154,6 +155,43 @@ static bool handle_system_event(struct vcpu *v)
 	}
 }
 
+/*
+ * kvm_pvm only: completes an instruction KVM's emulator gave up on, when it is
+ * one of the few godwit knows to do exactly (src/arch/x86/emulate.c). 0: the
+ * guest goes on.
+ */
+static int complete_insn(struct vcpu *v)
+{
+	struct emulate_ctx ctx = { .mem = &v->vm->mem };
+	struct kvm_vcpu_events ev;
+	struct kvm_fpu fpu;
+	int ret;
+
+	emulate__init_from_run(&ctx, v->kfd.run);
+	if (kvm_vcpu__get_regs(&v->kfd, &ctx.regs) || kvm_vcpu__get_sregs(&v->kfd, &ctx.sregs) ||
+	    kvm_vcpu__get_fpu(&v->kfd, &fpu))
+		return -EIO;
+	ctx.fsw = fpu.fsw;
+	ret = emulate__complete(&ctx);
+	if (ret)
+		return ret;
+	if (kvm_vcpu__set_regs(&v->kfd, &ctx.regs))
+		return -EIO;
+	if (ctx.exc.valid) {
+		if (kvm_vcpu__get_events(&v->kfd, &ev))
+			return -EIO;
+		ev.exception.injected = 1;
+		ev.exception.nr = ctx.exc.vector;
+		ev.exception.has_error_code = ctx.exc.has_error_code;
+		ev.exception.error_code = ctx.exc.error_code;
+		if (kvm_vcpu__set_events(&v->kfd, &ev))
+			return -EIO;
+	}
+	v->completed_insns++;
+	pr_debug("vCPU %u: completed %s", v->id, ctx.name);
+	return 0;
+}
+
 /* Returns true when the loop must end. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -178,6 +216,8 @@ static bool handle_exit(struct vcpu *v)
 		vm__request_exit(v->vm, 1, "guest triple-faulted");
 		return true;
 	case KVM_EXIT_INTERNAL_ERROR:
+		if (v->vm->kvm.is_pvm && complete_insn(v) == 0)
+			return false;
 		x86__report_vcpu(&v->kfd, v->id, "KVM could not run the guest (KVM_EXIT_INTERNAL_ERROR)");
 		vm__request_exit(v->vm, 1, "KVM internal error");
 		return true;

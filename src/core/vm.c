@@ -12,6 +12,7 @@
 
 #include "godwit/acpi.h"
 #include "godwit/boot.h"
+#include "godwit/emulate.h"
 #include "godwit/log.h"
 #include "godwit/vm.h"
 #include "godwit/x86_state.h"
@@ -134,6 +135,8 @@ static int load_guest(struct vm *vm)
 		.initrd_path = vm->cfg.initrd,
 		.cmdline = vm->cfg.cmdline,
 		.nr_cpus = vm->cfg.nr_cpus,
+		/* kvm_pvm cannot run some instructions in guest ring 0: keep Linux off them. */
+		.linux_cmdline_prefix = kvm__host_is_pvm() ? EMULATE_PVM_CMDLINE : NULL,
 	};
 	int ret;
 

@@ -98,7 +98,7 @@ static int enable_manual_dirty_clear(struct kvm *kvm)
 	return xioctl(kvm->vm_fd, KVM_ENABLE_CAP, &cap);
 }
 
-static int detect_pvm(void)
+bool kvm__host_is_pvm(void)
 {
 	/* kvm_pvm registers its module parameters; hardware KVM has kvm_intel/kvm_amd. */
 	return access("/sys/module/kvm_pvm/parameters", F_OK) == 0 &&
@@ -138,7 +138,7 @@ int kvm__open(struct kvm *kvm)
 		pr_err("cannot enable manual dirty-log clearing: %s", strerror(-ret));
 		goto err_close_vm;
 	}
-	kvm->is_pvm = detect_pvm();
+	kvm->is_pvm = kvm__host_is_pvm();
 	return 0;
 
 err_close_vm:

@@ -642,6 +642,44 @@ static int load_elf_spec(const struct elf_spec *s, size_t truncate_to, uint64_t 
 	return ret;
 }
 
+/* The kvm_pvm options go before a Linux command line, never into a PVH guest's. */
+static void test_linux_cmdline_prefix(void **state)
+{
+	struct elf_spec lx = {.paddr = 0x1000000,
+			      .vaddr = 0xffffffff81000000ULL,
+			      .entry = 0xffffffff81000040ULL,
+			      .memsz = 0x10000};
+	struct elf_spec pvh = pvh_spec();
+	struct boot_params_in in = {.cmdline = "console=ttyS0 -- sh", .nr_cpus = 1,
+				    .linux_cmdline_prefix = "nosmap noxsave"};
+	struct tmpfile k;
+	struct guest_mem mem;
+	struct boot_setup b;
+
+	(void)state;
+	write_elf(&k, &lx, 0);
+	mem_init(&mem, RAM_128M);
+	in.kernel_path = k.path;
+	assert_int_equal(boot__load_kernel(&mem, &in, &b), 0);
+	assert_string_equal((const char *)gptr(&mem, BOOT_CMDLINE_ADDR, 64),
+			    "nosmap noxsave console=ttyS0 -- sh");
+	in.cmdline = NULL;
+	assert_int_equal(boot__load_kernel(&mem, &in, &b), 0);
+	assert_string_equal((const char *)gptr(&mem, BOOT_CMDLINE_ADDR, 64), "nosmap noxsave");
+	guest_mem__exit(&mem);
+	tmp_remove(&k);
+
+	write_elf(&k, &pvh, 0);
+	mem_init(&mem, RAM_128M);
+	in.kernel_path = k.path;
+	in.cmdline = "heartbeat 10";
+	assert_int_equal(boot__load_kernel(&mem, &in, &b), 0);
+	assert_int_equal(b.format, BOOT_FORMAT_PVH);
+	assert_string_equal((const char *)gptr(&mem, BOOT_CMDLINE_ADDR, 64), "heartbeat 10");
+	guest_mem__exit(&mem);
+	tmp_remove(&k);
+}
+
 static void test_reject_elf(void **state)
 {
 	struct elf_spec s;
@@ -944,7 +982,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pvh_elf64),	 cmocka_unit_test(test_pvh_elf32),
 	    cmocka_unit_test(test_pvh_hole),	 cmocka_unit_test(test_pvh_no_initrd),
-	    cmocka_unit_test(test_bzimage),	 cmocka_unit_test(test_vmlinux),
+	    cmocka_unit_test(test_bzimage),	 cmocka_unit_test(test_vmlinux), cmocka_unit_test(test_linux_cmdline_prefix),
 	    cmocka_unit_test(test_reject_elf),	 cmocka_unit_test(test_reject_bzimage),
 	    cmocka_unit_test(test_reject_files), cmocka_unit_test(test_regs_pvh),
 	    cmocka_unit_test(test_regs_long),	 cmocka_unit_test(test_e820_builder),

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -428,6 +429,20 @@ static int load_image(struct guest_mem *mem, const struct boot_file *f, uint8_t 
 	return -ENOEXEC;
 }
 
+/* "PREFIX CMDLINE": host-imposed options first, so a " -- " in the user's part stays last. */
+static int write_prefixed_cmdline(struct guest_mem *mem, const char *prefix, const char *cmdline,
+				  uint64_t limit)
+{
+	char *buf;
+	int ret;
+
+	if (asprintf(&buf, "%s%s%s", prefix, *cmdline ? " " : "", cmdline) < 0)
+		return -ENOMEM;
+	ret = write_cmdline(mem, buf, limit);
+	free(buf);
+	return ret;
+}
+
 static int check_input(struct guest_mem *mem, const struct boot_params_in *in)
 {
 	if (!in->kernel_path) {
@@ -460,7 +475,10 @@ static int finish_boot(struct guest_mem *mem, const struct boot_params_in *in,
 	} else if (out->format == BOOT_FORMAT_VMLINUX) {
 		make_setup_header(zp);
 	}
-	ret = write_cmdline(mem, cmdline, limit);
+	if (out->format != BOOT_FORMAT_PVH && in->linux_cmdline_prefix)
+		ret = write_prefixed_cmdline(mem, in->linux_cmdline_prefix, cmdline, limit);
+	else
+		ret = write_cmdline(mem, cmdline, limit);
 	if (ret)
 		return ret;
 	out->cmdline_gpa = BOOT_CMDLINE_ADDR;
