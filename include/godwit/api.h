@@ -24,6 +24,9 @@
 /* Bodies larger than this are refused with 413 before a handler sees them. */
 #define API_MAX_BODY (64 * 1024)
 
+/* How long api__stop lets open connections finish their replies. */
+#define API_DRAIN_MS 1000
+
 /* At most this many clients at a time; more wait in the listen backlog. */
 #define API_MAX_CONNECTIONS 32
 

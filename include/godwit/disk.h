@@ -30,11 +30,12 @@ struct disk {
 };
 
 /*
- * Opens path (O_RDWR, or O_RDONLY when readonly) and takes the lock. -EBUSY with
- * "disk image PATH is in use by another process (locked)" on the log if another
- * open file description holds a conflicting lock; other -errno with a message.
+ * Opens path (O_RDWR, or O_RDONLY when readonly) and, if lock, takes the lock.
+ * -EBUSY with "disk image PATH is in use by another process (locked)" on the log
+ * if another open file description holds a conflicting lock; other -errno with a
+ * message. An incoming migration opens unlocked and locks at the hand-over.
  */
-int __must_check disk__open(struct disk *d, const char *path, bool readonly);
+int __must_check disk__open(struct disk *d, const char *path, bool readonly, bool lock);
 void disk__close(struct disk *d);
 
 /* Drops the lock (the file stays open). 0 or -errno. */

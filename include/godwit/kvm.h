@@ -39,6 +39,11 @@ int __must_check kvm__create_irqchip(struct kvm *kvm);
 int __must_check kvm__set_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size,
 				 void *hva, int log_dirty);
 int __must_check kvm__irq_line(struct kvm *kvm, uint32_t irq, int level);
+/* A write to eventfd fd raises an edge on gsi (KVM_IRQFD). */
+int __must_check kvm__irqfd(struct kvm *kvm, int fd, uint32_t gsi);
+/* A guest write of datamatch (len bytes) at MMIO addr signals fd without an exit. */
+int __must_check kvm__ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len,
+				uint64_t datamatch);
 int __must_check kvm__get_dirty_log(struct kvm *kvm, uint32_t slot, unsigned long *bitmap);
 int __must_check kvm__clear_dirty_log(struct kvm *kvm, uint32_t slot, uint64_t first_page,
 				      uint32_t num_pages, unsigned long *bitmap);

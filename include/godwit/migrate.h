@@ -20,6 +20,7 @@ struct migrate_params {
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
 	uint64_t timeout_s;	/* 0 = scale with memory size */
 	bool verify;
+	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 };
 
 enum migrate_status {
@@ -59,8 +60,8 @@ struct migration {
 	struct migrate_stats stats;
 	bool running; /* the thread exists and has not been joined */
 	bool cancel;
-	unsigned int final_reads; /* GET /vm/migration answers that gave a final status */
-	bool watched; /* a client (godwit migrate) polls the progress and wants the end */
+	bool watched; /* a client (godwit migrate) follows it and will acknowledge the end */
+	bool acked;   /* that client has read the final status */
 	pthread_t thread;
 	int fd; /* the stream's socket or file, -1 when none */
 };
@@ -77,9 +78,11 @@ int __must_check migrate__start(struct vm *vm, const struct migrate_params *p, c
 				size_t errlen);
 int __must_check migrate__cancel(struct vm *vm);
 void migrate__get_stats(struct vm *vm, struct migrate_stats *out);
+/* The watching client has the final status: the source may exit. -ENOENT if not final. */
+int migrate__ack(struct vm *vm);
 /* Internal to src/migrate: the thread, and the source's wait before it exits. */
 int __must_check migrate__launch(struct vm *vm);
-void migrate__wait_final_read(struct migration *m, unsigned int ms);
+void migrate__wait_ack(struct migration *m, unsigned int ms);
 
 /* ---- destination ---- */
 

@@ -69,6 +69,7 @@ struct virtio_blk_opts {
 	bool readonly;
 	const char *serial; /* up to 20 bytes; default: the image's file name */
 	const char *name;   /* for log lines; default "virtio-blk" */
+	bool defer_lock;    /* incoming migration: take the lock at the hand-over */
 };
 
 struct virtio_blk {

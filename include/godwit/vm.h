@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "godwit/boot.h"
+#include "godwit/acpi.h"
 #include "godwit/bus.h"
 #include "godwit/console.h"
 #include <jansson.h>
@@ -15,11 +16,30 @@
 #include "godwit/memory.h"
 #include "godwit/migrate.h"
 #include "godwit/serial8250.h"
+#include "godwit/tap.h"
+#include "godwit/virtio_blk.h"
+#include "godwit/virtio_net.h"
 #include "godwit/util.h"
 
 #define VM_MIN_MEMORY (64ULL * MiB)
 #define VM_MAX_MEMORY (1024ULL * GiB)
 #define VM_MAX_VCPUS 32
+
+#define VM_MAX_DISKS 8
+#define VM_MAX_NETS 8
+
+struct vm_disk_cfg {
+	char *spec; /* owned copy of the option, cut up in place */
+	const char *path;
+	bool readonly;
+};
+
+struct vm_net_cfg {
+	char *spec;
+	const char *tap;
+	bool have_mac;
+	uint8_t mac[6];
+};
 
 /* Everything `godwit run` was asked for; validated by config__parse_run(). */
 struct vm_config {
@@ -32,9 +52,29 @@ struct vm_config {
 	enum console_kind console;
 	const char *console_path;
 	bool incoming; /* godwit receive: RAM and state come from a stream */
+	/* virtio-mmio devices: the disks first, then the NICs, in command-line order. */
+	unsigned int nr_disks;
+	struct vm_disk_cfg disks[VM_MAX_DISKS];
+	unsigned int nr_nets;
+	struct vm_net_cfg nets[VM_MAX_NETS];
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPING };
+
+/* A virtio-mmio device in its slot: base VIRTIO_MMIO_BASE + slot * size, GSI base + slot. */
+enum vdev_type { VDEV_BLK, VDEV_NET };
+
+struct vdev {
+	enum vdev_type type;
+	unsigned int slot;
+	unsigned int instance; /* index among devices of its type */
+	int irq_fd;	       /* eventfd bound to the GSI with KVM_IRQFD */
+	struct virtio_mmio *mmio;
+	struct virtio_blk *blk;
+	struct virtio_net *net;
+	struct tap tap;
+	bool tap_open;
+};
 
 struct vm;
 
@@ -63,6 +103,8 @@ struct vm {
 	struct bus pio;
 	struct bus mmio;
 	struct serial8250 serial;
+	unsigned int nr_vdevs;
+	struct vdev vdevs[VM_MAX_DISKS + VM_MAX_NETS];
 	int console_fd;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nr_vcpus;
@@ -117,8 +159,23 @@ int __must_check console__init(struct vm *vm);
 int __must_check console__start_input(struct vm *vm);
 void console__exit(struct vm *vm);
 
-/* devices.c: the platform devices on the port and MMIO buses. */
+/*
+ * devices.c: the platform devices. devices__open creates the virtio devices and
+ * opens their backends (disk images, taps), before KVM, so bad input shows
+ * early; devices__init puts everything on the buses and connects interrupts
+ * (irqfd) and notifications (ioeventfd) once KVM exists.
+ */
+int __must_check devices__open(struct vm *vm);
 int __must_check devices__init(struct vm *vm);
+void devices__exit(struct vm *vm);
+/* The ACPI description of the virtio-mmio devices a config asks for; returns how many. */
+unsigned int devices__acpi(const struct vm_config *cfg, struct acpi_virtio_mmio *out);
+/* Migration: stop and restart device I/O around the final state, hand disks over. */
+void devices__quiesce(struct vm *vm);
+void devices__resume(struct vm *vm);
+int __must_check devices__release_disks(struct vm *vm);
+int __must_check devices__take_disks(struct vm *vm);
+void devices__announce(struct vm *vm);
 
 /* vm_api.c: the VM's routes on the API socket. */
 int __must_check vm_api__start(struct vm *vm);
@@ -130,6 +187,9 @@ json_t *vm_api__migration_json(const struct migrate_stats *st);
 int __must_check config__parse_run(int argc, char **argv, struct vm_config *cfg);
 void config__free(struct vm_config *cfg);
 void config__usage_run(FILE *out);
+/* --disk PATH[,readonly=on|off] and --net tap=NAME[,mac=MAC], shared with receive. */
+int __must_check config__add_disk(struct vm_config *cfg, const char *arg);
+int __must_check config__add_net(struct vm_config *cfg, const char *arg);
 /* --console stdio | file:PATH, shared by run and receive; -EINVAL with a message. */
 int __must_check config__parse_console(const char *arg, enum console_kind *kind,
 				       const char **path);

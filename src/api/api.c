@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -377,12 +378,32 @@ err_free:
 	return ret;
 }
 
+/*
+ * Lets connections still open finish their exchange (a reply to PUT
+ * /vm/shutdown, a migration's final status) before they are cut, for a bounded
+ * time: a client that keeps an idle connection open does not hold us up long.
+ */
+static void drain(struct api_server *srv)
+{
+	struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
+	const union MHD_DaemonInfo *info;
+	int i;
+
+	for (i = 0; i < API_DRAIN_MS / 10; i++) {
+		info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!info || info->num_connections == 0)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
+
 void api__stop(struct api_server *srv)
 {
 	if (!srv)
 		return;
 	/* Quiesce first: the listen socket is ours, and closing it is ours to do. */
 	MHD_quiesce_daemon(srv->daemon);
+	drain(srv);
 	MHD_stop_daemon(srv->daemon);
 	api_socket__close(&srv->sock, srv->path);
 	free(srv->path);

@@ -58,7 +58,7 @@ int disk__unlock(struct disk *d)
 	return ret;
 }
 
-int disk__open(struct disk *d, const char *path, bool readonly)
+int disk__open(struct disk *d, const char *path, bool readonly, bool lock)
 {
 	struct stat st;
 	int ret;
@@ -85,7 +85,7 @@ int disk__open(struct disk *d, const char *path, bool readonly)
 		pr_err("disk image %s: not a regular file or block device", path);
 		goto err_close;
 	}
-	ret = disk__lock(d);
+	ret = lock ? disk__lock(d) : 0;
 	if (ret)
 		goto err_close;
 	if (S_ISBLK(st.st_mode)) {

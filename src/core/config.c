@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "godwit/log.h"
+#include "godwit/virtio_net.h"
 #include "godwit/vm.h"
 
 #define CMDLINE_MAX 4096
@@ -25,6 +26,12 @@ void config__usage_run(FILE *out)
 		"  --api PATH          serve the HTTP+JSON API on this unix socket\n"
 		"  --console KIND      stdio (default: output to stdout, input from stdin)\n"
 		"                      or file:PATH (output appended to PATH)\n"
+		"  --disk PATH[,readonly=on]\n"
+		"                      a virtio-blk disk on a raw image (locked while in use);\n"
+		"                      repeat for more (up to %d)\n"
+		"  --net tap=NAME[,mac=MAC]\n"
+		"                      a virtio-net card on an existing tap; MAC default random\n"
+		"                      52:54:00:xx:xx:xx, kept across migration (up to %d)\n"
 		"  -v, --verbose       debug messages on stderr\n"
 		"  -h, --help          this text\n"
 		"\n"
@@ -33,7 +40,7 @@ void config__usage_run(FILE *out)
 		"\n"
 		"Exit status: the guest's (test guest `exit CODE`: a 32-bit write to port 0xf4;\n"
 		"power-off: 0); 2 for bad options; 1 if the VMM fails; 128+N on signal N.\n",
-		VM_MAX_VCPUS);
+		VM_MAX_VCPUS, VM_MAX_DISKS, VM_MAX_NETS);
 }
 
 static int set_memory(struct vm_config *cfg, const char *arg)
@@ -62,6 +69,82 @@ static int set_cpus(struct vm_config *cfg, const char *arg)
 		return -EINVAL;
 	}
 	cfg->nr_cpus = (unsigned int)v;
+	return 0;
+}
+
+/* Splits "key=value,key=value" in place; returns the value of key or NULL. */
+static char *next_kv(char **rest, char **key)
+{
+	char *item = strsep(rest, ","), *eq;
+
+	if (!item)
+		return NULL;
+	eq = strchr(item, '=');
+	*key = item;
+	if (!eq)
+		return item + strlen(item); /* a key with no value: "" */
+	*eq = '\0';
+	return eq + 1;
+}
+
+int config__add_disk(struct vm_config *cfg, const char *arg)
+{
+	char *spec = strdup(arg), *rest = spec, *key, *val, *path;
+	struct vm_disk_cfg *d;
+
+	if (!spec)
+		return -ENOMEM;
+	path = strsep(&rest, ",");
+	if (!path || !*path || cfg->nr_disks == VM_MAX_DISKS) {
+		free(spec);
+		pr_err("--disk %s: expected PATH[,readonly=on], at most %d disks", arg, VM_MAX_DISKS);
+		return -EINVAL;
+	}
+	d = &cfg->disks[cfg->nr_disks++];
+	*d = (struct vm_disk_cfg){ .spec = spec, .path = path };
+	while ((val = next_kv(&rest, &key))) {
+		if (!strcmp(key, "readonly") && (!strcmp(val, "on") || !strcmp(val, "off"))) {
+			d->readonly = !strcmp(val, "on");
+		} else {
+			pr_err("--disk %s: unknown option '%s' (expected readonly=on|off)", path, key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int config__add_net(struct vm_config *cfg, const char *arg)
+{
+	char *spec, *rest, *key, *val;
+	struct vm_net_cfg *n;
+
+	if (cfg->nr_nets == VM_MAX_NETS) {
+		pr_err("--net: at most %d network cards", VM_MAX_NETS);
+		return -EINVAL;
+	}
+	spec = rest = strdup(arg);
+	if (!spec)
+		return -ENOMEM;
+	n = &cfg->nets[cfg->nr_nets++];
+	*n = (struct vm_net_cfg){ .spec = spec };
+	while ((val = next_kv(&rest, &key))) {
+		if (!strcmp(key, "tap") && *val) {
+			n->tap = val;
+		} else if (!strcmp(key, "mac")) {
+			if (virtio_net__parse_mac(val, n->mac)) {
+				pr_err("--net mac=%s: expected a unicast MAC like 52:54:00:12:34:56", val);
+				return -EINVAL;
+			}
+			n->have_mac = true;
+		} else {
+			pr_err("--net: unknown option '%s' (expected tap=NAME[,mac=MAC])", key);
+			return -EINVAL;
+		}
+	}
+	if (!n->tap) {
+		pr_err("--net: tap=NAME is required");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -123,8 +206,7 @@ static int build_cmdline(struct vm_config *cfg, const char *base, int argc, char
 	return ret;
 }
 
-/* 0: run; 1: --help was printed; -EINVAL: bad options (one line on stderr already). */
-int config__parse_run(int argc, char **argv, struct vm_config *cfg)
+static int parse_run(int argc, char **argv, struct vm_config *cfg)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -134,6 +216,8 @@ int config__parse_run(int argc, char **argv, struct vm_config *cfg)
 		{ "cpus", required_argument, NULL, 'n' },
 		{ "api", required_argument, NULL, 'a' },
 		{ "console", required_argument, NULL, 'C' },
+		{ "disk", required_argument, NULL, 'D' },
+		{ "net", required_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -153,6 +237,8 @@ int config__parse_run(int argc, char **argv, struct vm_config *cfg)
 		case 'n': ret = set_cpus(cfg, optarg); break;
 		case 'a': cfg->api_path = optarg; break;
 		case 'C': ret = config__parse_console(optarg, &cfg->console, &cfg->console_path); break;
+		case 'D': ret = config__add_disk(cfg, optarg); break;
+		case 'N': ret = config__add_net(cfg, optarg); break;
 		case 'v': log__set_level(LOG_DEBUG); break;
 		case 'h': return 1;
 		case ':':
@@ -174,15 +260,28 @@ int config__parse_run(int argc, char **argv, struct vm_config *cfg)
 		return -EINVAL;
 	}
 	ret = build_cmdline(cfg, cmdline, argc - optind, argv + optind);
-	if (ret) {
+	return ret == -ENOMEM || !ret ? ret : -EINVAL;
+}
+
+/* 0: run; 1: --help was printed; -EINVAL: bad options (one line on stderr already). */
+int config__parse_run(int argc, char **argv, struct vm_config *cfg)
+{
+	int ret = parse_run(argc, argv, cfg);
+
+	if (ret)
 		config__free(cfg);
-		return ret == -ENOMEM ? ret : -EINVAL;
-	}
-	return 0;
+	return ret;
 }
 
 void config__free(struct vm_config *cfg)
 {
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_disks; i++)
+		free(cfg->disks[i].spec);
+	for (i = 0; i < cfg->nr_nets; i++)
+		free(cfg->nets[i].spec);
+	cfg->nr_disks = cfg->nr_nets = 0;
 	free(cfg->cmdline);
 	cfg->cmdline = NULL;
 }

@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The platform: which device answers at which port. The order is fixed and
- * explicit (no constructor magic), because migration restores devices in it.
+ * The platform: which device answers at which port or address. The order is
+ * fixed and explicit (no constructor magic), because migration restores devices
+ * in it: the UART, then virtio-mmio slot 0.. with the disks first and the
+ * network cards after, each in command-line order.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "godwit/log.h"
 #include "godwit/vm.h"
@@ -53,6 +59,127 @@ static void acpi_pm_io(void *opaque, struct bus_access *a)
 		vm__request_exit(vm, 0, "guest asked for a reset; godwit ends the VM");
 }
 
+static uint64_t slot_base(unsigned int slot)
+{
+	return VIRTIO_MMIO_BASE + (uint64_t)slot * VIRTIO_MMIO_SIZE;
+}
+
+unsigned int devices__acpi(const struct vm_config *cfg, struct acpi_virtio_mmio *out)
+{
+	unsigned int i, n = cfg->nr_disks + cfg->nr_nets;
+
+	for (i = 0; i < n; i++)
+		out[i] = (struct acpi_virtio_mmio){ .base = slot_base(i), .size = VIRTIO_MMIO_SIZE,
+						    .gsi = VIRTIO_MMIO_GSI_BASE + i };
+	return n;
+}
+
+/* The device's interrupt: an edge on its GSI, through the irqfd. */
+static void vdev_raise(void *opaque)
+{
+	struct vdev *d = opaque;
+	uint64_t one = 1;
+
+	if (write(d->irq_fd, &one, sizeof(one)) < 0)
+		pr_debug("virtio slot %u: cannot signal the interrupt", d->slot);
+}
+
+static int open_disk(struct vm *vm, unsigned int i)
+{
+	struct vdev *d = &vm->vdevs[vm->nr_vdevs];
+	char name[32];
+	int ret;
+
+	snprintf(name, sizeof(name), "virtio-blk%u", i);
+	*d = (struct vdev){ .type = VDEV_BLK, .slot = vm->nr_vdevs, .instance = i, .irq_fd = -1 };
+	d->blk = calloc(1, sizeof(*d->blk));
+	if (!d->blk)
+		return -ENOMEM;
+	ret = virtio_blk__init(d->blk, &vm->mem,
+			       &(struct virtio_blk_opts){ .path = vm->cfg.disks[i].path,
+							  .readonly = vm->cfg.disks[i].readonly,
+							  .name = name,
+							  .defer_lock = vm->cfg.incoming },
+			       vdev_raise, d);
+	if (ret) {
+		free(d->blk);
+		return ret;
+	}
+	d->mmio = &d->blk->mmio;
+	vm->nr_vdevs++;
+	return 0;
+}
+
+static int open_net(struct vm *vm, unsigned int i)
+{
+	const struct vm_net_cfg *c = &vm->cfg.nets[i];
+	struct vdev *d = &vm->vdevs[vm->nr_vdevs];
+	struct virtio_net_params p = { .have_mac = c->have_mac };
+	char name[32];
+	int ret;
+
+	snprintf(name, sizeof(name), "virtio-net%u", i);
+	*d = (struct vdev){ .type = VDEV_NET, .slot = vm->nr_vdevs, .instance = i, .irq_fd = -1 };
+	ret = tap__open(&d->tap, c->tap, TAP_ATTACH);
+	if (ret)
+		return ret;
+	d->tap_open = true;
+	tap__backend(&d->tap, &p.backend);
+	memcpy(p.mac, c->mac, sizeof(p.mac));
+	d->net = calloc(1, sizeof(*d->net));
+	ret = d->net ? virtio_net__init(d->net, &vm->mem, name, &p, vdev_raise, d) : -ENOMEM;
+	if (ret) {
+		free(d->net);
+		tap__close(&d->tap);
+		return ret;
+	}
+	d->mmio = &d->net->mmio;
+	vm->nr_vdevs++;
+	return 0;
+}
+
+int devices__open(struct vm *vm)
+{
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < vm->cfg.nr_disks; i++)
+		ret = open_disk(vm, i);
+	for (i = 0; !ret && i < vm->cfg.nr_nets; i++)
+		ret = open_net(vm, i);
+	if (ret)
+		devices__exit(vm);
+	return ret;
+}
+
+static int connect_vdev(struct vm *vm, struct vdev *d)
+{
+	uint64_t base = slot_base(d->slot);
+	unsigned int q;
+	int fd, ret;
+
+	d->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->irq_fd < 0)
+		return -errno;
+	ret = kvm__irqfd(&vm->kvm, d->irq_fd, VIRTIO_MMIO_GSI_BASE + d->slot);
+	if (ret) {
+		pr_err("virtio slot %u: KVM_IRQFD: %s", d->slot, strerror(-ret));
+		return ret;
+	}
+	ret = bus__register(&vm->mmio, &(struct bus_device){ base, VIRTIO_MMIO_SIZE,
+			    virtio_mmio__access, d->mmio, d->type == VDEV_BLK ? "virtio-blk" :
+			    "virtio-net" });
+	/* Queue notifications reach the device thread without a vCPU exit. */
+	for (q = 0; !ret && (fd = virtio_mmio__queue_notify_fd(d->mmio, q)) >= 0; q++) {
+		ret = kvm__ioeventfd(&vm->kvm, fd, base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q);
+		if (ret)
+			pr_err("virtio slot %u: KVM_IOEVENTFD: %s", d->slot, strerror(-ret));
+	}
+	if (!ret && d->type == VDEV_NET)
+		ret = virtio_net__start(d->net);
+	return ret;
+}
+
 int devices__init(struct vm *vm)
 {
 	const struct bus_device pio[] = {
@@ -68,5 +195,96 @@ int devices__init(struct vm *vm)
 		if (ret)
 			return ret;
 	}
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		ret = connect_vdev(vm, &vm->vdevs[i]);
+		if (ret)
+			return ret;
+	}
 	return 0;
+}
+
+void devices__exit(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		struct vdev *d = &vm->vdevs[i];
+
+		if (d->blk) {
+			virtio_blk__exit(d->blk);
+			free(d->blk);
+		}
+		if (d->net) {
+			virtio_net__exit(d->net);
+			free(d->net);
+		}
+		if (d->tap_open)
+			tap__close(&d->tap);
+		if (d->irq_fd >= 0)
+			close(d->irq_fd);
+	}
+	vm->nr_vdevs = 0;
+}
+
+void devices__quiesce(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		if (vm->vdevs[i].blk)
+			virtio_blk__quiesce(vm->vdevs[i].blk);
+		else
+			virtio_net__quiesce(vm->vdevs[i].net);
+	}
+}
+
+void devices__resume(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		if (vm->vdevs[i].blk)
+			virtio_blk__resume(vm->vdevs[i].blk);
+		else
+			virtio_net__resume(vm->vdevs[i].net);
+	}
+}
+
+int devices__release_disks(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		if (!vm->vdevs[i].blk)
+			continue;
+		ret = virtio_blk__release_lock(vm->vdevs[i].blk);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int devices__take_disks(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		if (!vm->vdevs[i].blk)
+			continue;
+		ret = virtio_blk__take_lock(vm->vdevs[i].blk);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+void devices__announce(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++)
+		if (vm->vdevs[i].net)
+			virtio_net__announce(vm->vdevs[i].net);
 }

@@ -129,7 +129,8 @@ void vm__set_throttle(struct vm *vm, uint32_t pct)
 
 static int load_guest(struct vm *vm)
 {
-	struct acpi_config acpi = { .nr_cpus = vm->cfg.nr_cpus };
+	struct acpi_virtio_mmio virtio[VM_MAX_DISKS + VM_MAX_NETS];
+	struct acpi_config acpi = { .nr_cpus = vm->cfg.nr_cpus, .virtio_mmio = virtio };
 	struct boot_params_in in = {
 		.kernel_path = vm->cfg.kernel,
 		.initrd_path = vm->cfg.initrd,
@@ -140,6 +141,7 @@ static int load_guest(struct vm *vm)
 	};
 	int ret;
 
+	acpi.nr_virtio_mmio = devices__acpi(&vm->cfg, virtio);
 	ret = acpi__build(&vm->mem, &acpi, &in.rsdp_gpa);
 	if (ret) {
 		pr_err("cannot build the ACPI tables: %s", strerror(-ret));
@@ -240,9 +242,12 @@ int vm__create(struct vm *vm, const struct vm_config *cfg)
 	ret = cfg->incoming ? 0 : load_guest(vm);
 	if (ret)
 		goto err_mem;
-	ret = console__init(vm);
+	ret = devices__open(vm);
 	if (ret)
 		goto err_mem;
+	ret = console__init(vm);
+	if (ret)
+		goto err_devices;
 	ret = vm_api__start(vm);
 	if (ret)
 		goto err_console;
@@ -268,6 +273,8 @@ err_api:
 	vm_api__stop(vm);
 err_console:
 	console__exit(vm);
+err_devices:
+	devices__exit(vm);
 err_mem:
 	guest_mem__exit(&vm->mem);
 err_sync:
@@ -356,6 +363,7 @@ void vm__destroy(struct vm *vm)
 	}
 	vm_api__stop(vm);
 	console__exit(vm);
+	devices__exit(vm);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu__exit(&vm->vcpus[i]);
 	kvm__close(&vm->kvm);

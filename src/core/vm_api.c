@@ -138,13 +138,12 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 		return 0;
 	verify = json_object_get(req->body, "verify");
 	p.verify = json_is_true(verify);
+	p.watch = json_is_true(json_object_get(req->body, "watch"));
 	ret = migrate__start(vm, &p, err, sizeof(err));
 	if (ret) {
 		api__error(resp, ret == -EINVAL ? 400 : 409, "%s", err);
 		return 0;
 	}
-	if (json_is_true(json_object_get(req->body, "watch")))
-		__atomic_store_n(&vm->mig.watched, true, __ATOMIC_RELAXED);
 	resp->status = 202;
 	resp->body = json_pack("{s:s}", "status", "setup");
 	return 0;
@@ -173,6 +172,17 @@ static int put_migrate_cancel(void *opaque, const struct api_request *req,
 	return 0;
 }
 
+static int put_migration_ack(void *opaque, const struct api_request *req,
+			     struct api_response *resp)
+{
+	(void)req;
+	if (migrate__ack(opaque))
+		api__error(resp, 409, "the migration has not ended");
+	else
+		resp->status = 204;
+	return 0;
+}
+
 static const struct api_route vm_routes[] = {
 	{ "GET", "/vm", get_vm },
 	{ "PUT", "/vm/pause", put_pause },
@@ -181,6 +191,7 @@ static const struct api_route vm_routes[] = {
 	{ "PUT", "/vm/migrate", put_migrate },
 	{ "GET", "/vm/migration", get_migration },
 	{ "PUT", "/vm/migrate/cancel", put_migrate_cancel },
+	{ "PUT", "/vm/migration/ack", put_migration_ack },
 };
 
 int vm_api__start(struct vm *vm)

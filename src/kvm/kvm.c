@@ -204,6 +204,26 @@ int kvm__irq_line(struct kvm *kvm, uint32_t irq, int level)
 	return xioctl(kvm->vm_fd, KVM_IRQ_LINE, &l);
 }
 
+int kvm__irqfd(struct kvm *kvm, int fd, uint32_t gsi)
+{
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = gsi };
+
+	return xioctl(kvm->vm_fd, KVM_IRQFD, &irqfd);
+}
+
+int kvm__ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch)
+{
+	struct kvm_ioeventfd io = {
+		.datamatch = datamatch,
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+
+	return xioctl(kvm->vm_fd, KVM_IOEVENTFD, &io);
+}
+
 int kvm__get_dirty_log(struct kvm *kvm, uint32_t slot, unsigned long *bitmap)
 {
 	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };

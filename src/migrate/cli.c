@@ -178,8 +178,15 @@ static json_t *watch(const char *api, bool show)
 		last = st;
 		if (show)
 			print_progress(st, tty);
-		if (migrate__status_final_name(json_string_value(json_object_get(st, "status"))))
+		if (migrate__status_final_name(json_string_value(json_object_get(st, "status")))) {
+			/* Tells the source it may exit now that we have its figures. */
+			json_t *ignored = NULL;
+
+			if (!api_client__call(api, "PUT", "/vm/migration/ack", NULL, &status,
+					      &ignored, err, sizeof(err)))
+				json_decref(ignored);
 			break;
+		}
 		nanosleep(&delay, NULL);
 	}
 	if (show && tty)

@@ -110,7 +110,8 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	m->stats.ram_bytes = vm->mem.size;
 	snprintf(m->stats.to, sizeof(m->stats.to), "%s", p->to);
 	m->cancel = false;
-	m->final_reads = 0;
+	m->watched = p->watch;
+	m->acked = false;
 	ret = migrate__launch(vm);
 	if (!ret)
 		m->running = true;
@@ -142,18 +143,30 @@ void migrate__get_stats(struct vm *vm, struct migrate_stats *out)
 	*out = m->stats;
 	if (!migrate__status_final(out->status) && out->status != MIG_NONE)
 		out->total_ms = (util__now_ns() - out->start_ns) / 1000000;
-	if (migrate__status_final(out->status)) {
-		m->final_reads++;
-		pthread_cond_broadcast(&m->cond);
-	}
 	pthread_mutex_unlock(&m->lock);
 }
 
+int migrate__ack(struct vm *vm)
+{
+	struct migration *m = &vm->mig;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&m->lock);
+	if (migrate__status_final(m->stats.status)) {
+		m->acked = true;
+		pthread_cond_broadcast(&m->cond);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
 /*
- * After a successful migration the source process exits; give a client that
- * polls GET /vm/migration the chance to read the final figures first.
+ * After a successful migration the source process exits; a client that follows
+ * the migration (godwit migrate) first gets to read the final figures, and says
+ * so with PUT /vm/migration/ack. Bounded: a client that went away holds no one.
  */
-void migrate__wait_final_read(struct migration *m, unsigned int ms)
+void migrate__wait_ack(struct migration *m, unsigned int ms)
 {
 	struct timespec ts;
 
@@ -165,7 +178,7 @@ void migrate__wait_final_read(struct migration *m, unsigned int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&m->lock);
-	while (m->watched && !m->final_reads)
+	while (m->watched && !m->acked)
 		if (pthread_cond_timedwait(&m->cond, &m->lock, &ts))
 			break;
 	pthread_mutex_unlock(&m->lock);

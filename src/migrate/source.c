@@ -21,7 +21,7 @@
 #include "godwit/x86.h"
 
 #define HANDSHAKE_TIMEOUT_MS 30000
-#define FINAL_READ_GRACE_MS 3000
+#define FINAL_ACK_GRACE_MS 3000
 #define THROTTLE_FIRST 20
 #define THROTTLE_STEP 10
 #define THROTTLE_MAX 99
@@ -505,7 +505,7 @@ static void *migration_thread(void *arg)
 	ret = run(src);
 	finish(src, ret);
 	if (!ret) {
-		migrate__wait_final_read(src->m, FINAL_READ_GRACE_MS);
+		migrate__wait_ack(src->m, FINAL_ACK_GRACE_MS);
 		vm__request_exit(vm, 0, src->is_file ? "saved to a snapshot file" :
 						       "migrated to the destination");
 	}

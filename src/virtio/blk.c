@@ -435,7 +435,7 @@ int virtio_blk__init(struct virtio_blk *b, struct guest_mem *mem,
 	memset(b, 0, sizeof(*b));
 	b->evfd = -1;
 	snprintf(b->name, sizeof(b->name), "%s", opts->name ? opts->name : "virtio-blk");
-	ret = disk__open(&b->disk, opts->path, opts->readonly);
+	ret = disk__open(&b->disk, opts->path, opts->readonly, !opts->defer_lock);
 	if (ret)
 		return ret;
 	b->capacity = b->disk.size / DISK_SECTOR_SIZE;

@@ -101,6 +101,25 @@ class Godwit:
             f"no {count}x /{pattern}/ within {timeout}s (exit {self.proc.poll()});\n"
             f"console tail:\n{self.output()[-2000:]}\nstderr:\n{self.stderr()[-2000:]}")
 
+    def passes(self):
+        """Highest memtouch pass reported so far (passes are printed rate-limited)."""
+        return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", self.output())),
+                   default=0)
+
+    def wait_for_pass(self, n, timeout=60):
+        """Waits until memtouch reports a pass numbered n or later."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.passes() >= n:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"memtouch did not reach pass {n} within {timeout}s (at {self.passes()}, exit "
+            f"{self.proc.poll()});\nconsole tail:\n{self.output()[-2000:]}\n"
+            f"stderr:\n{self.stderr()[-2000:]}")
+
     def api(self, method, path, body=None):
         return api(self.api_path, method, path, body)
 

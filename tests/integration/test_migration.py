@@ -70,7 +70,7 @@ def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src"):
 
 def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 128M", cpus=2)
-    src.wait_for(r"memtouch: pass 2 ok", timeout=60)
+    src.wait_for_pass(2, timeout=60)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     res, out = migrate(src, dst.uri, "--verify")
@@ -80,23 +80,21 @@ def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
                 "zero_pages", "throttle_pct"):
         assert key in out or key == "throttle_pct", key
     assert src.wait_exit(timeout=10) == 0
-    n = len(re.findall(r"memtouch: pass", dst.output()))
-    dst.wait_for(r"memtouch: pass \d+ ok", count=n + 2, timeout=60)
+    dst.wait_for_pass(dst.passes() + 2, timeout=60)
     dst.wait_for(r"^hb \d+", count=3)
     assert "ERROR" not in dst.output()
 
 
 def test_there_and_back_ten_times(tmp_path, procs):
     cur = start_source(tmp_path, procs, "memtouch 64M", memory="256M", name="hop0")
-    cur.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    cur.wait_for_pass(1, timeout=60)
     for i in range(1, 11):
         nxt = Receiver(tmp_path, f"hop{i}")
         procs.append(nxt)
         res, out = migrate(cur, nxt.uri, "--verify")
         assert res.returncode == 0 and out["status"] == "completed", res.stderr
         assert cur.wait_exit(timeout=10) == 0
-        n = len(re.findall(r"memtouch: pass", nxt.output()))
-        nxt.wait_for(r"memtouch: pass \d+ ok", count=n + 1, timeout=60)
+        nxt.wait_for_pass(max(nxt.passes(), cur.passes()) + 1, timeout=60)
         assert "ERROR" not in nxt.output(), f"hop {i}"
         cur = nxt
 
@@ -134,7 +132,7 @@ def test_ticks_keep_counting(tmp_path, procs):
 
 def test_snapshot_to_file_and_resume(tmp_path, procs):
     src = start_source(tmp_path, procs, "memtouch 32M", memory="256M")
-    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    src.wait_for_pass(1, timeout=60)
     snap = tmp_path / "vm.snap"
     res, out = migrate(src, f"file:{snap}", "--verify")
     assert res.returncode == 0 and out["status"] == "completed", res.stderr
@@ -143,7 +141,7 @@ def test_snapshot_to_file_and_resume(tmp_path, procs):
     assert dump.returncode == 0 and "END" in dump.stdout
     dst = Receiver(tmp_path, "restored", source=f"file:{snap}")
     procs.append(dst)
-    dst.wait_for(r"memtouch: pass \d+ ok", count=2, timeout=60)
+    dst.wait_for_pass(src.passes() + 1, timeout=60)
     assert "ERROR" not in dst.output()
 
 
@@ -164,7 +162,7 @@ def test_connection_refused_leaves_vm_running(tmp_path, procs):
 
 def test_destination_killed_during_precopy(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    src.wait_for_pass(1, timeout=60)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     p = subprocess.Popen([GODWIT, "migrate", "--api", src.api_path, "--to", dst.uri, "--json",
@@ -186,7 +184,7 @@ def test_destination_killed_during_precopy(tmp_path, procs):
 
 def test_cancel_from_api(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    src.wait_for_pass(1, timeout=60)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     status, _ = src.api("PUT", "/vm/migrate", {"to": dst.uri, "max_bandwidth": 20_000_000})
@@ -203,7 +201,7 @@ def test_cancel_from_api(tmp_path, procs):
 
 def test_timeout_that_cannot_be_met(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for(r"memtouch: pass 1 ok", timeout=60)
+    src.wait_for_pass(1, timeout=60)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     res, out = migrate(src, dst.uri, "--timeout", "1", "--max-bandwidth", "10M")

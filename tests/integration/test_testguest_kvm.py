@@ -24,7 +24,7 @@ def test_every_vcpu_runs_its_workload(vms, cpus):
 
 def test_memtouch_runs_clean(vms):
     vm = vms("memtouch 64M", memory="256M")
-    vm.wait_for(r"memtouch: pass 5 ok", timeout=60)
+    vm.wait_for_pass(5, timeout=60)
     assert "memtouch: ERROR" not in vm.output()
 
 
@@ -35,8 +35,11 @@ def test_heartbeat_ticks_at_its_rate(vms):
     ns = [int(n) for _, n in beats]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     gaps = [(b - a) / 1e6 for a, b in zip(ns, ns[1:])]
-    # Guest-timed gaps: within a wide band of 50 ms (the host is noisy).
-    assert all(40 <= g <= 200 for g in gaps), gaps
+    # Guest-timed: the mean period is the asked one (a late beat is followed by a
+    # shorter gap, so single gaps vary on a noisy host); time never stalls long.
+    mean = (ns[-1] - ns[0]) / 1e6 / (len(ns) - 1)
+    assert 45 <= mean <= 60, (mean, gaps)
+    assert all(0 < g <= 500 for g in gaps), gaps
 
 
 def test_ticks_count_timer_interrupts(vms):

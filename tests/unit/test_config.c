@@ -95,6 +95,38 @@ static void test_guest_args_after_dashdash(void **state)
 	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--", "echo", "a\"b"), -EINVAL);
 }
 
+static void test_disks_and_nets(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--disk", "/s/a.img", "--disk",
+			       "/s/b.img,readonly=on", "--net", "tap=tap0,mac=52:54:00:12:34:56",
+			       "--net", "tap=tap1"),
+			 0);
+	assert_int_equal(cfg.nr_disks, 2);
+	assert_string_equal(cfg.disks[0].path, "/s/a.img");
+	assert_false(cfg.disks[0].readonly);
+	assert_string_equal(cfg.disks[1].path, "/s/b.img");
+	assert_true(cfg.disks[1].readonly);
+	assert_int_equal(cfg.nr_nets, 2);
+	assert_string_equal(cfg.nets[0].tap, "tap0");
+	assert_true(cfg.nets[0].have_mac);
+	assert_int_equal(cfg.nets[0].mac[5], 0x56);
+	assert_string_equal(cfg.nets[1].tap, "tap1");
+	assert_false(cfg.nets[1].have_mac);
+	config__free(&cfg);
+
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--disk", ""), -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--disk", "a.img,readonly=maybe"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--disk", "a.img,cache=none"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--net", "mac=52:54:00:12:34:56"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--net", "tap=t,mac=01:00:00:00:00:01"),
+			 -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--net", "tap=t,vhost=on"), -EINVAL);
+	assert_int_equal(PARSE(&cfg, "--kernel", "k", "--net", "tap="), -EINVAL);
+}
+
 static void test_rejects_bad_input(void **state)
 {
 	struct vm_config cfg;
@@ -126,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_defaults_and_full),
 		cmocka_unit_test(test_guest_args_after_dashdash),
+		cmocka_unit_test(test_disks_and_nets),
 		cmocka_unit_test(test_rejects_bad_input),
 	};
 

@@ -622,7 +622,7 @@ static void capture_stderr(char *out, size_t outlen, int (*fn)(struct fx *), str
 static int open_second(struct fx *f)
 {
 	struct disk d;
-	int ret = disk__open(&d, f->path, false);
+	int ret = disk__open(&d, f->path, false, true);
 
 	if (!ret)
 		disk__close(&d);
@@ -659,11 +659,11 @@ static void test_lock(void **state)
 	assert_int_equal(ret, -EBUSY);
 	assert_non_null(strstr(msg, want));
 	/* A readonly open is refused too: the writer holds it. */
-	assert_int_equal(disk__open(&other, f->path, true), -EBUSY);
+	assert_int_equal(disk__open(&other, f->path, true, true), -EBUSY);
 
 	/* Hand-over: release, the other side takes it, we cannot take it back... */
 	assert_int_equal(virtio_blk__release_lock(f->blk), 0);
-	assert_int_equal(disk__open(&other, f->path, false), 0);
+	assert_int_equal(disk__open(&other, f->path, false, true), 0);
 	assert_int_equal(virtio_blk__take_lock(f->blk), -EBUSY);
 	/* ...until the other side lets go. */
 	disk__close(&other);
@@ -678,10 +678,26 @@ static void test_readonly_shared(void **state)
 	struct disk a, b;
 
 	/* Two readonly users may share an image; a writer may not join them. */
-	assert_int_equal(disk__open(&a, f->path, true), 0);
-	assert_int_equal(disk__open(&b, f->path, false), -EBUSY);
+	assert_int_equal(disk__open(&a, f->path, true, true), 0);
+	assert_int_equal(disk__open(&b, f->path, false, true), -EBUSY);
 	disk__close(&a);
-	assert_int_equal(disk__open(&a, "/nonexistent/godwit.img", false), -ENOENT);
+	assert_int_equal(disk__open(&a, "/nonexistent/godwit.img", false, true), -ENOENT);
+}
+
+/* An incoming migration opens the image while the source still holds it. */
+static void test_deferred_lock(void **state)
+{
+	struct fx *f = *state;
+	struct disk d;
+
+	/* The fixture's device holds the write lock. */
+	assert_int_equal(disk__open(&d, f->path, false, false), 0);
+	assert_int_equal(disk__lock(&d), -EBUSY);
+	assert_int_equal(virtio_blk__release_lock(f->blk), 0);
+	assert_int_equal(disk__lock(&d), 0);
+	assert_int_equal(virtio_blk__take_lock(f->blk), -EBUSY);
+	disk__close(&d);
+	assert_int_equal(virtio_blk__take_lock(f->blk), 0);
 }
 
 static void test_quiesce(void **state)
@@ -766,6 +782,7 @@ int main(void)
 		TR(test_readonly),
 		T(test_lock),
 		TR(test_readonly_shared),
+		TR(test_deferred_lock),
 		T(test_quiesce),
 		T(test_save_load),
 	};
