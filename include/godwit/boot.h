@@ -26,7 +26,10 @@ struct boot_params_in {
 	const char *cmdline;	 /* NULL: empty */
 	unsigned int nr_cpus;
 	uint64_t rsdp_gpa; /* 0: no ACPI */
-	/* Put before the command line of a Linux kernel only (bzImage, vmlinux); may be NULL. */
+	/*
+	 * Put before the command line of a Linux kernel only (bzImage, vmlinux, or a
+	 * PVH ELF whose notes say Linux: boot_setup.is_linux); may be NULL.
+	 */
 	const char *linux_cmdline_prefix;
 };
 
@@ -45,6 +48,7 @@ enum boot_cpu_mode {
 struct boot_setup {
 	enum boot_format format;
 	enum boot_cpu_mode mode;
+	bool is_linux; /* bzImage, vmlinux, or a PVH ELF with a Linux note */
 	uint64_t entry;	       /* RIP */
 	uint64_t info_gpa;     /* PVH: EBX = hvm_start_info; Linux: RSI = boot_params */
 	uint64_t kernel_start; /* lowest and highest+1 address the kernel occupies */

@@ -91,6 +91,10 @@ struct receive_params {
 	const char *api_path;
 	enum console_kind console_kind;
 	const char *console_path;
+	/* This host's backends for the VM's devices, in device order. */
+	unsigned int nr_disks, nr_nets;
+	const char *disks[8];
+	const char *nets[8];
 };
 
 /*

@@ -269,6 +269,7 @@ enum stream_device_tag {
 	STREAM_DEV_INSTANCE = 2, /* u32 */
 	STREAM_DEV_MAC = 3,	 /* 6 bytes, optional */
 	STREAM_DEV_CAPACITY = 4, /* u64 bytes, optional */
+	STREAM_DEV_READONLY = 5, /* u32 0/1, optional */
 };
 
 struct stream_region {
@@ -282,6 +283,7 @@ struct stream_device {
 	bool has_mac;
 	uint8_t mac[6];
 	uint64_t capacity;
+	bool readonly;
 };
 
 struct stream_config {

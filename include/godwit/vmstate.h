@@ -27,4 +27,13 @@ int __must_check vmstate__put_serial(struct stream_writer *w, const struct seria
 int __must_check vmstate__get_serial(struct stream_tlv_reader *body, struct serial8250_state *st,
 				     char *err, size_t errlen);
 
+/*
+ * virtio devices: one blob field, the device's own plain state struct, checked
+ * for its exact size here and validated as hostile input by the device's load.
+ */
+int __must_check vmstate__put_blob(struct stream_writer *w, const char *id, uint32_t instance,
+				   const void *st, size_t size);
+int __must_check vmstate__get_blob(struct stream_tlv_reader *body, void *st, size_t size,
+				   char *err, size_t errlen);
+
 #endif

@@ -46,6 +46,10 @@ static void usage_receive(FILE *out)
 		"  --from file:PATH         resume a snapshot written by migrate --to file:PATH\n"
 		"  --api PATH               serve the API on this unix socket\n"
 		"  --console KIND           stdio (default) or file:PATH\n"
+		"  --disk PATH              this host's image for the VM's next disk (shared\n"
+		"                           storage: the same file); one per disk, in order\n"
+		"  --net tap=NAME           this host's tap for the VM's next network card;\n"
+		"                           its MAC travels with the VM; one per card, in order\n"
 		"  -v, --verbose            debug messages\n"
 		"  -h, --help               this text\n");
 }
@@ -245,6 +249,8 @@ int migrate_cli__receive(int argc, char **argv)
 		{ "from", required_argument, NULL, 'f' },
 		{ "api", required_argument, NULL, 'a' },
 		{ "console", required_argument, NULL, 'C' },
+		{ "disk", required_argument, NULL, 'D' },
+		{ "net", required_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -266,6 +272,20 @@ int migrate_cli__receive(int argc, char **argv)
 		case 'C':
 			if (config__parse_console(optarg, &p.console_kind, &p.console_path))
 				return 2;
+			break;
+		case 'D':
+			if (p.nr_disks == ARRAY_SIZE(p.disks)) {
+				pr_err("--disk: at most %zu", ARRAY_SIZE(p.disks));
+				return 2;
+			}
+			p.disks[p.nr_disks++] = optarg;
+			break;
+		case 'N':
+			if (p.nr_nets == ARRAY_SIZE(p.nets)) {
+				pr_err("--net: at most %zu", ARRAY_SIZE(p.nets));
+				return 2;
+			}
+			p.nets[p.nr_nets++] = optarg;
 			break;
 		case ':':
 			pr_err("option %s needs a value", argv[optind - 1]);

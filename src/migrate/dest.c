@@ -40,6 +40,9 @@ struct dest {
 	unsigned int vm_seen;
 	struct serial8250_state *serial;
 	bool serial_seen;
+	struct virtio_blk_state blk[VM_MAX_DISKS];
+	struct virtio_net_state net[VM_MAX_NETS];
+	bool blk_seen[VM_MAX_DISKS], net_seen[VM_MAX_NETS];
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
@@ -160,6 +163,53 @@ static int check_cpu(struct dest *d)
 	return ret;
 }
 
+/*
+ * The VM's devices come from the stream; this host's backends from our options,
+ * in device order: the n-th disk in the stream uses the n-th --disk.
+ */
+static int map_devices(struct dest *d)
+{
+	const struct receive_params *p = d->p;
+	unsigned int i, disks = 0, nets = 0;
+	int ret;
+
+	for (i = 0; i < d->cfg->nr_devices; i++) {
+		const struct stream_device *sd = &d->cfg->devices[i];
+
+		if (!strcmp(sd->type, "virtio-blk")) {
+			if (disks >= p->nr_disks) {
+				fail(d, "the VM has a disk %u: give --disk PATH for each of its disks, "
+					"in order", disks);
+				return -EINVAL;
+			}
+			ret = config__add_disk(&d->vcfg, p->disks[disks]);
+			if (ret)
+				return ret;
+			d->vcfg.disks[disks++].readonly = sd->readonly;
+		} else if (!strcmp(sd->type, "virtio-net")) {
+			if (nets >= p->nr_nets) {
+				fail(d, "the VM has a network card %u: give --net tap=NAME for each, "
+					"in order", nets);
+				return -EINVAL;
+			}
+			ret = config__add_net(&d->vcfg, p->nets[nets]);
+			if (ret)
+				return ret;
+			memcpy(d->vcfg.nets[nets].mac, sd->mac, 6);
+			d->vcfg.nets[nets++].have_mac = sd->has_mac;
+		} else if (strcmp(sd->type, "serial")) {
+			fail(d, "the VM has a device this godwit does not know: %s", sd->type);
+			return -EINVAL;
+		}
+	}
+	if (disks != p->nr_disks || nets != p->nr_nets) {
+		fail(d, "the VM has %u disks and %u network cards; %u --disk and %u --net given",
+		     disks, nets, p->nr_disks, p->nr_nets);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int build_vm(struct dest *d)
 {
 	int ret;
@@ -174,6 +224,9 @@ static int build_vm(struct dest *d)
 		.incoming = true,
 		.cmdline = strdup(d->cfg->cmdline),
 	};
+	ret = map_devices(d);
+	if (ret)
+		return ret;
 	d->vm = calloc(1, sizeof(*d->vm));
 	d->vcpus = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpus));
 	d->vcpu_seen = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpu_seen));
@@ -189,6 +242,24 @@ static int build_vm(struct dest *d)
 	ret = check_layout(d);
 	if (!ret)
 		ret = check_cpu(d);
+	return ret;
+}
+
+static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
+			     struct stream_tlv_reader *body, char *why, size_t whylen)
+{
+	bool blk = !strcmp(hdr->id, "virtio-blk");
+	unsigned int n = blk ? d->vcfg.nr_disks : d->vcfg.nr_nets;
+	bool *seen = blk ? d->blk_seen : d->net_seen;
+	int ret;
+
+	if (hdr->instance >= n || seen[hdr->instance]) {
+		snprintf(why, whylen, "no such device, or sent twice");
+		return -EBADMSG;
+	}
+	ret = blk ? vmstate__get_blob(body, &d->blk[hdr->instance], sizeof(d->blk[0]), why, whylen)
+		  : vmstate__get_blob(body, &d->net[hdr->instance], sizeof(d->net[0]), why, whylen);
+	seen[hdr->instance] = !ret;
 	return ret;
 }
 
@@ -216,6 +287,8 @@ static int take_state(struct dest *d, const struct stream_record *rec)
 		}
 		ret = vmstate__get_vcpu(&body, &d->vcpus[hdr.instance], why, sizeof(why));
 		d->vcpu_seen[hdr.instance] = !ret;
+	} else if (!strcmp(hdr.id, "virtio-blk") || !strcmp(hdr.id, "virtio-net")) {
+		ret = take_device_state(d, &hdr, &body, why, sizeof(why));
 	} else if (!strcmp(hdr.id, "serial") && hdr.instance == 0 && !d->serial_seen) {
 		ret = vmstate__get_serial(&body, d->serial, why, sizeof(why));
 		d->serial_seen = !ret;
@@ -275,6 +348,32 @@ static int receive_records(struct dest *d)
 	}
 }
 
+static int restore_devices(struct dest *d)
+{
+	struct vm *vm = d->vm;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < vm->nr_vdevs; i++) {
+		struct vdev *v = &vm->vdevs[i];
+		bool seen = v->blk ? d->blk_seen[v->instance] : d->net_seen[v->instance];
+
+		if (!seen) {
+			fail(d, "the stream ended without the state of %s %u",
+			     v->blk ? "disk" : "network card", v->instance);
+			return -EBADMSG;
+		}
+		ret = v->blk ? virtio_blk__load(v->blk, &d->blk[v->instance])
+			     : virtio_net__load(v->net, &d->net[v->instance]);
+		if (ret) {
+			fail(d, "invalid state for %s %u in the stream (see the log)",
+			     v->blk ? "disk" : "network card", v->instance);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 static int restore(struct dest *d)
 {
 	struct vm *vm = d->vm;
@@ -304,6 +403,9 @@ static int restore(struct dest *d)
 		fail(d, "invalid serial port state in the stream");
 		return ret;
 	}
+	ret = restore_devices(d);
+	if (ret)
+		return ret;
 	ret = x86__vm_restore(&vm->kvm, &d->vms);
 	if (ret)
 		fail(d, "KVM refused the interrupt controller, timer or clock state: %s",
@@ -381,13 +483,35 @@ static int handover(struct dest *d)
 		fail(d, "cannot tell the source we are ready: %s", strerror(-ret));
 	if (!ret)
 		ret = wait_go(d, &cr);
+	if (!ret) {
+		/* The disks are ours before the guest can write them, or not at all. */
+		ret = devices__take_disks(d->vm);
+		if (ret)
+			fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
+	}
 	if (!ret)
 		ret = vm__start(d->vm);
+	if (!ret)
+		devices__announce(d->vm);
 	if (!ret && stream__write_control(&cw, STREAM_REC_RESUMED))
 		pr_warn("the VM runs here, but the source was not told (it keeps its copy paused)");
 	stream__reader_exit(&cr);
 out_writer:
 	stream__writer_exit(&cw);
+	return ret;
+}
+
+static int start_from_file(struct dest *d)
+{
+	int ret = devices__take_disks(d->vm);
+
+	if (ret) {
+		fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
+		return ret;
+	}
+	ret = vm__start(d->vm);
+	if (!ret)
+		devices__announce(d->vm);
 	return ret;
 }
 
@@ -442,7 +566,7 @@ int migrate__receive(const struct receive_params *p)
 	if (!ret)
 		ret = verify(&d);
 	if (!ret)
-		ret = d.is_file ? vm__start(d.vm) : handover(&d);
+		ret = d.is_file ? start_from_file(&d) : handover(&d);
 	if (ret) {
 		if (!d.err[0])
 			fail(&d, "%s", strerror(-ret));

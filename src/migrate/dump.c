@@ -198,6 +198,8 @@ static void dump_device(struct emitter *e, const struct stream_device *dev)
 	}
 	if (dev->capacity)
 		em_u64(e, "capacity", dev->capacity, DEC);
+	if (dev->readonly)
+		em_str(e, "readonly", "yes");
 	em_close(e);
 }
 

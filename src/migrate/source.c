@@ -11,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
 #include "godwit/vm.h"
+#include "godwit/virtio_blk.h"
+#include "godwit/virtio_net.h"
 #include "godwit/vmstate.h"
 #include "godwit/x86.h"
 
@@ -36,6 +39,9 @@ struct source {
 	struct ram_sender s;
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
+	bool quiesced;
+	bool disks_released;
+	bool dest_refused; /* an ERROR came back after GO: it will not run the VM */
 	bool go_sent;
 	uint64_t deadline_ns;
 	uint64_t pause_ns;
@@ -107,6 +113,30 @@ static int open_target(struct source *src)
 	return ret;
 }
 
+/* What the guest sees of its devices; the destination maps them onto its own backends. */
+static void describe_devices(struct vm *vm, struct stream_config *c)
+{
+	unsigned int i;
+
+	snprintf(c->devices[0].type, sizeof(c->devices[0].type), "serial");
+	c->nr_devices = 1;
+	for (i = 0; i < vm->nr_vdevs && c->nr_devices < STREAM_MAX_DEVICES; i++) {
+		struct stream_device *sd = &c->devices[c->nr_devices++];
+		struct vdev *d = &vm->vdevs[i];
+
+		sd->instance = d->instance;
+		if (d->blk) {
+			snprintf(sd->type, sizeof(sd->type), "virtio-blk");
+			sd->capacity = d->blk->disk.size;
+			sd->readonly = d->blk->disk.readonly;
+		} else {
+			snprintf(sd->type, sizeof(sd->type), "virtio-net");
+			virtio_net__get_mac(d->net, sd->mac);
+			sd->has_mac = true;
+		}
+	}
+}
+
 static int send_config(struct source *src)
 {
 	struct vm *vm = src->vm;
@@ -127,8 +157,7 @@ static int send_config(struct source *src)
 	memcpy(c->uuid, vm->uuid, sizeof(c->uuid));
 	ret = x86__cpu_signature(&vm->kvm, &c->cpuid, &c->cpuid_len);
 	if (!ret) {
-		c->nr_devices = 1;
-		snprintf(c->devices[0].type, sizeof(c->devices[0].type), "serial");
+		describe_devices(vm, c);
 		ret = stream__write_config(&src->w, c);
 	}
 	if (ret)
@@ -241,6 +270,30 @@ static int precopy(struct source *src)
 	}
 }
 
+static int send_device_state(struct source *src)
+{
+	struct vm *vm = src->vm;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < vm->nr_vdevs; i++) {
+		struct vdev *d = &vm->vdevs[i];
+
+		if (d->blk) {
+			struct virtio_blk_state st;
+
+			virtio_blk__save(d->blk, &st);
+			ret = vmstate__put_blob(&src->w, "virtio-blk", d->instance, &st, sizeof(st));
+		} else {
+			struct virtio_net_state st;
+
+			virtio_net__save(d->net, &st);
+			ret = vmstate__put_blob(&src->w, "virtio-net", d->instance, &st, sizeof(st));
+		}
+	}
+	return ret;
+}
+
 static int send_state(struct source *src)
 {
 	struct vm *vm = src->vm;
@@ -266,6 +319,8 @@ static int send_state(struct source *src)
 		serial8250__save(&vm->serial, ser);
 		ret = vmstate__put_serial(&src->w, ser);
 	}
+	if (!ret)
+		ret = send_device_state(src);
 out:
 	if (ret)
 		fail(src, "cannot save the VM's state: %s", src->w.err[0] ? src->w.err : strerror(-ret));
@@ -303,6 +358,9 @@ static int stop_and_copy(struct source *src)
 	}
 	src->paused = true;
 	vm__set_throttle(src->vm, 0);
+	/* In-flight device I/O completes now, its guest writes in the final sync. */
+	devices__quiesce(src->vm);
+	src->quiesced = true;
 	dirty = ram__sync(&src->t, &src->vm->kvm);
 	if (dirty < 0)
 		return (int)dirty;
@@ -352,6 +410,7 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 		if (stream__error_decode(rec.payload, rec.length, &code, msg))
 			snprintf(msg, sizeof(msg), "(unreadable error message)");
 		fail(src, "destination refused the VM: %s", msg);
+		src->dest_refused = true;
 		return -EREMOTEIO;
 	}
 	if (rec.type != want) {
@@ -378,6 +437,13 @@ static int handover(struct source *src)
 	ret = expect(src, &r, STREAM_REC_READY);
 	if (ret || cancelled(src))
 		goto out;
+	/* The disks' locks move with the VM: the destination takes them on GO. */
+	ret = devices__release_disks(src->vm);
+	if (ret) {
+		fail(src, "cannot release the disk locks: %s", strerror(-ret));
+		goto out;
+	}
+	src->disks_released = true;
 	src->go_sent = true; /* from here, a lost connection leaves the outcome unknown */
 	ret = stream__write_control(&cw, STREAM_REC_GO);
 	if (ret) {
@@ -435,6 +501,28 @@ static int run(struct source *src)
 	return ret;
 }
 
+/*
+ * After a failure: may the VM run here again? Before GO, yes. After GO, only if
+ * the destination said it refused, or if we get the disk locks back: the
+ * destination takes them before it resumes, so holding them proves it cannot.
+ * Without disks and without an answer the outcome is unknown: never two copies.
+ */
+static bool take_back(struct source *src)
+{
+	int i, ret = 0;
+
+	if (!src->disks_released)
+		return true;
+	/* The destination may still be closing its copy of the images: a short retry. */
+	for (i = 0; i < 20 && (ret = devices__take_disks(src->vm)) == -EBUSY; i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+	if (ret) {
+		pr_err("cannot take the disk locks back: %s", strerror(-ret));
+		return false;
+	}
+	return !src->go_sent || src->dest_refused || src->vm->cfg.nr_disks > 0;
+}
+
 static void finish(struct source *src, int ret)
 {
 	struct migration *m = src->m;
@@ -475,14 +563,12 @@ static void finish(struct source *src, int ret)
 		return;
 	}
 	pr_err("migration to %s failed: %s", m->params.to, src->err);
-	if (src->go_sent) {
-		/*
-		 * GO went out and no RESUMED came back: the destination may be running
-		 * the guest. Resuming here could make two copies, so the VM stays paused.
-		 */
+	if (!take_back(src)) {
 		pr_err("the destination may have resumed the VM; it stays paused here");
 		return;
 	}
+	if (src->quiesced)
+		devices__resume(src->vm);
 	if (src->paused && vm__resume(src->vm))
 		pr_err("cannot resume the VM after the failed migration");
 	else if (src->paused)

@@ -119,6 +119,8 @@ static int encode_device(const struct stream_device *dev, struct stream_tlv_writ
 		stream__tlv_put_bytes(&d, STREAM_DEV_MAC, STREAM_TLV_OPTIONAL, dev->mac, 6);
 	if (dev->capacity)
 		stream__tlv_put_u64(&d, STREAM_DEV_CAPACITY, STREAM_TLV_OPTIONAL, dev->capacity);
+	if (dev->readonly)
+		stream__tlv_put_u32(&d, STREAM_DEV_READONLY, STREAM_TLV_OPTIONAL, 1);
 	ret = d.err;
 	if (!ret)
 		ret = stream__tlv_put_bytes(tw, STREAM_CFG_DEVICE, 0, d.buf, d.len);
@@ -222,6 +224,14 @@ static int dev_field(struct stream_device *dev, const struct stream_tlv *t, char
 	case STREAM_DEV_CAPACITY:
 		return stream__tlv_u64(t, &dev->capacity) ? cfg_fail(err, errlen, "device capacity")
 							  : 0;
+	case STREAM_DEV_READONLY: {
+		uint32_t ro;
+
+		if (stream__tlv_u32(t, &ro) || ro > 1)
+			return cfg_fail(err, errlen, "device readonly flag");
+		dev->readonly = ro;
+		return 0;
+	}
 	}
 	if (t->flags & STREAM_TLV_OPTIONAL)
 		return 0;

@@ -258,3 +258,21 @@ int vmstate__get_serial(struct stream_tlv_reader *body, struct serial8250_state 
 	}
 	return 0;
 }
+
+int vmstate__put_blob(struct stream_writer *w, const char *id, uint32_t instance, const void *st,
+		      size_t size)
+{
+	struct stream_tlv_writer tw;
+
+	stream__tlv_writer_init(&tw);
+	stream__tlv_put_bytes(&tw, 1, 0, st, size);
+	return finish(w, id, instance, &tw);
+}
+
+int vmstate__get_blob(struct stream_tlv_reader *body, void *st, size_t size, char *err,
+		      size_t errlen)
+{
+	const struct blob_field f = { 1, 0, size };
+
+	return get_blobs(body, &f, 1, st, NULL, err, errlen);
+}

@@ -15,7 +15,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GODWIT = os.environ.get("GODWIT", os.path.join(ROOT, "build", "godwit"))
-TESTGUEST = os.path.join(ROOT, "build", "guest", "testguest.elf")
+TESTGUEST = os.environ.get("GODWIT_TESTGUEST", os.path.join(ROOT, "build", "guest", "testguest.elf"))
 
 
 def kvm_unusable_reason():

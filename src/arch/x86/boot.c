@@ -475,7 +475,7 @@ static int finish_boot(struct guest_mem *mem, const struct boot_params_in *in,
 	} else if (out->format == BOOT_FORMAT_VMLINUX) {
 		make_setup_header(zp);
 	}
-	if (out->format != BOOT_FORMAT_PVH && in->linux_cmdline_prefix)
+	if (out->is_linux && in->linux_cmdline_prefix)
 		ret = write_prefixed_cmdline(mem, in->linux_cmdline_prefix, cmdline, limit);
 	else
 		ret = write_cmdline(mem, cmdline, limit);

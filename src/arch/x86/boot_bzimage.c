@@ -145,6 +145,7 @@ int boot__load_bzimage(struct guest_mem *mem, const struct boot_file *f, uint8_t
 	memcpy(zero_page + HDR_START, hdr + HDR_START, hdr_end - HDR_START);
 	out->format = BOOT_FORMAT_BZIMAGE;
 	out->mode = BOOT_CPU_LONG64;
+	out->is_linux = true;
 	out->entry = KERNEL_LOAD_ADDR + ENTRY64_OFFSET;
 	out->kernel_start = KERNEL_LOAD_ADDR;
 	out->kernel_end = end;

@@ -3,6 +3,11 @@
  * ELF kernels: an ELF with a Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), or an
  * uncompressed Linux vmlinux. Both are loaded by their PT_LOAD program headers at
  * the physical addresses (p_paddr); the note decides how the vCPU starts.
+ *
+ * A Linux vmlinux built with CONFIG_PVH (Debian's kernels are) carries the PVH
+ * note too and boots through it; its other notes (Xen GUEST_OS "linux", or any
+ * note owned by "Linux") say it is Linux, so that it still gets the Linux-only
+ * command-line options (boot_params_in.linux_cmdline_prefix).
  */
 #include <elf.h>
 #include <errno.h>
@@ -13,6 +18,7 @@
 #include "godwit/log.h"
 #include "godwit/x86_layout.h"
 
+#define XEN_ELFNOTE_GUEST_OS	 6
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
 /* Bounds that no real kernel comes near; they keep allocations small. */
@@ -38,6 +44,7 @@ struct elf_image {
 	struct elf_seg *phdrs;
 	uint64_t shoff;
 	unsigned int shnum, shentsize;
+	bool is_linux; /* a note says the image is a Linux kernel */
 };
 
 static int parse_ehdr(struct elf_image *img, uint64_t *phoff, unsigned int *phentsize)
@@ -149,15 +156,27 @@ static int read_phdrs(struct elf_image *img)
 	return 0;
 }
 
-/*
- * Scans one note area for the PVH entry. Returns 1 and sets *entry when found, 0
- * when not, -errno on a malformed area.
- */
-static int find_pvh_in_notes(const struct boot_file *f, uint64_t off, uint64_t len, uint64_t *entry)
+/* A note that says "this is Linux": Xen GUEST_OS "linux", or one owned by "Linux". */
+static bool note_says_linux(const uint8_t *name, uint32_t namesz, uint32_t type,
+			    const uint8_t *desc, uint32_t descsz)
 {
+	if (namesz == 6 && !memcmp(name, "Linux", 6))
+		return true;
+	return namesz == 4 && !memcmp(name, "Xen", 4) && type == XEN_ELFNOTE_GUEST_OS &&
+	       descsz >= 5 && !memcmp(desc, "linux", 5) && (descsz == 5 || desc[5] == 0);
+}
+
+/*
+ * Scans one note area for the PVH entry (and for a note saying Linux: sets
+ * img->is_linux). Returns 1 and sets *entry when the PVH entry is found, 0 when
+ * not, -errno on a malformed area.
+ */
+static int find_pvh_in_notes(struct elf_image *img, uint64_t off, uint64_t len, uint64_t *entry)
+{
+	const struct boot_file *f = img->f;
 	uint8_t *buf;
 	uint64_t pos = 0;
-	int ret;
+	int ret, found = 0;
 
 	if (len == 0)
 		return 0;
@@ -185,7 +204,9 @@ static int find_pvh_in_notes(const struct boot_file *f, uint64_t off, uint64_t l
 			ret = -ENOEXEC;
 			break;
 		}
-		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
+		if (note_says_linux(buf + name, namesz, type, buf + desc, descsz))
+			img->is_linux = true;
+		if (!found && type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
 		    !memcmp(buf + name, "Xen", 4)) {
 			uint64_t v = 0;
 
@@ -197,13 +218,12 @@ static int find_pvh_in_notes(const struct boot_file *f, uint64_t off, uint64_t l
 			}
 			memcpy(&v, buf + desc, descsz);
 			*entry = v;
-			ret = 1;
-			break;
+			found = 1;
 		}
 		pos = next;
 	}
 	free(buf);
-	return ret;
+	return ret ? ret : found;
 }
 
 static int find_pvh_in_sections(struct elf_image *img, uint64_t *entry)
@@ -242,7 +262,7 @@ static int find_pvh_in_sections(struct elf_image *img, uint64_t *entry)
 			return ret;
 		if (type != SHT_NOTE)
 			continue;
-		ret = find_pvh_in_notes(img->f, noff, nlen, entry);
+		ret = find_pvh_in_notes(img, noff, nlen, entry);
 		if (ret)
 			return ret;
 	}
@@ -259,7 +279,7 @@ static int find_pvh_entry(struct elf_image *img, uint64_t *entry)
 
 		if (s->type != PT_NOTE)
 			continue;
-		ret = find_pvh_in_notes(img->f, s->offset, s->filesz, entry);
+		ret = find_pvh_in_notes(img, s->offset, s->filesz, entry);
 		if (ret)
 			return ret;
 	}
@@ -350,6 +370,7 @@ int boot__load_elf(struct guest_mem *mem, const struct boot_file *f, struct boot
 	if (ret == 1) {
 		out->format = BOOT_FORMAT_PVH;
 		out->mode = BOOT_CPU_PROTECTED32;
+		out->is_linux = img.is_linux;
 		if (entry > UINT32_MAX) {
 			pr_err("%s: PVH entry 0x%llx is above 4 GiB", f->path,
 			       (unsigned long long)entry);
@@ -366,6 +387,7 @@ int boot__load_elf(struct guest_mem *mem, const struct boot_file *f, struct boot
 		}
 		out->format = BOOT_FORMAT_VMLINUX;
 		out->mode = BOOT_CPU_LONG64;
+		out->is_linux = true;
 		ret = vmlinux_entry(&img, &entry);
 		if (ret)
 			goto out;
