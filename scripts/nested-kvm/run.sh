@@ -46,7 +46,8 @@ command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 is missing 
 # Everything here is cached in $cache and redone only when missing or when the
 # init script or this script changed.
 
-modules_wanted="virtio_pci 9pnet_virtio 9p kvm_amd"
+# tun, veth and bridge: the test networks of the device tests (namespaces, taps).
+modules_wanted="virtio_pci 9pnet_virtio 9p kvm_amd tun veth bridge"
 prep_version=1 # bump when prepare() changes what it builds
 
 fetch_kernel_deb() {

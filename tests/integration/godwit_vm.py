@@ -3,7 +3,6 @@
 Every process is started by the test, remembered by PID and stopped by PID in
 cleanup; every wait is bounded in time.
 """
-import errno
 import http.client
 import json
 import os
@@ -56,11 +55,12 @@ def api(sock_path, method, path, body=None, timeout=10):
 class Godwit:
     """One `godwit` process; console output goes to a file we can poll."""
 
-    def __init__(self, tmp_path, args, name="vm", stdin=subprocess.DEVNULL):
+    def __init__(self, tmp_path, args, name="vm", stdin=subprocess.DEVNULL, prefix=()):
+        """prefix: a command that runs godwit, e.g. `ip netns exec NS`."""
         self.console = tmp_path / f"{name}.console"
         self.stderr_path = tmp_path / f"{name}.stderr"
         self.api_path = str(tmp_path / f"{name}.sock")
-        self.args = [GODWIT] + args
+        self.args = list(prefix) + [GODWIT] + args
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=stdin, stdout=subprocess.DEVNULL,
                                      stderr=self._stderr)

@@ -4,9 +4,7 @@ The memtouch workload is the integrity oracle: it checks every page it wrote
 before rewriting it, so a lost or stale page prints `memtouch: ERROR` at once.
 """
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import time

@@ -1,19 +1,18 @@
 """The test guest on godwit (needs /dev/kvm): boot, workloads, API, exit codes."""
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
-from godwit_vm import TESTGUEST, Godwit, run_godwit
+from godwit_vm import TESTGUEST, run_godwit
 
 pytestmark = pytest.mark.kvm
 
 
 @pytest.mark.parametrize("cpus", [1, 2, 4])
 def test_every_vcpu_runs_its_workload(vms, cpus):
-    workloads = ["heartbeat 20"] + [f"memtouch 8M"] * (cpus - 1)
+    workloads = ["heartbeat 20"] + ["memtouch 8M"] * (cpus - 1)
     vm = vms(" ; ".join(workloads), cpus=cpus)
     vm.wait_for(rf"testguest: {cpus} vcpus")
     vm.wait_for(r"^hb 3 ", timeout=30)

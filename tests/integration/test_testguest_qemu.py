@@ -4,13 +4,17 @@ These tests do not involve godwit. They check that the guest boots through PVH w
 1, 2 and 4 vCPUs, that each workload does what guest/testguest/README.md says, and
 that the exit port and the error paths give the documented exit codes. QEMU's
 isa-debug-exit turns a write of CODE into the exit status (CODE << 1) | 1.
+The virtio workloads (blklog, netecho) run on QEMU's microvm machine, whose virtio-mmio
+devices the guest finds by probing; netecho's network is a UDP socket of the test.
 """
+import functools
 import os
 import pathlib
 import queue
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -327,6 +331,16 @@ def test_exit_port(guest, cmdline, smp, code):
     ("memtouch 64M; memtouch 64M; memtouch 64M", 2, "more workloads than vcpus"),
     ("memtouch 1G", 1, "not enough RAM"),
     ("memtouch 200M; memtouch 100M", 2, "not enough RAM"),
+    ("netecho", 1, "netecho on vcpu 0 takes"),
+    ("netecho 192.0.2", 1, "bad IPv4 address '192.0.2'"),
+    ("netecho 192.0.2.256", 1, "bad IPv4 address"),
+    ("netecho 192.0.2.1x", 1, "bad IPv4 address"),
+    ("blklog 0", 1, "bad blklog records per write"),
+    ("blklog 65", 1, "bad blklog records per write"),
+    ("netecho 192.0.2.10; netecho 192.0.2.11", 2, "at most one netecho"),
+    # The pc machine has no virtio-mmio devices: both windows are probed, none found.
+    ("netecho 192.0.2.10", 1, "no virtio-net device"),
+    ("blklog", 1, "no virtio-blk device"),
 ])
 def test_bad_cmdline_exits_2(guest, cmdline, smp, what):
     g = guest(cmdline, smp=smp)
@@ -361,3 +375,322 @@ def test_no_acpi_falls_back_to_one_vcpu(guest):
     g = guest("heartbeat 100", smp=2, machine="pc,acpi=off")
     check_header(g, 1, "heartbeat 100")
     g.wait_for(r"^hb 2 \d+$", timeout=30)
+
+
+# ---- virtio workloads (netecho, blklog) on QEMU's microvm machine ----
+#
+# microvm boots the same PVH ELF and has virtio-mmio transports at 0xfeb00000 + i * 0x200
+# (the guest probes godwit's window 0xd0000000 + i * 0x1000 too). QEMU makes its
+# virtio-mmio devices legacy (version 1) unless told otherwise, and by default appends
+# "virtio_mmio.device=..." to the command line, which the guest would take for a workload.
+
+MICROVM = "microvm,auto-kernel-cmdline=off"
+MODERN = ("-global", "virtio-mmio.force-legacy=false")
+
+
+@functools.lru_cache(maxsize=None)
+def microvm_missing():
+    """Why QEMU cannot run the virtio tests here, or None."""
+    def out(*args):
+        r = subprocess.run([QEMU, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=30)
+        return r.stdout + r.stderr
+    if not re.search(r"^microvm\b", out("-machine", "help"), re.M):
+        return "QEMU has no microvm machine"
+    devices = out("-device", "help")
+    for dev in ("virtio-blk-device", "virtio-net-device"):
+        if f'"{dev}"' not in devices:
+            return f"QEMU has no {dev}"
+    if "socket" not in out("-netdev", "help"):
+        return "QEMU has no socket netdev"
+    return None
+
+
+@pytest.fixture
+def microvm(guest):
+    reason = microvm_missing()
+    if reason:
+        pytest.skip(reason)
+
+    def start(cmdline, extra=(), **kw):
+        return guest(cmdline, machine=MICROVM, extra=(*MODERN, *extra), **kw)
+
+    return start
+
+
+def blk_args(image, n=0):
+    return ("-drive", f"if=none,id=d{n},file={image},format=raw,cache=writeback",
+            "-device", f"virtio-blk-device,drive=d{n}")
+
+
+# The record format of guest/testguest/blklog.c (README: `blklog`).
+SECTOR = 512
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def record_valid(buf, k):
+    w = struct.unpack("<64Q", buf)
+    if buf[:8] != b"GDWTBLK1" or w[1] != k:
+        return False
+    h = 0xCBF29CE484222325
+    for j, x in enumerate(w):
+        h = ((h ^ (0 if j == 2 else x)) * 0x100000001B3) & M64
+    return h == w[2] and all(w[j] == (k * GOLDEN + j) & M64 for j in range(3, 64))
+
+
+def check_image(path, acked):
+    """Records 0..acked-1 valid and in place; returns the length of the valid prefix.
+
+    Nothing after the prefix may have been written: the rest of the image is zeros."""
+    data = pathlib.Path(path).read_bytes()
+    n = len(data) // SECTOR
+    prefix = 0
+    while prefix < n and record_valid(data[prefix * SECTOR:(prefix + 1) * SECTOR], prefix):
+        prefix += 1
+    assert prefix >= acked, f"acked {acked} records but only {prefix} are valid on the disk"
+    rest = data[(prefix + 1) * SECTOR:]  # the sector after the prefix may be a torn write
+    assert rest.count(0) == len(rest), "data written beyond the record after the prefix"
+    return prefix
+
+
+def acked_numbers(g):
+    return [int(m.group(1)) for m in parse([l for _, l in g.lines], r"^blklog: acked (\d+)$")]
+
+
+def test_blklog_acked_records_are_on_disk(microvm, tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(4 << 20))  # 8192 records: more than TCG writes in a few seconds
+    g = microvm("blklog", extra=blk_args(image))
+    g.wait_for(r"^blklog: virtio-blk at 0x[0-9a-f]+, features 0x[0-9a-f]+, "
+               r"capacity 8192 sectors, flush on$", timeout=30)
+    g.wait_for(r"^blklog: found 0 valid records, continuing at record 0$", timeout=30)
+    g.collect_until(lambda ls: len(parse(ls, r"^blklog: acked [1-9]")) >= 6, timeout=60)
+    g.kill()  # SIGKILL mid-stream: no chance to finish anything
+    acked = acked_numbers(g)
+    assert acked == sorted(acked) and len(set(acked)) == len(acked), acked
+    prefix = check_image(image, acked[-1])
+    assert not parse([l for _, l in g.lines], r"error|exception")
+
+    # A second run on the same disk carries on after the records it finds.
+    g2 = microvm("blklog 4", extra=blk_args(image))
+    m = g2.wait_for(r"^blklog: found (\d+) valid records, continuing at record (\d+)$",
+                    timeout=30)
+    assert int(m.group(1)) == int(m.group(2)) == prefix
+    m = g2.wait_for(r"^blklog: acked (\d+)$", timeout=30)
+    assert int(m.group(1)) > prefix
+    g2.collect_until(lambda ls: len(parse(ls, r"^blklog: acked")) >= 3, timeout=60)
+    g2.kill()
+    check_image(image, acked_numbers(g2)[-1])
+
+
+def test_blklog_stops_when_the_disk_is_full(microvm, tmp_path):
+    image = tmp_path / "small.img"
+    image.write_bytes(bytes(64 * SECTOR))
+    g = microvm("blklog 5; heartbeat 200", smp=2, extra=blk_args(image))  # 5 does not divide 64
+    g.wait_for(r"^blklog: disk full at 64$", timeout=60)
+    assert acked_numbers(g)[-1] == 64
+    g.wait_for(r"^hb \d+ \d+$", timeout=30)  # the other vCPU runs on
+    g.kill()
+    assert check_image(image, 64) == 64
+    g2 = microvm("blklog", extra=blk_args(image))
+    g2.wait_for(r"^blklog: found 64 valid records, continuing at record 64$", timeout=30)
+    g2.wait_for(r"^blklog: disk full at 64$", timeout=10)
+    assert not acked_numbers(g2)
+
+
+def test_virtio_legacy_device_is_refused(guest, tmp_path):
+    """Legacy (version 1) transports, QEMU's default: exit 2 with a clear error."""
+    reason = microvm_missing()
+    if reason:
+        pytest.skip(reason)
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(1 << 20))
+    g = guest("blklog", machine=MICROVM,
+              extra=("-global", "virtio-mmio.force-legacy=true", *blk_args(image)))
+    assert g.wait_exit(timeout=30) == qemu_status(2)
+    errors = parse([l for _, l in g.lines], r"^testguest: error: (.*)$")
+    assert len(errors) == 1 and "version 1 (legacy)" in errors[0].group(1), g.console()
+
+
+# netecho: QEMU's socket netdev in UDP mode carries each Ethernet frame as one datagram,
+# so the test is the other end of the wire on loopback; no privileges needed.
+
+GUEST_MAC = bytes.fromhex("525400123456")
+GUEST_IP = socket.inet_aton("192.0.2.10")
+PEER_MAC = bytes.fromhex("020000000001")
+PEER_IP = socket.inet_aton("192.0.2.1")
+BROADCAST = b"\xff" * 6
+
+
+def inet_csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def eth(dst, ethertype, payload, src=PEER_MAC):
+    return dst + src + struct.pack("!H", ethertype) + payload
+
+
+def arp_request(target_ip, sender_ip=PEER_IP):
+    return eth(BROADCAST, 0x0806, struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + PEER_MAC +
+               sender_ip + b"\0" * 6 + target_ip)
+
+
+def ipv4(proto, payload, dst=GUEST_IP, src=PEER_IP, ident=0x4242):
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto,
+                      0, src, dst)
+    hdr = hdr[:10] + struct.pack("!H", inet_csum(hdr)) + hdr[12:]
+    return eth(GUEST_MAC, 0x0800, hdr + payload)
+
+
+def icmp_echo(ident, seq, data, **kw):
+    msg = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
+    msg = msg[:2] + struct.pack("!H", inet_csum(msg)) + msg[4:]
+    return ipv4(1, msg, **kw)
+
+
+def udp(sport, dport, data, with_csum=True, dst=GUEST_IP, src=PEER_IP):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    if with_csum:
+        c = inet_csum(src + dst + struct.pack("!BBH", 0, 17, len(seg)) + seg) or 0xFFFF
+        seg = seg[:6] + struct.pack("!H", c) + seg[8:]
+    return ipv4(17, seg, dst=dst, src=src)
+
+
+def parse_ipv4_reply(frame):
+    """Checks the Ethernet and IPv4 headers of a reply to us; returns (proto, payload)."""
+    assert frame[0:6] == PEER_MAC and frame[6:12] == GUEST_MAC, frame.hex()
+    assert struct.unpack("!H", frame[12:14])[0] == 0x0800
+    ip = frame[14:]
+    ihl = (ip[0] & 15) * 4
+    assert ip[0] >> 4 == 4 and ihl == 20
+    assert inet_csum(ip[:ihl]) == 0, "bad IPv4 header checksum"
+    total = struct.unpack("!H", ip[2:4])[0]
+    assert ip[12:16] == GUEST_IP and ip[16:20] == PEER_IP
+    return ip[9], ip[ihl:total]
+
+
+class Wire:
+    """Our end of QEMU's `-netdev socket,udp=...`: raw Ethernet frames as UDP datagrams."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        self.qemu_port = probe.getsockname()[1]  # free now; QEMU binds it next
+        probe.close()
+        self.sent = 0
+
+    def netdev_args(self):
+        port = self.sock.getsockname()[1]
+        return ("-netdev", f"socket,id=n0,udp=127.0.0.1:{port},localaddr=127.0.0.1:"
+                           f"{self.qemu_port}",
+                "-device", f"virtio-net-device,netdev=n0,mac={GUEST_MAC.hex(':')}")
+
+    def send(self, frame):
+        self.sock.sendto(frame, ("127.0.0.1", self.qemu_port))
+        self.sent += 1
+
+    def recv(self, timeout):
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            return self.sock.recv(65536)
+        except (socket.timeout, ConnectionRefusedError):
+            return None
+
+    def exchange(self, frame, timeout=20.0, resend=2.0):
+        """Sends frame (again every `resend` s) until a frame comes back; returns it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(frame)
+            until = min(deadline, time.monotonic() + resend)
+            reply = self.recv(until - time.monotonic())
+            if reply is not None:
+                return reply
+        raise AssertionError(f"no reply within {timeout}s to {frame.hex()}")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def wire():
+    w = Wire()
+    yield w
+    w.close()
+
+
+def test_netecho_answers_arp_icmp_and_udp(microvm, wire):
+    g = microvm("netecho 192.0.2.10", extra=wire.netdev_args())
+    g.wait_for(r"^netecho: virtio-net at 0x[0-9a-f]+, features 0x[0-9a-f]+, "
+               r"queues rx=\d+ tx=\d+$", timeout=30)
+    g.wait_for(r"^netecho: up mac=52:54:00:12:34:56 ip=192\.0\.2\.10$", timeout=30)
+
+    # ARP: who-has 192.0.2.10 (the first exchange also waits for the link to work).
+    r = wire.exchange(arp_request(GUEST_IP))
+    assert len(r) >= 60 and r[0:6] == PEER_MAC and r[6:12] == GUEST_MAC, r.hex()
+    assert struct.unpack("!H", r[12:14])[0] == 0x0806
+    assert r[14:22] == struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2)
+    assert r[22:28] == GUEST_MAC and r[28:32] == GUEST_IP
+    assert r[32:38] == PEER_MAC and r[38:42] == PEER_IP
+
+    # Frames the guest must ignore: ARP for another address, IPv4 to another address,
+    # a bad IPv4 header checksum, an ICMP that is not an echo request. The next reply
+    # must then be the one to the UDP datagram sent after them.
+    bad_csum = bytearray(udp(1, 2, b"bad"))
+    bad_csum[24] ^= 0xFF
+    for f in (arp_request(socket.inet_aton("192.0.2.99")),
+              udp(1, 2, b"x", dst=socket.inet_aton("192.0.2.99")),
+              icmp_echo(1, 1, b"y", dst=socket.inet_aton("192.0.2.99")),
+              bytes(bad_csum),
+              ipv4(1, struct.pack("!BBHI", 0, 0, 0xFFFF, 0))):  # an echo *reply*
+        wire.send(f)
+    proto, seg = parse_ipv4_reply(wire.exchange(udp(4000, 5000, b"marker")))
+    assert proto == 17 and seg[8:] == b"marker", seg
+
+    # ICMP echo: same id, sequence and payload, valid checksums.
+    payload = bytes(range(256)) * 4 + b"odd"
+    for seq in range(1, 4):
+        proto, msg = parse_ipv4_reply(wire.exchange(icmp_echo(0x1234, seq, payload)))
+        assert proto == 1
+        assert msg[:2] == b"\0\0", msg[:4].hex()  # type 0 (echo reply), code 0
+        assert inet_csum(msg) == 0, "bad ICMP checksum"
+        assert struct.unpack("!HH", msg[4:8]) == (0x1234, seq)
+        assert msg[8:] == payload
+
+    # UDP to any port comes back from that port, with a valid checksum (or none if the
+    # request had none); small and MTU-sized datagrams.
+    cases = [(5555, 7, b"hello", True), (40000, 12345, b"x" * 1472, True),
+             (1, 65535, b"", True), (6000, 9, b"no checksum", False)]
+    for sport, dport, data, with_csum in cases:
+        proto, seg = parse_ipv4_reply(wire.exchange(udp(sport, dport, data, with_csum)))
+        assert proto == 17
+        rs, rd, rlen, rcsum = struct.unpack("!HHHH", seg[:8])
+        assert (rs, rd, rlen) == (dport, sport, 8 + len(data))
+        assert seg[8:] == data
+        if with_csum:
+            assert rcsum != 0
+            assert inet_csum(GUEST_IP + PEER_IP + struct.pack("!BBH", 0, 17, rlen) + seg) == 0
+        else:
+            assert rcsum == 0
+
+    # The once-a-second counters: everything we sent was received (duplicates from
+    # resends included), one reply per answered frame.
+    answered = 1 + 1 + 3 + len(cases)
+
+    def counters(lines):
+        return [(int(m.group(1)), int(m.group(2)))
+                for m in parse(lines, r"^netecho: rx (\d+) tx (\d+)$")]
+
+    g.collect_until(lambda ls: any(rx >= wire.sent and tx >= answered
+                                   for rx, tx in counters(ls)), timeout=30)
+    c = counters([l for _, l in g.lines])
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(c, c[1:])), c
+    assert max(tx for _, tx in c) <= max(rx for rx, _ in c)
+    assert not parse([l for _, l in g.lines], r"error|exception")
