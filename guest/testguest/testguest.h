@@ -67,7 +67,16 @@ struct tss64 {
 	u16 iomap_base;
 } __attribute__((packed));
 
-enum workload_kind { WL_NONE, WL_MEMTOUCH, WL_HEARTBEAT, WL_TICKS, WL_EXIT, WL_FAULT };
+enum workload_kind {
+	WL_NONE,
+	WL_MEMTOUCH,
+	WL_HEARTBEAT,
+	WL_TICKS,
+	WL_EXIT,
+	WL_FAULT,
+	WL_NETECHO,
+	WL_BLKLOG,
+};
 
 #define MAX_EXTENTS 16
 struct extent {
@@ -77,7 +86,8 @@ struct extent {
 
 struct workload {
 	enum workload_kind kind;
-	u64 arg1; /* memtouch: bytes; heartbeat: ms; ticks: hz; exit: code */
+	u64 arg1; /* memtouch: bytes; heartbeat: ms; ticks: hz; exit: code; netecho: IPv4
+		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1) */
 	u64 arg2; /* memtouch: MB/s (0: unpaced) */
 	u32 nextents;
 	struct extent ext[MAX_EXTENTS];
@@ -111,6 +121,14 @@ void halt_forever(void) __attribute__((noreturn));
 
 /* user.c: ring-3 entry for every vCPU with a workload. */
 void user_main(struct cpu *c) __attribute__((noreturn));
+/* user.c: the guest's clock in ns (kvmclock or the calibrated TSC). */
+u64 now_ns(struct cpu *c);
+/* user.c: prints "testguest: error: ..." and exits with code 2. */
+void fail(const char *f, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+/* netecho.c, blklog.c: the virtio workloads (ring 3, polling drivers in virtio.c). */
+void netecho(struct cpu *c);
+void blklog(struct cpu *c);
 
 /* lib.c */
 void *memcpy(void *dst, const void *src, size_t n);
