@@ -45,7 +45,6 @@ struct source {
 	bool go_sent;
 	uint64_t deadline_ns;
 	uint64_t pause_ns;
-	uint32_t not_shrinking;
 	char err[256];
 };
 
@@ -187,26 +186,33 @@ static bool cancelled(struct source *src)
 	return __atomic_load_n(&src->m->cancel, __ATOMIC_RELAXED);
 }
 
-/* Raises the vCPU throttle when rounds stop shrinking (auto-converge). */
-static void converge(struct source *src, uint64_t dirty, uint64_t prev_dirty)
+/*
+ * Auto-converge, as vMotion's SDPS and QEMU's auto-converge do it: when a round
+ * does not shrink the dirty set by a tenth, slow the vCPUs. The step is at least
+ * THROTTLE_STEP, and enough at once for the guest's unthrottled dirty rate to
+ * fall to half the measured bandwidth, so a guest that dirties far faster than
+ * the link is brought down in one or two rounds, not ten.
+ */
+static void converge(struct source *src, uint64_t dirty, uint64_t prev_dirty, uint64_t dirty_rate,
+		     uint64_t bw)
 {
 	struct vm *vm = src->vm;
-	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED), want;
+	uint64_t unthrottled;
 
-	if (prev_dirty && dirty * 10 >= prev_dirty * 9)
-		src->not_shrinking++;
-	else
-		src->not_shrinking = 0;
-	if (src->not_shrinking < 2)
+	if (!prev_dirty || dirty * 10 < prev_dirty * 9)
 		return;
-	src->not_shrinking = 0;
-	pct = pct ? MIN(pct + THROTTLE_STEP, THROTTLE_MAX) : THROTTLE_FIRST;
+	unthrottled = dirty_rate * 100 / (100 - pct);
+	want = unthrottled > bw / 2 ? (uint32_t)(100 - (bw / 2) * 100 / MAX(unthrottled, 1ULL)) : 0;
+	pct = MIN(MAX(MAX(pct ? pct + THROTTLE_STEP : THROTTLE_FIRST, want), pct), THROTTLE_MAX);
 	vm__set_throttle(vm, pct);
 	pthread_mutex_lock(&src->m->lock);
 	src->m->stats.throttle_pct = pct;
 	src->m->stats.max_throttle_pct = MAX(src->m->stats.max_throttle_pct, pct);
 	pthread_mutex_unlock(&src->m->lock);
-	pr_info("migration: not converging, vCPUs throttled to %u%%", pct);
+	pr_info("migration: not converging (%llu MB/s dirtied, %llu MB/s sent), vCPUs throttled "
+		"to %u%%", (unsigned long long)(dirty_rate / 1000000),
+		(unsigned long long)(bw / 1000000), pct);
 }
 
 /* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
@@ -264,7 +270,7 @@ static int precopy(struct source *src)
 			     (unsigned long long)(bw / 1000000));
 			return -ETIMEDOUT;
 		}
-		converge(src, (uint64_t)dirty, prev_dirty);
+		converge(src, (uint64_t)dirty, prev_dirty, dirty_bytes * 1000000000ULL / ns, bw);
 		prev_dirty = (uint64_t)dirty;
 		round++;
 	}
