@@ -35,7 +35,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 KVMTEST_SRC := $(sort $(wildcard tests/kvm/test_*.c))
 KVMTEST_BIN := $(KVMTEST_SRC:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
 
-.PHONY: all deps demo test unit test-kvm integration fuzz fuzz-run san clean format guest guest-linux
+.PHONY: all deps demo test test-linux unit test-kvm integration fuzz fuzz-run san clean format guest guest-linux
 
 all: $(BUILD)/godwit guest
 
@@ -112,6 +112,11 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory san
 	$(Q)$(MAKE) --no-print-directory $(UNIT_BIN) $(KVMTEST_BIN) fuzz
 	$(Q)PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh
+
+# The Linux tier (Debian's stock kernel; slow on software KVM): see docs/linux-guests.md.
+test-linux: deps
+	$(Q)$(MAKE) --no-print-directory all guest-linux
+	$(Q)scripts/test-linux.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -107,6 +107,7 @@ struct elf_spec {
 	uint32_t note_descsz; /* 4 or 8 */
 	uint64_t pvh_entry;
 	uint64_t filesz; /* 0: ELF_PAYLOAD_LEN */
+	bool linux_note; /* Xen GUEST_OS "linux" note before the PVH one, as vmlinux has */
 };
 
 /* Notes: a foreign one first, so the scanner must walk past it. */
@@ -120,6 +121,14 @@ static size_t make_notes(uint8_t *n, const struct elf_spec *s)
 	memcpy(n + off + 12, "GNU", 4);
 	wr32(n + off + 16, 0x12345678);
 	off += 20;
+	if (s->linux_note) {
+		wr32(n + off, 4);
+		wr32(n + off + 4, 6);
+		wr32(n + off + 8, 6); /* XEN_ELFNOTE_GUEST_OS */
+		memcpy(n + off + 12, "Xen", 4);
+		memcpy(n + off + 16, "linux", 6);
+		off += 24;
+	}
 	wr32(n + off, 4);
 	wr32(n + off + 4, s->note_descsz);
 	wr32(n + off + 8, 18); /* XEN_ELFNOTE_PHYS32_ENTRY */
@@ -675,7 +684,23 @@ static void test_linux_cmdline_prefix(void **state)
 	in.cmdline = "heartbeat 10";
 	assert_int_equal(boot__load_kernel(&mem, &in, &b), 0);
 	assert_int_equal(b.format, BOOT_FORMAT_PVH);
+	assert_false(b.is_linux);
 	assert_string_equal((const char *)gptr(&mem, BOOT_CMDLINE_ADDR, 64), "heartbeat 10");
+	guest_mem__exit(&mem);
+	tmp_remove(&k);
+
+	/* A vmlinux with CONFIG_PVH boots through its PVH note and is still Linux. */
+	pvh.linux_note = true;
+	write_elf(&k, &pvh, 0);
+	mem_init(&mem, RAM_128M);
+	in.kernel_path = k.path;
+	in.cmdline = "console=ttyS0";
+	assert_int_equal(boot__load_kernel(&mem, &in, &b), 0);
+	assert_int_equal(b.format, BOOT_FORMAT_PVH);
+	assert_true(b.is_linux);
+	assert_int_equal(b.entry, pvh.pvh_entry);
+	assert_string_equal((const char *)gptr(&mem, BOOT_CMDLINE_ADDR, 64),
+			    "nosmap noxsave console=ttyS0");
 	guest_mem__exit(&mem);
 	tmp_remove(&k);
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The Linux tier: tests marked `linux` (they need KVM: directly, or in the nested VM
+# where this host has none; see scripts/test.sh for the same rule).
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-/usr/bin/python3}
+run=()
+if ! (exec 3<>/dev/kvm) 2>/dev/null; then
+	if [ "${GODWIT_NO_NESTED:-0}" = 1 ] || [ "$(id -u)" -ne 0 ]; then
+		echo "Linux tier skipped: no usable /dev/kvm and no nested VM"
+		exit 0
+	fi
+	run=(scripts/nested-kvm/run.sh --timeout 2400 --)
+fi
+"${run[@]}" "$PYTHON" -m pytest -q -rfs -p no:cacheprovider tests/integration -m linux
