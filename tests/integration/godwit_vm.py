@@ -107,7 +107,11 @@ class Godwit:
                    default=0)
 
     def wait_for_pass(self, n, timeout=60):
-        """Waits until memtouch reports a pass numbered n or later."""
+        """Waits until memtouch reports a pass numbered n or later.
+
+        The first pass touches every page for the first time, which is slow where
+        KVM is nested in an emulator (scripts/nested-kvm): callers allow minutes.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.passes() >= n:

@@ -68,7 +68,7 @@ def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src"):
 
 def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 128M", cpus=2)
-    src.wait_for_pass(2, timeout=60)
+    src.wait_for_pass(2, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     res, out = migrate(src, dst.uri, "--verify", "--timeout", "600", timeout=700)
@@ -85,7 +85,7 @@ def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
 
 def test_there_and_back_ten_times(tmp_path, procs):
     cur = start_source(tmp_path, procs, "memtouch 64M", memory="256M", name="hop0")
-    cur.wait_for_pass(1, timeout=60)
+    cur.wait_for_pass(1, timeout=240)
     for i in range(1, 11):
         nxt = Receiver(tmp_path, f"hop{i}")
         procs.append(nxt)
@@ -132,7 +132,7 @@ def test_ticks_keep_counting(tmp_path, procs):
 
 def test_snapshot_to_file_and_resume(tmp_path, procs):
     src = start_source(tmp_path, procs, "memtouch 32M", memory="256M")
-    src.wait_for_pass(1, timeout=60)
+    src.wait_for_pass(1, timeout=240)
     snap = tmp_path / "vm.snap"
     res, out = migrate(src, f"file:{snap}", "--verify")
     assert res.returncode == 0 and out["status"] == "completed", res.stderr
@@ -162,7 +162,7 @@ def test_connection_refused_leaves_vm_running(tmp_path, procs):
 
 def test_destination_killed_during_precopy(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for_pass(1, timeout=60)
+    src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     p = subprocess.Popen([GODWIT, "migrate", "--api", src.api_path, "--to", dst.uri, "--json",
@@ -184,7 +184,7 @@ def test_destination_killed_during_precopy(tmp_path, procs):
 
 def test_cancel_from_api(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for_pass(1, timeout=60)
+    src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     status, _ = src.api("PUT", "/vm/migrate", {"to": dst.uri, "max_bandwidth": 20_000_000})
@@ -201,7 +201,7 @@ def test_cancel_from_api(tmp_path, procs):
 
 def test_timeout_that_cannot_be_met(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
-    src.wait_for_pass(1, timeout=60)
+    src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     res, out = migrate(src, dst.uri, "--timeout", "1", "--max-bandwidth", "10M")

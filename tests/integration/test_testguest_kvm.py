@@ -17,13 +17,13 @@ def test_every_vcpu_runs_its_workload(vms, cpus):
     vm.wait_for(rf"testguest: {cpus} vcpus")
     vm.wait_for(r"^hb 3 ", timeout=30)
     if cpus > 1:
-        vm.wait_for(r"memtouch: pass \d+ ok", count=cpus - 1, timeout=30)
+        vm.wait_for(r"memtouch: pass \d+ ok", count=cpus - 1, timeout=240)
     assert "ERROR" not in vm.output()
 
 
 def test_memtouch_runs_clean(vms):
     vm = vms("memtouch 64M", memory="256M")
-    vm.wait_for_pass(5, timeout=60)
+    vm.wait_for_pass(5, timeout=240)
     assert "memtouch: ERROR" not in vm.output()
 
 
