@@ -5,6 +5,7 @@
 # the destination. Everything it starts it stops, by PID.
 set -u
 cd "$(dirname "$0")/.."
+. scripts/kvm-usable.sh
 GODWIT=${GODWIT:-build/godwit}
 GUEST=build/guest/testguest.elf
 work=$(mktemp -d /tmp/godwit-demo.XXXXXX)
@@ -16,13 +17,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! exec 3<>/dev/kvm 2>/dev/null; then
+if ! kvm_usable; then
 	echo "godwit demo: this host has no usable /dev/kvm, so no VM can run here."
 	echo "  On a host with KVM, run make demo again. To run it in a nested VM on this"
 	echo "  host instead (slow, minutes): scripts/nested-kvm/run.sh -- make demo"
 	exit 1
 fi
-exec 3>&-
 
 port=$(( 20000 + RANDOM % 20000 ))
 echo "== 1. a VM on the source: 2 vCPUs, 1 GiB, 'heartbeat 100 ; memtouch 256M'"

@@ -3,9 +3,10 @@
 # where this host has none; see scripts/test.sh for the same rule).
 set -u
 cd "$(dirname "$0")/.."
+. scripts/kvm-usable.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
 run=()
-if ! (exec 3<>/dev/kvm) 2>/dev/null; then
+if ! kvm_usable; then
 	if [ "${GODWIT_NO_NESTED:-0}" = 1 ] || [ "$(id -u)" -ne 0 ]; then
 		echo "Linux tier skipped: no usable /dev/kvm and no nested VM"
 		exit 0

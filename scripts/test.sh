@@ -4,6 +4,7 @@
 # no test ran at all.
 set -u
 cd "$(dirname "$0")/.."
+. scripts/kvm-usable.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 failed=()
@@ -22,7 +23,7 @@ tier "unit tests under ASan+UBSan" scripts/run-unit.sh build/san/tests/unit/test
 # Where this host has no usable /dev/kvm, the KVM tiers run inside a Linux VM under
 # QEMU's emulator whose KVM works (scripts/nested-kvm, slow); GODWIT_NO_NESTED=1 skips.
 kvm_run=()
-if ! (exec 3<>/dev/kvm) 2>/dev/null; then
+if ! kvm_usable; then
 	if [ "${GODWIT_NO_NESTED:-0}" = 1 ] || [ "$(id -u)" -ne 0 ]; then
 		kvm_run=(skip)
 	else

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "godwit/kvm.h"
@@ -40,8 +41,16 @@ static int open_device(struct kvm *kvm)
 	const char *path = kvm_device_path();
 
 	kvm->sys_fd = open(path, O_RDWR | O_CLOEXEC);
-	if (kvm->sys_fd >= 0)
-		return 0;
+	if (kvm->sys_fd >= 0) {
+		struct stat st;
+
+		if (!fstat(kvm->sys_fd, &st) && S_ISCHR(st.st_mode))
+			return 0;
+		pr_err("%s: not a KVM device (not a character device)", path);
+		close(kvm->sys_fd);
+		kvm->sys_fd = -1;
+		return -ENODEV;
+	}
 	switch (errno) {
 	case ENOENT:
 	case ENODEV:

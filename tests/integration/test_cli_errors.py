@@ -190,3 +190,11 @@ def test_receive_listener_gets_garbage(godwit_bin, tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_kvm_device_that_is_not_a_device(godwit_bin, guest, tmp_path):
+    fake = tmp_path / "kvm"
+    fake.write_bytes(b"")
+    res = run_godwit(["run", "--kernel", guest], env=dict(os.environ, GODWIT_KVM_DEVICE=str(fake)))
+    assert res.returncode == 1
+    one_error_line(res, "not a KVM device")
