@@ -18,11 +18,12 @@ mount -t devtmpfs devtmpfs /dev
 
 say() { echo "nested-kvm: $*" > /dev/console; }
 
-JOB='' AMD='' NINEP=cache=mmap HOSTTMP=''
+JOB='' CWD='' AMD='' NINEP=cache=mmap HOSTTMP=''
 # shellcheck disable=SC2013 # words, not lines
 for w in $(cat /proc/cmdline); do
 	case $w in
 	nkjob=*) JOB=${w#nkjob=} ;;
+	nkcwd=*) CWD=${w#nkcwd=} ;;
 	nkamd=*) AMD=$(echo "${w#nkamd=}" | tr , ' ') ;;
 	nk9p=*) NINEP=${w#nk9p=} ;;
 	nkhosttmp) HOSTTMP=1 ;;
@@ -66,8 +67,24 @@ mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
 # /run of the host is not ours to write into: give the chroot its own.
 mount -t tmpfs -o mode=755 tmpfs /host/run
 # A guest-local /tmp by default: 9p cannot truncate or chmod a file that is open
-# but unlinked (Python's TemporaryFile, hence pytest's capture, does that).
-[ -n "$HOSTTMP" ] || mount -t tmpfs -o mode=1777 tmpfs /host/tmp
+# but unlinked (Python's TemporaryFile, hence pytest's capture, does that). A
+# checkout that itself lives under the host's /tmp (the job file is inside it) is
+# bound back over the tmpfs, so the command still finds its tree.
+if [ -z "$HOSTTMP" ]; then
+	KEEP=
+	for p in "$JOB" "$CWD"; do
+		case "$p" in /tmp/*/*) rest=${p#/tmp/}; KEEP=/tmp/${rest%%/*} ;; esac
+	done
+	if [ -n "$KEEP" ]; then
+		mkdir -p /keep
+		mount --bind "/host$KEEP" /keep
+	fi
+	mount -t tmpfs -o mode=1777 tmpfs /host/tmp
+	if [ -n "$KEEP" ]; then
+		mkdir -p "/host$KEEP"
+		mount --bind /keep "/host$KEEP"
+	fi
+fi
 
 if [ -z "$JOB" ]; then
 	say "no nkjob= on the kernel command line"

@@ -166,6 +166,8 @@ sq() { printf "'%s'" "$(printf %s "$1" | sed "s/'/'\\\\''/g")"; }
 append="console=ttyS0 panic=-1 rdinit=/init nkjob=$job/job.sh nk9p=$ninep"
 [ -n "$amdopts" ] && append+=" nkamd=$amdopts"
 [ -n "$hosttmp" ] && append+=" nkhosttmp"
+# The caller's directory, when it can travel on the kernel command line (no blanks).
+case "$PWD" in *[[:space:]]*) ;; *) append+=" nkcwd=$PWD" ;; esac
 if [ -z "$verbose" ]; then append+=" quiet loglevel=0"; fi
 append+=" ${NESTED_KVM_APPEND:-}"
 
