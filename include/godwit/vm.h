@@ -176,6 +176,8 @@ void devices__resume(struct vm *vm);
 int __must_check devices__release_disks(struct vm *vm);
 int __must_check devices__take_disks(struct vm *vm);
 void devices__announce(struct vm *vm);
+/* Makes every device look at its queues once (after a restore). */
+void devices__kick(struct vm *vm);
 
 /* vm_api.c: the VM's routes on the API socket. */
 int __must_check vm_api__start(struct vm *vm);

@@ -288,3 +288,20 @@ void devices__announce(struct vm *vm)
 		if (vm->vdevs[i].net)
 			virtio_net__announce(vm->vdevs[i].net);
 }
+
+/*
+ * After a restore: a request the guest queued and notified on the source, but
+ * that the source had not started when it quiesced, waits in the ring. The guest
+ * will not notify again, so every queue is looked at once here.
+ */
+void devices__kick(struct vm *vm)
+{
+	uint64_t one = 1;
+	unsigned int i, q;
+	int fd;
+
+	for (i = 0; i < vm->nr_vdevs; i++)
+		for (q = 0; (fd = virtio_mmio__queue_notify_fd(vm->vdevs[i].mmio, q)) >= 0; q++)
+			if (write(fd, &one, sizeof(one)) < 0)
+				pr_debug("virtio slot %u: cannot kick queue %u", vm->vdevs[i].slot, q);
+}

@@ -163,6 +163,26 @@ static void print_summary(const json_t *st)
 		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
 }
 
+/* One GET /vm/migration, tried a few times: a loaded host can fail one call. */
+static int get_status(const char *api, json_t **st)
+{
+	struct timespec pause = { .tv_nsec = 100 * 1000 * 1000 };
+	char err[256];
+	long status;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		*st = NULL;
+		if (!api_client__call(api, "GET", "/vm/migration", NULL, &status, st, err,
+				      sizeof(err)) && status == 200 && *st)
+			return 0;
+		json_decref(*st);
+		*st = NULL;
+		nanosleep(&pause, NULL);
+	}
+	return -EIO;
+}
+
 /* Polls GET /vm/migration until a final status; the last object is returned. */
 static json_t *watch(const char *api, bool show)
 {
@@ -173,8 +193,7 @@ static json_t *watch(const char *api, bool show)
 	long status;
 
 	for (;;) {
-		if (api_client__call(api, "GET", "/vm/migration", NULL, &status, &st, err,
-				     sizeof(err)) || status != 200 || !st) {
+		if (get_status(api, &st)) {
 			json_decref(st);
 			break;
 		}

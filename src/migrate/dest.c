@@ -491,8 +491,10 @@ static int handover(struct dest *d)
 	}
 	if (!ret)
 		ret = vm__start(d->vm);
-	if (!ret)
+	if (!ret) {
+		devices__kick(d->vm);
 		devices__announce(d->vm);
+	}
 	if (!ret && stream__write_control(&cw, STREAM_REC_RESUMED))
 		pr_warn("the VM runs here, but the source was not told (it keeps its copy paused)");
 	stream__reader_exit(&cr);
@@ -510,8 +512,10 @@ static int start_from_file(struct dest *d)
 		return ret;
 	}
 	ret = vm__start(d->vm);
-	if (!ret)
+	if (!ret) {
+		devices__kick(d->vm);
 		devices__announce(d->vm);
+	}
 	return ret;
 }
 

@@ -24,7 +24,7 @@
 #include "godwit/x86.h"
 
 #define HANDSHAKE_TIMEOUT_MS 30000
-#define FINAL_ACK_GRACE_MS 3000
+#define FINAL_ACK_GRACE_MS 10000
 #define THROTTLE_FIRST 20
 #define THROTTLE_STEP 10
 #define THROTTLE_MAX 99
