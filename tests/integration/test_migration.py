@@ -257,3 +257,28 @@ def test_truncated_stream_rejected(tmp_path, procs):
         bad.write_bytes(data[:cut])
         res = run_godwit(["receive", "--from", f"file:{bad}", "--console", f"file:{tmp_path}/x"])
         assert res.returncode != 0 and "incoming migration failed" in res.stderr
+
+
+def test_migration_while_the_guest_boots(tmp_path, procs):
+    """The move starts as soon as the VM does: the guest's SMP bring-up and first
+    lines may happen on either side, and it must finish booting on the destination."""
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 16M ; heartbeat 20 ; idle",
+                       cpus=4)
+    deadline = time.monotonic() + 30
+    while True:  # as soon as the API answers: the vCPUs have just been started
+        try:
+            if src.api("GET", "/vm")[1]["state"] == "running":
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline and src.proc.poll() is None, src.stderr()
+        time.sleep(0.01)
+    res, out = migrate(src, dst.uri, "--verify", "--timeout", "600", timeout=700)
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    text = src.output()
+    dst.wait_for(r"^hb \d+ ", count=5, timeout=120)
+    dst.wait_for_pass(1, timeout=240)
+    assert "testguest: 4 vcpus" in text + dst.output()
+    assert "ERROR" not in text + dst.output() and "error" not in dst.output()
