@@ -68,6 +68,12 @@ int kvm_vcpu__run(struct kvm_vcpu_fd *vcpu);
  * without entering the guest. Needed before the vCPU's state is saved.
  */
 int __must_check kvm_vcpu__complete_pending(struct kvm_vcpu_fd *vcpu);
+/*
+ * KVM_KVMCLOCK_CTRL: marks the guest's kvmclock "stopped by the host", so a guest
+ * that was paused (migrated, restored) does not take the gap for a lockup.
+ * Best effort: a guest without kvmclock makes KVM refuse it, which is fine.
+ */
+void kvm_vcpu__clock_stopped(struct kvm_vcpu_fd *vcpu);
 int __must_check kvm_vcpu__get_regs(struct kvm_vcpu_fd *v, struct kvm_regs *regs);
 int __must_check kvm_vcpu__set_regs(struct kvm_vcpu_fd *v, const struct kvm_regs *regs);
 int __must_check kvm_vcpu__get_sregs(struct kvm_vcpu_fd *v, struct kvm_sregs *sregs);

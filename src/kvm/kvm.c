@@ -376,6 +376,12 @@ int kvm_vcpu__complete_pending(struct kvm_vcpu_fd *vcpu)
 	return ret == -EINTR ? 0 : ret;
 }
 
+void kvm_vcpu__clock_stopped(struct kvm_vcpu_fd *vcpu)
+{
+	if (xioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, NULL))
+		pr_debug("KVM_KVMCLOCK_CTRL refused (the guest uses no kvmclock?)");
+}
+
 #define VCPU_ACCESSORS(name, type, get, set)                                  \
 	int kvm_vcpu__get_##name(struct kvm_vcpu_fd *v, type *p)               \
 	{                                                                      \

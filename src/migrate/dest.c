@@ -407,10 +407,15 @@ static int restore(struct dest *d)
 	if (ret)
 		return ret;
 	ret = x86__vm_restore(&vm->kvm, &d->vms);
-	if (ret)
+	if (ret) {
 		fail(d, "KVM refused the interrupt controller, timer or clock state: %s",
 		     strerror(-ret));
-	return ret;
+		return ret;
+	}
+	/* Tell a kvmclock guest it was stopped, so the time it lost is no soft lockup. */
+	for (i = 0; i < d->cfg->nr_vcpus; i++)
+		kvm_vcpu__clock_stopped(&vm->vcpus[i].kfd);
+	return 0;
 }
 
 static int verify(struct dest *d)
@@ -565,10 +570,11 @@ int migrate__receive(const struct receive_params *p)
 		ret = build_vm(&d);
 	if (!ret)
 		ret = receive_records(&d);
-	if (!ret)
-		ret = restore(&d);
+	/* Verify first: restoring the vCPUs makes KVM write guest RAM (kvmclock). */
 	if (!ret)
 		ret = verify(&d);
+	if (!ret)
+		ret = restore(&d);
 	if (!ret)
 		ret = d.is_file ? start_from_file(&d) : handover(&d);
 	if (ret) {
