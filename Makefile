@@ -108,7 +108,7 @@ san:
 # Everything a fresh Debian 12 machine needs, then every test tier. scripts/test.sh
 # fails if any tier fails or if no test ran at all.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all guest-linux
 	$(Q)$(MAKE) --no-print-directory san
 	$(Q)$(MAKE) --no-print-directory $(UNIT_BIN) $(KVMTEST_BIN) fuzz
 	$(Q)PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh

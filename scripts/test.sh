@@ -40,6 +40,9 @@ else
 			-p no:cacheprovider tests/integration -m 'kvm and not linux'
 	fi
 fi
+if [ -f build/guest/vmlinux ]; then
+	tier "Linux guests (make test-linux)" scripts/test-linux.sh
+fi
 if compgen -G 'build/fuzz/fuzz_*' > /dev/null; then
 	tier "fuzzing (${FUZZ_SECONDS}s per target)" scripts/fuzz-run.sh "$FUZZ_SECONDS" build/fuzz/fuzz_*
 fi
