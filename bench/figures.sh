@@ -4,10 +4,13 @@
 # memtouch dirtying rate with 1 and 2 vCPUs, and live migration over loopback
 # (total, downtime, guest-observed pause) for idle and busy guests, RUNS times each.
 # Prints a Markdown report on stdout. Side-by-side with QEMU is bench/ (issue 6).
-# Usage: bench/figures.sh [RUNS]   (needs /dev/kvm, or run it in scripts/nested-kvm)
+# Usage: bench/figures.sh [RUNS] [--no-migration]
+#        (needs /dev/kvm, or run it in scripts/nested-kvm)
 set -u
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
+MIGRATION=1
+[ "${2:-}" = --no-migration ] && MIGRATION=0
 G=build/godwit
 GUEST=build/guest/testguest.elf
 W=$(mktemp -d /tmp/godwit-figures.XXXXXX)
@@ -98,6 +101,7 @@ echo "- time from \`godwit run\` to the test guest's first line: **${fl} ms**"
 read -r own rss shm < <(vmm_memory)
 echo "- VMM's own memory (VmRSS - RssShmem, 2 vCPUs, memtouch 256M running): **$((own / 1024)) MiB** (RSS $((rss / 1024)) MiB, of which guest RAM $((shm / 1024)) MiB)"
 echo "- memtouch dirtying rate, 1 vCPU: **$(memtouch_rate 1) MB/s**; 2 vCPUs: **$(memtouch_rate 2) MB/s** per vCPU"
+[ $MIGRATION = 1 ] || exit 0
 echo
 echo "| guest | workload | total_ms | downtime_ms | guest-seen pause (ms) |"
 echo "|---|---|---|---|---|"
