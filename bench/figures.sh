@@ -98,7 +98,9 @@ echo "KVM: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || ls -d /sys/module/kv
 echo
 fl=$(for i in $(seq "$RUNS"); do first_line; done | median)
 echo "- time from \`godwit run\` to the test guest's first line: **${fl} ms**"
-read -r own rss shm < <(vmm_memory)
+mem=$(vmm_memory)
+own=${mem%% *} rest=${mem#* }
+rss=${rest%% *} shm=${rest#* }
 echo "- VMM's own memory (VmRSS - RssShmem, 2 vCPUs, memtouch 256M running): **$((own / 1024)) MiB** (RSS $((rss / 1024)) MiB, of which guest RAM $((shm / 1024)) MiB)"
 echo "- memtouch dirtying rate, 1 vCPU: **$(memtouch_rate 1) MB/s**; 2 vCPUs: **$(memtouch_rate 2) MB/s** per vCPU"
 [ $MIGRATION = 1 ] || exit 0
