@@ -159,7 +159,7 @@ static void print_summary(const json_t *st)
 	printf("  zero_pages    %lld\n  skipped_pages %lld\n  throttle_pct  %lld\n",
 	       (long long)num(st, "zero_pages"), (long long)num(st, "skipped_pages"),
 	       (long long)num(st, "max_throttle_pct"));
-	if (json_object_get(st, "error"))
+	if (json_is_string(json_object_get(st, "error")))
 		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
 }
 
