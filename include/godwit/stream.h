@@ -128,6 +128,11 @@ const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len);
 void stream_io__exit(struct stream_io *io);
 /* Exactly len bytes: 0, -ENODATA on end of input before len bytes, -errno. */
 int __must_check stream_io__read_full(struct stream_io *io, void *buf, size_t len);
+/*
+ * Waits up to ms for something to read (bytes already buffered count): 0,
+ * -ETIMEDOUT or -errno. For the control channel's one-record exchanges.
+ */
+int __must_check stream_io__wait_readable(struct stream_io *io, int ms);
 /* All of the iovec: 0 or -errno. */
 int __must_check stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt);
 

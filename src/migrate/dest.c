@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,13 +440,12 @@ static int verify(struct dest *d)
 
 static int wait_go(struct dest *d, struct stream_reader *cr)
 {
-	struct pollfd p = { .fd = d->fd, .events = POLLIN };
 	char msg[STREAM_ERROR_MSG_MAX + 1];
 	struct stream_record rec;
 	uint32_t code;
 	int ret;
 
-	if (d->io.rbuf_pos >= d->io.rbuf_len && poll(&p, 1, GO_TIMEOUT_MS) <= 0) {
+	if (stream_io__wait_readable(&d->io, GO_TIMEOUT_MS)) {
 		fail(d, "the source did not hand the VM over (no GO)");
 		return -ETIMEDOUT;
 	}

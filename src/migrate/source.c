@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,20 +382,6 @@ static int stop_and_copy(struct source *src)
 	return ret;
 }
 
-/* Waits for the next control record; what the reader has buffered counts as readable. */
-static int wait_readable(struct stream_io *io, int ms)
-{
-	struct pollfd p = { .fd = io->fd, .events = POLLIN };
-	int r;
-
-	if (io->rbuf_pos < io->rbuf_len)
-		return 0;
-	do {
-		r = poll(&p, 1, ms);
-	} while (r < 0 && errno == EINTR);
-	return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
-}
-
 static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 {
 	struct stream_record rec;
@@ -404,7 +389,7 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 	uint32_t code;
 	int ret;
 
-	ret = wait_readable(&src->io, HANDSHAKE_TIMEOUT_MS);
+	ret = stream_io__wait_readable(&src->io, HANDSHAKE_TIMEOUT_MS);
 	if (!ret)
 		ret = stream__read_record(r, &rec);
 	if (ret) {

@@ -4,6 +4,7 @@
  * memory buffer (tests, fuzzing, dump of an in-memory capture).
  */
 #include <errno.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +241,17 @@ int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int io
 	if (io->fd < 0)
 		return mem_writev(io, iov, iovcnt);
 	return fd_writev(io, iov, iovcnt);
+}
+
+int stream_io__wait_readable(struct stream_io *io, int ms)
+{
+	struct pollfd p = { .fd = io->fd, .events = POLLIN };
+	int r;
+
+	if (io->fd < 0 || io->rbuf_pos < io->rbuf_len)
+		return 0;
+	do {
+		r = poll(&p, 1, ms);
+	} while (r < 0 && errno == EINTR);
+	return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
 }
