@@ -127,13 +127,14 @@ long_mode:
 	call kmain
 	jmp halt_forever
 
-/* enter_user(entry, rsp, cpu): iretq to ring 3 with IF=1 and IOPL=3. */
+/* enter_user(entry, rsp, cpu): iretq to ring 3 with IF=1 and IOPL=0 (ring 3 reaches
+ * the ports through kcall, see exc_6: kvm_pvm ignores IOPL in ring 3). */
 	.globl enter_user
 enter_user:
 	movq %rdx, %r8
 	pushq $(SEL_UDATA | 3)
 	pushq %rsi
-	pushq $0x3202
+	pushq $0x0202
 	pushq $(SEL_UCODE | 3)
 	pushq %rdi
 	movl $(SEL_UDATA | 3), %eax
@@ -180,7 +181,9 @@ EXC_NOERR 2
 EXC_NOERR 3
 EXC_NOERR 4
 EXC_NOERR 5
-EXC_NOERR 6
+	.globl exc_6
+exc_6:
+	jmp ud_or_kcall
 EXC_NOERR 7
 EXC_ERR 8
 EXC_NOERR 9
@@ -221,6 +224,37 @@ exc_common:
 	call exception_report
 	jmp halt_forever
 
+/*
+ * #UD. From ring 3 at `ud2; "kc"` it is a kcall (testguest.h): %eax = op, %edi = port,
+ * %rsi = value or length, %rdx = buffer; result in %rax. kvm_pvm delivers exceptions from
+ * ring 3 to this IDT but turns `int n` and `syscall` into something else (#UD; a jump
+ * to MSR_LSTAR still in ring 3), so a fault is the one way in. The caller treats every
+ * caller-saved register as clobbered.
+ */
+ud_or_kcall:
+	testb $3, 8(%rsp) /* CS of the frame */
+	jz 1f
+	pushq %rax
+	movq 8(%rsp), %rax /* RIP */
+	cmpl $KCALL_SIGNATURE, (%rax)
+	popq %rax
+	jne 1f
+	addq $KCALL_LENGTH, (%rsp)
+	pushq %rbp
+	movq %rsp, %rbp
+	andq $-16, %rsp
+	movq %rdx, %rcx
+	movq %rsi, %rdx
+	movq %rdi, %rsi
+	movq %rax, %rdi
+	call kcall_handle
+	movq %rbp, %rsp
+	popq %rbp
+	iretq
+1:	pushq $0
+	pushq $6
+	jmp exc_common
+
 /* LAPIC timer: count in the per-vCPU struct (pointer at the base of this stack), EOI. */
 	.globl timer_isr
 timer_isr:
@@ -238,11 +272,6 @@ timer_isr:
 	.globl ignore_isr
 ignore_isr:
 	iretq
-
-/* int $VEC_HALT from ring 3: park this vCPU. */
-	.globl halt_isr
-halt_isr:
-	jmp halt_forever
 
 /* ---- 16-bit AP trampoline, copied below 1 MiB at run time ---- */
 	.section .text.tramp, "ax"

@@ -17,10 +17,13 @@
 
 #define VEC_PIC_BASE 0x20 /* the 8259s are remapped here and masked */
 #define VEC_TIMER    0x40
-#define VEC_HALT     0x80 /* int $0x80 from ring 3: cli; hlt forever */
 #define VEC_SPURIOUS 0xff
 
 #define EXIT_PORT 0xf4
+
+/* The test guest's system call is `ud2` followed by the bytes "kc" (kernel.c). */
+#define KCALL_SIGNATURE 0x636b0b0f /* 0f 0b 'k' 'c', little-endian */
+#define KCALL_LENGTH	4
 
 /* offsetof(struct cpu, ticks), used by timer_isr; checked in kernel.c. */
 #define CPU_TICKS_OFFSET 40

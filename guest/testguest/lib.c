@@ -1,7 +1,6 @@
 /* godwit test guest: freestanding helpers, formatting, the COM1 console, the exit port. */
 #include "testguest.h"
 
-#define COM1 0x3f8
 
 void *memcpy(void *dst, const void *src, size_t n)
 {
@@ -141,18 +140,14 @@ int fmt(char *buf, size_t size, const char *f, ...)
 
 static volatile u32 console_lock;
 
-static void serial_putc(char c)
+/* The line and its '\n' in one gate call: buf has room for the newline. */
+static void emit_line(char *buf, size_t size)
 {
-	for (u32 i = 0; i < 1000000 && !(inb(COM1 + 5) & 0x20); i++)
-		cpu_relax();
-	outb(COM1, (u8)c);
-}
-
-static void emit_line(const char *buf)
-{
-	for (const char *p = buf; *p; p++)
-		serial_putc(*p);
-	serial_putc('\n');
+	size_t n = strlen(buf);
+	if (n + 1 >= size)
+		n = size - 2;
+	buf[n] = '\n';
+	kcall(KCALL_CONSOLE, 0, n + 1, buf);
 }
 
 void println(const char *f, ...)
@@ -165,7 +160,7 @@ void println(const char *f, ...)
 	while (__atomic_exchange_n(&console_lock, 1, __ATOMIC_ACQUIRE))
 		while (console_lock)
 			cpu_relax();
-	emit_line(buf);
+	emit_line(buf, sizeof(buf));
 	__atomic_store_n(&console_lock, 0, __ATOMIC_RELEASE);
 }
 
@@ -184,7 +179,7 @@ void println_emergency(const char *f, ...)
 		}
 		cpu_relax();
 	}
-	emit_line(buf);
+	emit_line(buf, sizeof(buf));
 	if (locked)
 		__atomic_store_n(&console_lock, 0, __ATOMIC_RELEASE);
 }
@@ -192,10 +187,8 @@ void println_emergency(const char *f, ...)
 /* Writes CODE to the exit port (godwit ends the VM with it), then parks this vCPU. */
 void vm_exit(u32 code)
 {
-	u16 cs;
 	outl(EXIT_PORT, code);
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	if ((cs & 3) == 3)
-		__asm__ volatile("int %0" : : "i"(VEC_HALT));
-	halt_forever();
+	kcall(KCALL_HALT, 0, 0, 0);
+	for (;;)
+		cpu_relax();
 }

@@ -144,19 +144,58 @@ void println(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void println_emergency(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vm_exit(u32 code) __attribute__((noreturn));
 
-static inline void outb(u16 port, u8 v)
+/* Port I/O itself: ring 0 only (kernel.c). kvm_pvm runs ring 3 as host user code and
+ * ignores IOPL there, so an in/out in ring 3 raises #GP. */
+static inline void raw_outb(u16 port, u8 v)
 {
 	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
 }
-static inline void outl(u16 port, u32 v)
+static inline void raw_outl(u16 port, u32 v)
 {
 	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
 }
-static inline u8 inb(u16 port)
+static inline u8 raw_inb(u16 port)
 {
 	u8 v;
 	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
 	return v;
+}
+
+/* The test guest's system call (ud_or_kcall in boot.S, kcall_handle in kernel.c). */
+enum kcall_op {
+	KCALL_INB,
+	KCALL_OUTB,
+	KCALL_OUTL,
+	KCALL_CONSOLE, /* write `value` bytes at `buf` to COM1 */
+	KCALL_HALT,    /* park this vCPU for good */
+};
+u64 kcall_handle(u64 op, u64 port, u64 value, const char *buf);
+
+/* From any ring: ring 3 through a #UD at `ud2; "kc"`, ring 0 directly. */
+static inline u64 kcall(enum kcall_op op, u16 port, u64 value, const void *buf)
+{
+	u16 cs;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	if ((cs & 3) == 0)
+		return kcall_handle(op, port, value, buf);
+	u64 rax = op, rdi = port, rsi = value, rdx = (u64)buf;
+	__asm__ volatile("ud2; .byte 'k', 'c'"
+			 : "+a"(rax), "+D"(rdi), "+S"(rsi), "+d"(rdx)
+			 :
+			 : "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
+	return rax;
+}
+static inline void outb(u16 port, u8 v)
+{
+	kcall(KCALL_OUTB, port, v, 0);
+}
+static inline void outl(u16 port, u32 v)
+{
+	kcall(KCALL_OUTL, port, v, 0);
+}
+static inline u8 inb(u16 port)
+{
+	return (u8)kcall(KCALL_INB, port, 0, 0);
 }
 static inline void cpu_relax(void)
 {

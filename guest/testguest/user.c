@@ -707,7 +707,7 @@ static void run_workload(struct cpu *c)
 			println("testguest: no workload for vcpu 0, it halts");
 		break;
 	}
-	__asm__ volatile("int %0" : : "i"(VEC_HALT));
+	kcall(KCALL_HALT, 0, 0, 0);
 	for (;;)
 		cpu_relax();
 }
