@@ -13,6 +13,7 @@ PKGS=(
 	python3 python3-pytest                        # integration tests
 	qemu-system-x86                               # boots the test guest under TCG; bench
 	curl iproute2                                 # API by hand; test networks
+	kmod lz4 xz-utils zstd                        # guest-linux: modinfo, vmlinux payload
 )
 
 missing=()

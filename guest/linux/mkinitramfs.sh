@@ -62,7 +62,9 @@ add_mod() {
 	case " $2 " in *" $1 "*) echo "mkinitramfs.sh: dependency cycle: $2 $1" >&2; return 1 ;; esac
 	ko=$(find_ko "$1")
 	plain_ko "$ko" > "$stage/lib/modules/$1.ko"
-	for dep in $(/sbin/modinfo -F depends "$stage/lib/modules/$1.ko" | tr ',' ' '); do
+	# An assignment of its own, so that a failing modinfo stops the script (set -e).
+	deps=$(/sbin/modinfo -F depends "$stage/lib/modules/$1.ko")
+	for dep in $(echo "$deps" | tr ',' ' '); do
 		add_mod "$dep" "$2 $1"
 	done
 	echo "$1" >> "$order"
