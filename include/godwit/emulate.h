@@ -26,13 +26,14 @@
  * emulated), no CMPXCHG16B, no SMAP (takes clac/stac out of every kernel entry), and a
  * fixed loops-per-jiffy and trusted TSC (calibration loops are slow when emulated).
  */
-#define EMULATE_PVM_CMDLINE "noxsave clearcpuid=cx16 nosmap lpj=1000000 tsc=reliable no_timer_check"
+#define EMULATE_PVM_CMDLINE "noxsave clearcpuid=cx16 nosmap lpj=1000000 tsc=reliable no_timer_check nowatchdog"
 
 /* The longest x86 instruction. */
 #define EMULATE_MAX_INSN 15
 
 #define X86_VEC_UD 6
 #define X86_VEC_BP 3
+#define X86_VEC_GP 13
 
 struct emulate_exception {
 	bool valid;
@@ -48,8 +49,9 @@ struct emulate_ctx {
 	/* In: the vCPU state. regs is also the result (changed only when 0 is returned). */
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	/* In: the x87 status word (KVM_GET_FPU's fsw), which fwait looks at. */
-	uint16_t fsw;
+	/* In: KVM_GET_FPU (fwait reads fsw). Out, when fpu_changed: for KVM_SET_FPU. */
+	struct kvm_fpu fpu;
+	bool fpu_changed;
 	/* In: guest RAM, read through the guest's page tables for memory operands. */
 	struct guest_mem *mem;
 	/* Out, on 0: the exception to inject after setting regs, the length and a name. */

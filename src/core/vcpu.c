@@ -164,17 +164,17 @@ static int complete_insn(struct vcpu *v)
 {
 	struct emulate_ctx ctx = { .mem = &v->vm->mem };
 	struct kvm_vcpu_events ev;
-	struct kvm_fpu fpu;
 	int ret;
 
 	emulate__init_from_run(&ctx, v->kfd.run);
 	if (kvm_vcpu__get_regs(&v->kfd, &ctx.regs) || kvm_vcpu__get_sregs(&v->kfd, &ctx.sregs) ||
-	    kvm_vcpu__get_fpu(&v->kfd, &fpu))
+	    kvm_vcpu__get_fpu(&v->kfd, &ctx.fpu))
 		return -EIO;
-	ctx.fsw = fpu.fsw;
 	ret = emulate__complete(&ctx);
 	if (ret)
 		return ret;
+	if (ctx.fpu_changed && kvm_vcpu__set_fpu(&v->kfd, &ctx.fpu))
+		return -EIO;
 	if (kvm_vcpu__set_regs(&v->kfd, &ctx.regs))
 		return -EIO;
 	if (ctx.exc.valid) {

@@ -166,14 +166,60 @@ static void test_fwait(void **state)
 	assert_int_equal(EMU(&f->ctx, 0x9b), 0);
 	assert_int_equal(f->ctx.regs.rip, RIP + 1);
 	assert_string_equal(f->ctx.name, "fwait");
-	f->ctx.fsw = 0x80; /* ES: #MF pending */
+	f->ctx.fpu.fsw = 0x80; /* ES: #MF pending */
 	assert_int_equal(EMU(&f->ctx, 0x9b), -ENOTSUP);
-	f->ctx.fsw = 0;
+	f->ctx.fpu.fsw = 0;
 	f->ctx.sregs.cr0 |= 0xa; /* MP and TS: #NM */
 	assert_int_equal(EMU(&f->ctx, 0x9b), -ENOTSUP);
 	f->ctx.sregs.cr0 &= ~0x8ULL; /* MP alone */
 	assert_int_equal(EMU(&f->ctx, 0x9b), 0);
 	assert_int_equal(f->ctx.regs.rip, RIP + 2);
+}
+
+/* ---- ldmxcsr ------------------------------------------------------------------- */
+
+static void test_ldmxcsr(void **state)
+{
+	struct fixture *f = *state;
+	struct kvm_regs *r = &f->ctx.regs;
+	const uint64_t la = LA_4K + 0x1004;
+	uint32_t v = 0x9fc0; /* FTZ, DAZ, all masked */
+
+	f->ctx.sregs.cr4 |= 0x200; /* OSFXSR */
+	f->ctx.fpu.mxcsr = 0x1f80;
+	assert_int_equal(guest_mem__write(&f->mem, pa_4k(la), &v, sizeof(v)), 0);
+	r->rsp = la - 4;
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x54, 0x24, 0x04), 0); /* ldmxcsr 4(%rsp) */
+	assert_string_equal(f->ctx.name, "ldmxcsr");
+	assert_true(f->ctx.fpu_changed);
+	assert_int_equal(f->ctx.fpu.mxcsr, 0x9fc0);
+	assert_int_equal(r->rip, RIP + 5);
+	assert_false(f->ctx.exc.valid);
+
+	/* Reserved bits: #GP(0), RIP on the instruction, MXCSR unchanged. */
+	v = 0x10000 | 0x1f80;
+	assert_int_equal(guest_mem__write(&f->mem, pa_4k(la), &v, sizeof(v)), 0);
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x54, 0x24, 0x04), 0);
+	assert_true(f->ctx.exc.valid);
+	assert_int_equal(f->ctx.exc.vector, 13);
+	assert_true(f->ctx.exc.has_error_code);
+	assert_int_equal(f->ctx.exc.error_code, 0);
+	assert_false(f->ctx.fpu_changed);
+	assert_int_equal(f->ctx.fpu.mxcsr, 0x9fc0);
+	assert_int_equal(r->rip, RIP + 5);
+
+	/* Not ldmxcsr: stmxcsr (/3), a register form, a 66 prefix; no OSFXSR; CR0.TS. */
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x5c, 0x24, 0x04), -ENOTSUP);
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0xd0), -ENOTSUP);
+	assert_int_equal(EMU(&f->ctx, 0x66, 0x0f, 0xae, 0x54, 0x24, 0x04), -ENOTSUP);
+	f->ctx.sregs.cr0 |= 0x8;
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x54, 0x24, 0x04), -ENOTSUP);
+	f->ctx.sregs.cr0 &= ~0x8ULL;
+	f->ctx.sregs.cr4 &= ~0x200ULL;
+	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x54, 0x24, 0x04), -ENOTSUP);
+	assert_false(f->ctx.fpu_changed);
+	assert_null(f->ctx.name);
+	assert_int_equal(r->rip, RIP + 5);
 }
 
 /* ---- popcnt with a register source -------------------------------------------- */
@@ -622,6 +668,7 @@ int main(void)
 	    T(test_int3_injects_bp_past_it),
 	    T(test_clac_stac),
 	    T(test_fwait),
+	    T(test_ldmxcsr),
 	    T(test_popcnt_r32),
 	    T(test_popcnt_r64),
 	    T(test_popcnt_r16),

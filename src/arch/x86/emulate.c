@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Completes, for kvm_pvm, the few instructions its emulator cannot run: int3,
- * clac/stac, popcnt and fwait (docs/linux-guests.md says why these). 64-bit mode only.
+ * clac/stac, popcnt, fwait and ldmxcsr (docs/linux-guests.md says why these). 64-bit mode only.
  * A form table says which prefixes each instruction takes; anything else is
  * -ENOTSUP, so the VMM stops with its report rather than guess.
  */
@@ -21,13 +21,17 @@
 #define RFLAGS_AC (1ULL << 18)
 
 #define CR0_MP	 (1ULL << 1)
+#define CR0_EM	 (1ULL << 2)
 #define CR0_TS	 (1ULL << 3)
 #define CR0_PG	 (1ULL << 31)
+#define CR4_OSFXSR (1ULL << 9)
 #define CR4_LA57 (1ULL << 12)
 #define CR4_SMAP (1ULL << 21)
 #define EFER_LMA (1ULL << 10)
 
 #define FSW_ES (1u << 7) /* x87 error summary */
+/* MXCSR bits 31:16 are reserved on every CPU with SSE (MXCSR_MASK 0xffff or 0xffbf). */
+#define MXCSR_RESERVED 0xffff0000u
 
 #define PTE_P	 (1ULL << 0)
 #define PTE_US	 (1ULL << 2)
@@ -386,7 +390,7 @@ static int exec_fwait(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs 
 {
 	(void)in;
 	(void)r;
-	if ((ctx->sregs.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS) || (ctx->fsw & FSW_ES))
+	if ((ctx->sregs.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS) || (ctx->fpu.fsw & FSW_ES))
 		return -ENOTSUP;
 	return 0;
 }
@@ -425,6 +429,33 @@ static int exec_popcnt(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs
 	return 0;
 }
 
+/*
+ * ldmxcsr m32 (0F AE /2): Linux's kernel_fpu_begin() resets MXCSR with it. #UD/#NM
+ * conditions (no OSFXSR, CR0.EM, CR0.TS) stop the VM; reserved bits raise #GP(0) as on
+ * the CPU.
+ */
+static int exec_0fae(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs *r)
+{
+	uint32_t v;
+
+	if (((in->modrm >> 3) & 7) != 2 || (in->modrm >> 6) == 3)
+		return -ENOTSUP;
+	if (!(ctx->sregs.cr4 & CR4_OSFXSR) || (ctx->sregs.cr0 & (CR0_EM | CR0_TS)))
+		return -ENOTSUP;
+	if (read_linear(ctx, operand_address(ctx, in, r), &v, sizeof(v)))
+		return -EFAULT;
+	ctx->name = "ldmxcsr";
+	if (v & MXCSR_RESERVED) {
+		ctx->exc = (struct emulate_exception){
+		    .valid = true, .vector = X86_VEC_GP, .has_error_code = true};
+		in->pos = 0; /* a fault: RIP stays on the instruction */
+		return 0;
+	}
+	ctx->fpu.mxcsr = v;
+	ctx->fpu_changed = true;
+	return 0;
+}
+
 static const struct insn_form forms[] = {
     {"int3", {0xcc}, 1, 0, 0, false, exec_int3},
     {"fwait", {0x9b}, 1, 0, 0, false, exec_fwait},
@@ -437,6 +468,7 @@ static const struct insn_form forms[] = {
      PFX_REP | PFX_OPSZ | PFX_FS | PFX_GS | PFX_REX,
      true,
      exec_popcnt},
+    {"0f ae", {0x0f, 0xae}, 2, 0, PFX_FS | PFX_GS | PFX_REX, true, exec_0fae},
 };
 
 /* Decodes the instruction against one form; 0 when it is exactly that form. */
@@ -472,6 +504,7 @@ int emulate__complete(struct emulate_ctx *ctx)
 	ctx->exc = (struct emulate_exception){0};
 	ctx->len = 0;
 	ctx->name = NULL;
+	ctx->fpu_changed = false;
 	/* Single-stepping would owe the guest a #DB after the instruction: not done. */
 	if (!long_mode_64(&ctx->sregs) || (r.rflags & RFLAGS_TF))
 		return -ENOTSUP;
@@ -489,6 +522,8 @@ int emulate__complete(struct emulate_ctx *ctx)
 	ret = f->exec(ctx, &in, &r);
 	if (ret) {
 		ctx->exc = (struct emulate_exception){0};
+		ctx->name = NULL;
+		ctx->fpu_changed = false;
 		return ret;
 	}
 	/* The instruction completed: RIP moves past it and RF clears, as on the CPU. */
@@ -496,7 +531,8 @@ int emulate__complete(struct emulate_ctx *ctx)
 	r.rflags &= ~RFLAGS_RF;
 	ctx->regs = r;
 	ctx->len = in.pos;
-	ctx->name = f->name;
+	if (!ctx->name)
+		ctx->name = f->name;
 	return 0;
 }
 
