@@ -1,6 +1,6 @@
 # godwit Linux guest (included by the top Makefile). `make guest-linux` builds
 # build/guest/vmlinux (the uncompressed kernel of Debian's linux-image-cloud-amd64) and
-# build/guest/initramfs.cpio.gz (busybox-static, the kernel's virtio modules, our init
+# build/guest/initramfs.cpio (busybox-static, the kernel's virtio modules, our init
 # and static programs), from Debian's packages only, downloaded once into
 # build/guest/linux/debs/ (`make guest-linux-refresh` downloads what apt has now).
 # Built the same way whatever SAN says.
@@ -9,7 +9,7 @@ LINUX_DIR := guest/linux
 LINUX_OUT := build/guest/linux
 LINUX_DEBS := $(LINUX_OUT)/debs
 LINUX_VMLINUX := build/guest/vmlinux
-LINUX_INITRD := build/guest/initramfs.cpio.gz
+LINUX_INITRD := build/guest/initramfs.cpio
 LINUX_CC ?= gcc
 LINUX_PROGS := godwit-exit godwit-args hb
 LINUX_BINS := $(LINUX_PROGS:%=$(LINUX_OUT)/bin/%)
