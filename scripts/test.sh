@@ -43,15 +43,10 @@ else
 			-p no:cacheprovider tests/integration -m 'kvm and not linux'
 	fi
 fi
-# On kvm_pvm a Linux guest's ring 0 is emulated: one boot takes many minutes
-# (docs/linux-guests.md, "On a kvm_pvm host"), so there the Linux tier is its own
-# command, `make test-linux`, and joins `make test` only with GODWIT_LINUX=1.
+# scripts/test-linux.sh itself declines on kvm_pvm, where Linux user space cannot run
+# (docs/linux-guests.md, "On a kvm_pvm host").
 if [ -f build/guest/vmlinux ] && [ "${kvm_run[0]:-}" != skip ]; then
-	if [ -z "${kvm_run[0]:-}" ] && [ -d /sys/module/kvm_pvm ] && [ "${GODWIT_LINUX:-0}" != 1 ]; then
-		echo "=== Linux tier not run here: kvm_pvm emulates the guest kernel, a boot takes minutes (make test-linux, or GODWIT_LINUX=1 make test)"
-	else
-		tier "Linux guests (make test-linux)" scripts/test-linux.sh
-	fi
+	tier "Linux guests (make test-linux)" scripts/test-linux.sh
 fi
 if compgen -G 'build/fuzz/fuzz_*' > /dev/null; then
 	tier "fuzzing (${FUZZ_SECONDS}s per target)" scripts/fuzz-run.sh "$FUZZ_SECONDS" build/fuzz/fuzz_*

@@ -26,7 +26,7 @@
  * emulated), no CMPXCHG16B, no SMAP (takes clac/stac out of every kernel entry), and a
  * fixed loops-per-jiffy and trusted TSC (calibration loops are slow when emulated).
  */
-#define EMULATE_PVM_CMDLINE "noxsave clearcpuid=cx16,ssse3,sse4_1,sse4_2,pclmulqdq,aes,sha_ni nosmap lpj=1000000 tsc=reliable no_timer_check nowatchdog"
+#define EMULATE_PVM_CMDLINE "noxsave clearcpuid=cx16,ssse3,sse4_1,sse4_2,pclmulqdq,aes,sha_ni nosmap lpj=1000000 tsc=reliable no_timer_check nowatchdog nopvspin"
 
 /* The longest x86 instruction. */
 #define EMULATE_MAX_INSN 15
