@@ -122,6 +122,14 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh
 
+# Live migration side by side with QEMU 7.2 on KVM (docs/bench.md); writes
+# bench/results/RESULTS.md and plots. BENCH_RUNS (3), BENCH_CASES, BENCH_QUICK=1, ...
+.PHONY: bench
+bench: deps
+	$(Q)bench/deps.sh
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(PYTHON) bench/bench.py
+
 format:
 	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')
 

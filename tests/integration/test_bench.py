@@ -1,0 +1,90 @@
+"""The benchmark's machinery (bench/, `make bench`), so that it cannot rot.
+
+One tiny case of each kind (BENCH_QUICK sizes: 256 MiB guests, 32 MiB working sets),
+one run each, through godwit and through QEMU on KVM: idle, moderate, heavy, two
+dirtying vCPUs, and the far link (only as root; a 5 ms delay instead of 75 ms). Checks
+that every run produced sane figures (completed, or reported as not finished with how
+far it got) and that RESULTS.md was written. Measures nothing worth keeping.
+"""
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from godwit_vm import GODWIT, ROOT, TESTGUEST
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import bench  # noqa: E402
+import slowlink  # noqa: E402
+
+pytestmark = [
+    pytest.mark.kvm,
+    pytest.mark.qemu,
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                       reason="qemu-system-x86_64 is not installed"),
+    pytest.mark.skipif(not os.path.exists(TESTGUEST), reason=f"{TESTGUEST} missing: run make"),
+]
+
+KINDS = ["idle", "moderate", "heavy", "2vcpu", "far"]
+VMMS = ["godwit", "qemu"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    if not os.access(GODWIT, os.X_OK):
+        pytest.fail(f"{GODWIT} is not built (run make)")
+    out = tmp_path_factory.mktemp("bench")
+    log = []
+    records = bench.run_bench(str(out), runs=1, quick=True, log=log.append)
+    return out, records, log
+
+
+def find(records, kind, vmm):
+    return [r for r in records if r["case"].startswith(f"{kind}-") and r["vmm"] == vmm]
+
+
+@pytest.mark.parametrize("vmm", VMMS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_run_has_sane_figures(bench_run, kind, vmm):
+    _, records, log = bench_run
+    if kind == "far" and slowlink.unavailable_reason():
+        pytest.skip(f"far link: {slowlink.unavailable_reason()}")
+    recs = find(records, kind, vmm)
+    assert len(recs) == 1, "\n".join(log)
+    r = recs[0]
+    detail = json.dumps({k: v for k, v in r.items() if k != "vmm_report"}, default=str)[:4000]
+    assert r["status"] in ("completed", "not finished", "failed"), detail
+    if r["status"] != "completed":
+        # Not finished is a result, as long as it says how far it got.
+        assert r["progress"]["bytes"] > 0 and r["progress"]["rounds"], detail
+        assert r["max_stall_ms"] is not None, detail
+        return
+    assert r["bytes"] > 0 and r["rounds"] >= 1, detail
+    assert r["total_ms"] > 0 and r["downtime_ms"] is not None, detail
+    # A pause was measured from the guest's heartbeat across the two consoles.
+    assert r["pause_ms"] is not None and -5 < r["pause_ms"] < 30000, detail
+    assert r["pause_guest_ms"] is not None and r["max_stall_ms"] >= r["pause_ms"] - 1, detail
+    assert r["hb_seq_ok"], detail
+    for side in ("src", "dst"):
+        assert r[f"{side}_cpu_s"] is not None and r[f"{side}_cpu_s"] >= 0, detail
+        assert 0 <= r[f"{side}_vmm_cpu_s"] <= r[f"{side}_cpu_s"] + 1e-9, detail
+        assert r[f"{side}_mem_mib"] is not None and 0 < r[f"{side}_mem_mib"] < 1024, detail
+    if vmm == "godwit":
+        # Our own migration must leave a working guest (QEMU's outcome is reported).
+        assert r["dst_ok"] and r["guest_errors"] == 0, detail
+    else:
+        assert r["dst_ok"] or r["dst_check"], detail
+
+
+def test_results_written(bench_run):
+    out, records, log = bench_run
+    text = (out / "RESULTS.md").read_text()
+    for case in {r["case"] for r in records}:
+        assert f"| {case} | godwit |" in text and f"| {case} | qemu " in text, case
+    assert "kvm" in text and "QEMU emulator version" in text
+    data = json.loads((out / "runs.json").read_text())
+    assert len(data["records"]) == len(records) >= 8
+    assert all(r["status"] != "error" for r in records), "\n".join(log)
