@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 0
+#define STREAM_VERSION_MINOR 1
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -59,6 +59,7 @@ enum stream_type {
 	STREAM_REC_READY = 0x101,   /* destination -> source: loaded, verified */
 	STREAM_REC_RESUMED = 0x102, /* destination -> source: guest runs here */
 	STREAM_REC_ERROR = 0x103,   /* either way: u32 code + message */
+	STREAM_REC_ACCEPTED = 0x104, /* destination -> source: VM built, send RAM */
 };
 
 /* Per-type payload limits, checked before anything is allocated. */

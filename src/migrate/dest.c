@@ -244,6 +244,22 @@ static int build_vm(struct dest *d)
 	return ret;
 }
 
+/* The VM is built: the source may start sending RAM (source.c, wait_accepted). */
+static int send_accepted(struct dest *d)
+{
+	struct stream_writer cw;
+	int ret;
+
+	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = stream__write_control(&cw, STREAM_REC_ACCEPTED);
+	if (ret)
+		fail(d, "cannot tell the source the VM is accepted: %s", strerror(-ret));
+	stream__writer_exit(&cw);
+	return ret;
+}
+
 static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
 			     struct stream_tlv_reader *body, char *why, size_t whylen)
 {
@@ -376,6 +392,7 @@ static int restore_devices(struct dest *d)
 static int restore(struct dest *d)
 {
 	struct vm *vm = d->vm;
+	uint64_t t0 = util__now_ns(), t_vcpus, t_devices, t_vm;
 	unsigned int i;
 	int ret;
 
@@ -397,6 +414,7 @@ static int restore(struct dest *d)
 			return ret;
 		}
 	}
+	t_vcpus = util__now_ns();
 	ret = serial8250__load(&vm->serial, d->serial);
 	if (ret) {
 		fail(d, "invalid serial port state in the stream");
@@ -405,15 +423,23 @@ static int restore(struct dest *d)
 	ret = restore_devices(d);
 	if (ret)
 		return ret;
+	t_devices = util__now_ns();
 	ret = x86__vm_restore(&vm->kvm, &d->vms);
 	if (ret) {
 		fail(d, "KVM refused the interrupt controller, timer or clock state: %s",
 		     strerror(-ret));
 		return ret;
 	}
+	t_vm = util__now_ns();
 	/* Tell a kvmclock guest it was stopped, so the time it lost is no soft lockup. */
 	for (i = 0; i < d->cfg->nr_vcpus; i++)
 		kvm_vcpu__clock_stopped(&vm->vcpus[i].kfd);
+	pr_debug("restore %llu us: vCPUs %llu, devices %llu, VM state %llu, kvmclock %llu",
+		 (unsigned long long)(util__now_ns() - t0) / 1000,
+		 (unsigned long long)(t_vcpus - t0) / 1000,
+		 (unsigned long long)(t_devices - t_vcpus) / 1000,
+		 (unsigned long long)(t_vm - t_devices) / 1000,
+		 (unsigned long long)(util__now_ns() - t_vm) / 1000);
 	return 0;
 }
 
@@ -566,6 +592,8 @@ int migrate__receive(const struct receive_params *p)
 		ret = read_config(&d);
 	if (!ret)
 		ret = build_vm(&d);
+	if (!ret && !d.is_file)
+		ret = send_accepted(&d);
 	if (!ret)
 		ret = receive_records(&d);
 	/* Verify first: restoring the vCPUs makes KVM write guest RAM (kvmclock). */

@@ -44,6 +44,8 @@ struct source {
 	bool go_sent;
 	uint64_t deadline_ns;
 	uint64_t pause_ns;
+	/* When each step of the pause ended (util__now_ns), for the debug log. */
+	uint64_t paused_ns, synced_ns, sent_ns, ready_ns;
 	char err[256];
 };
 
@@ -362,6 +364,7 @@ static int stop_and_copy(struct source *src)
 		return ret;
 	}
 	src->paused = true;
+	src->paused_ns = util__now_ns();
 	vm__set_throttle(src->vm, 0);
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
@@ -369,6 +372,7 @@ static int stop_and_copy(struct source *src)
 	dirty = ram__sync(&src->t, &src->vm->kvm);
 	if (dirty < 0)
 		return (int)dirty;
+	src->synced_ns = util__now_ns();
 	src->s.copy = false; /* nothing writes guest RAM now: send straight from it */
 	ret = ram__send_pending(&src->s);
 	if (!ret)
@@ -377,6 +381,7 @@ static int stop_and_copy(struct source *src)
 		ret = send_verify(src);
 	if (!ret)
 		ret = stream__write_end(&src->w);
+	src->sent_ns = util__now_ns();
 	ram__log_stop(&src->t, &src->vm->kvm);
 	update_stats(src, 0, 0, 0);
 	return ret;
@@ -412,6 +417,42 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 	return 0;
 }
 
+static unsigned long long us(uint64_t from, uint64_t to)
+{
+	return to > from ? (to - from) / 1000 : 0;
+}
+
+/* Where the pause went: what to cut first when it is too long. */
+static void log_pause(struct source *src)
+{
+	uint64_t now = util__now_ns();
+
+	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu, last RAM + "
+		 "state sent %llu, destination loaded (READY) %llu, resumed there (RESUMED) %llu",
+		 us(src->pause_ns, now), us(src->pause_ns, src->paused_ns),
+		 us(src->paused_ns, src->synced_ns), us(src->synced_ns, src->sent_ns),
+		 us(src->sent_ns, src->ready_ns), us(src->ready_ns, now));
+}
+
+/*
+ * The destination says ACCEPTED once it has built the VM (registering guest RAM with KVM
+ * alone takes ~8 ms per GiB on kvm_pvm). Waiting for it before any RAM is sent keeps
+ * that out of the pause of a short migration, and a refusal (CPU, devices) arrives
+ * before a byte of RAM has moved.
+ */
+static int wait_accepted(struct source *src)
+{
+	struct stream_reader r;
+	int ret;
+
+	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = expect(src, &r, STREAM_REC_ACCEPTED);
+	stream__reader_exit(&r);
+	return ret;
+}
+
 /* READY, then GO, then RESUMED: the VM is the destination's from GO on. */
 static int handover(struct source *src)
 {
@@ -428,6 +469,7 @@ static int handover(struct source *src)
 	ret = expect(src, &r, STREAM_REC_READY);
 	if (ret || cancelled(src))
 		goto out;
+	src->ready_ns = util__now_ns();
 	/* The disks' locks move with the VM: the destination takes them on GO. */
 	ret = devices__release_disks(src->vm);
 	if (ret) {
@@ -442,6 +484,8 @@ static int handover(struct source *src)
 		goto out;
 	}
 	ret = expect(src, &r, STREAM_REC_RESUMED);
+	if (!ret)
+		log_pause(src);
 out:
 	stream__writer_exit(&cw);
 out_reader:
@@ -472,6 +516,8 @@ static int run(struct source *src)
 		ret = stream__write_header(&src->w);
 	if (!ret)
 		ret = send_config(src);
+	if (!ret && !src->is_file)
+		ret = wait_accepted(src);
 	if (!ret)
 		ret = ram__tracker_init(&src->t, &src->vm->mem);
 	if (ret)

@@ -36,6 +36,7 @@ static const struct type_info type_table[] = {
     {STREAM_REC_READY, "READY", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_RESUMED, "RESUMED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_ERROR, "ERROR", STREAM_CTX_CONTROL, 4, STREAM_ERROR_MAX_LEN, STREAM_REC_MANDATORY},
+    {STREAM_REC_ACCEPTED, "ACCEPTED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
 };
 
 static const struct type_info *type_lookup(uint32_t type)
@@ -573,7 +574,8 @@ int stream__round_decode(const uint8_t *payload, size_t len, struct stream_round
 
 int stream__write_control(struct stream_writer *w, uint32_t type)
 {
-	if (type != STREAM_REC_GO && type != STREAM_REC_READY && type != STREAM_REC_RESUMED)
+	if (type != STREAM_REC_GO && type != STREAM_REC_READY && type != STREAM_REC_RESUMED &&
+	    type != STREAM_REC_ACCEPTED)
 		return wr_fail(w, type, -EINVAL, "not an empty control message");
 	return stream__write_record(w, type, STREAM_REC_MANDATORY, NULL, 0);
 }

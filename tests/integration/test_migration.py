@@ -160,6 +160,23 @@ def test_connection_refused_leaves_vm_running(tmp_path, procs):
     assert src.api("GET", "/vm/migration")[1]["status"] == "failed"
 
 
+def test_destination_refusal_comes_before_any_ram(tmp_path, procs):
+    """A destination that cannot take the VM (here: a --disk for a VM without disks) says
+    so right after CONFIG (format 1.1, ACCEPTED): not a page of RAM moves, the VM runs on."""
+    src = start_source(tmp_path, procs, "heartbeat 10; memtouch 64M", cpus=2)
+    src.wait_for(r"^hb 3 ")
+    image = tmp_path / "other.img"
+    image.write_bytes(bytes(1 << 20))
+    dst = Receiver(tmp_path, "dst", extra=("--disk", str(image)))
+    procs.append(dst)
+    res, out = migrate(src, dst.uri)
+    assert res.returncode != 0 and out["status"] == "failed", res.stdout + res.stderr
+    assert "destination refused the VM" in out["error"] and "--disk" in out["error"], out
+    assert out["pages_sent"] == 0 and out["bytes_sent"] < 4096, out
+    assert dst.wait_exit(timeout=30) != 0
+    heartbeat_continues(src)
+
+
 def test_destination_killed_during_precopy(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
     src.wait_for_pass(1, timeout=240)

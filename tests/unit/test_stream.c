@@ -294,7 +294,7 @@ static void test_roundtrip_full(void **state)
 	buf = stream_io__mem_data(&io, &len);
 	assert_int_equal(load(l, buf, len), 0);
 	assert_int_equal(l->hdr.major, 1);
-	assert_int_equal(l->hdr.minor, 0);
+	assert_int_equal(l->hdr.minor, STREAM_VERSION_MINOR);
 	assert_int_equal(l->count[STREAM_REC_CONFIG], 1);
 	assert_int_equal(l->count[STREAM_REC_RAM], 3);
 	assert_int_equal(l->count[STREAM_REC_ROUND], 1);
@@ -347,7 +347,7 @@ static void test_config_roundtrip(void **state)
 static void test_control_roundtrip(void **state)
 {
 	static const uint32_t types[] = {STREAM_REC_READY, STREAM_REC_GO, STREAM_REC_ERROR,
-					 STREAM_REC_RESUMED};
+					 STREAM_REC_RESUMED, STREAM_REC_ACCEPTED};
 	struct stream_writer w;
 	struct stream_reader r;
 	struct stream_record rec;
@@ -366,6 +366,7 @@ static void test_control_roundtrip(void **state)
 	assert_int_equal(stream__write_control(&w, STREAM_REC_GO), 0);
 	assert_int_equal(stream__write_error(&w, EIO, longmsg), 0);
 	assert_int_equal(stream__write_control(&w, STREAM_REC_RESUMED), 0);
+	assert_int_equal(stream__write_control(&w, STREAM_REC_ACCEPTED), 0);
 	/* data records are not control messages */
 	assert_int_equal(stream__write_record(&w, STREAM_REC_END, 1, NULL, 0), -EPROTO);
 	assert_int_equal(stream__write_control(&w, STREAM_REC_ERROR), -EINVAL);
