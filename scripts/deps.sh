@@ -22,6 +22,9 @@ for p in "${PKGS[@]}"; do
 		missing+=("$p")
 	fi
 done
+# scripts/nested-kvm puts /bin/busybox in its initramfs. busybox-static conflicts with
+# busybox: installed only when neither provides /bin/busybox.
+[ -x /bin/busybox ] || missing+=(busybox-static)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "godwit: installing missing Debian packages: ${missing[*]}"

@@ -105,6 +105,7 @@ prepare() {
 	modroot=$tmp/lib/modules/$ver
 	local ird=$tmp/initramfs
 	mkdir -p "$ird"/{bin,dev,proc,sys,tmp,host,modules}
+	[ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static, or make deps)"
 	cp /bin/busybox "$ird/bin/busybox"
 	case $(LC_ALL=C ldd "$ird/bin/busybox" 2>&1 || true) in
 	*"not a dynamic"*) ;;
