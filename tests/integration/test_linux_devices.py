@@ -2,13 +2,15 @@
 with hardware-backed or nested virtualization: `GODWIT_NESTED=1 make test-linux` on a
 kvm_pvm host, see docs/linux-guests.md).
 
-A Linux guest appends fsynced records to a file on ext4 on virtio-blk while it moves
-host-a -> host-b -> host-a over the test network, the disk image being "shared storage"
-(one file both hosts open). Every record it acknowledged is in the file afterwards, in
-order, and `e2fsck -n` finds the image clean.
+While a Linux guest moves host-a -> host-b -> host-a over the test network: it appends
+fsynced records to a file on ext4 on virtio-blk, the disk image being "shared storage"
+(one file both hosts open), and every record it acknowledged is in the file afterwards,
+in order, with `e2fsck -n` clean; or it serves a TCP connection from the client
+namespace, one request a second, which survives both moves with its MAC and IP.
 """
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -76,3 +78,95 @@ def test_ext4_records_survive_two_moves_and_fsck_is_clean(tmp_path, lab, procs):
     log = subprocess.run(["debugfs", "-R", "cat /log", str(image)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert log.splitlines() == [f"rec {i}" for i in range(written)], log[-500:]
+
+
+# The guest's TCP server: busybox nc echoing one connection (docs/linux-guests.md).
+SERVER = ("n=0; while ! ip link show eth0 >/dev/null 2>&1 && [ $n -lt 100 ]; do sleep 0.1; "
+          "n=$((n+1)); done; ip addr add {ip}/24 dev eth0 && ip link set eth0 up || exit 2; "
+          "echo net up; nc -l -p 7000 -e cat; echo server done")
+
+
+class TcpProbe:
+    """From the client namespace: one TCP connection to the guest, a numbered line a
+    second, each answered before the next; prints "N SECONDS" per answer, "error ..." and
+    exits 1 on anything else."""
+
+    SCRIPT = r"""
+import socket, sys, time
+dst, count = (sys.argv[1], 7000), int(sys.argv[2])
+deadline = time.monotonic() + 60
+while True:
+    try:
+        s = socket.create_connection(dst, timeout=2)
+        break
+    except OSError as e:
+        if time.monotonic() > deadline:
+            print("error connect", e, flush=True); sys.exit(1)
+        time.sleep(0.2)
+s.settimeout(60)
+f = s.makefile("rb")
+for i in range(count):
+    t = time.monotonic()
+    s.sendall(b"req %d\n" % i)
+    line = f.readline()
+    if line != b"req %d\n" % i:
+        print("error reply", i, line, flush=True); sys.exit(1)
+    print(i, time.monotonic() - t, flush=True)
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+"""
+
+    def __init__(self, lab, count):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns["client"], "/usr/bin/python3", "-c", self.SCRIPT,
+             lab.ip["guest"], str(count)], stdout=subprocess.PIPE, text=True)
+        self.lines = []
+
+    def wait_answers(self, n, timeout):
+        """Reads lines until n answers in all (False on error, exit or timeout)."""
+        deadline = time.monotonic() + timeout
+        while len(self.answers()) < n and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                return False
+            self.lines.append(line.strip())
+            if line.startswith("error"):
+                return False
+        return len(self.answers()) >= n
+
+    def answers(self):
+        return [(int(a), float(b)) for a, b in
+                (l.split() for l in self.lines if not l.startswith("error"))]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_tcp_connection_survives_two_moves(tmp_path, lab, procs):  # noqa: F811
+    _need_image()
+    mac = "52:54:00:12:34:56"
+    a0 = NsGodwit(tmp_path, lab, "host-a",
+                  ["run", "--kernel", VMLINUX, "--initrd", INITRD, "--cmdline", CMDLINE,
+                   "--memory", "512M", "--cpus", "2", "--net",
+                   f"tap={lab.tap['host-a']},mac={mac}", "--api", str(tmp_path / "a0.sock"),
+                   "--console", f"file:{tmp_path / 'a0.console'}", "--", "sh", "-c",
+                   SERVER.format(ip=lab.ip["guest"])], "a0")
+    procs.append(a0)
+    a0.wait_for(r"^net up\r?$", timeout=TIMEOUT)
+    probe = TcpProbe(lab, 40)
+    try:
+        assert probe.wait_answers(3, STEP_TIMEOUT), probe.lines
+        b = receiver(tmp_path, lab, procs, "host-b", "b")
+        migrate(a0, lab, "host-b")
+        assert probe.wait_answers(len(probe.answers()) + 3, STEP_TIMEOUT), probe.lines
+        a1 = receiver(tmp_path, lab, procs, "host-a", "a1")
+        migrate(b, lab, "host-a")
+        assert probe.wait_answers(len(probe.answers()) + 3, STEP_TIMEOUT), probe.lines
+    finally:
+        probe.stop()
+    answers = probe.answers()
+    assert [i for i, _ in answers] == list(range(len(answers))), probe.lines
+    assert a1.proc.poll() is None, a1.stderr()[-2000:]
+    longest = max(s for _, s in answers)
+    print(f"TCP: {len(answers)} requests over two moves, longest answer {longest * 1000:.0f} ms")
