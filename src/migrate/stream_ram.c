@@ -6,10 +6,12 @@
  * half-written that anyone could mistake for guest memory.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "godwit/memory.h"
@@ -192,8 +194,23 @@ static size_t chunks_of(uint64_t size)
 	return (size_t)((size + STREAM_DIGEST_CHUNK - 1) / STREAM_DIGEST_CHUNK);
 }
 
+/*
+ * True when [off, off + len) of the memfd is one hole (never written): reading it
+ * through the mapping would fault in, and on a shared memfd allocate, every page of it.
+ */
+static bool memfd_hole(int fd, uint64_t off, uint64_t len)
+{
+	off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+
+	if (data < 0)
+		return errno == ENXIO; /* no data from off to the end */
+	return (uint64_t)data >= off + len;
+}
+
 int stream__ram_digest(struct guest_mem *mem, uint64_t **digests, size_t *n)
 {
+	/* What a hole reads as; .bss, so its pages are the shared zero page. */
+	static uint8_t zeros[STREAM_DIGEST_CHUNK];
 	size_t total = 0, k = 0;
 	unsigned int i;
 	uint64_t *d;
@@ -212,8 +229,11 @@ int stream__ram_digest(struct guest_mem *mem, uint64_t **digests, size_t *n)
 
 		for (off = 0; off < rg->size; off += STREAM_DIGEST_CHUNK) {
 			uint64_t len = MIN(STREAM_DIGEST_CHUNK, rg->size - off);
+			const uint8_t *p = base + off;
 
-			d[k++] = XXH3_64bits_withSeed(base + off, len, rg->gpa + off);
+			if (mem->memfd >= 0 && memfd_hole(mem->memfd, rg->fd_offset + off, len))
+				p = zeros;
+			d[k++] = XXH3_64bits_withSeed(p, len, rg->gpa + off);
 		}
 	}
 	*digests = d;
