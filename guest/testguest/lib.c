@@ -1,7 +1,6 @@
 /* godwit test guest: freestanding helpers, formatting, the COM1 console, the exit port. */
 #include "testguest.h"
 
-
 void *memcpy(void *dst, const void *src, size_t n)
 {
 	u8 *d = dst;

@@ -392,7 +392,7 @@ static int restore_devices(struct dest *d)
 static int restore(struct dest *d)
 {
 	struct vm *vm = d->vm;
-	uint64_t t0 = util__now_ns(), t_vcpus, t_devices, t_vm;
+	uint64_t t0 = util__now_ns(), t_vcpus, t_devices, t_vm, t_end;
 	unsigned int i;
 	int ret;
 
@@ -434,12 +434,12 @@ static int restore(struct dest *d)
 	/* Tell a kvmclock guest it was stopped, so the time it lost is no soft lockup. */
 	for (i = 0; i < d->cfg->nr_vcpus; i++)
 		kvm_vcpu__clock_stopped(&vm->vcpus[i].kfd);
+	t_end = util__now_ns();
 	pr_debug("restore %llu us: vCPUs %llu, devices %llu, VM state %llu, kvmclock %llu",
-		 (unsigned long long)(util__now_ns() - t0) / 1000,
-		 (unsigned long long)(t_vcpus - t0) / 1000,
+		 (unsigned long long)(t_end - t0) / 1000, (unsigned long long)(t_vcpus - t0) / 1000,
 		 (unsigned long long)(t_devices - t_vcpus) / 1000,
 		 (unsigned long long)(t_vm - t_devices) / 1000,
-		 (unsigned long long)(util__now_ns() - t_vm) / 1000);
+		 (unsigned long long)(t_end - t_vm) / 1000);
 	return 0;
 }
 

@@ -6,8 +6,8 @@
  * half-written that anyone could mistake for guest memory.
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -434,7 +434,7 @@ static int exec_popcnt(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs
  * conditions (no OSFXSR, CR0.EM, CR0.TS) stop the VM; reserved bits raise #GP(0) as on
  * the CPU.
  */
-static int exec_0fae(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs *r)
+static int exec_ldmxcsr(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs *r)
 {
 	uint32_t v;
 
@@ -444,7 +444,6 @@ static int exec_0fae(struct emulate_ctx *ctx, struct insn *in, struct kvm_regs *
 		return -ENOTSUP;
 	if (read_linear(ctx, operand_address(ctx, in, r), &v, sizeof(v)))
 		return -EFAULT;
-	ctx->name = "ldmxcsr";
 	if (v & MXCSR_RESERVED) {
 		ctx->exc = (struct emulate_exception){
 		    .valid = true, .vector = X86_VEC_GP, .has_error_code = true};
@@ -468,7 +467,8 @@ static const struct insn_form forms[] = {
      PFX_REP | PFX_OPSZ | PFX_FS | PFX_GS | PFX_REX,
      true,
      exec_popcnt},
-    {"0f ae", {0x0f, 0xae}, 2, 0, PFX_FS | PFX_GS | PFX_REX, true, exec_0fae},
+    /* 0F AE is a group (fxsave, stmxcsr, fences, ...): exec_ldmxcsr takes /2 only. */
+    {"ldmxcsr", {0x0f, 0xae}, 2, 0, PFX_FS | PFX_GS | PFX_REX, true, exec_ldmxcsr},
 };
 
 /* Decodes the instruction against one form; 0 when it is exactly that form. */
@@ -522,7 +522,6 @@ int emulate__complete(struct emulate_ctx *ctx)
 	ret = f->exec(ctx, &in, &r);
 	if (ret) {
 		ctx->exc = (struct emulate_exception){0};
-		ctx->name = NULL;
 		ctx->fpu_changed = false;
 		return ret;
 	}
@@ -531,8 +530,7 @@ int emulate__complete(struct emulate_ctx *ctx)
 	r.rflags &= ~RFLAGS_RF;
 	ctx->regs = r;
 	ctx->len = in.pos;
-	if (!ctx->name)
-		ctx->name = f->name;
+	ctx->name = f->name;
 	return 0;
 }
 
