@@ -27,6 +27,16 @@
 #define THROTTLE_FIRST 20
 #define THROTTLE_STEP 10
 #define THROTTLE_MAX 99
+/*
+ * The downtime limit is a ceiling, not a goal. Once the pause would fit, each
+ * further round that still shrinks the dirty set to at most 3/4 of what it sent
+ * shortens the pause for the cost of one short round, so pre-copy goes on until
+ * the predicted pause is below PAUSE_FLOOR_US (where the pause's fixed costs,
+ * stopping vCPUs and the state, dominate) or the set stops shrinking, at most
+ * MAX_POLISH_ROUNDS times.
+ */
+#define PAUSE_FLOOR_US	  1000
+#define MAX_POLISH_ROUNDS 8
 
 /* One outgoing migration's working state (the thread's stack, in effect). */
 struct source {
@@ -221,7 +231,7 @@ static int precopy(struct source *src)
 {
 	struct migrate_params *p = &src->m->params;
 	uint64_t prev_dirty = 0, bw = 0;
-	uint32_t round = 1;
+	uint32_t round = 1, polish = 0;
 	int ret;
 
 	ret = ram__log_start(&src->t, &src->vm->kvm);
@@ -232,7 +242,7 @@ static int precopy(struct source *src)
 	src->s.copy = true;
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
-		uint64_t ns, dirty_bytes, predicted_ms;
+		uint64_t ns, dirty_bytes, predicted_us, sent;
 		int64_t dirty;
 
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
@@ -249,7 +259,8 @@ static int precopy(struct source *src)
 			bw = bw ? (bw + now_bw) / 2 : MAX(now_bw, 1ULL);
 		}
 		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
-		predicted_ms = dirty_bytes * 1000 / MAX(bw, 1ULL);
+		predicted_us = dirty_bytes * 1000000 / MAX(bw, 1ULL);
+		sent = src->s.pages_sent - pages0;
 		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
 		if (ret)
 			return ret;
@@ -257,11 +268,17 @@ static int precopy(struct source *src)
 		src->m->stats.rounds = round;
 		pthread_mutex_unlock(&src->m->lock);
 		update_stats(src, dirty_bytes, bw, dirty_bytes * 1000000000ULL / ns);
-		pr_debug("round %u: %llu dirty pages, bw %llu MB/s, predicted pause %llu ms", round,
-			 (unsigned long long)dirty, (unsigned long long)(bw / 1000000),
-			 (unsigned long long)predicted_ms);
-		if (predicted_ms <= p->downtime_ms || src->is_file)
+		pr_debug("round %u: %llu pages sent, %llu dirty, bw %llu MB/s, predicted pause %llu us",
+			 round, (unsigned long long)sent, (unsigned long long)dirty,
+			 (unsigned long long)(bw / 1000000), (unsigned long long)predicted_us);
+		if (src->is_file)
 			return 0;
+		if (predicted_us <= p->downtime_ms * 1000) {
+			if (predicted_us <= PAUSE_FLOOR_US || (uint64_t)dirty * 4 > sent * 3 ||
+			    polish >= MAX_POLISH_ROUNDS)
+				return 0;
+			polish++;
+		}
 		if (cancelled(src))
 			return -ECANCELED;
 		if (util__now_ns() > src->deadline_ns) {
@@ -350,6 +367,11 @@ static int send_verify(struct source *src)
 	return ret;
 }
 
+static unsigned long long us(uint64_t from, uint64_t to)
+{
+	return to > from ? (to - from) / 1000 : 0;
+}
+
 /* The pause: last dirty pages, every piece of state, the digest, END. */
 static int stop_and_copy(struct source *src)
 {
@@ -382,7 +404,6 @@ static int stop_and_copy(struct source *src)
 	if (!ret)
 		ret = stream__write_end(&src->w);
 	src->sent_ns = util__now_ns();
-	ram__log_stop(&src->t, &src->vm->kvm);
 	update_stats(src, 0, 0, 0);
 	return ret;
 }
@@ -417,10 +438,6 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 	return 0;
 }
 
-static unsigned long long us(uint64_t from, uint64_t to)
-{
-	return to > from ? (to - from) / 1000 : 0;
-}
 
 /* Where the pause went: what to cut first when it is too long. */
 static void log_pause(struct source *src)
@@ -565,6 +582,11 @@ static void finish(struct source *src, int ret)
 	struct migration *m = src->m;
 	enum migrate_status st;
 
+	/*
+	 * Dirty logging stays on through the hand-over: turning it off re-registers
+	 * guest RAM with KVM (~8 ms per GiB on kvm_pvm), which inside the pause delayed
+	 * GO. A VM that moved exits here, so only a VM that stays needs it off.
+	 */
 	if (ret && src->t.pending)
 		ram__log_stop(&src->t, &src->vm->kvm);
 	vm__set_throttle(src->vm, 0);
