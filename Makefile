@@ -130,6 +130,14 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(PYTHON) bench/bench.py
 
+# Disk and network throughput of the test guest, godwit and QEMU side by side, with the
+# VMM's CPU cost (docs/devices.md, "Throughput"); writes bench/results/DEVICES.md.
+# DEVICES_DISK_MIB (1024), DEVICES_NET_SECONDS (5), DEVICES_VMMS (godwit,qemu).
+.PHONY: bench-devices
+bench-devices: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(PYTHON) bench/devices.py
+
 format:
 	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')
 

@@ -76,6 +76,8 @@ enum workload_kind {
 	WL_FAULT,
 	WL_NETECHO,
 	WL_BLKLOG,
+	WL_BLKBENCH,
+	WL_NETBENCH,
 };
 
 #define MAX_EXTENTS 16
@@ -87,7 +89,8 @@ struct extent {
 struct workload {
 	enum workload_kind kind;
 	u64 arg1; /* memtouch: bytes; heartbeat: ms; ticks: hz; exit: code; netecho: IPv4
-		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1) */
+		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1);
+		     blkbench: MiB; netbench: IPv4 as netecho */
 	u64 arg2; /* memtouch: MB/s (0: unpaced) */
 	u32 nextents;
 	struct extent ext[MAX_EXTENTS];
@@ -126,9 +129,11 @@ u64 now_ns(struct cpu *c);
 /* user.c: prints "testguest: error: ..." and exits with code 2. */
 void fail(const char *f, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
-/* netecho.c, blklog.c: the virtio workloads (ring 3, polling drivers in virtio.c). */
+/* netecho.c, blklog.c, blkbench.c: the virtio workloads (ring 3, polling drivers in virtio.c). */
 void netecho(struct cpu *c);
 void blklog(struct cpu *c);
+void netbench(struct cpu *c);
+void blkbench(struct cpu *c);
 
 /* lib.c */
 void *memcpy(void *dst, const void *src, size_t n);

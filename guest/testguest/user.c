@@ -340,6 +340,12 @@ static void parse_one(char *seg, u32 cpu)
 	} else if (!memcmp(name, "blklog", 7)) {
 		minargs = 0, maxargs = 1;
 		wl->kind = WL_BLKLOG;
+	} else if (!memcmp(name, "netbench", 9)) {
+		minargs = maxargs = 1;
+		wl->kind = WL_NETBENCH;
+	} else if (!memcmp(name, "blkbench", 9)) {
+		minargs = maxargs = 1;
+		wl->kind = WL_BLKBENCH;
 	} else {
 		fail("unknown workload '%s' for vcpu %u", name, cpu);
 	}
@@ -362,8 +368,12 @@ static void parse_one(char *seg, u32 cpu)
 		wl->arg1 = need_num(w[1], false, 0, 255, "exit code");
 		break;
 	case WL_NETECHO:
+	case WL_NETBENCH:
 		if (!parse_ipv4(w[1], &wl->arg1))
-			fail("bad IPv4 address '%s' for netecho (want a.b.c.d)", w[1]);
+			fail("bad IPv4 address '%s' for %s (want a.b.c.d)", w[1], name);
+		break;
+	case WL_BLKBENCH:
+		wl->arg1 = need_num(w[1], false, 1, 1UL << 20, "blkbench size (MiB)");
 		break;
 	case WL_BLKLOG:
 		if (n > 1)
@@ -394,12 +404,12 @@ static void parse_cmdline(void)
 	/* Each driver resets its device: two workloads must not share one. */
 	u32 nnet = 0, nblk = 0;
 	for (u32 i = 0; i < ncpus; i++) {
-		nnet += cpus[i].wl.kind == WL_NETECHO;
-		nblk += cpus[i].wl.kind == WL_BLKLOG;
+		nnet += cpus[i].wl.kind == WL_NETECHO || cpus[i].wl.kind == WL_NETBENCH;
+		nblk += cpus[i].wl.kind == WL_BLKLOG || cpus[i].wl.kind == WL_BLKBENCH;
 	}
 	if (nnet > 1 || nblk > 1)
-		fail("at most one netecho and one blklog workload (they drive the first "
-		     "virtio-net and virtio-blk device)");
+		fail("at most one netecho or netbench and one blklog or blkbench workload (they "
+		     "drive the first virtio-net and virtio-blk device)");
 }
 
 /* ---- memory: disjoint ranges for memtouch, from RAM above the image ---- */
@@ -697,6 +707,12 @@ static void run_workload(struct cpu *c)
 		break;
 	case WL_BLKLOG:
 		blklog(c);
+		break;
+	case WL_NETBENCH:
+		netbench(c);
+		break;
+	case WL_BLKBENCH:
+		blkbench(c);
 		break;
 	case WL_FAULT:
 		println("testguest: fault: cpu=%u writes to an unmapped address", c->index);

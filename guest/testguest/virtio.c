@@ -197,6 +197,15 @@ void virtq_kick(struct virtq *q)
 	wr(q->dev, VIRTIO_MMIO_QUEUE_NOTIFY, q->index);
 }
 
+bool virtq_kick_if_needed(struct virtq *q)
+{
+	__asm__ volatile("mfence" ::: "memory"); /* avail idx visible before reading flags */
+	if (((volatile struct virtq_used *)&q->mem->used)->flags & VIRTQ_USED_F_NO_NOTIFY)
+		return false;
+	wr(q->dev, VIRTIO_MMIO_QUEUE_NOTIFY, q->index);
+	return true;
+}
+
 bool virtq_pop_used(struct virtq *q, u32 *id, u32 *len)
 {
 	volatile struct virtq_used *u = &q->mem->used;
@@ -217,4 +226,16 @@ void virtq_wait_used(struct virtq *q, u32 *id, u32 *len)
 			virtio_check(q->dev);
 		cpu_relax();
 	}
+}
+
+bool virtq_wait_used_until(struct virtq *q, struct cpu *c, u64 deadline, u32 *id, u32 *len)
+{
+	for (u64 i = 1; !virtq_pop_used(q, id, len); i++) {
+		if ((i & 0xfff) == 0 && now_ns(c) >= deadline)
+			return virtq_pop_used(q, id, len);
+		if ((i & 0xffff) == 0)
+			virtio_check(q->dev);
+		cpu_relax();
+	}
+	return true;
 }

@@ -51,6 +51,7 @@
 #define VIRTQ_DESC_F_NEXT	   1
 #define VIRTQ_DESC_F_WRITE	   2
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY	   1
 
 /* Largest queue this driver uses: rings of 128 entries fit two pages. */
 #define VIRTQ_MAX 128
@@ -134,6 +135,17 @@ u64 virtio_config64(struct vdev *d, u32 off); /* two 32-bit reads, generation-ch
 void virtq_push(struct virtq *q, u16 head);
 /* Notifies the device of new available buffers. */
 void virtq_kick(struct virtq *q);
+/*
+ * Same, unless the device has said it needs no notification (VIRTQ_USED_F_NO_NOTIFY:
+ * it is draining the queue and will see the new index). A full fence orders the avail
+ * index store before the flags load. Returns whether it notified.
+ */
+bool virtq_kick_if_needed(struct virtq *q);
+/*
+ * Waits (polling, NEEDS_RESET checked) for the next used element until the guest clock
+ * reaches DEADLINE (ns); false on timeout.
+ */
+bool virtq_wait_used_until(struct virtq *q, struct cpu *c, u64 deadline, u32 *id, u32 *len);
 /* Takes the next used element if there is one. */
 bool virtq_pop_used(struct virtq *q, u32 *id, u32 *len);
 /* Waits (polling, NEEDS_RESET checked) for the next used element. */

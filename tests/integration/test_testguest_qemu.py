@@ -337,6 +337,11 @@ def test_exit_port(guest, cmdline, smp, code):
     ("netecho 192.0.2.1x", 1, "bad IPv4 address"),
     ("blklog 0", 1, "bad blklog records per write"),
     ("blklog 65", 1, "bad blklog records per write"),
+    ("blkbench", 1, "blkbench on vcpu 0 takes"),
+    ("blkbench 0", 1, "bad blkbench size"),
+    ("netbench 192.0.2", 1, "bad IPv4 address '192.0.2' for netbench"),
+    ("blklog; blkbench 8", 2, "at most one netecho or netbench and one blklog or blkbench"),
+    ("netecho 192.0.2.10; netbench 192.0.2.11", 2, "at most one netecho or netbench"),
     ("netecho 192.0.2.10; netecho 192.0.2.11", 2, "at most one netecho"),
     # The pc machine has no virtio-mmio devices: both windows are probed, none found.
     ("netecho 192.0.2.10", 1, "no virtio-net device"),
@@ -501,6 +506,42 @@ def test_blklog_stops_when_the_disk_is_full(microvm, tmp_path):
     g2.wait_for(r"^blklog: found 64 valid records, continuing at record 64$", timeout=30)
     g2.wait_for(r"^blklog: disk full at 64$", timeout=10)
     assert not acked_numbers(g2)
+
+
+def blkbench_image_ok(path, mib, seed):
+    """Every word blkbench wrote is in the image (README: `blkbench`)."""
+    data = pathlib.Path(path).read_bytes()
+    for sector in range(mib * 2048):
+        w = struct.unpack_from("<64Q", data, sector * SECTOR)
+        if any(w[j] != ((sector * GOLDEN + j) & M64) ^ seed for j in range(64)):
+            return False
+    return True
+
+
+def test_blkbench_writes_flushes_and_reads_back(microvm, tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\xa5" * (5 << 20))  # stale data: must not pass for the pattern
+    g = microvm("blkbench 4", extra=blk_args(image))
+    m = g.wait_for(r"^blkbench: virtio-blk at 0x[0-9a-f]+, features 0x[0-9a-f]+, capacity "
+                   r"10240 sectors, requests of 128 KiB, depth 16, seed 0x([0-9a-f]+)$",
+                   timeout=30)
+    seed = int(m.group(1), 16)
+    g.wait_for(r"^blkbench: write 4 MiB in \d+ us \(\d+ kicks\)$", timeout=60)
+    g.wait_for(r"^blkbench: flush in \d+ us$", timeout=30)
+    g.wait_for(r"^blkbench: read 4 MiB in \d+ us \(\d+ kicks\), verified$", timeout=60)
+    g.wait_for(r"^blkbench: done$", timeout=10)
+    assert g.wait_exit(timeout=30) == qemu_status(0)
+    assert blkbench_image_ok(image, 4, seed)
+    assert image.read_bytes()[4 << 20:] == b"\xa5" * (1 << 20)  # nothing written beyond
+
+
+def test_blkbench_larger_than_the_disk_exits_2(microvm, tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(1 << 20))
+    g = microvm("blkbench 2", extra=blk_args(image))
+    assert g.wait_exit(timeout=30) == qemu_status(2)
+    errors = parse([l for _, l in g.lines], r"^testguest: error: (.*)$")
+    assert len(errors) == 1 and "do not fit on the disk" in errors[0].group(1), g.console()
 
 
 def test_virtio_legacy_device_is_refused(guest, tmp_path):

@@ -1,0 +1,201 @@
+/*
+ * godwit test guest, ring 3: `blkbench MIB` on the first virtio-blk device. Writes MIB
+ * MiB sequentially from sector 0 in requests of BB_REQ bytes with up to BB_DEPTH requests
+ * in the queue at once, then one FLUSH, then reads the same range back the same way and
+ * checks every 64-bit word; prints the time of each phase (guest clock) and exits 0.
+ *
+ * Sector s, word j (j = 0..63), little-endian: (s * 0x9e3779b97f4a7c15 + j) ^ seed, with
+ * seed taken from the clock at start (printed, never 0), so data left on the disk by an
+ * earlier run does not pass for this run's.
+ */
+#include "virtio.h"
+
+#define VIRTIO_BLK_F_RO	   (1ULL << 5)
+#define VIRTIO_BLK_F_FLUSH (1ULL << 9)
+
+#define VIRTIO_BLK_T_IN	   0
+#define VIRTIO_BLK_T_OUT   1
+#define VIRTIO_BLK_T_FLUSH 4
+
+#define SECTOR	   512
+#define BB_REQ	   (128 * 1024) /* bytes per read or write request */
+#define BB_DEPTH   16		/* requests in flight; 3 descriptors each */
+#define BB_TIMEOUT (30 * NS_PER_SEC)
+#define GOLDEN	   0x9e3779b97f4a7c15UL
+
+_Static_assert(BB_DEPTH * 3 <= VIRTQ_MAX, "descriptors for BB_DEPTH requests");
+
+struct bb_req_hdr {
+	u32 type;
+	u32 reserved;
+	u64 sector;
+};
+
+static struct virtq_mem bbq_mem;
+static u8 bb_buf[BB_DEPTH][BB_REQ] __attribute__((aligned(4096)));
+static struct bb_req_hdr bb_hdr[BB_DEPTH] __attribute__((aligned(16)));
+static volatile u8 bb_status[BB_DEPTH];
+static u64 bb_sector[BB_DEPTH]; /* first sector of the request in slot i */
+static u32 bb_len[BB_DEPTH];
+
+struct blkbench {
+	struct vdev dev;
+	struct virtq q;
+	u64 capacity; /* sectors */
+	u64 seed;
+	u64 kicks;
+};
+
+static const char *status_name(u8 s)
+{
+	return s == 1 ? "IOERR" : s == 2 ? "UNSUPP" : s == 0xff ? "not written" : "unknown";
+}
+
+static void fill(u64 *w, u64 sector, u32 len, u64 seed)
+{
+	for (u32 i = 0; i < len / SECTOR; i++, sector++)
+		for (u32 j = 0; j < SECTOR / 8; j++)
+			*w++ = (sector * GOLDEN + j) ^ seed;
+}
+
+static void check(const u64 *w, u64 sector, u32 len, u64 seed)
+{
+	for (u32 i = 0; i < len / SECTOR; i++, sector++)
+		for (u32 j = 0; j < SECTOR / 8; j++, w++)
+			if (*w != ((sector * GOLDEN + j) ^ seed))
+				fail("blkbench: read back sector %lu word %u: expected 0x%lx found "
+				     "0x%lx",
+				     sector, j, (sector * GOLDEN + j) ^ seed, *w);
+}
+
+/* Queues the request of slot I (descriptors 3i..3i+2); the caller kicks. */
+static void submit(struct blkbench *b, u32 i, u32 type, u64 sector, u32 len)
+{
+	struct virtq_desc *d = &b->q.mem->desc[3 * i];
+	u16 head = (u16)(3 * i);
+	bb_hdr[i].type = type;
+	bb_hdr[i].reserved = 0;
+	bb_hdr[i].sector = sector;
+	bb_status[i] = 0xff;
+	bb_sector[i] = sector;
+	bb_len[i] = len;
+	d[0].addr = (u64)&bb_hdr[i];
+	d[0].len = sizeof(bb_hdr[i]);
+	d[0].flags = VIRTQ_DESC_F_NEXT;
+	d[0].next = len ? head + 1 : head + 2;
+	d[1].addr = (u64)bb_buf[i];
+	d[1].len = len;
+	d[1].flags = VIRTQ_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0);
+	d[1].next = head + 2;
+	d[2].addr = (u64)&bb_status[i];
+	d[2].len = 1;
+	d[2].flags = VIRTQ_DESC_F_WRITE;
+	d[2].next = 0;
+	virtq_push(&b->q, head);
+}
+
+/* Waits for the next completion; returns its slot, its status checked. */
+static u32 complete(struct blkbench *b, struct cpu *c, const char *what)
+{
+	u32 id, len;
+	if (!virtq_wait_used_until(&b->q, c, now_ns(c) + BB_TIMEOUT, &id, &len))
+		fail("blkbench: virtio-blk at 0x%lx: no %s completed within %lu s", b->dev.base,
+		     what, BB_TIMEOUT / NS_PER_SEC);
+	if (id % 3 != 0 || id / 3 >= BB_DEPTH)
+		fail("blkbench: virtio-blk at 0x%lx: used ring returned descriptor %u",
+		     b->dev.base, id);
+	u32 i = id / 3;
+	barrier();
+	if (bb_status[i] != 0)
+		fail("blkbench: %s of sectors %lu..%lu failed: status %u (%s)", what,
+		     bb_sector[i], bb_sector[i] + bb_len[i] / SECTOR - 1, bb_status[i],
+		     status_name(bb_status[i]));
+	return i;
+}
+
+/*
+ * One pass over SECTORS sectors from 0, reads or writes, BB_DEPTH requests in flight.
+ * Returns the time it took (ns, first submission to last completion).
+ */
+static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
+{
+	const char *what = type == VIRTIO_BLK_T_IN ? "read" : "write";
+	u64 next = 0, done = 0;
+	u32 inflight = 0;
+	u64 t0 = now_ns(c);
+	for (u32 i = 0; i < BB_DEPTH && next < sectors; i++) {
+		u64 n = sectors - next < BB_REQ / SECTOR ? sectors - next : BB_REQ / SECTOR;
+		if (type == VIRTIO_BLK_T_OUT)
+			fill((u64 *)bb_buf[i], next, (u32)(n * SECTOR), b->seed);
+		submit(b, i, type, next, (u32)(n * SECTOR));
+		next += n;
+		inflight++;
+	}
+	b->kicks += virtq_kick_if_needed(&b->q);
+	/* Bounded: each round completes one request or fails after BB_TIMEOUT. */
+	while (inflight) {
+		u32 i = complete(b, c, what);
+		inflight--;
+		done += bb_len[i] / SECTOR;
+		if (type == VIRTIO_BLK_T_IN)
+			check((const u64 *)bb_buf[i], bb_sector[i], bb_len[i], b->seed);
+		if (next < sectors) {
+			u64 n = sectors - next < BB_REQ / SECTOR ? sectors - next : BB_REQ / SECTOR;
+			if (type == VIRTIO_BLK_T_OUT)
+				fill((u64 *)bb_buf[i], next, (u32)(n * SECTOR), b->seed);
+			submit(b, i, type, next, (u32)(n * SECTOR));
+			next += n;
+			inflight++;
+			b->kicks += virtq_kick_if_needed(&b->q);
+		}
+	}
+	if (done != sectors)
+		fail("blkbench: %s pass completed %lu of %lu sectors", what, done, sectors);
+	return now_ns(c) - t0;
+}
+
+void blkbench(struct cpu *c)
+{
+	static struct blkbench bb;
+	struct blkbench *b = &bb;
+	u64 mib = c->wl.arg1;
+	u64 sectors = mib * MIB / SECTOR;
+
+	virtio_find(&b->dev, VIRTIO_ID_BLK, "virtio-blk");
+	virtio_negotiate(&b->dev, VIRTIO_BLK_F_FLUSH, 0);
+	if (b->dev.offered & VIRTIO_BLK_F_RO)
+		fail("blkbench: virtio-blk at 0x%lx is read-only", b->dev.base);
+	b->capacity = virtio_config64(&b->dev, 0);
+	virtq_setup(&b->dev, &b->q, 0, VIRTQ_MAX, &bbq_mem);
+	if (b->q.num < 3 * BB_DEPTH)
+		fail("blkbench: virtio-blk queue of %u entries is too small (want %u)", b->q.num,
+		     3 * BB_DEPTH);
+	virtio_driver_ok(&b->dev);
+	if (sectors > b->capacity)
+		fail("blkbench: %lu MiB do not fit on the disk (%lu sectors)", mib, b->capacity);
+	b->seed = now_ns(c) * GOLDEN | 1;
+	println("blkbench: virtio-blk at 0x%lx, features 0x%lx, capacity %lu sectors, "
+		"requests of %u KiB, depth %u, seed 0x%lx",
+		b->dev.base, b->dev.features, b->capacity, BB_REQ / 1024, BB_DEPTH, b->seed);
+
+	b->kicks = 0;
+	u64 t = pass(b, c, VIRTIO_BLK_T_OUT, sectors);
+	println("blkbench: write %lu MiB in %lu us (%lu kicks)", mib, t / 1000, b->kicks);
+
+	if (b->dev.features & VIRTIO_BLK_F_FLUSH) {
+		u64 t0 = now_ns(c);
+		submit(b, 0, VIRTIO_BLK_T_FLUSH, 0, 0);
+		virtq_kick(&b->q);
+		complete(b, c, "flush");
+		println("blkbench: flush in %lu us", (now_ns(c) - t0) / 1000);
+	} else {
+		println("blkbench: flush not offered");
+	}
+
+	b->kicks = 0;
+	t = pass(b, c, VIRTIO_BLK_T_IN, sectors);
+	println("blkbench: read %lu MiB in %lu us (%lu kicks), verified", mib, t / 1000,
+		b->kicks);
+	println("blkbench: done");
+	vm_exit(0);
+}
