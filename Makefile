@@ -132,7 +132,7 @@ bench: deps
 
 # Disk and network throughput of the test guest, godwit and QEMU side by side, with the
 # VMM's CPU cost (docs/devices.md, "Throughput"); writes bench/results/DEVICES.md.
-# DEVICES_DISK_MIB (1024), DEVICES_NET_SECONDS (5), DEVICES_VMMS (godwit,qemu).
+# DEVICES_DISK_MIB (1024), DEVICES_NET_SECONDS (5), DEVICES_RUNS (3), DEVICES_VMMS.
 .PHONY: bench-devices
 bench-devices: deps
 	$(Q)$(MAKE) --no-print-directory all
