@@ -65,8 +65,8 @@ MAC = "52:54:00:12:34:56"
 PAYLOAD = 1400
 ECHO_WINDOW = 64
 
-WRITE_RX = re.compile(r"^blkbench: write (\d+) MiB in (\d+) us")
-READ_RX = re.compile(r"^blkbench: read (\d+) MiB in (\d+) us.*, verified$")
+WRITE_RX = re.compile(r"^blkbench: write (\d+) MiB in (\d+) us \((\d+) kicks\)")
+READ_RX = re.compile(r"^blkbench: read (\d+) MiB in (\d+) us \((\d+) kicks\), verified$")
 FLUSH_RX = re.compile(r"^blkbench: flush in (\d+) us$")
 START_RX = re.compile(r"^blkbench: virtio-blk at 0x[0-9a-f]+, features 0x[0-9a-f]+, "
                       r"capacity (\d+) sectors, requests of (\d+) KiB, depth (\d+), "
@@ -233,11 +233,12 @@ def run_disk(kind, workdir, mib, verify_image=False, timeout=600, run=1):
         out = [phase("disk write", kind, nbytes, int(w.group(2)) / 1e6, vm.cpu_at(start_t),
                      vm.cpu_at(write_t),
                      f"{start.group(2)} KiB requests, depth {start.group(3)}, to the host "
-                     "page cache of a sparse file"),
+                     f"page cache of a sparse file; {w.group(3)} kicks"),
                phase("disk flush", kind, 0, int(fl.group(1)) / 1e6, vm.cpu_at(write_t),
                      vm.cpu_at(flush_t), "fdatasync of the written range"),
                phase("disk read", kind, nbytes, int(r.group(2)) / 1e6, vm.cpu_at(flush_t),
-                     vm.cpu_at(read_t + 1e9), "from the host page cache, every word checked")]
+                     vm.cpu_at(read_t + 1e9),
+                     f"from the host page cache, every word checked; {r.group(3)} kicks")]
         return out, vm.tail.text()
     finally:
         vm.stop()
