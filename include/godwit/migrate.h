@@ -14,11 +14,22 @@ struct vm;
 
 /* ---- parameters and progress (source side) ---- */
 
+enum migrate_compress {
+	MIGRATE_COMPRESS_AUTO, /* LZ4 while it pays (ram.c: lz4_decide) */
+	MIGRATE_COMPRESS_LZ4,  /* every RAM record that LZ4 shrinks */
+	MIGRATE_COMPRESS_OFF,
+};
+
+const char *migrate__compress_name(enum migrate_compress c);
+/* "auto", "lz4" or "off"; -EINVAL for anything else. */
+int __must_check migrate__compress_parse(const char *s, enum migrate_compress *c);
+
 struct migrate_params {
 	char to[256];		/* tcp:HOST:PORT or file:PATH */
 	uint64_t downtime_ms;	/* the pause the user accepts */
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
 	uint64_t timeout_s;	/* 0 = scale with memory size */
+	enum migrate_compress compress;
 	bool verify;
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 };
@@ -44,6 +55,8 @@ struct migrate_stats {
 	uint64_t pages_sent;
 	uint64_t zero_pages;
 	uint64_t skipped_pages; /* never touched: holes in the memfd */
+	uint64_t lz4_pages;	/* data pages sent LZ4-compressed */
+	uint64_t lz4_saved;	/* bytes compression kept off the wire */
 	uint64_t remaining_bytes;
 	uint64_t bandwidth;  /* bytes/s, last estimate */
 	uint64_t dirty_rate; /* bytes/s, last estimate */

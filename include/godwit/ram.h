@@ -7,6 +7,7 @@
 
 #include "godwit/kvm.h"
 #include "godwit/memory.h"
+#include "godwit/migrate.h"
 #include "godwit/stream.h"
 
 /* Dirty pages waiting to be sent, in memfd page numbers. */
@@ -15,6 +16,14 @@ struct ram_tracker {
 	unsigned long *pending;
 	unsigned long *slot_log; /* scratch for one slot's KVM log */
 	uint8_t *staging;	 /* copies of data pages while the guest runs */
+	uint8_t *lz4_block;	 /* STREAM_RAM_LZ4_BOUND bytes, allocated on first use */
+};
+
+/* What LZ4 did over the records of one decision window. */
+struct ram_lz4_window {
+	uint64_t start_ns, wire_start;
+	uint64_t in, out, ns; /* bytes given to LZ4, bytes it gave back, time it took */
+	unsigned int records;
 };
 
 /* Batches pages into RAM records on one stream. */
@@ -29,6 +38,13 @@ struct ram_sender {
 	struct stream_ram_run runs[STREAM_RAM_MAX_RUNS];
 	const uint8_t *direct[STREAM_RAM_MAX_RUNS];
 	uint64_t pages_sent, zero_pages, skipped_pages;
+	/* Set by the caller: MIGRATE_COMPRESS_OFF unless the destination takes RAM_LZ4. */
+	enum migrate_compress compress;
+	unsigned int lz4_every; /* compress one record in this many (1: all) */
+	unsigned int lz4_count;
+	struct ram_lz4_window lz4_win;
+	uint64_t lz4_pages; /* data pages sent in RAM_LZ4 records */
+	uint64_t lz4_saved; /* bytes LZ4 kept off the wire */
 };
 
 int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem);

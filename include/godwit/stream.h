@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 1
+#define STREAM_VERSION_MINOR 2
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -54,12 +54,14 @@ enum stream_type {
 	STREAM_REC_STATE = 4,
 	STREAM_REC_VERIFY = 5,
 	STREAM_REC_END = 6,
+	STREAM_REC_RAM_LZ4 = 7, /* a RAM record whose data pages are one LZ4 block (1.2) */
 	/* Control messages: only on a control channel (no header, no END). */
 	STREAM_REC_GO = 0x100,	    /* source -> destination: you may resume */
 	STREAM_REC_READY = 0x101,   /* destination -> source: loaded, verified */
 	STREAM_REC_RESUMED = 0x102, /* destination -> source: guest runs here */
 	STREAM_REC_ERROR = 0x103,   /* either way: u32 code + message */
 	STREAM_REC_ACCEPTED = 0x104, /* destination -> source: VM built, send RAM */
+	STREAM_REC_ROUND_ACK = 0x105, /* destination -> source: u32 round, all before it applied */
 };
 
 /* Per-type payload limits, checked before anything is allocated. */
@@ -71,6 +73,14 @@ enum stream_type {
 #define STREAM_RAM_MAX_LEN                                                                         \
 	(STREAM_RAM_HDR_LEN + STREAM_RAM_MAX_RUNS * STREAM_RAM_RUN_LEN +                           \
 	 (uint64_t)STREAM_RAM_MAX_DATA_PAGES * STREAM_PAGE_SIZE)
+/* RAM_LZ4: the RAM header and runs, u32 block length, u32 reserved, the LZ4 block. */
+#define STREAM_RAM_LZ4_HDR_LEN 8
+#define STREAM_RAM_MAX_DATA_LEN ((uint64_t)STREAM_RAM_MAX_DATA_PAGES * STREAM_PAGE_SIZE)
+/* LZ4_COMPRESSBOUND of the most data a record holds (checked against lz4.h). */
+#define STREAM_RAM_LZ4_BOUND (STREAM_RAM_MAX_DATA_LEN + STREAM_RAM_MAX_DATA_LEN / 255 + 16)
+#define STREAM_RAM_LZ4_MAX_LEN                                                                     \
+	(STREAM_RAM_HDR_LEN + STREAM_RAM_MAX_RUNS * STREAM_RAM_RUN_LEN + STREAM_RAM_LZ4_HDR_LEN +  \
+	 STREAM_RAM_LZ4_BOUND)
 #define STREAM_ROUND_LEN       40
 #define STREAM_STATE_MAX_LEN   (1 * MiB)
 #define STREAM_VERIFY_MAX_LEN  (16 + 4 * MiB)
@@ -268,7 +278,17 @@ enum stream_config_tag {
 	STREAM_CFG_CPUID = 6,		/* opaque blob <= 64 KiB */
 	STREAM_CFG_MACHINE_VERSION = 7, /* u32 */
 	STREAM_CFG_DEVICE = 8,		/* nested TLV (below); 0..16 times */
+	STREAM_CFG_FEATURES = 9,	/* u32 STREAM_FEATURE_* the source can use; optional */
 };
+
+/*
+ * Stream features a source offers in CONFIG and a destination takes in ACCEPTED.
+ * A source uses one only once the destination has taken it, so either side may
+ * be older.
+ */
+#define STREAM_FEATURE_RAM_LZ4	 (1U << 0)
+#define STREAM_FEATURE_ROUND_ACK (1U << 1) /* ROUND_ACK after each ROUND */
+#define STREAM_FEATURES_KNOWN	 (STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK)
 
 enum stream_device_tag {
 	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */
@@ -304,6 +324,7 @@ struct stream_config {
 	size_t cpuid_len;
 	unsigned int nr_devices;
 	struct stream_device devices[STREAM_MAX_DEVICES];
+	uint32_t features; /* STREAM_FEATURE_* offered; unknown bits are ignored */
 };
 
 /* Semantic checks shared by encode and decode; err gets the reason. */
@@ -345,6 +366,24 @@ int __must_check stream__ram_record_parse(const struct stream_config *cfg, const
 /* data[i] points at runs[i].npages pages for DATA runs (ignored for ZERO). */
 int __must_check stream__write_ram(struct stream_writer *w, const struct stream_ram_run *runs,
 				   unsigned int nr_runs, const uint8_t *const *data);
+
+/*
+ * RAM_LZ4: the same runs, with the data pages as one LZ4 block. Compress fills
+ * cbuf (STREAM_RAM_LZ4_BOUND bytes) and returns the block's length, or -ENOSPC
+ * when it would not be smaller than the pages (send a plain RAM record then).
+ */
+int stream__lz4_compress(const uint8_t *data, uint64_t len, uint8_t *cbuf);
+int __must_check stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
+				       unsigned int nr_runs, const uint8_t *block,
+				       uint32_t block_len);
+/*
+ * Validates a RAM_LZ4 payload like stream__ram_record_parse, then expands its block
+ * into scratch (STREAM_RAM_MAX_DATA_LEN bytes), which must give exactly the pages
+ * the runs announce, then calls fn per run.
+ */
+int __must_check stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload,
+				       size_t len, uint8_t *scratch, stream_ram_fn fn, void *opaque,
+				       char *err, size_t errlen);
 
 /* ---- ROUND --------------------------------------------------------------- */
 
@@ -408,8 +447,14 @@ int __must_check stream__verify_decode(const uint8_t *payload, size_t len, uint6
 int __must_check stream__write_error(struct stream_writer *w, uint32_t code, const char *msg);
 int __must_check stream__error_decode(const uint8_t *payload, size_t len, uint32_t *code,
 				      char msg[STREAM_ERROR_MSG_MAX + 1]);
-/* Empty-payload messages: GO, READY, RESUMED. */
+/* Empty-payload messages: GO, READY, RESUMED, and ACCEPTED without features. */
 int __must_check stream__write_control(struct stream_writer *w, uint32_t type);
+int __must_check stream__write_round_ack(struct stream_writer *w, uint32_t round);
+int __must_check stream__round_ack_decode(const uint8_t *payload, size_t len, uint32_t *round);
+/* ACCEPTED carrying the STREAM_FEATURE_* the destination takes (the source offered some). */
+int __must_check stream__write_accepted(struct stream_writer *w, uint32_t features);
+/* An ACCEPTED payload: empty (no features) or a u32; unknown bits are an error. */
+int __must_check stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features);
 
 /* ---- little-endian helpers ----------------------------------------------- */
 

@@ -89,7 +89,7 @@ static int put_shutdown(void *opaque, const struct api_request *req, struct api_
 json_t *vm_api__migration_json(const struct migrate_stats *st)
 {
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-			 "s:i, s:s?}",
+			 "s:i, s:I, s:I, s:s?}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -99,7 +99,8 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 (json_int_t)st->remaining_bytes, "bandwidth", (json_int_t)st->bandwidth,
 			 "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
 			 (int)st->throttle_pct, "max_throttle_pct", (int)st->max_throttle_pct,
-			 "error", st->error[0] ? st->error : NULL);
+			 "lz4_pages", (json_int_t)st->lz4_pages, "lz4_saved_bytes",
+			 (json_int_t)st->lz4_saved, "error", st->error[0] ? st->error : NULL);
 }
 
 /* Reads an optional non-negative integer field; false (and a 400) if it is malformed. */
@@ -122,7 +123,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 {
 	struct migrate_params p = { .downtime_ms = 50 };
 	struct vm *vm = opaque;
-	const json_t *to, *verify;
+	const json_t *to, *verify, *compress;
 	char err[256];
 	int ret;
 
@@ -136,6 +137,12 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	    !opt_uint(req->body, "max_bandwidth", &p.max_bandwidth, resp) ||
 	    !opt_uint(req->body, "timeout_s", &p.timeout_s, resp))
 		return 0;
+	compress = json_object_get(req->body, "compress");
+	if (compress && (!json_is_string(compress) ||
+			 migrate__compress_parse(json_string_value(compress), &p.compress))) {
+		api__error(resp, 400, "'compress' must be \"auto\", \"lz4\" or \"off\"");
+		return 0;
+	}
 	verify = json_object_get(req->body, "verify");
 	p.verify = json_is_true(verify);
 	p.watch = json_is_true(json_object_get(req->body, "watch"));

@@ -29,6 +29,10 @@ static void usage_migrate(FILE *out)
 		"  --max-bandwidth B    bytes/s on the wire, suffixes K/M/G (default: unlimited)\n"
 		"  --timeout S          give up after S seconds (default: 60 + 10 per GiB of RAM)\n"
 		"  --verify             compare a digest of all RAM before the destination resumes\n"
+		"  --compress MODE      auto (default): LZ4 while the link is slower than the\n"
+		"                       compressor and the pages shrink; lz4: always; off: never.\n"
+		"                       Either way a page LZ4 cannot shrink goes as it is, and a\n"
+		"                       destination older than format 1.2 gets plain records\n"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }
@@ -69,6 +73,7 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ "max-bandwidth", required_argument, NULL, 'b' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "verify", no_argument, NULL, 'V' },
+		{ "compress", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -85,6 +90,13 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		case 'a': c->api = optarg; break;
 		case 't': to = optarg; break;
 		case 'V': json_object_set_new(c->req, "verify", json_true()); break;
+		case 'c':
+			if (migrate__compress_parse(optarg, &(enum migrate_compress){ 0 })) {
+				pr_err("--compress '%s': expected auto, lz4 or off", optarg);
+				return -EINVAL;
+			}
+			json_object_set_new(c->req, "compress", json_string(optarg));
+			break;
 		case 'j': c->json = true; break;
 		case 'h': return 1;
 		case 'd':
@@ -159,6 +171,8 @@ static void print_summary(const json_t *st)
 	printf("  zero_pages    %lld\n  skipped_pages %lld\n  throttle_pct  %lld\n",
 	       (long long)num(st, "zero_pages"), (long long)num(st, "skipped_pages"),
 	       (long long)num(st, "max_throttle_pct"));
+	printf("  lz4_pages     %lld\n  lz4_saved     %lld\n", (long long)num(st, "lz4_pages"),
+	       (long long)num(st, "lz4_saved_bytes"));
 	if (json_is_string(json_object_get(st, "error")))
 		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
 }

@@ -45,6 +45,7 @@ struct dest {
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
+	uint8_t *lz4_pages; /* a RAM_LZ4 record's pages, expanded */
 	char err[256];
 };
 
@@ -253,7 +254,11 @@ static int send_accepted(struct dest *d)
 	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
-	ret = stream__write_control(&cw, STREAM_REC_ACCEPTED);
+	/* Features go back only to a source that offered some (an older one expects none). */
+	if (d->cfg->features & STREAM_FEATURES_KNOWN)
+		ret = stream__write_accepted(&cw, d->cfg->features & STREAM_FEATURES_KNOWN);
+	else
+		ret = stream__write_control(&cw, STREAM_REC_ACCEPTED);
 	if (ret)
 		fail(d, "cannot tell the source the VM is accepted: %s", strerror(-ret));
 	stream__writer_exit(&cw);
@@ -321,6 +326,47 @@ bad:
 	return ret < 0 ? ret : -EBADMSG;
 }
 
+/*
+ * Everything before this ROUND is in guest RAM: tell the source, which waits for
+ * it before pausing so that the pause does not include our backlog.
+ */
+static int ack_round(struct dest *d, const struct stream_record *rec)
+{
+	struct stream_writer cw;
+	struct stream_round rd;
+	int ret;
+
+	if (!(d->cfg->features & STREAM_FEATURE_ROUND_ACK) || d->is_file)
+		return 0;
+	if (stream__round_decode(rec->payload, rec->length, &rd)) {
+		fail(d, "bad ROUND record %llu", (unsigned long long)rec->index);
+		return -EBADMSG;
+	}
+	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = stream__write_round_ack(&cw, rd.round);
+	if (ret)
+		fail(d, "cannot acknowledge round %u: %s", rd.round, strerror(-ret));
+	stream__writer_exit(&cw);
+	return ret;
+}
+
+static int take_ram_lz4(struct dest *d, const struct stream_record *rec)
+{
+	char why[200] = "";
+	int ret;
+
+	if (!d->lz4_pages && !(d->lz4_pages = malloc(STREAM_RAM_MAX_DATA_LEN)))
+		return -ENOMEM;
+	ret = stream__ram_lz4_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
+				    ram__apply_run, &d->vm->mem, why, sizeof(why));
+	if (ret)
+		fail(d, "bad RAM_LZ4 record %llu: %s", (unsigned long long)rec->index,
+		     why[0] ? why : strerror(-ret));
+	return ret;
+}
+
 static int receive_records(struct dest *d)
 {
 	struct stream_record rec;
@@ -339,7 +385,11 @@ static int receive_records(struct dest *d)
 				fail(d, "bad RAM record %llu: %s", (unsigned long long)rec.index,
 				     why[0] ? why : strerror(-ret));
 			break;
+		case STREAM_REC_RAM_LZ4:
+			ret = take_ram_lz4(d, &rec);
+			break;
 		case STREAM_REC_ROUND:
+			ret = ack_round(d, &rec);
 			break;
 		case STREAM_REC_STATE:
 			ret = take_state(d, &rec);
@@ -572,6 +622,7 @@ static void cleanup(struct dest *d)
 	free(d->vcpu_seen);
 	free(d->serial);
 	free(d->digests);
+	free(d->lz4_pages);
 	stream__reader_exit(&d->r);
 	stream_io__exit(&d->io);
 	if (d->fd >= 0)

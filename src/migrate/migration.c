@@ -22,6 +22,30 @@ const char *migrate__status_name(enum migrate_status s)
 	return (unsigned int)s < ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 
+static const char *const compress_names[] = {
+	[MIGRATE_COMPRESS_AUTO] = "auto",
+	[MIGRATE_COMPRESS_LZ4] = "lz4",
+	[MIGRATE_COMPRESS_OFF] = "off",
+};
+
+const char *migrate__compress_name(enum migrate_compress c)
+{
+	return (unsigned int)c < ARRAY_SIZE(compress_names) ? compress_names[c] : "unknown";
+}
+
+int migrate__compress_parse(const char *s, enum migrate_compress *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(compress_names); i++) {
+		if (!strcmp(s, compress_names[i])) {
+			*c = (enum migrate_compress)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 bool migrate__status_final(enum migrate_status s)
 {
 	return s == MIG_COMPLETED || s == MIG_FAILED || s == MIG_CANCELLED;

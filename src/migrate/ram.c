@@ -44,8 +44,9 @@ void ram__tracker_exit(struct ram_tracker *t)
 	free(t->pending);
 	free(t->slot_log);
 	free(t->staging);
+	free(t->lz4_block);
 	t->pending = t->slot_log = NULL;
-	t->staging = NULL;
+	t->staging = t->lz4_block = NULL;
 }
 
 static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
@@ -166,15 +167,82 @@ static void throttle_bandwidth(struct ram_sender *s)
 	}
 }
 
-int ram__flush(struct ram_sender *s)
+/*
+ * Auto compression decides every LZ4_WINDOW records: LZ4 for every record while
+ * it shrinks what it is given to at most 9/10 and compresses faster than the
+ * stream went out over the window (the link is slower than the compressor);
+ * otherwise one record in LZ4_SAMPLE, to notice when the data or the link change.
+ * Once on, the stream's own rate is of compressed bytes and the rule keeps it on
+ * while the data compresses: on a link faster than LZ4 (10 Gbit/s and up) pass
+ * --compress off. A record LZ4 cannot shrink goes plain whatever the mode.
+ */
+#define LZ4_WINDOW 16
+#define LZ4_SAMPLE 16
+
+static void lz4_decide(struct ram_sender *s)
+{
+	struct ram_lz4_window *win = &s->lz4_win;
+	uint64_t now = util__now_ns(), wire_rate, lz4_rate;
+
+	if (s->compress != MIGRATE_COMPRESS_AUTO || ++win->records < LZ4_WINDOW)
+		return;
+	if (win->in) {
+		wire_rate = (s->w->bytes - win->wire_start) * 1000000000ULL /
+			    MAX(now - win->start_ns, 1ULL);
+		lz4_rate = win->in * 1000000000ULL / MAX(win->ns, 1ULL);
+		s->lz4_every = win->out * 10 <= win->in * 9 && lz4_rate > wire_rate ? 1 : LZ4_SAMPLE;
+	}
+	*win = (struct ram_lz4_window){ .start_ns = now, .wire_start = s->w->bytes };
+}
+
+/* Data pages of the batch, contiguous: staged copies, or gathered from guest RAM. */
+static const uint8_t *batch_data(struct ram_sender *s)
+{
+	unsigned int i, page = 0;
+
+	if (s->copy)
+		return s->t->staging;
+	for (i = 0; i < s->nr_runs; i++) {
+		if (s->runs[i].kind != STREAM_RAM_DATA)
+			continue;
+		memcpy(s->t->staging + (size_t)page * GUEST_PAGE_SIZE, s->direct[i],
+		       (size_t)s->runs[i].npages * GUEST_PAGE_SIZE);
+		page += s->runs[i].npages;
+	}
+	return s->t->staging;
+}
+
+/* 1 when the batch went out as RAM_LZ4, 0 when it is to go plain, or -errno. */
+static int flush_lz4(struct ram_sender *s)
+{
+	uint64_t len = (uint64_t)s->nr_data * GUEST_PAGE_SIZE, t0;
+	int clen, ret;
+
+	if (s->compress == MIGRATE_COMPRESS_OFF || !s->nr_data || !s->lz4_every ||
+	    s->lz4_count++ % s->lz4_every)
+		return 0;
+	if (!s->t->lz4_block && !(s->t->lz4_block = malloc(STREAM_RAM_LZ4_BOUND)))
+		return 0; /* plain records need no more memory */
+	t0 = util__now_ns();
+	clen = stream__lz4_compress(batch_data(s), len, s->t->lz4_block);
+	s->lz4_win.ns += util__now_ns() - t0;
+	s->lz4_win.in += len;
+	s->lz4_win.out += clen > 0 ? (uint64_t)clen : len;
+	if (clen <= 0)
+		return 0;
+	ret = stream__write_ram_lz4(s->w, s->runs, s->nr_runs, s->t->lz4_block, (uint32_t)clen);
+	if (ret)
+		return ret;
+	s->lz4_pages += s->nr_data;
+	s->lz4_saved += len - (uint64_t)clen;
+	return 1;
+}
+
+static int flush_plain(struct ram_sender *s)
 {
 	const uint8_t *data[STREAM_RAM_MAX_RUNS];
-	uint64_t before = s->w->bytes;
 	unsigned int i, page = 0;
-	int ret;
 
-	if (!s->nr_runs)
-		return 0;
 	for (i = 0; i < s->nr_runs; i++) {
 		data[i] = NULL;
 		if (s->runs[i].kind == STREAM_RAM_DATA) {
@@ -183,7 +251,22 @@ int ram__flush(struct ram_sender *s)
 			page += s->runs[i].npages;
 		}
 	}
-	ret = stream__write_ram(s->w, s->runs, s->nr_runs, data);
+	return stream__write_ram(s->w, s->runs, s->nr_runs, data);
+}
+
+int ram__flush(struct ram_sender *s)
+{
+	uint64_t before = s->w->bytes;
+	int ret;
+
+	if (!s->nr_runs)
+		return 0;
+	ret = flush_lz4(s);
+	if (!ret)
+		ret = flush_plain(s);
+	else if (ret > 0)
+		ret = 0;
+	lz4_decide(s);
 	s->nr_runs = 0;
 	s->nr_data = 0;
 	s->bw_bytes += s->w->bytes - before;

@@ -50,6 +50,8 @@ struct source {
 	bool paused; /* we paused the VM for stop-and-copy */
 	bool quiesced;
 	bool disks_released;
+	uint32_t features; /* STREAM_FEATURE_* the destination took */
+	uint32_t last_round; /* the last ROUND marker sent */
 	bool dest_refused; /* an ERROR came back after GO: it will not run the VM */
 	bool go_sent;
 	uint64_t deadline_ns;
@@ -89,6 +91,8 @@ static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, ui
 	st->pages_sent = src->s.pages_sent;
 	st->zero_pages = src->s.zero_pages;
 	st->skipped_pages = src->s.skipped_pages;
+	st->lz4_pages = src->s.lz4_pages;
+	st->lz4_saved = src->s.lz4_saved;
 	st->remaining_bytes = remaining;
 	if (bw)
 		st->bandwidth = bw;
@@ -168,6 +172,9 @@ static int send_config(struct source *src)
 	ret = x86__cpu_signature(&vm->kvm, &c->cpuid, &c->cpuid_len);
 	if (!ret) {
 		describe_devices(vm, c);
+		c->features = src->is_file ? 0 : STREAM_FEATURE_ROUND_ACK;
+		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
+			c->features |= STREAM_FEATURE_RAM_LZ4;
 		ret = stream__write_config(&src->w, c);
 	}
 	if (ret)
@@ -242,7 +249,7 @@ static int precopy(struct source *src)
 	src->s.copy = true;
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
-		uint64_t ns, dirty_bytes, predicted_us, sent;
+		uint64_t ns, dirty_bytes, predicted_us, sent, moved;
 		int64_t dirty;
 
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
@@ -252,9 +259,13 @@ static int precopy(struct source *src)
 		if (dirty < 0)
 			return (int)dirty;
 		ns = MAX(util__now_ns() - t0, 1ULL);
-		/* Bandwidth: what this round moved over how long it took (EWMA 1/2). */
-		if (src->w.bytes - bytes0 > 4 * MiB || !bw) {
-			uint64_t now_bw = (src->w.bytes - bytes0) * 1000000000ULL / ns;
+		/*
+		 * Bandwidth: guest RAM this round moved over how long it took (EWMA 1/2);
+		 * pages, not wire bytes, which compression makes fewer than the pages.
+		 */
+		moved = (src->s.pages_sent - pages0) * GUEST_PAGE_SIZE;
+		if (moved > 4 * MiB || !bw) {
+			uint64_t now_bw = moved * 1000000000ULL / ns;
 
 			bw = bw ? (bw + now_bw) / 2 : MAX(now_bw, 1ULL);
 		}
@@ -264,6 +275,7 @@ static int precopy(struct source *src)
 		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
 		if (ret)
 			return ret;
+		src->last_round = round;
 		pthread_mutex_lock(&src->m->lock);
 		src->m->stats.rounds = round;
 		pthread_mutex_unlock(&src->m->lock);
@@ -408,7 +420,9 @@ static int stop_and_copy(struct source *src)
 	return ret;
 }
 
-static int expect(struct source *src, struct stream_reader *r, uint32_t want)
+/* Reads the next control record, which must be want; *out (if given) is valid until the next read. */
+static int expect_record(struct source *src, struct stream_reader *r, uint32_t want,
+			 struct stream_record *out)
 {
 	struct stream_record rec;
 	char msg[STREAM_ERROR_MSG_MAX + 1];
@@ -435,7 +449,14 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 		     stream__type_name(want));
 		return -EPROTO;
 	}
+	if (out)
+		*out = rec;
 	return 0;
+}
+
+static int expect(struct source *src, struct stream_reader *r, uint32_t want)
+{
+	return expect_record(src, r, want, NULL);
 }
 
 
@@ -459,13 +480,48 @@ static void log_pause(struct source *src)
  */
 static int wait_accepted(struct source *src)
 {
+	struct stream_record rec;
 	struct stream_reader r;
 	int ret;
 
 	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
-	ret = expect(src, &r, STREAM_REC_ACCEPTED);
+	ret = expect_record(src, &r, STREAM_REC_ACCEPTED, &rec);
+	if (!ret && stream__accepted_decode(rec.payload, rec.length, &src->features)) {
+		fail(src, "destination accepted with features this godwit does not know");
+		ret = -EPROTO;
+	}
+	stream__reader_exit(&r);
+	return ret;
+}
+
+/*
+ * Before the pause, the destination catches up: it acknowledges each round once
+ * everything before it is in guest RAM. Without this wait, what it had not yet
+ * applied (compressed records arrive faster than fresh RAM fills) fell inside the
+ * pause, several milliseconds of it.
+ */
+static int wait_caught_up(struct source *src)
+{
+	struct stream_record rec;
+	struct stream_reader r;
+	uint32_t acked = 0, i;
+	int ret;
+
+	if (!(src->features & STREAM_FEATURE_ROUND_ACK))
+		return 0;
+	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	for (i = 0; !ret && acked != src->last_round && i < src->last_round; i++) {
+		ret = expect_record(src, &r, STREAM_REC_ROUND_ACK, &rec);
+		if (!ret && (stream__round_ack_decode(rec.payload, rec.length, &acked) ||
+			     acked != i + 1)) {
+			fail(src, "destination acknowledged round %u, expected %u", acked, i + 1);
+			ret = -EPROTO;
+		}
+	}
 	stream__reader_exit(&r);
 	return ret;
 }
@@ -542,8 +598,16 @@ static int run(struct source *src)
 	src->s = (struct ram_sender){ .t = &src->t, .w = &src->w, .cancelled = &src->m->cancel,
 				      .max_bandwidth = src->m->params.max_bandwidth,
 				      .bw_start_ns = util__now_ns() };
+	/* A file is read back by this format's reader; a destination must have taken it. */
+	src->s.compress = src->is_file || (src->features & STREAM_FEATURE_RAM_LZ4)
+				  ? src->m->params.compress
+				  : MIGRATE_COMPRESS_OFF;
+	src->s.lz4_every = src->s.compress == MIGRATE_COMPRESS_OFF ? 0 : 1;
+	src->s.lz4_win.start_ns = util__now_ns();
 	set_status(src->m, MIG_ACTIVE);
 	ret = precopy(src);
+	if (!ret)
+		ret = wait_caught_up(src);
 	if (!ret && cancelled(src))
 		ret = -ECANCELED;
 	if (!ret)

@@ -32,11 +32,15 @@ static const struct type_info type_table[] = {
      STREAM_REC_MANDATORY},
     {STREAM_REC_VERIFY, "VERIFY", STREAM_CTX_DATA, 16, STREAM_VERIFY_MAX_LEN, 0},
     {STREAM_REC_END, "END", STREAM_CTX_DATA, STREAM_END_LEN, STREAM_END_LEN, STREAM_REC_MANDATORY},
+    {STREAM_REC_RAM_LZ4, "RAM_LZ4", STREAM_CTX_DATA,
+     STREAM_RAM_HDR_LEN + STREAM_RAM_RUN_LEN + STREAM_RAM_LZ4_HDR_LEN + 1, STREAM_RAM_LZ4_MAX_LEN,
+     STREAM_REC_MANDATORY},
     {STREAM_REC_GO, "GO", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_READY, "READY", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_RESUMED, "RESUMED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_ERROR, "ERROR", STREAM_CTX_CONTROL, 4, STREAM_ERROR_MAX_LEN, STREAM_REC_MANDATORY},
-    {STREAM_REC_ACCEPTED, "ACCEPTED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
+    {STREAM_REC_ACCEPTED, "ACCEPTED", STREAM_CTX_CONTROL, 0, 4, STREAM_REC_MANDATORY},
+    {STREAM_REC_ROUND_ACK, "ROUND_ACK", STREAM_CTX_CONTROL, 4, 4, STREAM_REC_MANDATORY},
 };
 
 static const struct type_info *type_lookup(uint32_t type)
@@ -578,6 +582,45 @@ int stream__write_control(struct stream_writer *w, uint32_t type)
 	    type != STREAM_REC_ACCEPTED)
 		return wr_fail(w, type, -EINVAL, "not an empty control message");
 	return stream__write_record(w, type, STREAM_REC_MANDATORY, NULL, 0);
+}
+
+int stream__write_accepted(struct stream_writer *w, uint32_t features)
+{
+	uint8_t f[4];
+	struct iovec iov = { f, sizeof(f) };
+
+	if (features & ~STREAM_FEATURES_KNOWN)
+		return wr_fail(w, STREAM_REC_ACCEPTED, -EINVAL, "unknown features 0x%x", features);
+	stream_put32(f, features);
+	return stream__write_record(w, STREAM_REC_ACCEPTED, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__write_round_ack(struct stream_writer *w, uint32_t round)
+{
+	uint8_t r[4];
+	struct iovec iov = { r, sizeof(r) };
+
+	stream_put32(r, round);
+	return stream__write_record(w, STREAM_REC_ROUND_ACK, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__round_ack_decode(const uint8_t *payload, size_t len, uint32_t *round)
+{
+	if (len != 4)
+		return -EBADMSG;
+	*round = stream_get32(payload);
+	return 0;
+}
+
+int stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features)
+{
+	*features = 0;
+	if (!len)
+		return 0;
+	if (len != 4)
+		return -EBADMSG;
+	*features = stream_get32(payload);
+	return *features & ~STREAM_FEATURES_KNOWN ? -EBADMSG : 0;
 }
 
 int stream__write_error(struct stream_writer *w, uint32_t code, const char *msg)

@@ -149,6 +149,8 @@ int stream__config_encode(const struct stream_config *cfg, struct stream_tlv_wri
 	stream__tlv_put_bytes(tw, STREAM_CFG_UUID, 0, cfg->uuid, sizeof(cfg->uuid));
 	stream__tlv_put_bytes(tw, STREAM_CFG_CPUID, 0, cfg->cpuid, cfg->cpuid_len);
 	stream__tlv_put_u32(tw, STREAM_CFG_MACHINE_VERSION, 0, cfg->machine_version);
+	if (cfg->features)
+		stream__tlv_put_u32(tw, STREAM_CFG_FEATURES, STREAM_TLV_OPTIONAL, cfg->features);
 	for (i = 0; i < cfg->nr_devices && !tw->err; i++)
 		if (encode_device(&cfg->devices[i], tw) && !tw->err)
 			tw->err = -ENOMEM;
@@ -316,6 +318,9 @@ static int cfg_field(struct stream_config *cfg, const struct stream_tlv *t, char
 		if (cfg->nr_devices >= STREAM_MAX_DEVICES)
 			return cfg_fail(err, errlen, "more than %d devices", STREAM_MAX_DEVICES);
 		return decode_device(&cfg->devices[cfg->nr_devices++], t, err, errlen);
+	case STREAM_CFG_FEATURES:
+		/* Bits this godwit does not know are features it will not take. */
+		return stream__tlv_u32(t, &cfg->features) ? cfg_fail(err, errlen, "features") : 0;
 	case STREAM_CFG_CMDLINE:
 	case STREAM_CFG_UUID:
 	case STREAM_CFG_CPUID:

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <lz4.h>
 #include <xxhash.h>
 
 #include "godwit/memory.h"
@@ -99,30 +100,32 @@ static int check_runs(const struct stream_config *cfg, const uint8_t *runs, uint
 	return 0;
 }
 
-int stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
-			     stream_ram_fn fn, void *opaque, char *err, size_t errlen)
+/* The RAM header and its runs; *runs_len is where the data (or LZ4 header) starts. */
+static int parse_head(const uint8_t *payload, size_t len, uint32_t *nr_runs, size_t *runs_len,
+		      char *err, size_t errlen)
 {
-	const uint8_t *runs = payload + STREAM_RAM_HDR_LEN, *data;
-	struct stream_ram_run run;
-	uint32_t nr_runs, i;
-	size_t runs_len;
-	int ret;
-
 	if (len < STREAM_RAM_HDR_LEN)
 		return ram_fail(err, errlen, "RAM payload of %zu bytes", len);
-	nr_runs = stream_get32(payload);
+	*nr_runs = stream_get32(payload);
 	if (stream_get32(payload + 4))
 		return ram_fail(err, errlen, "reserved field not zero");
-	if (!nr_runs || nr_runs > STREAM_RAM_MAX_RUNS)
-		return ram_fail(err, errlen, "%u runs (1..%u allowed)", nr_runs,
+	if (!*nr_runs || *nr_runs > STREAM_RAM_MAX_RUNS)
+		return ram_fail(err, errlen, "%u runs (1..%u allowed)", *nr_runs,
 				STREAM_RAM_MAX_RUNS);
-	runs_len = (size_t)nr_runs * STREAM_RAM_RUN_LEN;
-	if (runs_len > len - STREAM_RAM_HDR_LEN)
-		return ram_fail(err, errlen, "%u runs do not fit in %zu bytes", nr_runs, len);
-	ret = check_runs(cfg, runs, nr_runs, len - STREAM_RAM_HDR_LEN - runs_len, err, errlen);
-	if (ret)
-		return ret;
-	data = runs + runs_len;
+	*runs_len = (size_t)*nr_runs * STREAM_RAM_RUN_LEN;
+	if (*runs_len > len - STREAM_RAM_HDR_LEN)
+		return ram_fail(err, errlen, "%u runs do not fit in %zu bytes", *nr_runs, len);
+	return 0;
+}
+
+/* Calls fn per run of checked runs; data holds every DATA run's pages in order. */
+static int apply_runs(const uint8_t *runs, uint32_t nr_runs, const uint8_t *data, stream_ram_fn fn,
+		      void *opaque)
+{
+	struct stream_ram_run run;
+	uint32_t i;
+	int ret;
+
 	for (i = 0; i < nr_runs; i++) {
 		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
 		ret = fn(opaque, run.gpa, run.npages, run.kind,
@@ -135,12 +138,77 @@ int stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *pay
 	return 0;
 }
 
-static int ram_iov(struct iovec *iov, uint8_t *hdr, const struct stream_ram_run *runs,
-		   unsigned int nr_runs, const uint8_t *const *data)
+int stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			     stream_ram_fn fn, void *opaque, char *err, size_t errlen)
 {
-	uint64_t data_pages = 0;
+	const uint8_t *runs = payload + STREAM_RAM_HDR_LEN;
+	uint32_t nr_runs;
+	size_t runs_len;
+	int ret;
+
+	ret = parse_head(payload, len, &nr_runs, &runs_len, err, errlen);
+	if (!ret)
+		ret = check_runs(cfg, runs, nr_runs, len - STREAM_RAM_HDR_LEN - runs_len, err,
+				 errlen);
+	return ret ? ret : apply_runs(runs, nr_runs, runs + runs_len, fn, opaque);
+}
+
+static uint64_t data_pages_of(const uint8_t *runs, uint32_t nr_runs)
+{
+	struct stream_ram_run run;
+	uint64_t pages = 0;
+	uint32_t i;
+
+	for (i = 0; i < nr_runs; i++) {
+		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
+		if (run.kind == STREAM_RAM_DATA)
+			pages += run.npages;
+	}
+	return pages;
+}
+
+int stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			  uint8_t *scratch, stream_ram_fn fn, void *opaque, char *err,
+			  size_t errlen)
+{
+	const uint8_t *runs = payload + STREAM_RAM_HDR_LEN, *lz;
+	uint64_t data_len;
+	uint32_t nr_runs, block_len;
+	size_t runs_len, rest;
+	int ret, n;
+
+	ret = parse_head(payload, len, &nr_runs, &runs_len, err, errlen);
+	if (ret)
+		return ret;
+	rest = len - STREAM_RAM_HDR_LEN - runs_len;
+	if (rest < STREAM_RAM_LZ4_HDR_LEN)
+		return ram_fail(err, errlen, "no LZ4 block header after %u runs", nr_runs);
+	lz = runs + runs_len;
+	block_len = stream_get32(lz);
+	if (stream_get32(lz + 4))
+		return ram_fail(err, errlen, "LZ4 reserved field not zero");
+	if (block_len != rest - STREAM_RAM_LZ4_HDR_LEN)
+		return ram_fail(err, errlen, "LZ4 block of %u bytes, payload holds %zu", block_len,
+				rest - STREAM_RAM_LZ4_HDR_LEN);
+	/* The runs' own checks bound data_len by STREAM_RAM_MAX_DATA_LEN. */
+	data_len = data_pages_of(runs, nr_runs) * STREAM_PAGE_SIZE;
+	ret = check_runs(cfg, runs, nr_runs, data_len, err, errlen);
+	if (ret)
+		return ret;
+	if (!data_len)
+		return ram_fail(err, errlen, "LZ4 record without data pages");
+	n = LZ4_decompress_safe((const char *)lz + STREAM_RAM_LZ4_HDR_LEN, (char *)scratch,
+				(int)block_len, (int)data_len);
+	if (n < 0 || (uint64_t)n != data_len)
+		return ram_fail(err, errlen, "LZ4 block does not expand to the %llu bytes announced",
+				(unsigned long long)data_len);
+	return apply_runs(runs, nr_runs, scratch, fn, opaque);
+}
+
+/* The RAM header and runs, as RAM and RAM_LZ4 both begin. */
+static void put_runs(uint8_t *hdr, const struct stream_ram_run *runs, unsigned int nr_runs)
+{
 	unsigned int i;
-	int n = 1;
 
 	stream_put32(hdr, nr_runs);
 	stream_put32(hdr + 4, 0);
@@ -150,6 +218,18 @@ static int ram_iov(struct iovec *iov, uint8_t *hdr, const struct stream_ram_run 
 		stream_put64(p, runs[i].gpa);
 		stream_put32(p + 8, runs[i].npages);
 		stream_put32(p + 12, runs[i].kind);
+	}
+}
+
+static int ram_iov(struct iovec *iov, uint8_t *hdr, const struct stream_ram_run *runs,
+		   unsigned int nr_runs, const uint8_t *const *data)
+{
+	uint64_t data_pages = 0;
+	unsigned int i;
+	int n = 1;
+
+	put_runs(hdr, runs, nr_runs);
+	for (i = 0; i < nr_runs; i++) {
 		if (runs[i].kind != STREAM_RAM_DATA)
 			continue;
 		if (!data || !data[i])
@@ -183,6 +263,45 @@ int stream__write_ram(struct stream_writer *w, const struct stream_ram_run *runs
 	ret = n < 0 ? n : stream__write_record(w, STREAM_REC_RAM, STREAM_REC_MANDATORY, iov, n);
 out:
 	free(iov);
+	free(hdr);
+	return ret;
+}
+
+_Static_assert(STREAM_RAM_LZ4_BOUND >= LZ4_COMPRESSBOUND(STREAM_RAM_MAX_DATA_LEN),
+	       "STREAM_RAM_LZ4_BOUND below LZ4's bound");
+
+int stream__lz4_compress(const uint8_t *data, uint64_t len, uint8_t *cbuf)
+{
+	int clen;
+
+	if (!len || len > STREAM_RAM_MAX_DATA_LEN)
+		return -EINVAL;
+	clen = LZ4_compress_default((const char *)data, (char *)cbuf, (int)len,
+				    (int)STREAM_RAM_LZ4_BOUND);
+	return clen <= 0 || (uint64_t)clen >= len ? -ENOSPC : clen;
+}
+
+int stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
+			  unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
+{
+	struct iovec iov[2];
+	size_t hlen;
+	uint8_t *hdr;
+	int ret;
+
+	if (!nr_runs || nr_runs > STREAM_RAM_MAX_RUNS || !block_len ||
+	    block_len > STREAM_RAM_LZ4_BOUND)
+		return -EINVAL;
+	hlen = STREAM_RAM_HDR_LEN + (size_t)nr_runs * STREAM_RAM_RUN_LEN + STREAM_RAM_LZ4_HDR_LEN;
+	hdr = malloc(hlen);
+	if (!hdr)
+		return -ENOMEM;
+	put_runs(hdr, runs, nr_runs);
+	stream_put32(hdr + hlen - STREAM_RAM_LZ4_HDR_LEN, block_len);
+	stream_put32(hdr + hlen - 4, 0);
+	iov[0] = (struct iovec){ hdr, hlen };
+	iov[1] = (struct iovec){ (void *)block, block_len };
+	ret = stream__write_record(w, STREAM_REC_RAM_LZ4, STREAM_REC_MANDATORY, iov, 2);
 	free(hdr);
 	return ret;
 }

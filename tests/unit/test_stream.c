@@ -932,6 +932,137 @@ static void test_ram_writer(void **state)
 			 -ENOSPC);
 }
 
+/* ---- RAM_LZ4 --------------------------------------------------------------------- */
+
+struct lz4_sink {
+	uint8_t ram[RAM_SIZE];
+	int calls;
+};
+
+static int lz4_apply(void *opaque, uint64_t gpa, uint32_t npages, uint32_t kind,
+		     const uint8_t *data)
+{
+	struct lz4_sink *k = opaque;
+	uint64_t off = gpa >= R1_GPA ? R0_SIZE + gpa - R1_GPA : gpa;
+
+	k->calls++;
+	if (kind == STREAM_RAM_DATA)
+		memcpy(k->ram + off, data, (size_t)npages * PG);
+	else
+		memset(k->ram + off, 0, (size_t)npages * PG);
+	return 0;
+}
+
+/* An LZ4 record payload: 2 data pages at 0, 1 zero page, 1 data page in region 1. */
+static size_t lz4_payload(uint8_t *p, const uint8_t *pages, uint8_t *cbuf, int *clen)
+{
+	const struct stream_ram_run runs[3] = {
+	    {0, 2, STREAM_RAM_DATA}, {2 * PG, 1, STREAM_RAM_ZERO}, {R1_GPA, 1, STREAM_RAM_DATA}};
+	size_t off = 8 + 3 * 16;
+	int i;
+
+	*clen = stream__lz4_compress(pages, 3 * PG, cbuf);
+	assert_true(*clen > 0);
+	stream_put32(p, 3);
+	stream_put32(p + 4, 0);
+	for (i = 0; i < 3; i++) {
+		stream_put64(p + 8 + i * 16, runs[i].gpa);
+		stream_put32(p + 16 + i * 16, runs[i].npages);
+		stream_put32(p + 20 + i * 16, runs[i].kind);
+	}
+	stream_put32(p + off, (uint32_t)*clen);
+	stream_put32(p + off + 4, 0);
+	memcpy(p + off + 8, cbuf, (size_t)*clen);
+	return off + 8 + (size_t)*clen;
+}
+
+static void test_ram_lz4(void **state)
+{
+	uint8_t *pages = calloc(3, PG), *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
+	uint8_t *p = malloc(8 + 3 * 16 + 8 + STREAM_RAM_LZ4_BOUND), *scratch;
+	struct lz4_sink *k = calloc(1, sizeof(*k));
+	struct stream_config cfg;
+	char err[256];
+	size_t len;
+	int clen, i;
+
+	(void)state;
+	scratch = malloc(STREAM_RAM_MAX_DATA_LEN);
+	make_cfg(&cfg);
+	for (i = 0; i < 3 * (int)PG; i += 64)
+		pages[i] = (uint8_t)(i / 64 + 1); /* compressible, not trivial */
+	len = lz4_payload(p, pages, cbuf, &clen);
+	memset(k->ram, 0xee, sizeof(k->ram));
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256), 0);
+	assert_int_equal(k->calls, 3);
+	assert_memory_equal(k->ram, pages, 2 * PG);
+	assert_true(k->ram[2 * PG] == 0 && k->ram[3 * PG - 1] == 0);
+	assert_memory_equal(k->ram + R0_SIZE, pages + 2 * PG, PG);
+
+	/* Every malformed variant is refused before anything is applied. */
+	k->calls = 0;
+	stream_put32(p + 8 + 3 * 16 + 4, 1);
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "LZ4 reserved"));
+	stream_put32(p + 8 + 3 * 16 + 4, 0);
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len - 1, scratch, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "LZ4 block of"));
+	/* One data page fewer announced: the block expands to more than the runs say. */
+	stream_put32(p + 16, 1);
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "does not expand"));
+	stream_put32(p + 16, 2);
+	/* A corrupt block (a literal length running past the end). */
+	memset(p + 8 + 3 * 16 + 8, 0xff, (size_t)clen);
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	/* Runs are checked as in RAM records; no header for the block at all. */
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, 8 + 3 * 16 + 4, scratch, lz4_apply, k, err,
+					       256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "no LZ4 block header"));
+	len = lz4_payload(p, pages, cbuf, &clen);
+	stream_put64(p + 8 + 2 * 16, R1_GPA + R1_SIZE);
+	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "not inside one RAM region"));
+	assert_int_equal(k->calls, 0);
+
+	/* Incompressible pages are not worth a block; the writer's own checks. */
+	for (i = 0; i < 3 * (int)PG; i++)
+		pages[i] = (uint8_t)(XXH64(&i, sizeof(i), 7) >> 13);
+	assert_int_equal(stream__lz4_compress(pages, 3 * PG, cbuf), -ENOSPC);
+	assert_int_equal(stream__lz4_compress(pages, 0, cbuf), -EINVAL);
+	free(scratch);
+	free(k);
+	free(p);
+	free(cbuf);
+	free(pages);
+}
+
+static void test_accepted_and_round_ack(void **state)
+{
+	uint8_t b[4];
+	uint32_t v;
+
+	(void)state;
+	assert_int_equal(stream__accepted_decode(NULL, 0, &v), 0);
+	assert_int_equal(v, 0);
+	stream_put32(b, STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK);
+	assert_int_equal(stream__accepted_decode(b, 4, &v), 0);
+	assert_int_equal(v, STREAM_FEATURES_KNOWN);
+	stream_put32(b, 1U << 31);
+	assert_int_equal(stream__accepted_decode(b, 4, &v), -EBADMSG);
+	assert_int_equal(stream__accepted_decode(b, 3, &v), -EBADMSG);
+	stream_put32(b, 7);
+	assert_int_equal(stream__round_ack_decode(b, 4, &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(stream__round_ack_decode(b, 5, &v), -EBADMSG);
+}
+
 /* ---- CONFIG validation ----------------------------------------------------------- */
 
 /* Encodes without validating, so decode's own validation is what is tested. */
@@ -1468,6 +1599,24 @@ static void test_write_seeds(void **state)
 	write_seed(dir, "one_page.bin", buf, len);
 	stream_io__exit(&io);
 
+	/* the same page as an LZ4 block: the RAM_LZ4 path */
+	{
+		uint8_t *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
+		int clen;
+
+		assert_non_null(cbuf);
+		clen = stream__lz4_compress(page_a, PG, cbuf);
+		assert_true(clen > 0);
+		begin(&io, &w);
+		assert_int_equal(stream__write_ram_lz4(&w, &run, 1, cbuf, (uint32_t)clen), 0);
+		assert_int_equal(stream__write_end(&w), 0);
+		stream__writer_exit(&w);
+		buf = stream_io__mem_data(&io, &len);
+		write_seed(dir, "one_page_lz4.bin", buf, len);
+		stream_io__exit(&io);
+		free(cbuf);
+	}
+
 	/* every record type but without data pages, plus an unknown optional record */
 	write_seq(&io, seq, ARRAY_SIZE(seq));
 	buf = stream_io__mem_data(&io, &len);
@@ -1487,6 +1636,8 @@ static void test_write_seeds(void **state)
 	stream_io__init_mem_writer(&io);
 	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_CONTROL), 0);
 	assert_int_equal(stream__write_control(&w, STREAM_REC_READY), 0);
+	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4), 0);
+	assert_int_equal(stream__write_round_ack(&w, 3), 0);
 	assert_int_equal(stream__write_error(&w, 5, "no disk"), 0);
 	stream__writer_exit(&w);
 	buf = stream_io__mem_data(&io, &len);
@@ -1511,6 +1662,8 @@ int main(void)
 	    cmocka_unit_test(test_end_mismatch),
 	    cmocka_unit_test(test_ram_runs),
 	    cmocka_unit_test(test_ram_writer),
+	    cmocka_unit_test(test_ram_lz4),
+	    cmocka_unit_test(test_accepted_and_round_ack),
 	    cmocka_unit_test(test_config_validation),
 	    cmocka_unit_test(test_config_tlv),
 	    cmocka_unit_test(test_tlv_bounds),
