@@ -12,8 +12,10 @@ Environment:
                           20 s timeout): checks the machinery, measures nothing worth keeping
   BENCH_VMMS=godwit,qemu  which VMMs
   BENCH_QEMU_VARIANTS=    empty: each case's QEMU capabilities; 'all', or a list of
+                          ('case' = the case's own choice; 'case,multifd+zstd+auto-converge'),
                           plain,multifd,auto-converge,multifd+auto-converge,
-                          multifd+auto-converge+dirty-ring
+                          multifd+auto-converge+dirty-ring,
+                          multifd+zstd+auto-converge
   BENCH_DOWNTIME_MS=50    downtime limit of both VMMs (godwit's default)
   BENCH_TIMEOUT_S=        override the per-migration timeout (default 60 s + 10 s/GiB)
   BENCH_OUT=bench/results output directory
@@ -84,7 +86,7 @@ def make_cases(quick=False):
     far_size = sizes[0]
     far_mib = int(far_size[:-1]) * (1024 if far_size.endswith("G") else 1)
     cases.append(Case(f"far-moderate-{far_size}", "far", far_size, far_mib, 2,
-                      f"{hb} ; memtouch {mt} 100", (1,), "multifd+auto-converge",
+                      f"{hb} ; memtouch {mt} 100", (1,), "multifd+zstd+auto-converge",
                       multifd_channels=4, link=(5 if quick else 75, 1_000_000_000), **extra))
     return cases
 
@@ -102,6 +104,8 @@ def qemu_variants(case, spec):
     if spec == "all":
         return list(vmms.QEMU_VARIANTS)
     names = [v.strip() for v in spec.split(",") if v.strip()]
+    # "case": the case's own choice, so "case,multifd+zstd+auto-converge" adds one variant.
+    names = list(dict.fromkeys(case.qemu_variant if v == "case" else v for v in names))
     for v in names:
         if v not in vmms.QEMU_VARIANTS:
             raise SystemExit(f"bench: unknown QEMU variant {v!r} (have {', '.join(vmms.QEMU_VARIANTS)})")
@@ -114,7 +118,7 @@ def one_line(rec):
         return "?" if v is None else f"{v}{unit}"
     s = f"{rec['status']}"
     if rec["status"] == "completed":
-        s += (f": total {f('total_ms', ' ms')}, downtime {f('downtime_ms', ' ms')}, "
+        s += (f": move {f('move_ms', ' ms')}, total {f('total_ms', ' ms')}, downtime {f('downtime_ms', ' ms')}, "
               f"pause {f('pause_ms', ' ms')} (guest clock {f('pause_guest_ms', ' ms')}), "
               f"{(rec.get('bytes') or 0) / 1e6:.0f} MB, {f('rounds')} rounds, "
               f"cpu src/dst {f('src_cpu_s')}/{f('dst_cpu_s')} s "
@@ -227,6 +231,10 @@ def preflight(vmm_list):
 
 
 def main():
+    if len(sys.argv) > 1:
+        # Settings come from the environment; any argument (--help included) gets the text.
+        print(__doc__)
+        raise SystemExit(0 if sys.argv[1] in ("-h", "--help") else 2)
     env = os.environ
     vmm_list = tuple(v.strip() for v in env.get("BENCH_VMMS", "godwit,qemu").split(",") if v.strip())
     for v in vmm_list:

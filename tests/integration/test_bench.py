@@ -68,6 +68,8 @@ def test_run_has_sane_figures(bench_run, kind, vmm):
     assert r["pause_ms"] is not None and -5 < r["pause_ms"] < 30000, detail
     assert r["pause_guest_ms"] is not None and r["max_stall_ms"] >= r["pause_ms"] - 1, detail
     assert r["hb_seq_ok"], detail
+    # The move ends when the guest runs on the destination: after the pause began.
+    assert r["move_ms"] is not None and r["move_ms"] >= r["pause_ms"] - 5, detail
     for side in ("src", "dst"):
         assert r[f"{side}_cpu_s"] is not None and r[f"{side}_cpu_s"] >= 0, detail
         assert 0 <= r[f"{side}_vmm_cpu_s"] <= r[f"{side}_cpu_s"] + 1e-9, detail
