@@ -708,6 +708,8 @@ static void *migration_thread(void *arg)
 		set_status(&vm->mig, MIG_FAILED);
 		return NULL;
 	}
+	/* Not the name of the API thread that started it (perf, top, /proc). */
+	pthread_setname_np(pthread_self(), "migration");
 	src->vm = vm;
 	src->m = &vm->mig;
 	src->deadline_ns = util__now_ns() + src->m->params.timeout_s * 1000000000ULL;
