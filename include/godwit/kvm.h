@@ -58,6 +58,17 @@ int __must_check kvm__set_pit(struct kvm *kvm, struct kvm_pit_state2 *pit);
 int __must_check kvm__get_clock(struct kvm *kvm, struct kvm_clock_data *clock);
 int __must_check kvm__set_clock(struct kvm *kvm, struct kvm_clock_data *clock);
 
+/* One counter of a vCPU's binary statistics (KVM_GET_STATS_FD), found by its name. */
+struct kvm_vcpu_stat {
+	int fd; /* -1: not available */
+	uint64_t offset;
+};
+
+/* -ENOENT when this KVM has no such counter, -errno when it has no statistics. */
+int __must_check kvm_vcpu__stat_open(struct kvm_vcpu_fd *v, const char *name,
+				     struct kvm_vcpu_stat *st);
+int __must_check kvm_vcpu__stat_read(const struct kvm_vcpu_stat *st, uint64_t *val);
+void kvm_vcpu__stat_close(struct kvm_vcpu_stat *st);
 int __must_check kvm__create_vcpu(struct kvm *kvm, unsigned int id, struct kvm_vcpu_fd *vcpu);
 void kvm__destroy_vcpu(struct kvm_vcpu_fd *vcpu);
 /* KVM_RUN; returns 0, -EINTR when a signal kicked the vCPU out, or another -errno. */

@@ -116,6 +116,13 @@ struct receive_params {
  */
 int migrate__receive(const struct receive_params *p);
 
+/*
+ * The vCPUs that dirty memory, from the page faults KVM fixed for each over a round
+ * (faults[i]); marks them in dirtier[] and returns how many. Used to throttle those
+ * and no other vCPU.
+ */
+unsigned int migrate__find_dirtiers(const uint64_t *faults, unsigned int n, bool *dirtier);
+
 /* The commands (cli.c): return the process exit status. */
 int migrate_cli__migrate(int argc, char **argv);
 int migrate_cli__receive(int argc, char **argv);

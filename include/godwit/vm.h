@@ -87,6 +87,8 @@ struct vcpu {
 	uint64_t exits;
 	uint64_t completed_insns; /* kvm_pvm: instructions godwit completed for KVM */
 	bool throttle_due; /* set by the throttle timer: sleep before the next KVM_RUN */
+	uint32_t throttle_pct; /* auto-converge: share of each 10 ms this vCPU sleeps */
+	struct kvm_vcpu_stat faults; /* KVM's pf_fixed: with dirty logging, its writes */
 };
 
 /* Why the VM ended, and the status `godwit run` exits with. */
@@ -114,7 +116,7 @@ struct vm {
 	uint32_t msr_indices[64];
 	uint32_t nr_msr_indices;
 	struct migration mig;
-	uint32_t throttle_pct; /* auto-converge: share of each 10 ms the vCPUs sleep */
+	uint32_t throttle_pct; /* the highest vCPU throttle: the timer runs while not 0 */
 	pthread_t throttle_thread;
 	bool throttle_started;
 	uint64_t start_ns;
@@ -145,7 +147,9 @@ int __must_check vm__resume(struct vm *vm);
 /* Asks the VM to end with status code; safe from any thread. */
 void vm__request_exit(struct vm *vm, int code, const char *reason);
 /* Makes every vCPU sleep pct% of the time (0 stops it); for auto-converge. */
+/* Every vCPU, or one: 0 stops throttling (the timer ends when no vCPU is throttled). */
 void vm__set_throttle(struct vm *vm, uint32_t pct);
+void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct);
 const char *vm__state_name(enum vm_state s);
 
 /* vcpu.c */
@@ -153,6 +157,8 @@ int __must_check vcpu__init(struct vm *vm, unsigned int id);
 int __must_check vcpu__start(struct vcpu *vcpu);
 void vcpu__kick(struct vcpu *vcpu);
 void vcpu__exit(struct vcpu *vcpu);
+/* Page faults KVM fixed for this vCPU so far; -ENOENT where KVM does not count them. */
+int vcpu__faults(const struct vcpu *vcpu, uint64_t *n);
 
 /* console.c: the serial port's backend (stdout or a file; stdin as input). */
 int __must_check console__init(struct vm *vm);

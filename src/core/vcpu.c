@@ -21,7 +21,7 @@ int vcpu__init(struct vm *vm, unsigned int id)
 	struct vcpu *v = &vm->vcpus[id];
 	int ret;
 
-	*v = (struct vcpu){ .vm = vm, .id = id, .kfd = { .fd = -1 } };
+	*v = (struct vcpu){ .vm = vm, .id = id, .kfd = { .fd = -1 }, .faults = { .fd = -1 } };
 	ret = kvm__create_vcpu(&vm->kvm, id, &v->kfd);
 	if (ret)
 		return ret;
@@ -29,13 +29,23 @@ int vcpu__init(struct vm *vm, unsigned int id)
 	if (ret) {
 		pr_err("vCPU %u: cannot set CPUID: %s", id, strerror(-ret));
 		kvm__destroy_vcpu(&v->kfd);
+		return ret;
 	}
-	return ret;
+	/* Only migration uses it, to throttle the vCPUs that dirty memory and no other. */
+	if (kvm_vcpu__stat_open(&v->kfd, "pf_fixed", &v->faults))
+		pr_debug("vCPU %u: KVM does not count its page faults", id);
+	return 0;
 }
 
 void vcpu__exit(struct vcpu *vcpu)
 {
+	kvm_vcpu__stat_close(&vcpu->faults);
 	kvm__destroy_vcpu(&vcpu->kfd);
+}
+
+int vcpu__faults(const struct vcpu *vcpu, uint64_t *n)
+{
+	return kvm_vcpu__stat_read(&vcpu->faults, n);
 }
 
 /* Called with vm->lock held. */
@@ -52,13 +62,14 @@ void vcpu__kick(struct vcpu *vcpu)
 
 /*
  * Auto-converge: after each 10 ms slice the throttle timer marks the vCPU, and
- * it sleeps pct/(100-pct) of a slice, so it runs (100-pct)% of the time. A
+ * it sleeps pct/(100-pct) of a slice (its own pct: migration throttles only the
+ * vCPUs that dirty memory), so it runs (100-pct)% of the time. A
  * pause or exit request cuts the sleep short. Called with vm->lock held.
  */
 static void throttle_sleep(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
-	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
+	uint32_t pct = __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
 	uint64_t ns, now;
 	struct timespec ts;
 

@@ -352,6 +352,70 @@ int kvm__create_vcpu(struct kvm *kvm, unsigned int id, struct kvm_vcpu_fd *vcpu)
 	return 0;
 }
 
+/* A counter's place: the descriptors follow the header, each with its name inline. */
+static int stat_find(int fd, const char *name, uint64_t *offset)
+{
+	struct kvm_stats_header h;
+	struct kvm_stats_desc *d;
+	size_t dsize;
+	uint32_t i;
+	int ret = -ENOENT;
+
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -EIO;
+	if (!h.name_size || h.name_size > 4096 || h.num_desc > 4096)
+		return -EINVAL;
+	dsize = sizeof(*d) + h.name_size;
+	d = malloc(dsize);
+	if (!d)
+		return -ENOMEM;
+	for (i = 0; i < h.num_desc && ret == -ENOENT; i++) {
+		if (pread(fd, d, dsize, (off_t)(h.desc_offset + i * dsize)) != (ssize_t)dsize) {
+			ret = -EIO;
+			break;
+		}
+		d->name[h.name_size - 1] = '\0';
+		if (strcmp(d->name, name) || d->size != 1 ||
+		    (d->flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE)
+			continue;
+		*offset = h.data_offset + d->offset;
+		ret = 0;
+	}
+	free(d);
+	return ret;
+}
+
+int kvm_vcpu__stat_open(struct kvm_vcpu_fd *v, const char *name, struct kvm_vcpu_stat *st)
+{
+	int fd = xioctl(v->fd, KVM_GET_STATS_FD, NULL), ret;
+
+	st->fd = -1;
+	if (fd < 0)
+		return fd;
+	ret = stat_find(fd, name, &st->offset);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	st->fd = fd;
+	return 0;
+}
+
+int kvm_vcpu__stat_read(const struct kvm_vcpu_stat *st, uint64_t *val)
+{
+	if (st->fd < 0)
+		return -ENOENT;
+	return pread(st->fd, val, sizeof(*val), (off_t)st->offset) == (ssize_t)sizeof(*val) ? 0
+											   : -EIO;
+}
+
+void kvm_vcpu__stat_close(struct kvm_vcpu_stat *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+}
+
 void kvm__destroy_vcpu(struct kvm_vcpu_fd *vcpu)
 {
 	if (vcpu->run)

@@ -32,11 +32,13 @@
  * further round that still shrinks the dirty set to at most 3/4 of what it sent
  * shortens the pause for the cost of one short round, so pre-copy goes on until
  * the predicted pause is below PAUSE_FLOOR_US (where the pause's fixed costs,
- * stopping vCPUs and the state, dominate) or the set stops shrinking, at most
+ * stopping vCPUs and the state, dominate) or the set stops shrinking and the
+ * vCPUs that dirty it cannot be slowed more (polish_throttle), at most
  * MAX_POLISH_ROUNDS times.
  */
-#define PAUSE_FLOOR_US	  1000
-#define MAX_POLISH_ROUNDS 8
+#define PAUSE_FLOOR_US	    1000
+#define MAX_POLISH_ROUNDS   12
+#define POLISH_THROTTLE_MAX 95
 
 /* One outgoing migration's working state (the thread's stack, in effect). */
 struct source {
@@ -52,6 +54,7 @@ struct source {
 	bool disks_released;
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
 	uint32_t last_round; /* the last ROUND marker sent */
+	uint64_t faults[VM_MAX_VCPUS]; /* each vCPU's KVM page-fault count at the last round */
 	bool dest_refused; /* an ERROR came back after GO: it will not run the VM */
 	bool go_sent;
 	uint64_t deadline_ns;
@@ -211,8 +214,59 @@ static bool cancelled(struct source *src)
  * fall to half the measured bandwidth, so a guest that dirties far faster than
  * the link is brought down in one or two rounds, not ten.
  */
+/*
+ * Which vCPUs dirtied memory this round (migrate__find_dirtiers over the faults KVM
+ * fixed for each since the last call). -ENOENT when KVM does not count them: the
+ * throttle then falls on every vCPU.
+ */
+static int round_dirtiers(struct source *src, bool *dirtier)
+{
+	uint64_t delta[VM_MAX_VCPUS], now;
+	unsigned int i, n = src->vm->nr_vcpus;
+
+	for (i = 0; i < n; i++) {
+		if (vcpu__faults(&src->vm->vcpus[i], &now))
+			return -ENOENT;
+		delta[i] = now - src->faults[i];
+		src->faults[i] = now;
+	}
+	return (int)migrate__find_dirtiers(delta, n, dirtier);
+}
+
+/* Raises the throttle of the dirtiers (all vCPUs if none is known) to at least pct. */
+static void throttle(struct source *src, const bool *dirtier, int nr_dirtiers, uint32_t pct)
+{
+	struct vm *vm = src->vm;
+	unsigned int i;
+	char who[160] = "";
+	size_t len = 0;
+
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		uint32_t cur = __atomic_load_n(&vm->vcpus[i].throttle_pct, __ATOMIC_RELAXED);
+
+		if (nr_dirtiers > 0 && !dirtier[i])
+			continue;
+		vm__set_vcpu_throttle(vm, i, MAX(cur, pct));
+		if (len < sizeof(who))
+			len += (size_t)snprintf(who + len, sizeof(who) - len, " %u", i);
+	}
+	pthread_mutex_lock(&src->m->lock);
+	src->m->stats.throttle_pct = vm->throttle_pct;
+	src->m->stats.max_throttle_pct = MAX(src->m->stats.max_throttle_pct, vm->throttle_pct);
+	pthread_mutex_unlock(&src->m->lock);
+	pr_info("migration: vCPU%s throttled to %u%%", who, pct);
+}
+
+/*
+ * Auto-converge, as vMotion's SDPS and QEMU's auto-converge do it: when a round
+ * does not shrink the dirty set by a tenth, slow the vCPUs that dirty it (QEMU's
+ * dirty-limit; the others run on). The step is at least THROTTLE_STEP, and enough
+ * at once for the guest's unthrottled dirty rate to fall to half the measured
+ * bandwidth, so a guest that dirties far faster than the link is brought down in
+ * one or two rounds, not ten.
+ */
 static void converge(struct source *src, uint64_t dirty, uint64_t prev_dirty, uint64_t dirty_rate,
-		     uint64_t bw)
+		     uint64_t bw, const bool *dirtier, int nr_dirtiers)
 {
 	struct vm *vm = src->vm;
 	uint32_t pct = __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED), want;
@@ -223,14 +277,34 @@ static void converge(struct source *src, uint64_t dirty, uint64_t prev_dirty, ui
 	unthrottled = dirty_rate * 100 / (100 - pct);
 	want = unthrottled > bw / 2 ? (uint32_t)(100 - (bw / 2) * 100 / MAX(unthrottled, 1ULL)) : 0;
 	pct = MIN(MAX(MAX(pct ? pct + THROTTLE_STEP : THROTTLE_FIRST, want), pct), THROTTLE_MAX);
-	vm__set_throttle(vm, pct);
-	pthread_mutex_lock(&src->m->lock);
-	src->m->stats.throttle_pct = pct;
-	src->m->stats.max_throttle_pct = MAX(src->m->stats.max_throttle_pct, pct);
-	pthread_mutex_unlock(&src->m->lock);
-	pr_info("migration: not converging (%llu MB/s dirtied, %llu MB/s sent), vCPUs throttled "
-		"to %u%%", (unsigned long long)(dirty_rate / 1000000),
-		(unsigned long long)(bw / 1000000), pct);
+	pr_info("migration: not converging (%llu MB/s dirtied, %llu MB/s sent)",
+		(unsigned long long)(dirty_rate / 1000000), (unsigned long long)(bw / 1000000));
+	throttle(src, dirtier, nr_dirtiers, pct);
+}
+
+/*
+ * Once the pause fits but a round no longer shrinks the dirty set, the vCPUs that
+ * dirty it are slowed (50 %, then +25 % per round up to POLISH_THROTTLE_MAX) while
+ * the others, a heartbeat or a request loop, run on: the set then shrinks to what
+ * they dirty, and the pause with it. False when that cannot help: no dirtier known
+ * (slowing every vCPU would stall the guest as much as the pause it saves), or
+ * they are at the maximum already.
+ */
+static bool polish_throttle(struct source *src, const bool *dirtier, int nr_dirtiers)
+{
+	uint32_t cur = 0;
+	unsigned int i;
+
+	if (nr_dirtiers <= 0)
+		return false;
+	for (i = 0; i < src->vm->nr_vcpus; i++)
+		if (dirtier[i])
+			cur = MAX(cur, __atomic_load_n(&src->vm->vcpus[i].throttle_pct,
+						       __ATOMIC_RELAXED));
+	if (cur >= POLISH_THROTTLE_MAX)
+		return false;
+	throttle(src, dirtier, nr_dirtiers, cur ? MIN(cur + 25, POLISH_THROTTLE_MAX) : 50);
+	return true;
 }
 
 /* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
@@ -239,7 +313,8 @@ static int precopy(struct source *src)
 	struct migrate_params *p = &src->m->params;
 	uint64_t prev_dirty = 0, bw = 0;
 	uint32_t round = 1, polish = 0;
-	int ret;
+	bool dirtier[VM_MAX_VCPUS];
+	int ret, nr_dirtiers;
 
 	ret = ram__log_start(&src->t, &src->vm->kvm);
 	if (ret) {
@@ -247,10 +322,13 @@ static int precopy(struct source *src)
 		return ret;
 	}
 	src->s.copy = true;
+	/* Each vCPU's fault count from here on is its share of the dirtying. */
+	round_dirtiers(src, dirtier);
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
 		uint64_t ns, dirty_bytes, predicted_us, sent, moved;
 		int64_t dirty;
+		bool fits;
 
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
 		if (ret)
@@ -285,9 +363,13 @@ static int precopy(struct source *src)
 			 (unsigned long long)(bw / 1000000), (unsigned long long)predicted_us);
 		if (src->is_file)
 			return 0;
-		if (predicted_us <= p->downtime_ms * 1000) {
-			if (predicted_us <= PAUSE_FLOOR_US || (uint64_t)dirty * 4 > sent * 3 ||
-			    polish >= MAX_POLISH_ROUNDS)
+		nr_dirtiers = round_dirtiers(src, dirtier);
+		fits = predicted_us <= p->downtime_ms * 1000;
+		if (fits) {
+			if (predicted_us <= PAUSE_FLOOR_US || polish >= MAX_POLISH_ROUNDS)
+				return 0;
+			if ((uint64_t)dirty * 4 > sent * 3 &&
+			    !polish_throttle(src, dirtier, nr_dirtiers))
 				return 0;
 			polish++;
 		}
@@ -300,7 +382,9 @@ static int precopy(struct source *src)
 			     (unsigned long long)(bw / 1000000));
 			return -ETIMEDOUT;
 		}
-		converge(src, (uint64_t)dirty, prev_dirty, dirty_bytes * 1000000000ULL / ns, bw);
+		if (!fits)
+			converge(src, (uint64_t)dirty, prev_dirty, dirty_bytes * 1000000000ULL / ns,
+				 bw, dirtier, nr_dirtiers);
 		prev_dirty = (uint64_t)dirty;
 		round++;
 	}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "godwit/migrate.h"
 #include "godwit/ram.h"
 
 struct pair {
@@ -192,6 +193,27 @@ static void test_many_pages_split_into_bounded_records(void **state)
 	teardown(&p);
 }
 
+/* Throttling falls on the vCPUs with half an even share of a round's faults or more. */
+static void test_dirtiers(void **state)
+{
+	const uint64_t one[3] = { 11, 140236, 39924 }, two[4] = { 5, 900, 1000, 200 };
+	const uint64_t quiet[3] = { 20, 20, 20 }, even[2] = { 500, 500 };
+	bool d[4];
+
+	(void)state;
+	assert_int_equal(migrate__find_dirtiers(one, 3, d), 2);
+	assert_false(d[0]);
+	assert_true(d[1] && d[2]);
+	assert_int_equal(migrate__find_dirtiers(two, 4, d), 2);
+	/* 200 of 2105 is below half an even share (263). */
+	assert_true(!d[0] && d[1] && d[2] && !d[3]);
+	/* A round with too few faults in all names nobody. */
+	assert_int_equal(migrate__find_dirtiers(quiet, 3, d), 0);
+	assert_true(!d[0] && !d[1] && !d[2]);
+	assert_int_equal(migrate__find_dirtiers(even, 2, d), 2);
+	assert_int_equal(migrate__find_dirtiers(even, 0, d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_later_passes_send_vmm_dirty_pages),
 		cmocka_unit_test(test_large_guest_across_the_hole),
 		cmocka_unit_test(test_many_pages_split_into_bounded_records),
+		cmocka_unit_test(test_dirtiers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
