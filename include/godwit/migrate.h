@@ -135,5 +135,7 @@ int __must_check transport__parse_tcp(const char *uri, char *host, size_t hostle
 int __must_check transport__connect(const char *uri, int *fd, char *err, size_t errlen);
 int __must_check transport__listen(const char *uri, int *fd, char *err, size_t errlen);
 int __must_check transport__accept(int lfd, int *fd);
+/* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
+uint64_t transport__rtt_ns(int fd);
 
 #endif

@@ -315,8 +315,10 @@ static int wait_caught_up(struct source *src);
  * Before the pause the destination catches up (wait_caught_up). What the vCPUs
  * dirtied meanwhile would all fall into the pause (measured under load: 73 pages
  * left by the last round, 28 ms of pause after a 20 ms wait): when the wait took
- * longer than CATCH_UP_SLACK_NS, one more round sends it first (*again), at most
- * CATCH_UP_ROUNDS times.
+ * longer than two round trips and CATCH_UP_SLACK_NS, the destination was behind and
+ * one more round sends it first (*again), at most CATCH_UP_ROUNDS times. A wait of
+ * a round trip or two is the link's, not a backlog: another round would meet the
+ * same wait (150 ms on a far link) and leave the same set.
  */
 #define CATCH_UP_SLACK_NS 1000000ULL
 #define CATCH_UP_ROUNDS	  3
@@ -326,7 +328,8 @@ static int catch_up(struct source *src, bool *again)
 	uint64_t t0 = util__now_ns();
 	int ret = wait_caught_up(src);
 
-	*again = !ret && util__now_ns() - t0 > CATCH_UP_SLACK_NS &&
+	*again = !ret &&
+		 util__now_ns() - t0 > 2 * transport__rtt_ns(src->m->fd) + CATCH_UP_SLACK_NS &&
 		 src->catch_ups++ < CATCH_UP_ROUNDS;
 	return ret;
 }

@@ -169,3 +169,13 @@ int transport__accept(int lfd, int *out)
 	*out = fd;
 	return 0;
 }
+
+uint64_t transport__rtt_ns(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || len < sizeof(ti))
+		return 0;
+	return (uint64_t)ti.tcpi_rtt * 1000;
+}
