@@ -334,6 +334,34 @@ static int catch_up(struct source *src, bool *again)
 	return ret;
 }
 
+/*
+ * The pause fits: 1 to go to it now, 0 for another round (polishing: the set still
+ * shrinks, or its dirtiers can be slowed more; or the catch-up left too much), -errno.
+ */
+static int time_to_pause(struct source *src, uint64_t predicted_us, bool stalled,
+			 const bool *dirtier, int nr_dirtiers, uint32_t polish)
+{
+	bool again;
+	int ret;
+
+	if (predicted_us > PAUSE_FLOOR_US && polish < MAX_POLISH_ROUNDS &&
+	    (!stalled || polish_throttle(src, dirtier, nr_dirtiers)))
+		return 0;
+	ret = catch_up(src, &again);
+	return ret ? ret : !again;
+}
+
+/* Guest RAM a round moved over how long it took, EWMA 1/2; rounds under 4 MiB say little. */
+static uint64_t bandwidth(uint64_t bw, uint64_t moved, uint64_t ns)
+{
+	uint64_t now_bw = moved * 1000000000ULL / ns;
+
+	if (bw && moved <= 4 * MiB)
+		return bw;
+	/* Pages, not wire bytes: compression makes those fewer than the pages. */
+	return MAX(bw ? (bw + now_bw) / 2 : now_bw, 1ULL);
+}
+
 /* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
 static int precopy(struct source *src)
 {
@@ -353,7 +381,7 @@ static int precopy(struct source *src)
 	round_dirtiers(src, dirtier);
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
-		uint64_t ns, dirty_bytes, predicted_us, sent, moved;
+		uint64_t ns, dirty_bytes, predicted_us, sent;
 		int64_t dirty;
 		bool fits;
 
@@ -364,19 +392,10 @@ static int precopy(struct source *src)
 		if (dirty < 0)
 			return (int)dirty;
 		ns = MAX(util__now_ns() - t0, 1ULL);
-		/*
-		 * Bandwidth: guest RAM this round moved over how long it took (EWMA 1/2);
-		 * pages, not wire bytes, which compression makes fewer than the pages.
-		 */
-		moved = (src->s.pages_sent - pages0) * GUEST_PAGE_SIZE;
-		if (moved > 4 * MiB || !bw) {
-			uint64_t now_bw = moved * 1000000000ULL / ns;
-
-			bw = bw ? (bw + now_bw) / 2 : MAX(now_bw, 1ULL);
-		}
-		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
-		predicted_us = dirty_bytes * 1000000 / MAX(bw, 1ULL);
 		sent = src->s.pages_sent - pages0;
+		bw = bandwidth(bw, sent * GUEST_PAGE_SIZE, ns);
+		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
+		predicted_us = dirty_bytes * 1000000 / bw;
 		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
 		if (ret)
 			return ret;
@@ -393,16 +412,10 @@ static int precopy(struct source *src)
 		nr_dirtiers = round_dirtiers(src, dirtier);
 		fits = predicted_us <= p->downtime_ms * 1000;
 		if (fits) {
-			bool again = true;
-
-			if (predicted_us <= PAUSE_FLOOR_US || polish >= MAX_POLISH_ROUNDS ||
-			    ((uint64_t)dirty * 4 > sent * 3 &&
-			     !polish_throttle(src, dirtier, nr_dirtiers))) {
-				ret = catch_up(src, &again);
-				if (ret || !again)
-					return ret;
-			}
-			polish++;
+			ret = time_to_pause(src, predicted_us, (uint64_t)dirty * 4 > sent * 3, dirtier,
+					    nr_dirtiers, polish++);
+			if (ret)
+				return ret < 0 ? ret : 0;
 		}
 		if (cancelled(src))
 			return -ECANCELED;
