@@ -163,14 +163,15 @@ void virtio_mmio__set_needs_reset(struct virtio_mmio *vm, const char *fmt, ...)
 	char msg[256];
 	va_list ap;
 
+	/* The notification right after the status, not after the (slow) log line. */
+	if (!(old & VIRTIO_STATUS_NEEDS_RESET) && (old & VIRTIO_STATUS_DRIVER_OK))
+		raise_irq(vm, VIRTIO_MMIO_INT_CONFIG);
 	if (!__atomic_exchange_n(&vm->needs_reset_logged, true, __ATOMIC_SEQ_CST)) {
 		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
 		pr_warn("%s: %s; device needs reset", vm->name, msg);
 	}
-	if (!(old & VIRTIO_STATUS_NEEDS_RESET) && (old & VIRTIO_STATUS_DRIVER_OK))
-		raise_irq(vm, VIRTIO_MMIO_INT_CONFIG);
 }
 
 void virtio_mmio__config_changed(struct virtio_mmio *vm)

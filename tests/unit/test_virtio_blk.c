@@ -540,6 +540,19 @@ static bool wait_needs_reset(struct fx *f)
 	return false;
 }
 
+/* The device thread sets the status, then the interrupt: the second may lag the first. */
+static bool wait_config_interrupt(struct fx *f)
+{
+	int i;
+
+	for (i = 0; i < WAIT_MS; i++) {
+		if (mmio_rd(f->blk, VIRTIO_MMIO_INTERRUPT_STATUS, 4) & VIRTIO_MMIO_INT_CONFIG)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
 static void test_malformed_header(void **state)
 {
 	struct fx *f = *state;
@@ -548,7 +561,7 @@ static void test_malformed_header(void **state)
 	submit(f, &r);
 	assert_true(wait_needs_reset(f));
 	assert_int_equal(get16(f, USED_GPA + 2), 0);
-	assert_true(mmio_rd(f->blk, VIRTIO_MMIO_INTERRUPT_STATUS, 4) & VIRTIO_MMIO_INT_CONFIG);
+	assert_true(wait_config_interrupt(f));
 	/* After a reset and a new bring-up the disk works again. */
 	driver_bring_up(f, f->blk);
 	r.hdr_len = 0;
