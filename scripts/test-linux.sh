@@ -6,23 +6,23 @@ set -u
 cd "$(dirname "$0")/.."
 . scripts/kvm-usable.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
+nested=(scripts/nested-kvm/run.sh --timeout 2400 --)
+want_nested() { [ "${GODWIT_NESTED:-0}" = 1 ] && [ "$(id -u)" -eq 0 ]; }
 run=()
 if ! kvm_usable; then
-	if [ "${GODWIT_NESTED:-0}" != 1 ] || [ "$(id -u)" -ne 0 ]; then
+	if ! want_nested; then
 		echo "Linux tier skipped: no usable /dev/kvm (GODWIT_NESTED=1 runs it in a nested VM)"
 		exit 0
 	fi
-	run=(scripts/nested-kvm/run.sh --timeout 2400 --)
-fi
-if [ ${#run[@]} -eq 0 ] && [ -d /sys/module/kvm_pvm ] && [ "${GODWIT_LINUX_FORCE:-0}" != 1 ]; then
-	if [ "${GODWIT_NESTED:-0}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
-		run=(scripts/nested-kvm/run.sh --timeout 2400 --)
-	else
+	run=("${nested[@]}")
+elif [ -d /sys/module/kvm_pvm ] && [ "${GODWIT_LINUX_FORCE:-0}" != 1 ]; then
+	if ! want_nested; then
 		echo "Linux tier not run: on kvm_pvm a Linux guest's user space cannot make system calls"
 		echo "(ring-3 syscall stays in ring 3; docs/linux-guests.md, \"On a kvm_pvm host\")."
 		echo "GODWIT_NESTED=1 runs it in a nested VM (scripts/nested-kvm); GODWIT_LINUX_FORCE=1"
 		echo "runs it on kvm_pvm anyway (a boot takes ~12 minutes, then init dies)."
 		exit 0
 	fi
+	run=("${nested[@]}")
 fi
 "${run[@]}" "$PYTHON" -m pytest -q -rfs -p no:cacheprovider tests/integration -m linux
