@@ -37,6 +37,7 @@
 
 struct emulate_exception {
 	bool valid;
+	bool fault; /* RIP stays on the instruction (a fault); else it moves past it (a trap) */
 	bool has_error_code;
 	uint8_t vector;
 	uint32_t error_code;

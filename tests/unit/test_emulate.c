@@ -200,7 +200,7 @@ static void test_ldmxcsr(void **state)
 	v = 0x10000 | 0x1f80;
 	assert_int_equal(guest_mem__write(&f->mem, pa_4k(la), &v, sizeof(v)), 0);
 	assert_int_equal(EMU(&f->ctx, 0x0f, 0xae, 0x54, 0x24, 0x04), 0);
-	assert_true(f->ctx.exc.valid);
+	assert_true(f->ctx.exc.valid && f->ctx.exc.fault);
 	assert_int_equal(f->ctx.exc.vector, 13);
 	assert_true(f->ctx.exc.has_error_code);
 	assert_int_equal(f->ctx.exc.error_code, 0);

@@ -446,8 +446,7 @@ static int exec_ldmxcsr(struct emulate_ctx *ctx, struct insn *in, struct kvm_reg
 		return -EFAULT;
 	if (v & MXCSR_RESERVED) {
 		ctx->exc = (struct emulate_exception){
-		    .valid = true, .vector = X86_VEC_GP, .has_error_code = true};
-		in->pos = 0; /* a fault: RIP stays on the instruction */
+		    .valid = true, .fault = true, .vector = X86_VEC_GP, .has_error_code = true};
 		return 0;
 	}
 	ctx->fpu.mxcsr = v;
@@ -525,9 +524,11 @@ int emulate__complete(struct emulate_ctx *ctx)
 		ctx->fpu_changed = false;
 		return ret;
 	}
-	/* The instruction completed: RIP moves past it and RF clears, as on the CPU. */
-	r.rip += in.pos;
-	r.rflags &= ~RFLAGS_RF;
+	/* Completed, or trapped: RIP moves past the instruction and RF clears, as on the CPU. */
+	if (!ctx->exc.fault) {
+		r.rip += in.pos;
+		r.rflags &= ~RFLAGS_RF;
+	}
 	ctx->regs = r;
 	ctx->len = in.pos;
 	ctx->name = f->name;
