@@ -31,6 +31,12 @@ static const uint32_t msr_candidates[] = {
 	0xc0000103, /* TSC_AUX */
 	0x00000011, 0x00000012, /* kvmclock (old): wall clock, system time */
 	0x4b564d00, 0x4b564d01, /* kvmclock: wall clock, system time */
+	/*
+	 * The vector of async page faults' "page ready" interrupt, before the MSR that
+	 * enables them: enabling queues a wake-up at once, sent with the vector set then.
+	 * Left out, a guest (Linux 5.10+) got those interrupts on vector 0 after a move.
+	 */
+	0x4b564d06, /* async page fault interrupt vector */
 	0x4b564d02, /* async page fault */
 	0x4b564d03, /* steal time */
 	0x4b564d04, /* PV EOI */
