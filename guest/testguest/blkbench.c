@@ -10,13 +10,6 @@
  */
 #include "virtio.h"
 
-#define VIRTIO_BLK_F_RO	   (1ULL << 5)
-#define VIRTIO_BLK_F_FLUSH (1ULL << 9)
-
-#define VIRTIO_BLK_T_IN	   0
-#define VIRTIO_BLK_T_OUT   1
-#define VIRTIO_BLK_T_FLUSH 4
-
 #define SECTOR	   512
 #define BB_REQ	   (128 * 1024) /* bytes per read or write request */
 #define BB_DEPTH   16		/* requests in flight; 3 descriptors each */
@@ -117,6 +110,16 @@ static u32 complete(struct blkbench *b, struct cpu *c, const char *what)
  * One pass over SECTORS sectors from 0, reads or writes, BB_DEPTH requests in flight.
  * Returns the time it took (ns, first submission to last completion).
  */
+/* Puts the next request of a pass (from sector *next, at most BB_REQ) in slot i. */
+static void issue(struct blkbench *b, u32 i, u32 type, u64 *next, u64 sectors)
+{
+	u64 n = sectors - *next < BB_REQ / SECTOR ? sectors - *next : BB_REQ / SECTOR;
+	if (type == VIRTIO_BLK_T_OUT)
+		fill((u64 *)bb_buf[i], *next, (u32)(n * SECTOR), b->seed);
+	submit(b, i, type, *next, (u32)(n * SECTOR));
+	*next += n;
+}
+
 static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
 {
 	const char *what = type == VIRTIO_BLK_T_IN ? "read" : "write";
@@ -124,11 +127,7 @@ static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
 	u32 inflight = 0;
 	u64 t0 = now_ns(c);
 	for (u32 i = 0; i < BB_DEPTH && next < sectors; i++) {
-		u64 n = sectors - next < BB_REQ / SECTOR ? sectors - next : BB_REQ / SECTOR;
-		if (type == VIRTIO_BLK_T_OUT)
-			fill((u64 *)bb_buf[i], next, (u32)(n * SECTOR), b->seed);
-		submit(b, i, type, next, (u32)(n * SECTOR));
-		next += n;
+		issue(b, i, type, &next, sectors);
 		inflight++;
 	}
 	b->kicks += virtq_kick_if_needed(&b->q);
@@ -140,11 +139,7 @@ static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
 		if (type == VIRTIO_BLK_T_IN)
 			check((const u64 *)bb_buf[i], bb_sector[i], bb_len[i], b->seed);
 		if (next < sectors) {
-			u64 n = sectors - next < BB_REQ / SECTOR ? sectors - next : BB_REQ / SECTOR;
-			if (type == VIRTIO_BLK_T_OUT)
-				fill((u64 *)bb_buf[i], next, (u32)(n * SECTOR), b->seed);
-			submit(b, i, type, next, (u32)(n * SECTOR));
-			next += n;
+			issue(b, i, type, &next, sectors);
 			inflight++;
 			b->kicks += virtq_kick_if_needed(&b->q);
 		}

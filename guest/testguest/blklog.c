@@ -15,13 +15,6 @@
  */
 #include "virtio.h"
 
-#define VIRTIO_BLK_F_RO	   (1ULL << 5)
-#define VIRTIO_BLK_F_FLUSH (1ULL << 9)
-
-#define VIRTIO_BLK_T_IN	   0
-#define VIRTIO_BLK_T_OUT   1
-#define VIRTIO_BLK_T_FLUSH 4
-
 #define SECTOR		 512
 #define SCAN_SECTORS	 128 /* sectors read per request while scanning */
 #define BLKLOG_MAX_BATCH 64

@@ -151,4 +151,12 @@ bool virtq_pop_used(struct virtq *q, u32 *id, u32 *len);
 /* Waits (polling, NEEDS_RESET checked) for the next used element. */
 void virtq_wait_used(struct virtq *q, u32 *id, u32 *len);
 
+/* virtio-blk (blklog, blkbench) */
+#define VIRTIO_BLK_F_RO	   (1ULL << 5)
+#define VIRTIO_BLK_F_FLUSH (1ULL << 9)
+
+#define VIRTIO_BLK_T_IN	   0
+#define VIRTIO_BLK_T_OUT   1
+#define VIRTIO_BLK_T_FLUSH 4
+
 #endif

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from godwit_vm import GODWIT, ROOT, TESTGUEST
-from netlab import NetLab
+from test_devices import lab  # noqa: F401 (fixture)
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
@@ -48,17 +48,6 @@ def test_blkbench_figures(built, tmp_path, kind):
     assert not list(tmp_path.glob("*.img")), "the image is removed after the run"
     table = devices.table(rows)
     assert table.count("\n") == 4 and f"| disk read | {kind} |" in table
-
-
-@pytest.fixture
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip("the test network needs root")
-    net = NetLab()
-    try:
-        yield net.up()
-    finally:
-        net.down()
 
 
 @pytest.mark.parametrize("kind", vmm_params())
