@@ -528,29 +528,28 @@ static void test_unsupported(void **state)
 	assert_int_equal(run(f, &r, NULL), VIRTIO_BLK_S_UNSUPP);
 }
 
-static bool wait_needs_reset(struct fx *f)
+/* Waits (bounded) until the device thread has set bits of register reg. */
+static bool wait_bits(struct fx *f, uint64_t reg, uint32_t bits)
 {
 	int i;
 
 	for (i = 0; i < WAIT_MS; i++) {
-		if (mmio_rd(f->blk, VIRTIO_MMIO_STATUS, 4) & VIRTIO_STATUS_NEEDS_RESET)
+		if (mmio_rd(f->blk, reg, 4) & bits)
 			return true;
 		usleep(1000);
 	}
 	return false;
 }
 
+static bool wait_needs_reset(struct fx *f)
+{
+	return wait_bits(f, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_NEEDS_RESET);
+}
+
 /* The device thread sets the status, then the interrupt: the second may lag the first. */
 static bool wait_config_interrupt(struct fx *f)
 {
-	int i;
-
-	for (i = 0; i < WAIT_MS; i++) {
-		if (mmio_rd(f->blk, VIRTIO_MMIO_INTERRUPT_STATUS, 4) & VIRTIO_MMIO_INT_CONFIG)
-			return true;
-		usleep(1000);
-	}
-	return false;
+	return wait_bits(f, VIRTIO_MMIO_INTERRUPT_STATUS, VIRTIO_MMIO_INT_CONFIG);
 }
 
 static void test_malformed_header(void **state)
