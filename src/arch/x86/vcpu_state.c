@@ -91,10 +91,19 @@ static int save_msrs(struct kvm_vcpu_fd *v, const uint32_t *idx, uint32_t n,
 	return ret;
 }
 
-static int restore_msrs(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st)
+#define MSR_IA32_TSC_DEADLINE 0x000006e0
+
+/*
+ * The saved MSRs but TSC_DEADLINE (deadline false), or only it (true). KVM ignores
+ * a TSC_DEADLINE write unless the LAPIC timer is in TSC-deadline mode, and
+ * KVM_SET_LAPIC clears the deadline when it switches the timer's mode: the deadline
+ * goes in after the LAPIC (as QEMU does), or the guest's armed timer is lost and a
+ * Linux guest's next tick never comes.
+ */
+static int restore_msrs(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st, bool deadline)
 {
 	struct kvm_msrs *m;
-	uint32_t i;
+	uint32_t i, n = 0;
 	int ret;
 
 	if (st->nr_msrs > X86_MAX_MSRS)
@@ -102,12 +111,15 @@ static int restore_msrs(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st)
 	m = calloc(1, sizeof(*m) + st->nr_msrs * sizeof(m->entries[0]));
 	if (!m)
 		return -ENOMEM;
-	m->nmsrs = st->nr_msrs;
 	for (i = 0; i < st->nr_msrs; i++) {
-		m->entries[i].index = st->msrs[i].index;
-		m->entries[i].data = st->msrs[i].value;
+		if ((st->msrs[i].index == MSR_IA32_TSC_DEADLINE) != deadline)
+			continue;
+		m->entries[n].index = st->msrs[i].index;
+		m->entries[n].data = st->msrs[i].value;
+		n++;
 	}
-	ret = kvm_vcpu__set_msrs(v, m);
+	m->nmsrs = n;
+	ret = n ? kvm_vcpu__set_msrs(v, m) : 0;
 	free(m);
 	return ret;
 }
@@ -140,7 +152,10 @@ int x86__vcpu_save(struct kvm_vcpu_fd *v, const uint32_t *msr_indices, uint32_t 
 	return ret;
 }
 
-/* The order KVM needs: control state before MSRs, LAPIC before pending events. */
+/*
+ * The order KVM needs: control state before MSRs, the LAPIC before the TSC deadline
+ * and before pending events.
+ */
 int x86__vcpu_restore(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st)
 {
 	struct kvm_vcpu_events ev = st->events;
@@ -154,11 +169,13 @@ int x86__vcpu_restore(struct kvm_vcpu_fd *v, const struct x86_vcpu_state *st)
 	if (!ret)
 		ret = kvm_vcpu__set_sregs(v, &st->sregs);
 	if (!ret)
-		ret = restore_msrs(v, st);
+		ret = restore_msrs(v, st, false);
 	if (!ret)
 		ret = kvm_vcpu__set_mp_state(v, &st->mp_state);
 	if (!ret)
 		ret = kvm_vcpu__set_lapic(v, &st->lapic);
+	if (!ret)
+		ret = restore_msrs(v, st, true);
 	if (!ret) {
 		/* Restore NMI and SIPI state too, which KVM only takes when asked to. */
 		ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
