@@ -32,7 +32,7 @@ void config__usage_run(FILE *out)
 		"  --net tap=NAME[,mac=MAC]\n"
 		"                      a virtio-net card on an existing tap; MAC default random\n"
 		"                      52:54:00:xx:xx:xx, kept across migration (up to %d)\n"
-		"  -v, --verbose       debug messages on stderr\n"
+		"  -v, --verbose       debug messages on stderr, stamped with CLOCK_MONOTONIC seconds\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"Anything after -- is appended to the kernel command line after \" -- \"\n"

@@ -54,7 +54,7 @@ static void usage_receive(FILE *out)
 		"                           storage: the same file); one per disk, in order\n"
 		"  --net tap=NAME           this host's tap for the VM's next network card;\n"
 		"                           its MAC travels with the VM; one per card, in order\n"
-		"  -v, --verbose            debug messages\n"
+		"  -v, --verbose            debug messages, stamped with CLOCK_MONOTONIC seconds\n"
 		"  -h, --help               this text\n");
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "godwit/log.h"
 
@@ -32,5 +33,17 @@ void log__printf(enum log_level level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	/* One write per line so that lines from several threads never interleave. */
+	if (current_level == LOG_DEBUG) {
+		/*
+		 * -v: CLOCK_MONOTONIC, one clock for every process on the host, so that the
+		 * source's and the destination's logs of one migration interleave in order.
+		 */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fprintf(stderr, "godwit: [%lld.%06ld] %s%s\n", (long long)ts.tv_sec,
+			ts.tv_nsec / 1000, prefix[level], line);
+		return;
+	}
 	fprintf(stderr, "godwit: %s%s\n", prefix[level], line);
 }

@@ -3,6 +3,7 @@
 These need no KVM: godwit validates everything it can before opening /dev/kvm.
 """
 import os
+import re
 import socket
 import subprocess
 import time
@@ -148,6 +149,19 @@ def test_receive_missing_snapshot(godwit_bin, tmp_path):
     res = run_godwit(["receive", "--from", f"file:{tmp_path}/none.snap"])
     assert res.returncode == 1
     one_error_line(res, "none.snap")
+
+
+def test_verbose_lines_carry_the_monotonic_clock(godwit_bin, tmp_path):
+    """-v stamps every line with CLOCK_MONOTONIC, one clock for every process on the
+    host, so the source's and the destination's logs of one migration interleave."""
+    before = time.monotonic()
+    res = run_godwit(["receive", "-v", "--from", f"file:{tmp_path}/none.snap"])
+    after = time.monotonic()
+    assert res.returncode == 1
+    line = [l for l in res.stderr.splitlines() if "none.snap" in l][0]
+    m = re.match(r"^godwit: \[(\d+)\.(\d{6})\] error: ", line)
+    assert m, line
+    assert before - 0.001 <= int(m.group(1)) + int(m.group(2)) / 1e6 <= after + 0.001, line
 
 
 @pytest.mark.parametrize("content,needle", [
