@@ -366,7 +366,7 @@ static uint64_t bandwidth(uint64_t bw, uint64_t moved, uint64_t ns)
 static int precopy(struct source *src)
 {
 	struct migrate_params *p = &src->m->params;
-	uint64_t prev_dirty = 0, bw = 0;
+	uint64_t prev_dirty = 0, bw = 0, synced_at;
 	uint32_t round = 1, polish = 0;
 	bool dirtier[VM_MAX_VCPUS];
 	int ret, nr_dirtiers;
@@ -377,11 +377,12 @@ static int precopy(struct source *src)
 		return ret;
 	}
 	src->s.copy = true;
+	synced_at = util__now_ns();
 	/* Each vCPU's fault count from here on is its share of the dirtying. */
 	round_dirtiers(src, dirtier);
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
-		uint64_t ns, dirty_bytes, predicted_us, sent;
+		uint64_t ns, dirty_bytes, predicted_us, sent, dirty_rate, since_sync;
 		int64_t dirty;
 		bool fits;
 
@@ -392,9 +393,16 @@ static int precopy(struct source *src)
 		if (dirty < 0)
 			return (int)dirty;
 		ns = MAX(util__now_ns() - t0, 1ULL);
+		/*
+		 * The set was dirtied since the last sync, which may be long before this round
+		 * began (a catch-up wait for a far link to drain): its rate is over that time.
+		 */
+		since_sync = MAX(util__now_ns() - synced_at, 1ULL);
+		synced_at += since_sync;
 		sent = src->s.pages_sent - pages0;
 		bw = bandwidth(bw, sent * GUEST_PAGE_SIZE, ns);
 		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
+		dirty_rate = dirty_bytes * 1000000000ULL / since_sync;
 		predicted_us = dirty_bytes * 1000000 / bw;
 		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
 		if (ret)
@@ -403,7 +411,7 @@ static int precopy(struct source *src)
 		pthread_mutex_lock(&src->m->lock);
 		src->m->stats.rounds = round;
 		pthread_mutex_unlock(&src->m->lock);
-		update_stats(src, dirty_bytes, bw, dirty_bytes * 1000000000ULL / ns);
+		update_stats(src, dirty_bytes, bw, dirty_rate);
 		pr_debug("round %u: %llu pages sent, %llu dirty, bw %llu MB/s, predicted pause %llu us",
 			 round, (unsigned long long)sent, (unsigned long long)dirty,
 			 (unsigned long long)(bw / 1000000), (unsigned long long)predicted_us);
@@ -427,8 +435,7 @@ static int precopy(struct source *src)
 			return -ETIMEDOUT;
 		}
 		if (!fits)
-			converge(src, (uint64_t)dirty, prev_dirty, dirty_bytes * 1000000000ULL / ns,
-				 bw, dirtier, nr_dirtiers);
+			converge(src, (uint64_t)dirty, prev_dirty, dirty_rate, bw, dirtier, nr_dirtiers);
 		prev_dirty = (uint64_t)dirty;
 		round++;
 	}
