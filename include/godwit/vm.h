@@ -87,7 +87,8 @@ struct vcpu {
 	uint64_t exits;
 	uint64_t completed_insns; /* kvm_pvm: instructions godwit completed for KVM */
 	bool throttle_due; /* set by the throttle timer: sleep before the next KVM_RUN */
-	uint32_t throttle_pct; /* auto-converge: share of each 10 ms this vCPU sleeps */
+	uint32_t throttle_pct; /* auto-converge: share of its time this vCPU sleeps */
+	uint64_t run_until_ns; /* throttled: when its run slice ends (CLOCK_MONOTONIC) */
 	struct kvm_vcpu_stat faults; /* KVM's pf_fixed: with dirty logging, its writes */
 };
 
@@ -147,6 +148,15 @@ int __must_check vm__resume(struct vm *vm);
 /* Asks the VM to end with status code; safe from any thread. */
 void vm__request_exit(struct vm *vm, int code, const char *reason);
 /* Makes every vCPU sleep pct% of the time (0 stops it); for auto-converge. */
+/*
+ * A throttled vCPU runs THROTTLE_SLICE_NS, then sleeps pct/(100-pct) of that: it runs
+ * (100-pct) % of the time.
+ */
+#define THROTTLE_SLICE_NS 10000000ULL
+
+/* Waits on vm->cond (vm->lock held) until woken or ns have passed. */
+void vm__cond_wait_ns(struct vm *vm, uint64_t ns);
+
 /* Every vCPU, or one: 0 stops throttling (the timer ends when no vCPU is throttled). */
 void vm__set_throttle(struct vm *vm, uint32_t pct);
 void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct);

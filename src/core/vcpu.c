@@ -58,31 +58,31 @@ void vcpu__kick(struct vcpu *vcpu)
 	pthread_kill(vcpu->thread, SIGUSR1);
 }
 
-#define THROTTLE_SLICE_NS 10000000ULL
-
 /*
- * Auto-converge: after each 10 ms slice the throttle timer marks the vCPU, and
- * it sleeps pct/(100-pct) of a slice (its own pct: migration throttles only the
- * vCPUs that dirty memory), so it runs (100-pct)% of the time. A
- * pause or exit request cuts the sleep short. Called with vm->lock held.
+ * Auto-converge: when its run slice ends the throttle timer marks the vCPU, and it
+ * sleeps pct/(100-pct) of a slice (its own pct: migration throttles only the vCPUs
+ * that dirty memory), so it runs (100-pct)% of the time; its next slice ends a
+ * slice after it wakes. A pause or exit request cuts the sleep short. Called with
+ * vm->lock held.
  */
 static void throttle_sleep(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	uint32_t pct = __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
-	uint64_t ns, now;
-	struct timespec ts;
+	uint64_t ns, wake;
 
 	if (!__atomic_exchange_n(&v->throttle_due, false, __ATOMIC_RELAXED) || !pct || pct >= 100)
 		return;
 	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec + ns;
-	ts.tv_sec = (time_t)(now / 1000000000ULL);
-	ts.tv_nsec = (long)(now % 1000000000ULL);
-	while (!vm->pause_requested && !vm->exit.requested)
-		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts))
+	wake = util__now_ns() + ns;
+	__atomic_store_n(&v->run_until_ns, wake + THROTTLE_SLICE_NS, __ATOMIC_RELAXED);
+	for (;;) {
+		uint64_t now = util__now_ns();
+
+		if (vm->pause_requested || vm->exit.requested || now >= wake)
 			break;
+		vm__cond_wait_ns(vm, wake - now);
+	}
 }
 
 /* Parks while a pause is requested; returns true when the vCPU must stop. */

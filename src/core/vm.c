@@ -62,6 +62,8 @@ int vm__pause(struct vm *vm)
 		goto out;
 	}
 	vm->pause_requested = true;
+	/* A throttled vCPU sleeps on vm->cond (up to 990 ms at 99 %): wake it to park. */
+	pthread_cond_broadcast(&vm->cond);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu__kick(&vm->vcpus[i]);
 	while (vm->nr_paused < vm->nr_running && !vm->exit.requested)
@@ -101,31 +103,48 @@ static bool throttling(struct vm *vm)
 	return __atomic_load_n(&vm->throttle_pct, __ATOMIC_RELAXED);
 }
 
+void vm__cond_wait_ns(struct vm *vm, uint64_t ns)
+{
+	uint64_t at = util__now_ns() + ns;
+	struct timespec ts = { .tv_sec = (time_t)(at / 1000000000ULL),
+			       .tv_nsec = (long)(at % 1000000000ULL) };
+
+	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+}
+
 /*
- * Every 10 ms, marks each vCPU due to sleep its share. It waits on vm->cond so that
- * stopping it (migration's pause) takes no time: a sleep here once cost the pause
- * 9 ms.
+ * Kicks each throttled vCPU when its run slice ends; the vCPU then sleeps and
+ * sets the end of its next slice (vcpu.c, throttle_sleep). Slices are per vCPU:
+ * one 10 ms timer for all once woke a vCPU that slept whole periods (75 %: 30 ms)
+ * at the very tick that sent it back to sleep, so it ran ~1 % instead of 25 %,
+ * and the other vCPU spun on a guest lock it held. It waits on vm->cond so that
+ * stopping it (migration's pause) takes no time.
  */
 static void *throttle_thread(void *arg)
 {
 	struct vm *vm = arg;
-	struct timespec ts;
 	unsigned int i;
 
 	pthread_mutex_lock(&vm->lock);
 	while (throttling(vm)) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
+		uint64_t now = util__now_ns(), next = now + THROTTLE_SLICE_NS;
+
+		for (i = 0; i < vm->nr_vcpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+			uint64_t until = __atomic_load_n(&v->run_until_ns, __ATOMIC_RELAXED);
+
+			if (!__atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED))
+				continue;
+			if (until > now) {
+				next = MIN(next, until);
+				continue;
+			}
+			if (!__atomic_exchange_n(&v->throttle_due, true, __ATOMIC_RELAXED))
+				vcpu__kick(v);
+			/* Due, not yet asleep: look again soon. */
+			next = MIN(next, now + THROTTLE_SLICE_NS / 10);
 		}
-		while (throttling(vm) && !pthread_cond_timedwait(&vm->cond, &vm->lock, &ts))
-			;
-		for (i = 0; throttling(vm) && i < vm->nr_vcpus; i++) {
-			__atomic_store_n(&vm->vcpus[i].throttle_due, true, __ATOMIC_RELAXED);
-			vcpu__kick(&vm->vcpus[i]);
-		}
+		vm__cond_wait_ns(vm, next - now);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return NULL;
@@ -251,12 +270,17 @@ err:
 
 static int init_sync(struct vm *vm)
 {
+	pthread_condattr_t attr;
+
 	/* The VM's identity in migration streams; a failure only weakens a check. */
 	if (getrandom(vm->uuid, sizeof(vm->uuid), 0) != sizeof(vm->uuid))
 		pr_debug("no random UUID for this VM");
 	migrate__init(&vm->mig);
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* vm__cond_wait_ns */
+	pthread_cond_init(&vm->cond, &attr);
+	pthread_condattr_destroy(&attr);
 	vm->console_fd = -1;
 	vm->input_stop_fd = -1;
 	vm->event_fd = eventfd(0, EFD_CLOEXEC);

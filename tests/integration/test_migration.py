@@ -60,8 +60,9 @@ def procs():
         p.stop()
 
 
-def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src"):
-    g = Godwit.run_testguest(tmp_path, cmdline, cpus=cpus, memory=memory, name=name)
+def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src", extra=()):
+    g = Godwit.run_testguest(tmp_path, cmdline, cpus=cpus, memory=memory, name=name,
+                             extra=extra)
     procs.append(g)
     return g
 
@@ -249,6 +250,32 @@ def test_timeout_that_cannot_be_met(tmp_path, procs):
     assert res.returncode != 0 and out["status"] == "failed"
     assert "converge" in out["error"]
     heartbeat_continues(src)
+
+
+def test_throttled_vcpu_runs_and_the_pause_wakes_it(tmp_path, procs):
+    """A throttled vCPU still runs its share: the link is slowed (--max-bandwidth) so
+    that the memtouch vCPU is throttled up to the polishing maximum (95 %: it sleeps
+    190 ms of every 200), and every round still finds its 16 MiB dirtied (one 10 ms
+    timer for all vCPUs once woke a 75 % vCPU at the tick that sent it back to sleep:
+    it ran ~1 % and its round found nothing dirty). And the pause wakes a sleeping
+    vCPU instead of waiting for its sleep to end: the source's -v log says how long
+    stopping the vCPUs took. The downtime limit is wide so the move completes."""
+    src = start_source(tmp_path, procs, "memtouch 16M", cpus=1, memory="256M", extra=["-v"])
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, out = migrate(src, dst.uri, "--max-bandwidth", "8M", "--compress", "off",
+                       "--downtime-ms", "5000", "--timeout", "120", timeout=180)
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    assert out["max_throttle_pct"] >= 90, out
+    assert src.wait_exit(timeout=10) == 0
+    dirty = [int(d) for d in re.findall(r"round \d+: \d+ pages sent, (\d+) dirty", src.stderr())]
+    assert len(dirty) >= 3 and min(dirty) >= 1024, dirty
+    m = re.search(r"pause \d+ us: vCPUs stopped (\d+),", src.stderr())
+    assert m, src.stderr()[-2000:]
+    assert int(m.group(1)) < 100000, m.group(0)
+    dst.wait_for_pass(dst.passes() + 1, timeout=120)
+    assert "ERROR" not in dst.output()
 
 
 def corrupt_stream_test(tmp_path, procs, flip_at, compress="off"):
