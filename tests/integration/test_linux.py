@@ -357,6 +357,30 @@ def test_busy_two_vcpu_guest_migrates_live(snapshot, tmp_path, procs):
     print(f"\nlive migration in {secs:.1f} s: {out}; guest-observed pause {pause_ms:.0f} ms")
 
 
+# Moves of one guest in test_busy_guest_runs_on_through_many_verified_moves (a soak with 50).
+SOAK_MOVES = int(os.environ.get("GODWIT_LINUX_SOAK_MOVES", "6"))
+
+
+def test_busy_guest_runs_on_through_many_verified_moves(snapshot, tmp_path, procs):
+    """One busy 2-vCPU guest moved on and on, each move with --verify; after each the
+    guest goes on (50 heartbeats) and at the end its kernel log is clean. Moving one
+    guest again and again found the lost TSC deadline (the guest stalled after its 11th
+    move). GODWIT_LINUX_SOAK_MOVES=50 makes it a soak (docs/linux-guests.md)."""
+    cur, _ = _restore(tmp_path, procs, snapshot["path"], "m0")
+    _beats_on(cur, 20)
+    for i in range(1, SOAK_MOVES + 1):
+        nxt, uri = _receiver(tmp_path, procs, f"m{i}")
+        res, out, _ = _migrate(cur.api_path, uri, "--verify", timeout=STEP_TIMEOUT * 5)
+        assert res.returncode == 0 and out and out["status"] == "completed", \
+            f"move {i}: {res.stdout}\n{res.stderr}\nsource:\n{cur.stderr()[-2000:]}\n" \
+            f"destination:\n{nxt.stderr()[-2000:]}"
+        assert cur.wait_exit(timeout=30) == 0, cur.stderr()[-2000:]
+        _beats_on(nxt, 50)
+        cur = nxt
+    _wait_ticks(cur, 3)
+    _assert_kmsg_clean(cur, f"the guest after {SOAK_MOVES} moves")
+
+
 def test_migration_with_verify(snapshot, tmp_path, procs):
     """`--verify` on a Linux guest: the digest of every 2 MiB chunk must match.
 
