@@ -106,10 +106,6 @@ static u32 complete(struct blkbench *b, struct cpu *c, const char *what)
 	return i;
 }
 
-/*
- * One pass over SECTORS sectors from 0, reads or writes, BB_DEPTH requests in flight.
- * Returns the time it took (ns, first submission to last completion).
- */
 /* Puts the next request of a pass (from sector *next, at most BB_REQ) in slot i. */
 static void issue(struct blkbench *b, u32 i, u32 type, u64 *next, u64 sectors)
 {
@@ -120,6 +116,10 @@ static void issue(struct blkbench *b, u32 i, u32 type, u64 *next, u64 sectors)
 	*next += n;
 }
 
+/*
+ * One pass over SECTORS sectors from 0, reads or writes, BB_DEPTH requests in flight.
+ * Returns the time it took (ns, first submission to last completion).
+ */
 static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
 {
 	const char *what = type == VIRTIO_BLK_T_IN ? "read" : "write";

@@ -147,17 +147,15 @@ int __must_check vm__pause(struct vm *vm);
 int __must_check vm__resume(struct vm *vm);
 /* Asks the VM to end with status code; safe from any thread. */
 void vm__request_exit(struct vm *vm, int code, const char *reason);
-/* Makes every vCPU sleep pct% of the time (0 stops it); for auto-converge. */
-/*
- * A throttled vCPU runs THROTTLE_SLICE_NS, then sleeps pct/(100-pct) of that: it runs
- * (100-pct) % of the time.
- */
-#define THROTTLE_SLICE_NS 10000000ULL
-
 /* Waits on vm->cond (vm->lock held) until woken or ns have passed. */
 void vm__cond_wait_ns(struct vm *vm, uint64_t ns);
 
-/* Every vCPU, or one: 0 stops throttling (the timer ends when no vCPU is throttled). */
+/*
+ * Auto-converge: a throttled vCPU runs THROTTLE_SLICE_NS, then sleeps pct/(100-pct) of
+ * that, so it runs (100-pct) % of the time. Every vCPU, or one; 0 stops it (the timer
+ * ends when no vCPU is throttled).
+ */
+#define THROTTLE_SLICE_NS 10000000ULL
 void vm__set_throttle(struct vm *vm, uint32_t pct);
 void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct);
 const char *vm__state_name(enum vm_state s);

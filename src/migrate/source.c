@@ -382,7 +382,7 @@ static int precopy(struct source *src)
 	round_dirtiers(src, dirtier);
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
-		uint64_t ns, dirty_bytes, predicted_us, sent, dirty_rate, since_sync;
+		uint64_t now, ns, dirty_bytes, predicted_us, sent, dirty_rate, since_sync;
 		int64_t dirty;
 		bool fits;
 
@@ -392,13 +392,14 @@ static int precopy(struct source *src)
 		dirty = ram__sync(&src->t, &src->vm->kvm);
 		if (dirty < 0)
 			return (int)dirty;
-		ns = MAX(util__now_ns() - t0, 1ULL);
+		now = util__now_ns();
+		ns = MAX(now - t0, 1ULL);
 		/*
 		 * The set was dirtied since the last sync, which may be long before this round
 		 * began (a catch-up wait for a far link to drain): its rate is over that time.
 		 */
-		since_sync = MAX(util__now_ns() - synced_at, 1ULL);
-		synced_at += since_sync;
+		since_sync = MAX(now - synced_at, 1ULL);
+		synced_at = now;
 		sent = src->s.pages_sent - pages0;
 		bw = bandwidth(bw, sent * GUEST_PAGE_SIZE, ns);
 		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;

@@ -24,7 +24,7 @@ void log__printf(enum log_level level, const char *fmt, ...)
 		[LOG_INFO] = "",
 		[LOG_DEBUG] = "debug: ",
 	};
-	char line[1024];
+	char line[1024], stamp[32] = "";
 	va_list ap;
 
 	if (level > current_level)
@@ -32,7 +32,6 @@ void log__printf(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* One write per line so that lines from several threads never interleave. */
 	if (current_level == LOG_DEBUG) {
 		/*
 		 * -v: CLOCK_MONOTONIC, one clock for every process on the host, so that the
@@ -41,9 +40,9 @@ void log__printf(enum log_level level, const char *fmt, ...)
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		fprintf(stderr, "godwit: [%lld.%06ld] %s%s\n", (long long)ts.tv_sec,
-			ts.tv_nsec / 1000, prefix[level], line);
-		return;
+		snprintf(stamp, sizeof(stamp), "[%lld.%06ld] ", (long long)ts.tv_sec,
+			 ts.tv_nsec / 1000);
 	}
-	fprintf(stderr, "godwit: %s%s\n", prefix[level], line);
+	/* One write per line so that lines from several threads never interleave. */
+	fprintf(stderr, "godwit: %s%s%s\n", stamp, prefix[level], line);
 }
