@@ -10,16 +10,21 @@
 - Monitor: a thread sampling CPU and memory of some processes, keeping the last CPU
   sample and the peak of the memory figure.
 - ConsoleTail / ConsoleWatcher: console files read as they grow, each complete line
-  stamped with the host's monotonic clock when it was first seen.
+  stamped with the host's monotonic clock when it was first complete: by the stamps of
+  ConsoleStamper (bench/stamper.py, a process of its own) when it saw it first, else
+  when the watcher did.
 """
 import os
 import re
 import signal
+import struct
 import subprocess
+import sys
 import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+STAMP = struct.Struct("<dq")  # bench/stamper.py's records
 VCPU_THREAD = {"godwit": re.compile(r"^vcpu-\d+$"), "qemu": re.compile(r"^CPU \d+/KVM$")}
 
 
@@ -272,6 +277,8 @@ class ConsoleTail:
         self.fd = None
         self.lines = []  # (host monotonic time, text)
         self.partial = b""
+        self.offset = 0  # bytes of the file read so far
+        self.stamps = StampReader(path + ".stamps")
         self.hb_count = 0
         self.last_hb_at = None
         self.passes = {}  # cpu -> highest pass reported
@@ -286,11 +293,14 @@ class ConsoleTail:
             data = os.read(self.fd, 65536)
             if not data:
                 break
+            start = self.offset - len(self.partial)  # file offset of data[0]
+            self.offset += len(data)
             data = self.partial + data
             *complete, self.partial = data.split(b"\n")
             for raw in complete:
+                start += len(raw) + 1
                 text = raw.decode(errors="replace")
-                self.lines.append((now, text))
+                self.lines.append((self.stamps.time_of(start, now), text))
                 if text.startswith("hb "):
                     self.hb_count += 1
                     self.last_hb_at = now
@@ -307,6 +317,64 @@ class ConsoleTail:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        self.stamps.close()
+
+
+class StampReader:
+    """The (time, size) stamps bench/stamper.py appends to FILE.stamps as FILE grows."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+        self.buf = b""
+        self.stamps = []  # (monotonic time, file size), sizes increasing
+        self.i = 0  # the first stamp that may still cover a line not yet stamped
+
+    def _read(self):
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return
+        while True:
+            data = os.read(self.fd, 65536)
+            if not data:
+                break
+            self.buf += data
+        n = len(self.buf) // STAMP.size
+        self.stamps += STAMP.iter_unpack(self.buf[:n * STAMP.size])
+        self.buf = self.buf[n * STAMP.size:]
+
+    def time_of(self, end, seen):
+        """When the file first held `end` bytes: the stamper's time if it saw it by
+        `seen` (when the reader did), else `seen`."""
+        if self.i >= len(self.stamps) or self.stamps[-1][1] < end:
+            self._read()
+        while self.i < len(self.stamps) and self.stamps[self.i][1] < end:
+            self.i += 1
+        if self.i < len(self.stamps):
+            return min(self.stamps[self.i][0], seen)
+        return seen
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class ConsoleStamper:
+    """bench/stamper.py as a child process for some console files (stopped by PID)."""
+
+    def __init__(self, paths, workdir, interval=0.0005, max_s=900):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stamper.py")
+        self.proc = Proc([sys.executable, script, str(interval), str(max_s), *paths],
+                         "stamper", workdir)
+
+    def warning(self):
+        return self.proc.stderr().strip()
+
+    def stop(self):
+        self.proc.stop()
 
 
 class ConsoleWatcher(threading.Thread):

@@ -78,7 +78,8 @@ def beats(lines):
 
 
 def console_figures(src, dst, period_ms, t0, t1):
-    """Guest-observed figures from the two console tails (host arrival times).
+    """Guest-observed figures from the two console tails (host time each line was first
+    complete in its file: procmon.ConsoleTail, bench/stamper.py).
 
     pause_ms: the largest host-time gap between consecutive heartbeat lines among the
     last three completed on the source and the first three on the destination, minus
@@ -150,6 +151,7 @@ class Migration:
     def run(self):
         rec = {"case": self.case.name, "vmm": self.vmm, "settings": self.settings(),
                "status": None, "error": None}
+        stamper = procmon.ConsoleStamper([self.src_tail.path, self.dst_tail.path], self.wd)
         try:
             self.watcher.start()
             self.monitor.start()
@@ -194,8 +196,11 @@ class Migration:
             rec["status"] = "error"
             rec["error"] = f"{type(e).__name__}: {e}"
         finally:
+            stamper.stop()
             self.watcher.stop()
             self.monitor.stop()
+            if stamper.warning():
+                rec["stamper"] = stamper.warning()
             for p in reversed(self.procs):
                 p.stop()
             self.cleanup()
