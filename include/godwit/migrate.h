@@ -30,6 +30,7 @@ struct migrate_params {
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
 	uint64_t timeout_s;	/* 0 = scale with memory size */
 	enum migrate_compress compress;
+	uint64_t connections; /* TCP connections, 1..16; 0 = by the round trip (source.c) */
 	bool verify;
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 };
@@ -62,6 +63,7 @@ struct migrate_stats {
 	uint64_t dirty_rate; /* bytes/s, last estimate */
 	uint32_t throttle_pct;
 	uint32_t max_throttle_pct;
+	uint32_t connections; /* TCP connections the stream went over */
 	char to[256];
 	char error[256];
 };
@@ -77,6 +79,8 @@ struct migration {
 	bool acked;   /* that client has read the final status */
 	pthread_t thread;
 	int fd; /* the stream's socket or file, -1 when none */
+	int extra_fd[STREAM_MAX_CONNECTIONS - 1]; /* more connections (source.c) */
+	unsigned int nr_extra;
 };
 
 const char *migrate__status_name(enum migrate_status s);
@@ -135,6 +139,32 @@ int __must_check transport__parse_tcp(const char *uri, char *host, size_t hostle
 int __must_check transport__connect(const char *uri, int *fd, char *err, size_t errlen);
 int __must_check transport__listen(const char *uri, int *fd, char *err, size_t errlen);
 int __must_check transport__accept(int lfd, int *fd);
+/*
+ * Starts one more connection to fd's peer (non-blocking; several connections):
+ * 0 with *out set, or -errno. transport__connect_finish waits for it (at most the
+ * connect timeout) and makes it blocking: 0 or -errno.
+ */
+int __must_check transport__connect_more(int fd, int *out);
+int __must_check transport__connect_finish(int fd);
+
+/* Several connections (connections.c; format 1.3, stream.h). */
+/* How many a source uses: asked (--connections) if not 0, else by the round trip. */
+unsigned int connections__wanted(uint64_t asked, uint64_t rtt_ns);
+/* The JOIN an extra connection opens with: 0 or -errno. */
+int __must_check connections__send_join(int fd, const uint8_t *token, uint32_t index);
+/*
+ * A JOIN read from a new connection: the index it joins as, or -EBADMSG if it is
+ * not this migration's (token), out of 1..n-1, or for an index fds[] already has.
+ */
+int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token, uint32_t n,
+			    const int *fds);
+/*
+ * Accepts on lfd until fds[1..n-1] hold the source's extra connections (fds[0] is
+ * the first); others are closed (at most a few), all within timeout_ms. 0, or
+ * -errno with fds[1..n-1] closed.
+ */
+int __must_check connections__accept(int lfd, const uint8_t *token, uint32_t n, int *fds,
+				     int timeout_ms);
 /* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
 uint64_t transport__rtt_ns(int fd);
 

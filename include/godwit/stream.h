@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 2
+#define STREAM_VERSION_MINOR 3
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -62,7 +62,24 @@ enum stream_type {
 	STREAM_REC_ERROR = 0x103,   /* either way: u32 code + message */
 	STREAM_REC_ACCEPTED = 0x104, /* destination -> source: VM built, send RAM */
 	STREAM_REC_ROUND_ACK = 0x105, /* destination -> source: u32 round, all before it applied */
+	STREAM_REC_STRIPE = 0x106, /* source -> destination: u32 n; striped over n connections from here (1.3) */
+	STREAM_REC_JOIN = 0x107,   /* source -> destination, alone on an extra connection: token, index */
 };
+
+/*
+ * Several connections (1.3). On a long link TCP's window grows one round trip at a
+ * time on each connection; n connections start with n windows. The source offers
+ * up to STREAM_MAX_CONNECTIONS in CONFIG with a random token, the destination takes
+ * n in ACCEPTED, the source sends JOIN (token, index 1..n-1) alone on each extra
+ * connection and STRIPE on the first; after STRIPE every byte from source to
+ * destination goes STREAM_STRIPE_CHUNK bytes at a time to connection 0, 1, ... n-1,
+ * 0, ... (the stream itself is unchanged). Destination -> source stays on the first.
+ */
+#define STREAM_MAX_CONNECTIONS 16U
+#define STREAM_TOKEN_LEN       16
+#define STREAM_JOIN_LEN	       (STREAM_TOKEN_LEN + 4)
+#define STREAM_STRIPE_LEN      4
+#define STREAM_STRIPE_CHUNK    (64 * KiB)
 
 /* Per-type payload limits, checked before anything is allocated. */
 #define STREAM_CONFIG_MAX_LEN	  (256 * KiB)
@@ -127,6 +144,11 @@ struct stream_io {
 	size_t rbuf_pos, rbuf_len, rbuf_cap;
 	uint64_t bytes_read; /* consumed by the caller */
 	uint64_t bytes_written;
+	/* Striped (stream_io__stripe): one direction over several connections. */
+	int stripe_fd[STREAM_MAX_CONNECTIONS];
+	unsigned int nr_stripes; /* 0: not striped */
+	bool stripe_reads;	 /* the striped direction: reads, else writes */
+	uint64_t stripe_pos;	 /* bytes of that direction moved since it was striped */
 };
 
 int __must_check stream_io__init_fd(struct stream_io *io, int fd);
@@ -146,6 +168,13 @@ int __must_check stream_io__read_full(struct stream_io *io, void *buf, size_t le
 int __must_check stream_io__wait_readable(struct stream_io *io, int ms);
 /* All of the iovec: 0 or -errno. */
 int __must_check stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt);
+/*
+ * From now on, reads (or writes) go STREAM_STRIPE_CHUNK bytes at a time to fds[0],
+ * fds[1], ... fds[n-1], fds[0], ...; fds[0] is io's own fd, and bytes already read
+ * ahead from it count as the start of its first chunk. 2 <= n <= STREAM_MAX_CONNECTIONS.
+ */
+int __must_check stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n,
+				   bool reads);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -279,6 +308,7 @@ enum stream_config_tag {
 	STREAM_CFG_MACHINE_VERSION = 7, /* u32 */
 	STREAM_CFG_DEVICE = 8,		/* nested TLV (below); 0..16 times */
 	STREAM_CFG_FEATURES = 9,	/* u32 STREAM_FEATURE_* the source can use; optional */
+	STREAM_CFG_CONNECTIONS = 10,	/* u32 n (2..16) + token: connections offered; optional */
 };
 
 /*
@@ -325,6 +355,8 @@ struct stream_config {
 	unsigned int nr_devices;
 	struct stream_device devices[STREAM_MAX_DEVICES];
 	uint32_t features; /* STREAM_FEATURE_* offered; unknown bits are ignored */
+	uint32_t connections; /* offered (0: one, no offer) */
+	uint8_t token[STREAM_TOKEN_LEN]; /* what the extra connections' JOIN carries */
 };
 
 /* Semantic checks shared by encode and decode; err gets the reason. */
@@ -451,10 +483,25 @@ int __must_check stream__error_decode(const uint8_t *payload, size_t len, uint32
 int __must_check stream__write_control(struct stream_writer *w, uint32_t type);
 int __must_check stream__write_round_ack(struct stream_writer *w, uint32_t round);
 int __must_check stream__round_ack_decode(const uint8_t *payload, size_t len, uint32_t *round);
-/* ACCEPTED carrying the STREAM_FEATURE_* the destination takes (the source offered some). */
-int __must_check stream__write_accepted(struct stream_writer *w, uint32_t features);
-/* An ACCEPTED payload: empty (no features) or a u32; unknown bits are an error. */
-int __must_check stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features);
+/*
+ * ACCEPTED carrying the STREAM_FEATURE_* the destination takes (the source offered
+ * some) and, if the source offered connections (else 0), how many it takes (1..16).
+ */
+int __must_check stream__write_accepted(struct stream_writer *w, uint32_t features,
+					uint32_t connections);
+/*
+ * An ACCEPTED payload: empty, a u32 of features, or features + connections taken
+ * (*connections 1 when absent); unknown bits or 0 or more than 16 connections are errors.
+ */
+int __must_check stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features,
+					 uint32_t *connections);
+int __must_check stream__write_stripe(struct stream_writer *w, uint32_t n);
+/* n in 2..STREAM_MAX_CONNECTIONS. */
+int __must_check stream__stripe_decode(const uint8_t *payload, size_t len, uint32_t *n);
+int __must_check stream__write_join(struct stream_writer *w, const uint8_t *token, uint32_t index);
+/* index in 1..STREAM_MAX_CONNECTIONS-1 (the first connection never joins). */
+int __must_check stream__join_decode(const uint8_t *payload, size_t len,
+				     uint8_t token[STREAM_TOKEN_LEN], uint32_t *index);
 
 /* ---- little-endian helpers ----------------------------------------------- */
 

@@ -89,7 +89,7 @@ static int put_shutdown(void *opaque, const struct api_request *req, struct api_
 json_t *vm_api__migration_json(const struct migrate_stats *st)
 {
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-			 "s:i, s:I, s:I, s:s?}",
+			 "s:i, s:I, s:I, s:i, s:s?}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -100,7 +100,8 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
 			 (int)st->throttle_pct, "max_throttle_pct", (int)st->max_throttle_pct,
 			 "lz4_pages", (json_int_t)st->lz4_pages, "lz4_saved_bytes",
-			 (json_int_t)st->lz4_saved, "error", st->error[0] ? st->error : NULL);
+			 (json_int_t)st->lz4_saved, "connections", (int)st->connections, "error",
+			 st->error[0] ? st->error : NULL);
 }
 
 /* Reads an optional non-negative integer field; false (and a 400) if it is malformed. */
@@ -135,8 +136,14 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	snprintf(p.to, sizeof(p.to), "%s", json_string_value(to));
 	if (!opt_uint(req->body, "downtime_ms", &p.downtime_ms, resp) ||
 	    !opt_uint(req->body, "max_bandwidth", &p.max_bandwidth, resp) ||
-	    !opt_uint(req->body, "timeout_s", &p.timeout_s, resp))
+	    !opt_uint(req->body, "timeout_s", &p.timeout_s, resp) ||
+	    !opt_uint(req->body, "connections", &p.connections, resp))
 		return 0;
+	if (p.connections > STREAM_MAX_CONNECTIONS) {
+		api__error(resp, 400, "'connections' must be 0 (by the round trip) to %u",
+			   STREAM_MAX_CONNECTIONS);
+		return 0;
+	}
 	compress = json_object_get(req->body, "compress");
 	if (compress && (!json_is_string(compress) ||
 			 migrate__compress_parse(json_string_value(compress), &p.compress))) {

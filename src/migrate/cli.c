@@ -33,6 +33,11 @@ static void usage_migrate(FILE *out)
 		"                       compressor and the pages shrink; lz4: always; off: never.\n"
 		"                       Either way a page LZ4 cannot shrink goes as it is, and a\n"
 		"                       destination older than format 1.2 gets plain records\n"
+		"  --connections N      TCP connections for the stream, 1..16 (default: one per\n"
+		"                       10 ms of round trip, at most 16; one below 10 ms). On a\n"
+		"                       long link each connection's window starts small and\n"
+		"                       grows once per round trip: several start together.\n"
+		"                       A destination older than format 1.3 takes one"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }
@@ -74,6 +79,7 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "verify", no_argument, NULL, 'V' },
 		{ "compress", required_argument, NULL, 'c' },
+		{ "connections", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -112,6 +118,14 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 				return -EINVAL;
 			}
 			json_object_set_new(c->req, "max_bandwidth", json_integer((json_int_t)v));
+			break;
+		case 'n':
+			if (util__parse_u64(optarg, 1, STREAM_MAX_CONNECTIONS, &v)) {
+				pr_err("--connections '%s': a number from 1 to %u", optarg,
+				       STREAM_MAX_CONNECTIONS);
+				return -EINVAL;
+			}
+			json_object_set_new(c->req, "connections", json_integer((json_int_t)v));
 			break;
 		case 'T':
 			if (util__parse_u64(optarg, 1, 86400 * 7, &v)) {
@@ -171,8 +185,9 @@ static void print_summary(const json_t *st)
 	printf("  zero_pages    %lld\n  skipped_pages %lld\n  throttle_pct  %lld\n",
 	       (long long)num(st, "zero_pages"), (long long)num(st, "skipped_pages"),
 	       (long long)num(st, "max_throttle_pct"));
-	printf("  lz4_pages     %lld\n  lz4_saved     %lld\n", (long long)num(st, "lz4_pages"),
-	       (long long)num(st, "lz4_saved_bytes"));
+	printf("  lz4_pages     %lld\n  lz4_saved     %lld\n  connections   %lld\n",
+	       (long long)num(st, "lz4_pages"), (long long)num(st, "lz4_saved_bytes"),
+	       (long long)num(st, "connections"));
 	if (json_is_string(json_object_get(st, "error")))
 		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
 }

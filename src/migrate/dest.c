@@ -22,10 +22,16 @@
 #include "godwit/x86.h"
 
 #define GO_TIMEOUT_MS 60000
+/* From STRIPE, how long the source's extra connections may take to join. */
+#define JOIN_TIMEOUT_MS 10000
 
 struct dest {
 	const struct receive_params *p;
 	int fd;
+	int lfd;			/* listening, until the extra connections joined */
+	int extra_fd[STREAM_MAX_CONNECTIONS]; /* [1..joined-1]: the source's extra ones */
+	uint32_t connections;		/* taken in ACCEPTED */
+	uint32_t joined;		/* connections open, the first one included */
 	bool is_file;
 	struct stream_io io;
 	struct stream_reader r;
@@ -81,7 +87,8 @@ static int open_source(struct dest *d)
 		return ret;
 	pr_info("waiting for an incoming migration on %s", from);
 	ret = transport__accept(lfd, &d->fd);
-	close(lfd);
+	/* Open until CONFIG says whether more connections will come. */
+	d->lfd = lfd;
 	if (ret)
 		fail(d, "accept on %s: %s", from, strerror(-ret));
 	return ret;
@@ -245,24 +252,75 @@ static int build_vm(struct dest *d)
 	return ret;
 }
 
+static void close_listener(struct dest *d)
+{
+	if (d->lfd >= 0)
+		close(d->lfd);
+	d->lfd = -1;
+}
+
+/*
+ * The source offered more connections (CONFIG) and we took them (ACCEPTED): it sends
+ * STRIPE on this one once its extra connections have each sent their JOIN; from
+ * then on its bytes come striped over all of them (stream.h).
+ */
+static int join_connections(struct dest *d)
+{
+	struct stream_record rec;
+	struct stream_reader r;
+	uint32_t n = 0;
+	int ret;
+
+	ret = stream__reader_init(&r, &d->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	ret = stream__read_record(&r, &rec);
+	if (!ret && (rec.type != STREAM_REC_STRIPE ||
+		     stream__stripe_decode(rec.payload, rec.length, &n) || n != d->connections))
+		ret = -EPROTO;
+	stream__reader_exit(&r);
+	if (ret) {
+		fail(d, "the source did not stripe its stream over the %u connections agreed",
+		     d->connections);
+		return ret;
+	}
+	d->extra_fd[0] = d->fd;
+	ret = connections__accept(d->lfd, d->cfg->token, n, d->extra_fd, JOIN_TIMEOUT_MS);
+	close_listener(d);
+	if (ret) {
+		fail(d, "the source's %u connections did not all join: %s", n, strerror(-ret));
+		return ret;
+	}
+	d->joined = n;
+	ret = stream_io__stripe(&d->io, d->extra_fd, n, true);
+	if (!ret)
+		pr_debug("the stream comes over %u connections", n);
+	return ret;
+}
+
 /* The VM is built: the source may start sending RAM (source.c, wait_accepted). */
 static int send_accepted(struct dest *d)
 {
 	struct stream_writer cw;
 	int ret;
 
+	/* One per 10 ms of round trip, so what a source offers is what it needs. */
+	d->connections = d->cfg->connections ? d->cfg->connections : 1;
+	if (d->connections < 2)
+		close_listener(d);
 	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
 	/* Features go back only to a source that offered some (an older one expects none). */
-	if (d->cfg->features & STREAM_FEATURES_KNOWN)
-		ret = stream__write_accepted(&cw, d->cfg->features & STREAM_FEATURES_KNOWN);
+	if ((d->cfg->features & STREAM_FEATURES_KNOWN) || d->cfg->connections)
+		ret = stream__write_accepted(&cw, d->cfg->features & STREAM_FEATURES_KNOWN,
+					     d->cfg->connections ? d->connections : 0);
 	else
 		ret = stream__write_control(&cw, STREAM_REC_ACCEPTED);
 	if (ret)
 		fail(d, "cannot tell the source the VM is accepted: %s", strerror(-ret));
 	stream__writer_exit(&cw);
-	return ret;
+	return ret || d->connections < 2 ? ret : join_connections(d);
 }
 
 static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
@@ -609,6 +667,19 @@ static void send_error(struct dest *d)
 	stream__writer_exit(&cw);
 }
 
+static void close_connections(struct dest *d)
+{
+	uint32_t i;
+
+	close_listener(d);
+	for (i = 1; i < d->joined; i++)
+		close(d->extra_fd[i]);
+	d->joined = 0;
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
 static void cleanup(struct dest *d)
 {
 	if (d->vm_created)
@@ -625,13 +696,12 @@ static void cleanup(struct dest *d)
 	free(d->lz4_pages);
 	stream__reader_exit(&d->r);
 	stream_io__exit(&d->io);
-	if (d->fd >= 0)
-		close(d->fd);
+	close_connections(d);
 }
 
 int migrate__receive(const struct receive_params *p)
 {
-	struct dest d = { .p = p, .fd = -1 };
+	struct dest d = { .p = p, .fd = -1, .lfd = -1 };
 	int ret, status;
 
 	ret = open_source(&d);
@@ -664,10 +734,7 @@ int migrate__receive(const struct receive_params *p)
 	}
 	pr_info("VM resumed here (%u vCPUs, %llu MiB)", d.cfg->nr_vcpus,
 		(unsigned long long)(d.cfg->ram_size >> 20));
-	if (!d.is_file) {
-		close(d.fd);
-		d.fd = -1;
-	}
+	close_connections(&d);
 	status = vm__wait(d.vm);
 	pr_info("%s (exit status %d)", d.vm->exit.reason, status);
 	cleanup(&d);

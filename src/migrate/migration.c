@@ -104,6 +104,7 @@ static void reap(struct migration *m)
 
 void migrate__exit(struct migration *m)
 {
+	unsigned int i;
 	bool running;
 
 	pthread_mutex_lock(&m->lock);
@@ -112,6 +113,8 @@ void migrate__exit(struct migration *m)
 	/* Unblocks a send or receive stuck on a dead peer. */
 	if (m->fd >= 0)
 		shutdown(m->fd, SHUT_RDWR);
+	for (i = 0; i < m->nr_extra; i++)
+		shutdown(m->extra_fd[i], SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
 	if (running)
 		pthread_join(m->thread, NULL);

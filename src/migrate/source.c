@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +54,8 @@ struct source {
 	bool quiesced;
 	bool disks_released;
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
+	unsigned int offered; /* connections offered in CONFIG (0: none) */
+	uint8_t token[STREAM_TOKEN_LEN]; /* their JOINs carry it */
 	uint32_t last_round;  /* the last ROUND marker sent */
 	uint32_t acked_round; /* the last the destination acknowledged (ROUND_ACK) */
 	uint64_t faults[VM_MAX_VCPUS]; /* each vCPU's KVM page-fault count at the last round */
@@ -106,6 +109,73 @@ static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, ui
 	pthread_mutex_unlock(&src->m->lock);
 }
 
+/*
+ * The extra connections start now, so that their handshakes overlap CONFIG and
+ * ACCEPTED; they are offered in CONFIG and used once the destination takes them.
+ * Without them the migration goes on over the first.
+ */
+static void start_connections(struct source *src, int fd)
+{
+	unsigned int want = connections__wanted(src->m->params.connections, transport__rtt_ns(fd));
+	int efd;
+
+	if (want < 2)
+		return;
+	if (getrandom(src->token, sizeof(src->token), 0) != sizeof(src->token)) {
+		pr_warn("migration: no random token for more connections; using one");
+		return;
+	}
+	pthread_mutex_lock(&src->m->lock);
+	while (src->m->nr_extra + 1 < want && !transport__connect_more(fd, &efd))
+		src->m->extra_fd[src->m->nr_extra++] = efd;
+	src->offered = src->m->nr_extra ? src->m->nr_extra + 1 : 0;
+	pthread_mutex_unlock(&src->m->lock);
+}
+
+/* Closes the extra connections from index keep on. */
+static void close_connections(struct source *src, unsigned int keep)
+{
+	pthread_mutex_lock(&src->m->lock);
+	while (src->m->nr_extra > keep)
+		close(src->m->extra_fd[--src->m->nr_extra]);
+	pthread_mutex_unlock(&src->m->lock);
+}
+
+/* The destination took n connections: JOIN on each extra one, STRIPE, then striped. */
+static int join_connections(struct source *src, uint32_t n)
+{
+	int fds[STREAM_MAX_CONNECTIONS];
+	struct stream_writer cw;
+	uint32_t i;
+	int ret = 0;
+
+	close_connections(src, n - 1);
+	fds[0] = src->m->fd;
+	for (i = 1; i < n && !ret; i++) {
+		fds[i] = src->m->extra_fd[i - 1];
+		ret = transport__connect_finish(fds[i]);
+		if (!ret)
+			ret = connections__send_join(fds[i], src->token, i);
+	}
+	if (!ret)
+		ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
+	if (!ret) {
+		ret = stream__write_stripe(&cw, n);
+		stream__writer_exit(&cw);
+	}
+	if (!ret)
+		ret = stream_io__stripe(&src->io, fds, n, false);
+	if (ret) {
+		fail(src, "cannot open %u connections to the destination: %s", n, strerror(-ret));
+		return ret;
+	}
+	pthread_mutex_lock(&src->m->lock);
+	src->m->stats.connections = n;
+	pthread_mutex_unlock(&src->m->lock);
+	pr_debug("migration: the stream goes over %u connections", n);
+	return 0;
+}
+
 static int open_target(struct source *src)
 {
 	const char *to = src->m->params.to;
@@ -125,7 +195,10 @@ static int open_target(struct source *src)
 	}
 	pthread_mutex_lock(&src->m->lock);
 	src->m->fd = fd;
+	src->m->stats.connections = 1;
 	pthread_mutex_unlock(&src->m->lock);
+	if (!src->is_file)
+		start_connections(src, fd);
 	ret = stream_io__init_fd(&src->io, fd);
 	if (!ret)
 		ret = stream__writer_init(&src->w, &src->io, STREAM_CTX_DATA);
@@ -180,6 +253,8 @@ static int send_config(struct source *src)
 		c->features = src->is_file ? 0 : STREAM_FEATURE_ROUND_ACK;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4;
+		c->connections = src->offered;
+		memcpy(c->token, src->token, sizeof(c->token));
 		ret = stream__write_config(&src->w, c);
 	}
 	if (ret)
@@ -632,18 +707,26 @@ static int wait_accepted(struct source *src)
 {
 	struct stream_record rec;
 	struct stream_reader r;
+	uint32_t taken;
 	int ret;
 
 	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
 	ret = expect_record(src, &r, STREAM_REC_ACCEPTED, &rec);
-	if (!ret && stream__accepted_decode(rec.payload, rec.length, &src->features)) {
-		fail(src, "destination accepted with features this godwit does not know");
+	if (!ret && (stream__accepted_decode(rec.payload, rec.length, &src->features, &taken) ||
+		     taken > MAX(src->offered, 1U))) {
+		fail(src, "destination accepted features or connections this godwit did not offer");
 		ret = -EPROTO;
 	}
 	stream__reader_exit(&r);
-	return ret;
+	if (ret)
+		return ret;
+	if (taken < 2) {
+		close_connections(src, 0);
+		return 0;
+	}
+	return join_connections(src, taken);
 }
 
 /*
@@ -822,6 +905,7 @@ static void finish(struct source *src, int ret)
 		fail(src, "%s", src->w.err[0] ? src->w.err : strerror(-ret));
 	if (ret && !src->go_sent)
 		send_abort(src);
+	close_connections(src, 0);
 	pthread_mutex_lock(&m->lock);
 	if (m->fd >= 0)
 		close(m->fd);

@@ -39,8 +39,12 @@ static const struct type_info type_table[] = {
     {STREAM_REC_READY, "READY", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_RESUMED, "RESUMED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_ERROR, "ERROR", STREAM_CTX_CONTROL, 4, STREAM_ERROR_MAX_LEN, STREAM_REC_MANDATORY},
-    {STREAM_REC_ACCEPTED, "ACCEPTED", STREAM_CTX_CONTROL, 0, 4, STREAM_REC_MANDATORY},
+    {STREAM_REC_ACCEPTED, "ACCEPTED", STREAM_CTX_CONTROL, 0, 8, STREAM_REC_MANDATORY},
     {STREAM_REC_ROUND_ACK, "ROUND_ACK", STREAM_CTX_CONTROL, 4, 4, STREAM_REC_MANDATORY},
+    {STREAM_REC_STRIPE, "STRIPE", STREAM_CTX_CONTROL, STREAM_STRIPE_LEN, STREAM_STRIPE_LEN,
+     STREAM_REC_MANDATORY},
+    {STREAM_REC_JOIN, "JOIN", STREAM_CTX_CONTROL, STREAM_JOIN_LEN, STREAM_JOIN_LEN,
+     STREAM_REC_MANDATORY},
 };
 
 static const struct type_info *type_lookup(uint32_t type)
@@ -584,15 +588,59 @@ int stream__write_control(struct stream_writer *w, uint32_t type)
 	return stream__write_record(w, type, STREAM_REC_MANDATORY, NULL, 0);
 }
 
-int stream__write_accepted(struct stream_writer *w, uint32_t features)
+int stream__write_accepted(struct stream_writer *w, uint32_t features, uint32_t connections)
 {
-	uint8_t f[4];
-	struct iovec iov = { f, sizeof(f) };
+	uint8_t f[8];
+	struct iovec iov = { f, connections ? 8 : 4 };
 
 	if (features & ~STREAM_FEATURES_KNOWN)
 		return wr_fail(w, STREAM_REC_ACCEPTED, -EINVAL, "unknown features 0x%x", features);
+	if (connections > STREAM_MAX_CONNECTIONS)
+		return wr_fail(w, STREAM_REC_ACCEPTED, -EINVAL, "%u connections", connections);
 	stream_put32(f, features);
+	stream_put32(f + 4, connections);
 	return stream__write_record(w, STREAM_REC_ACCEPTED, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__write_stripe(struct stream_writer *w, uint32_t n)
+{
+	uint8_t p[STREAM_STRIPE_LEN];
+	struct iovec iov = { p, sizeof(p) };
+
+	if (n < 2 || n > STREAM_MAX_CONNECTIONS)
+		return wr_fail(w, STREAM_REC_STRIPE, -EINVAL, "%u connections", n);
+	stream_put32(p, n);
+	return stream__write_record(w, STREAM_REC_STRIPE, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__stripe_decode(const uint8_t *payload, size_t len, uint32_t *n)
+{
+	if (len != STREAM_STRIPE_LEN)
+		return -EBADMSG;
+	*n = stream_get32(payload);
+	return *n < 2 || *n > STREAM_MAX_CONNECTIONS ? -EBADMSG : 0;
+}
+
+int stream__write_join(struct stream_writer *w, const uint8_t *token, uint32_t index)
+{
+	uint8_t p[STREAM_JOIN_LEN];
+	struct iovec iov = { p, sizeof(p) };
+
+	if (!index || index >= STREAM_MAX_CONNECTIONS)
+		return wr_fail(w, STREAM_REC_JOIN, -EINVAL, "connection index %u", index);
+	memcpy(p, token, STREAM_TOKEN_LEN);
+	stream_put32(p + STREAM_TOKEN_LEN, index);
+	return stream__write_record(w, STREAM_REC_JOIN, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__join_decode(const uint8_t *payload, size_t len, uint8_t token[STREAM_TOKEN_LEN],
+			uint32_t *index)
+{
+	if (len != STREAM_JOIN_LEN)
+		return -EBADMSG;
+	memcpy(token, payload, STREAM_TOKEN_LEN);
+	*index = stream_get32(payload + STREAM_TOKEN_LEN);
+	return !*index || *index >= STREAM_MAX_CONNECTIONS ? -EBADMSG : 0;
 }
 
 int stream__write_round_ack(struct stream_writer *w, uint32_t round)
@@ -612,15 +660,22 @@ int stream__round_ack_decode(const uint8_t *payload, size_t len, uint32_t *round
 	return 0;
 }
 
-int stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features)
+int stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features,
+			    uint32_t *connections)
 {
 	*features = 0;
+	*connections = 1;
 	if (!len)
 		return 0;
-	if (len != 4)
+	if (len != 4 && len != 8)
 		return -EBADMSG;
 	*features = stream_get32(payload);
-	return *features & ~STREAM_FEATURES_KNOWN ? -EBADMSG : 0;
+	if (len == 8)
+		*connections = stream_get32(payload + 4);
+	return *features & ~STREAM_FEATURES_KNOWN || !*connections ||
+			       *connections > STREAM_MAX_CONNECTIONS
+		       ? -EBADMSG
+		       : 0;
 }
 
 int stream__write_error(struct stream_writer *w, uint32_t code, const char *msg)

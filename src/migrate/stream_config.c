@@ -102,6 +102,9 @@ int stream__config_validate(const struct stream_config *cfg, char *err, size_t e
 	if (cfg->cpuid_len > STREAM_CPUID_MAX || (cfg->cpuid_len && !cfg->cpuid))
 		return cfg_fail(err, errlen, "cpuid blob of %zu bytes (at most %llu)",
 				cfg->cpuid_len, (unsigned long long)STREAM_CPUID_MAX);
+	if (cfg->connections > STREAM_MAX_CONNECTIONS)
+		return cfg_fail(err, errlen, "%u connections (at most %u)", cfg->connections,
+				STREAM_MAX_CONNECTIONS);
 	if (validate_regions(cfg, err, errlen))
 		return -EBADMSG;
 	return validate_devices(cfg, err, errlen);
@@ -131,8 +134,8 @@ static int encode_device(const struct stream_device *dev, struct stream_tlv_writ
 int stream__config_encode(const struct stream_config *cfg, struct stream_tlv_writer *tw, char *err,
 			  size_t errlen)
 {
+	uint8_t rg[16], conn[4 + STREAM_TOKEN_LEN];
 	unsigned int i;
-	uint8_t rg[16];
 	int ret;
 
 	ret = stream__config_validate(cfg, err, errlen);
@@ -151,6 +154,12 @@ int stream__config_encode(const struct stream_config *cfg, struct stream_tlv_wri
 	stream__tlv_put_u32(tw, STREAM_CFG_MACHINE_VERSION, 0, cfg->machine_version);
 	if (cfg->features)
 		stream__tlv_put_u32(tw, STREAM_CFG_FEATURES, STREAM_TLV_OPTIONAL, cfg->features);
+	if (cfg->connections > 1) {
+		stream_put32(conn, cfg->connections);
+		memcpy(conn + 4, cfg->token, STREAM_TOKEN_LEN);
+		stream__tlv_put_bytes(tw, STREAM_CFG_CONNECTIONS, STREAM_TLV_OPTIONAL, conn,
+				      sizeof(conn));
+	}
 	for (i = 0; i < cfg->nr_devices && !tw->err; i++)
 		if (encode_device(&cfg->devices[i], tw) && !tw->err)
 			tw->err = -ENOMEM;
@@ -321,6 +330,14 @@ static int cfg_field(struct stream_config *cfg, const struct stream_tlv *t, char
 	case STREAM_CFG_FEATURES:
 		/* Bits this godwit does not know are features it will not take. */
 		return stream__tlv_u32(t, &cfg->features) ? cfg_fail(err, errlen, "features") : 0;
+	case STREAM_CFG_CONNECTIONS:
+		if (t->len != 4 + STREAM_TOKEN_LEN)
+			return cfg_fail(err, errlen, "connections offer of %u bytes", t->len);
+		cfg->connections = stream_get32(t->value);
+		if (cfg->connections < 2 || cfg->connections > STREAM_MAX_CONNECTIONS)
+			return cfg_fail(err, errlen, "%u connections offered", cfg->connections);
+		memcpy(cfg->token, t->value + 4, STREAM_TOKEN_LEN);
+		return 0;
 	case STREAM_CFG_CMDLINE:
 	case STREAM_CFG_UUID:
 	case STREAM_CFG_CPUID:

@@ -68,18 +68,58 @@ static int mem_read(struct stream_io *io, void *buf, size_t len)
 	return 0;
 }
 
-/* One read(2) into the buffer; 0 on data, -ENODATA at EOF, -errno. */
-static int fd_fill(struct stream_io *io)
+/* The fd of the striped direction's current chunk; *room: the bytes left in it. */
+static int stripe_fd(const struct stream_io *io, size_t *room)
 {
+	uint64_t chunk = io->stripe_pos / STREAM_STRIPE_CHUNK;
+
+	*room = STREAM_STRIPE_CHUNK - (size_t)(io->stripe_pos % STREAM_STRIPE_CHUNK);
+	return io->stripe_fd[chunk % io->nr_stripes];
+}
+
+static bool striped(const struct stream_io *io, bool reads)
+{
+	return io->nr_stripes && io->stripe_reads == reads;
+}
+
+/* The fd to read from next; *max is cut to the current chunk when reads are striped. */
+static int read_fd(const struct stream_io *io, size_t *max)
+{
+	size_t room;
+	int fd;
+
+	if (!striped(io, true))
+		return io->fd;
+	fd = stripe_fd(io, &room);
+	*max = MIN(*max, room);
+	return fd;
+}
+
+/* One read(2) of at most len: bytes read, -ENODATA at EOF, -errno. */
+static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
+{
+	int fd = read_fd(io, &len);
 	ssize_t n;
 
 	do {
-		n = read(io->fd, io->rbuf, io->rbuf_cap);
+		n = read(fd, dst, len);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	if (n == 0)
 		return -ENODATA;
+	if (striped(io, true))
+		io->stripe_pos += (uint64_t)n;
+	return n;
+}
+
+/* One read into the buffer; 0 on data, -ENODATA at EOF, -errno. */
+static int fd_fill(struct stream_io *io)
+{
+	ssize_t n = fd_read_some(io, io->rbuf, io->rbuf_cap);
+
+	if (n < 0)
+		return (int)n;
 	io->rbuf_pos = 0;
 	io->rbuf_len = (size_t)n;
 	return 0;
@@ -89,14 +129,10 @@ static int fd_fill(struct stream_io *io)
 static int fd_read_direct(struct stream_io *io, uint8_t *dst, size_t len)
 {
 	while (len) {
-		ssize_t n = read(io->fd, dst, len);
+		ssize_t n = fd_read_some(io, dst, len);
 
-		if (n < 0 && errno == EINTR)
-			continue;
 		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA;
+			return (int)n;
 		dst += n;
 		len -= (size_t)n;
 		io->bytes_read += (uint64_t)n;
@@ -210,11 +246,26 @@ static void advance(const struct iovec *iov, int iovcnt, int *idx, size_t *off, 
 		(*idx)++;
 }
 
+/* Cuts a batch to its first room bytes (room > 0); returns its new count. */
+static int trim_batch(struct iovec *batch, int n, size_t room)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (batch[i].iov_len >= room) {
+			batch[i].iov_len = room;
+			return i + 1;
+		}
+		room -= batch[i].iov_len;
+	}
+	return n;
+}
+
 static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 {
 	struct iovec batch[STREAM_IO_IOV_BATCH];
-	size_t off = 0;
-	int idx = 0;
+	size_t off = 0, room;
+	int idx = 0, fd = io->fd;
 
 	for (;;) {
 		int n = fill_batch(batch, iov, iovcnt, idx, off);
@@ -222,7 +273,11 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 
 		if (!n)
 			return 0;
-		w = writev(io->fd, batch, n);
+		if (striped(io, false)) {
+			fd = stripe_fd(io, &room);
+			n = trim_batch(batch, n, room);
+		}
+		w = writev(fd, batch, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
@@ -230,8 +285,24 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 		if (w == 0)
 			return -EIO;
 		io->bytes_written += (uint64_t)w;
+		if (striped(io, false))
+			io->stripe_pos += (uint64_t)w;
 		advance(iov, iovcnt, &idx, &off, (size_t)w);
 	}
+}
+
+int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, bool reads)
+{
+	size_t ahead = io->rbuf_len - io->rbuf_pos;
+
+	if (io->fd < 0 || n < 2 || n > STREAM_MAX_CONNECTIONS || fds[0] != io->fd ||
+	    io->nr_stripes || (reads && ahead > STREAM_STRIPE_CHUNK))
+		return -EINVAL;
+	memcpy(io->stripe_fd, fds, n * sizeof(*fds));
+	io->nr_stripes = n;
+	io->stripe_reads = reads;
+	io->stripe_pos = reads ? ahead : 0;
+	return 0;
 }
 
 int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt)
@@ -245,7 +316,8 @@ int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int io
 
 int stream_io__wait_readable(struct stream_io *io, int ms)
 {
-	struct pollfd p = { .fd = io->fd, .events = POLLIN };
+	size_t max = 1;
+	struct pollfd p = { .fd = read_fd(io, &max), .events = POLLIN };
 	int r;
 
 	if (io->fd < 0 || io->rbuf_pos < io->rbuf_len)

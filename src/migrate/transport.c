@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "godwit/migrate.h"
+#include "godwit/stream.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 
@@ -79,21 +80,70 @@ static int resolve(const char *uri, int passive, struct addrinfo **ai, char *err
 	return 0;
 }
 
-static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+/* Waits for a non-blocking connect to finish: 0 or -errno. */
+static int connect_done(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 	socklen_t sl = sizeof(int);
-	int soerr = 0;
+	int soerr = 0, r;
 
+	do {
+		r = poll(&p, 1, CONNECT_TIMEOUT_MS);
+	} while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return r ? -errno : -ETIMEDOUT;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		return -errno;
+	return -soerr;
+}
+
+static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+{
 	if (connect(fd, sa, len) == 0)
 		return 0;
 	if (errno != EINPROGRESS)
 		return -errno;
-	if (poll(&p, 1, CONNECT_TIMEOUT_MS) <= 0)
-		return -ETIMEDOUT;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+	return connect_done(fd);
+}
+
+/* Blocking from here on; the migration thread owns the socket. */
+static void make_blocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	tune(fd);
+}
+
+int transport__connect_more(int fd, int *out)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int nfd;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
-	return -soerr;
+	nfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (nfd < 0)
+		return -errno;
+	if (connect(nfd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+		int ret = -errno;
+
+		close(nfd);
+		return ret;
+	}
+	*out = nfd;
+	return 0;
+}
+
+int transport__connect_finish(int fd)
+{
+	int ret = connect_done(fd);
+
+	if (!ret)
+		make_blocking(fd);
+	return ret;
 }
 
 int transport__connect(const char *uri, int *out, char *err, size_t errlen)
@@ -120,10 +170,7 @@ int transport__connect(const char *uri, int *out, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot connect to %s: %s", uri, strerror(-ret));
 		return ret;
 	}
-	/* Blocking from here on; the migration thread owns the socket. */
-	ret = fcntl(fd, F_GETFL);
-	fcntl(fd, F_SETFL, ret & ~O_NONBLOCK);
-	tune(fd);
+	make_blocking(fd);
 	*out = fd;
 	return 0;
 }
@@ -142,7 +189,7 @@ int transport__listen(const char *uri, int *out, char *err, size_t errlen)
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1 + STREAM_MAX_CONNECTIONS) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot listen on %s: %s", uri, strerror(errno));
 		close(fd);

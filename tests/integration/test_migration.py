@@ -105,6 +105,36 @@ def test_compression_modes_keep_memory_intact(tmp_path, procs, mode):
     assert "ERROR" not in dst.output()
 
 
+@pytest.mark.parametrize("connections", [4, 16])
+def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
+    """The stream striped over several TCP connections (format 1.3) restores the same
+    memory (--verify), with --compress off so that many chunks go over each."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst", extra=["-v"])
+    procs.append(dst)
+    res, out = migrate(src, dst.uri, "--verify", "--compress", "off", "--connections",
+                       str(connections))
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    assert out["connections"] == connections, out
+    assert out["bytes_sent"] > 64 << 20
+    assert src.wait_exit(timeout=10) == 0
+    assert f"the stream comes over {connections} connections" in dst.stderr()
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert "ERROR" not in dst.output()
+
+
+def test_one_connection_on_a_short_round_trip(tmp_path, procs):
+    """Without --connections the source opens one per 10 ms of round trip: one here."""
+    src = start_source(tmp_path, procs, "heartbeat 10", memory="256M")
+    src.wait_for(r"^hb 3 ")
+    dst = Receiver(tmp_path, "dst", extra=["-v"])
+    procs.append(dst)
+    res, out = migrate(src, dst.uri)
+    assert res.returncode == 0 and out["connections"] == 1, (res.stderr, out)
+    assert "connections" not in dst.stderr()
+
+
 def test_there_and_back_ten_times(tmp_path, procs):
     cur = start_source(tmp_path, procs, "memtouch 64M", memory="256M", name="hop0")
     cur.wait_for_pass(1, timeout=240)

@@ -318,6 +318,7 @@ static void test_config_roundtrip(void **state)
 	struct stream_config in, out;
 	struct stream_tlv_writer tw;
 	char err[256];
+	int i;
 
 	(void)state;
 	make_cfg(&in);
@@ -340,8 +341,43 @@ static void test_config_roundtrip(void **state)
 	assert_memory_equal(out.devices[1].mac, in.devices[1].mac, 6);
 	assert_false(out.devices[0].has_mac);
 	assert_int_equal(out.devices[2].capacity, 8 * MiB);
+	assert_int_equal(out.connections, 0);
 	stream__config_release(&out);
 	stream__tlv_writer_exit(&tw);
+
+	/* 1.3: connections offered, with the token their JOINs carry */
+	in.connections = 16;
+	memset(in.token, 0xa5, sizeof(in.token));
+	stream__tlv_writer_init(&tw);
+	assert_int_equal(stream__config_encode(&in, &tw, err, sizeof(err)), 0);
+	assert_int_equal(stream__config_decode(tw.buf, tw.len, &out, err, sizeof(err)), 0);
+	assert_int_equal(out.connections, 16);
+	assert_memory_equal(out.token, in.token, sizeof(in.token));
+	stream__config_release(&out);
+	stream__tlv_writer_exit(&tw);
+	in.connections = STREAM_MAX_CONNECTIONS + 1;
+	stream__tlv_writer_init(&tw);
+	assert_int_equal(stream__config_encode(&in, &tw, err, sizeof(err)), -EBADMSG);
+	stream__tlv_writer_exit(&tw);
+
+	/* A hostile offer: a byte too many, 1 connection, 17 connections. */
+	in.connections = 0;
+	for (i = 0; i < 3; i++) {
+		uint8_t bad[4 + STREAM_TOKEN_LEN + 1] = { 0 };
+
+		stream__tlv_writer_init(&tw);
+		assert_int_equal(stream__config_encode(&in, &tw, err, sizeof(err)), 0);
+		stream_put32(bad, i == 1 ? 1 : STREAM_MAX_CONNECTIONS + 1);
+		if (i == 0)
+			stream_put32(bad, 4);
+		stream__tlv_put_bytes(&tw, STREAM_CFG_CONNECTIONS, STREAM_TLV_OPTIONAL, bad,
+				      i == 0 ? sizeof(bad) : sizeof(bad) - 1);
+		assert_int_equal(stream__config_decode(tw.buf, tw.len, &out, err, sizeof(err)),
+				 -EBADMSG);
+		assert_non_null(strstr(err, "connections"));
+		stream__config_release(&out);
+		stream__tlv_writer_exit(&tw);
+	}
 }
 
 static void test_control_roundtrip(void **state)
@@ -1045,18 +1081,29 @@ static void test_ram_lz4(void **state)
 
 static void test_accepted_and_round_ack(void **state)
 {
-	uint8_t b[4];
-	uint32_t v;
+	uint8_t b[8];
+	uint32_t v, n;
 
 	(void)state;
-	assert_int_equal(stream__accepted_decode(NULL, 0, &v), 0);
+	assert_int_equal(stream__accepted_decode(NULL, 0, &v, &n), 0);
 	assert_int_equal(v, 0);
+	assert_int_equal(n, 1);
 	stream_put32(b, STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK);
-	assert_int_equal(stream__accepted_decode(b, 4, &v), 0);
+	assert_int_equal(stream__accepted_decode(b, 4, &v, &n), 0);
 	assert_int_equal(v, STREAM_FEATURES_KNOWN);
+	assert_int_equal(n, 1);
+	/* 1.3: the connections taken follow the features */
+	stream_put32(b + 4, 8);
+	assert_int_equal(stream__accepted_decode(b, 8, &v, &n), 0);
+	assert_int_equal(n, 8);
+	stream_put32(b + 4, 0);
+	assert_int_equal(stream__accepted_decode(b, 8, &v, &n), -EBADMSG);
+	stream_put32(b + 4, STREAM_MAX_CONNECTIONS + 1);
+	assert_int_equal(stream__accepted_decode(b, 8, &v, &n), -EBADMSG);
+	assert_int_equal(stream__accepted_decode(b, 6, &v, &n), -EBADMSG);
 	stream_put32(b, 1U << 31);
-	assert_int_equal(stream__accepted_decode(b, 4, &v), -EBADMSG);
-	assert_int_equal(stream__accepted_decode(b, 3, &v), -EBADMSG);
+	assert_int_equal(stream__accepted_decode(b, 4, &v, &n), -EBADMSG);
+	assert_int_equal(stream__accepted_decode(b, 3, &v, &n), -EBADMSG);
 	stream_put32(b, 7);
 	assert_int_equal(stream__round_ack_decode(b, 4, &v), 0);
 	assert_int_equal(v, 7);
@@ -1636,7 +1683,10 @@ static void test_write_seeds(void **state)
 	stream_io__init_mem_writer(&io);
 	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_CONTROL), 0);
 	assert_int_equal(stream__write_control(&w, STREAM_REC_READY), 0);
-	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4), 0);
+	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4, 0), 0);
+	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4, 4), 0);
+	assert_int_equal(stream__write_stripe(&w, 4), 0);
+	assert_int_equal(stream__write_join(&w, (const uint8_t *)"0123456789abcdef", 3), 0);
 	assert_int_equal(stream__write_round_ack(&w, 3), 0);
 	assert_int_equal(stream__write_error(&w, 5, "no disk"), 0);
 	stream__writer_exit(&w);

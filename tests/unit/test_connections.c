@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Several connections (format 1.3): a stream striped over socket pairs arrives
+ * whole and in order; how many connections a source opens; which JOINs a
+ * destination takes.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "godwit/migrate.h"
+#include "godwit/stream.h"
+
+#define N_CONN	3
+#define PATTERN (5 * STREAM_STRIPE_CHUNK + 12345)
+
+static const uint8_t token[STREAM_TOKEN_LEN] = "0123456789abcdef";
+
+struct writer_arg {
+	int fds[N_CONN];
+	const uint8_t *data;
+	size_t len;
+	int ret;
+};
+
+static uint8_t pattern_byte(size_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 9));
+}
+
+/* Writes the data striped, in pieces of uneven sizes (a record header, a page...). */
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+	struct stream_io io;
+	size_t off = 0, piece = 1;
+
+	a->ret = stream_io__init_fd(&io, a->fds[0]);
+	if (!a->ret)
+		a->ret = stream_io__stripe(&io, a->fds, N_CONN, false);
+	while (!a->ret && off < a->len) {
+		struct iovec iov[2] = { { (void *)(a->data + off), 0 }, { NULL, 0 } };
+		size_t n = MIN(piece, a->len - off);
+
+		iov[0].iov_len = n / 2;
+		iov[1].iov_base = (void *)(a->data + off + n / 2);
+		iov[1].iov_len = n - n / 2;
+		a->ret = stream_io__writev_full(&io, iov, 2);
+		off += n;
+		piece = piece * 3 % 100003 + 7;
+	}
+	stream_io__exit(&io);
+	return NULL;
+}
+
+static void test_striped_stream_arrives_whole(void **state)
+{
+	int sp[N_CONN][2], rfds[N_CONN], i;
+	struct writer_arg a = { .len = PATTERN };
+	uint8_t *data = malloc(PATTERN), *got = malloc(PATTERN), head[100];
+	struct stream_io io;
+	pthread_t t;
+	size_t off;
+
+	(void)state;
+	assert_non_null(data);
+	assert_non_null(got);
+	for (off = 0; off < PATTERN; off++)
+		data[off] = pattern_byte(off);
+	for (i = 0; i < N_CONN; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp[i]), 0);
+		a.fds[i] = sp[i][0];
+		rfds[i] = sp[i][1];
+	}
+	/* What came before STRIPE on the first connection. */
+	memset(head, 0x5a, sizeof(head));
+	assert_int_equal(write(a.fds[0], head, sizeof(head)), sizeof(head));
+	a.data = data;
+	assert_int_equal(pthread_create(&t, NULL, writer, &a), 0);
+
+	/* Let the first chunk arrive, so that reading the head reads into it. */
+	usleep(50000);
+	assert_int_equal(stream_io__init_fd(&io, rfds[0]), 0);
+	assert_int_equal(stream_io__read_full(&io, head, sizeof(head)), 0);
+	assert_int_equal(head[99], 0x5a);
+	assert_true(io.rbuf_len - io.rbuf_pos > 0);
+	assert_int_equal(stream_io__stripe(&io, rfds, N_CONN, true), 0);
+	for (off = 0; off < PATTERN;) {
+		size_t n = MIN((size_t)(off % 7000) + 1, PATTERN - off);
+
+		assert_int_equal(stream_io__wait_readable(&io, 5000), 0);
+		assert_int_equal(stream_io__read_full(&io, got + off, n), 0);
+		off += n;
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(a.ret, 0);
+	assert_memory_equal(got, data, PATTERN);
+	/* Each connection carried its chunks and nothing more. */
+	for (i = 0; i < N_CONN; i++) {
+		shutdown(a.fds[i], SHUT_WR);
+		assert_int_equal(read(rfds[i], head, 1), 0);
+	}
+	stream_io__exit(&io);
+	for (i = 0; i < N_CONN; i++) {
+		close(sp[i][0]);
+		close(sp[i][1]);
+	}
+	free(data);
+	free(got);
+}
+
+static void test_stripe_arguments(void **state)
+{
+	struct stream_io io;
+	int fds[2] = { 3, 4 };
+
+	(void)state;
+	stream_io__init_mem_writer(&io);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* memory */
+	stream_io__exit(&io);
+	assert_int_equal(stream_io__init_fd(&io, 3), 0);
+	assert_int_equal(stream_io__stripe(&io, fds, 1, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, STREAM_MAX_CONNECTIONS + 1, false), -EINVAL);
+	fds[0] = 5;
+	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* not io's fd first */
+	fds[0] = 3;
+	assert_int_equal(stream_io__stripe(&io, fds, 2, false), 0);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* twice */
+	stream_io__exit(&io);
+}
+
+static void test_connections_wanted(void **state)
+{
+	(void)state;
+	assert_int_equal(connections__wanted(0, 0), 1);	       /* a file, or no TCP_INFO */
+	assert_int_equal(connections__wanted(0, 50000), 1);    /* loopback: 50 us */
+	assert_int_equal(connections__wanted(0, 9999999), 1);  /* just under 10 ms */
+	assert_int_equal(connections__wanted(0, 20000000), 2); /* 20 ms */
+	assert_int_equal(connections__wanted(0, 150000000), 15);
+	assert_int_equal(connections__wanted(0, 2000000000), STREAM_MAX_CONNECTIONS);
+	assert_int_equal(connections__wanted(4, 150000000), 4); /* asked for */
+	assert_int_equal(connections__wanted(1, 150000000), 1);
+	assert_int_equal(connections__wanted(99, 0), STREAM_MAX_CONNECTIONS);
+}
+
+/* A JOIN message as a source writes it. */
+static size_t join_msg(uint8_t *buf, size_t cap, const uint8_t *tok, uint32_t index)
+{
+	struct stream_writer w;
+	struct stream_io io;
+	const uint8_t *data;
+	size_t len;
+
+	stream_io__init_mem_writer(&io);
+	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_CONTROL), 0);
+	assert_int_equal(stream__write_join(&w, tok, index), 0);
+	stream__writer_exit(&w);
+	data = stream_io__mem_data(&io, &len);
+	assert_int_equal(len, STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN);
+	assert_true(len <= cap);
+	memcpy(buf, data, len);
+	stream_io__exit(&io);
+	return len;
+}
+
+static void test_join_parse(void **state)
+{
+	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN], other[STREAM_TOKEN_LEN];
+	int fds[4] = { 10, -1, -1, -1 };
+	size_t len;
+
+	(void)state;
+	len = join_msg(msg, sizeof(msg), token, 2);
+	assert_int_equal(connections__join_parse(msg, len, token, 4, fds), 2);
+	/* index 2 already joined */
+	fds[2] = 11;
+	assert_int_equal(connections__join_parse(msg, len, token, 4, fds), -EBADMSG);
+	/* beyond the connections taken */
+	assert_int_equal(connections__join_parse(msg, len, token, 2, fds), -EBADMSG);
+	/* another migration's token */
+	memcpy(other, token, sizeof(other));
+	other[15] ^= 1;
+	len = join_msg(msg, sizeof(msg), other, 1);
+	assert_int_equal(connections__join_parse(msg, len, token, 4, fds), -EBADMSG);
+	/* a flipped bit: the record's checksum fails */
+	len = join_msg(msg, sizeof(msg), token, 1);
+	msg[len - 1] ^= 0x10;
+	assert_true(connections__join_parse(msg, len, token, 4, fds) < 0);
+	/* not a JOIN at all */
+	memset(msg, 0, sizeof(msg));
+	assert_true(connections__join_parse(msg, len, token, 4, fds) < 0);
+	/* index 0 cannot be written, nor decoded */
+	assert_int_equal(stream__join_decode(msg, STREAM_JOIN_LEN, other, &(uint32_t){ 0 }),
+			 -EBADMSG);
+}
+
+static void test_stripe_record(void **state)
+{
+	uint8_t p[STREAM_STRIPE_LEN];
+	uint32_t n;
+
+	(void)state;
+	stream_put32(p, 8);
+	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), 0);
+	assert_int_equal(n, 8);
+	stream_put32(p, 1);
+	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), -EBADMSG);
+	stream_put32(p, STREAM_MAX_CONNECTIONS + 1);
+	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), -EBADMSG);
+	assert_int_equal(stream__stripe_decode(p, 3, &n), -EBADMSG);
+}
+
+/* The destination's side over a real listener: a stray is closed, the JOINs are taken. */
+static void test_accept_joins(void **state)
+{
+	char uri[64], err[128];
+	int lfd, fds[3], c[3], stray, i;
+	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	size_t len;
+
+	(void)state;
+	assert_int_equal(transport__listen("tcp:127.0.0.1:0", &lfd, err, sizeof(err)), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&ss, &sl), 0);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u",
+		 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	assert_int_equal(transport__connect(uri, &c[0], err, sizeof(err)), 0);
+	assert_int_equal(transport__accept(lfd, &fds[0]), 0);
+	/* A stray that sends garbage, then the two extra connections (index 2 first). */
+	assert_int_equal(transport__connect_more(c[0], &stray), 0);
+	assert_int_equal(transport__connect_finish(stray), 0);
+	memset(msg, 0x77, sizeof(msg));
+	assert_int_equal(write(stray, msg, sizeof(msg)), sizeof(msg));
+	for (i = 2; i >= 1; i--) {
+		assert_int_equal(transport__connect_more(c[0], &c[i]), 0);
+		assert_int_equal(transport__connect_finish(c[i]), 0);
+		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
+	}
+	assert_int_equal(connections__accept(lfd, token, 3, fds, 5000), 0);
+	for (i = 1; i <= 2; i++) {
+		len = (size_t)write(c[i], "x", 1);
+		assert_int_equal(len, 1);
+		assert_int_equal(read(fds[i], msg, 1), 1); /* fds[i] is c[i]'s other end */
+		close(fds[i]);
+		close(c[i]);
+	}
+	/* The stray was closed. */
+	assert_int_equal(read(stray, msg, 1), 0);
+	close(stray);
+	/* Nobody else comes: a timeout, nothing left open. */
+	assert_int_equal(connections__accept(lfd, token, 2, fds, 50), -ETIMEDOUT);
+	close(fds[0]);
+	close(c[0]);
+	close(lfd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_striped_stream_arrives_whole),
+	    cmocka_unit_test(test_stripe_arguments),
+	    cmocka_unit_test(test_connections_wanted),
+	    cmocka_unit_test(test_join_parse),
+	    cmocka_unit_test(test_stripe_record),
+	    cmocka_unit_test(test_accept_joins),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
