@@ -167,5 +167,10 @@ int __must_check connections__accept(int lfd, const uint8_t *token, uint32_t n, 
 				     int timeout_ms);
 /* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
 uint64_t transport__rtt_ns(int fd);
+/*
+ * Whether all a TCP connection holds to send fits in its congestion window: nothing
+ * waits for the window, what is queued is on the wire or about to be (false if unknown).
+ */
+bool transport__all_in_window(int fd);
 
 #endif

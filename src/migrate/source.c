@@ -38,6 +38,8 @@
  * MAX_POLISH_ROUNDS times.
  */
 #define PAUSE_FLOOR_US	    1000
+/* Rounds whose marker is remembered (rounds_in_flight); more unacknowledged is a backlog. */
+#define ROUND_RING 64
 #define MAX_POLISH_ROUNDS   12
 #define POLISH_THROTTLE_MAX 95
 
@@ -57,6 +59,7 @@ struct source {
 	unsigned int offered; /* connections offered in CONFIG (0: none) */
 	uint8_t token[STREAM_TOKEN_LEN]; /* their JOINs carry it */
 	uint32_t last_round;  /* the last ROUND marker sent */
+	uint64_t round_pages[ROUND_RING]; /* pages_sent at each round's marker */
 	uint32_t acked_round; /* the last the destination acknowledged (ROUND_ACK) */
 	uint64_t faults[VM_MAX_VCPUS]; /* each vCPU's KVM page-fault count at the last round */
 	unsigned int catch_ups;	       /* extra rounds for what was dirtied while waiting */
@@ -407,7 +410,34 @@ static int catch_up(struct source *src, bool *again)
  * The pause fits: 1 to go to it now, 0 for another round (polishing: the set still
  * shrinks, or its dirtiers can be slowed more; or the catch-up left too much), -errno.
  */
-static int time_to_pause(struct source *src, uint64_t predicted_us, bool stalled,
+/*
+ * On a long link the wait for the last rounds' acknowledgements is a round trip even
+ * when nothing is behind (150 ms on the far link). It keeps out of the pause only
+ * what the destination has still to do, and that is small when no connection has
+ * more queued than its congestion window (the rest is on the wire, and arrives before
+ * the final state as fast as it would before an acknowledgement) and the pages sent
+ * since the last acknowledged round take the destination under half a round trip at
+ * the measured rate. Then the pause comes at once: at most that longer, a round trip
+ * shorter a move. On loopback the round trip is microseconds and the wait stays.
+ */
+static bool rounds_in_flight(struct source *src, uint64_t bw)
+{
+	uint64_t rtt = transport__rtt_ns(src->m->fd), pages;
+	unsigned int i;
+
+	if (!rtt || !bw || src->last_round - src->acked_round >= ROUND_RING)
+		return false;
+	pages = src->s.pages_sent - src->round_pages[src->acked_round % ROUND_RING];
+	if (pages * GUEST_PAGE_SIZE * 1000000000ULL / bw >= rtt / 2 ||
+	    !transport__all_in_window(src->m->fd))
+		return false;
+	for (i = 0; i < src->m->nr_extra; i++)
+		if (!transport__all_in_window(src->m->extra_fd[i]))
+			return false;
+	return true;
+}
+
+static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw, bool stalled,
 			 const bool *dirtier, int nr_dirtiers, uint32_t polish)
 {
 	bool again;
@@ -428,6 +458,10 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, bool stalled
 			return ret;
 		pr_debug("the pause fits; the destination has applied round %u of %u",
 			 src->acked_round, src->last_round);
+		if (rounds_in_flight(src, bw)) {
+			pr_debug("the rounds not yet acknowledged are in flight: pausing now");
+			return 1;
+		}
 		if (src->acked_round + 1 < src->last_round)
 			polish_throttle(src, dirtier, nr_dirtiers);
 	}
@@ -493,6 +527,7 @@ static int precopy(struct source *src)
 		if (ret)
 			return ret;
 		src->last_round = round;
+		src->round_pages[round % ROUND_RING] = src->s.pages_sent;
 		pthread_mutex_lock(&src->m->lock);
 		src->m->stats.rounds = round;
 		pthread_mutex_unlock(&src->m->lock);
@@ -510,8 +545,8 @@ static int precopy(struct source *src)
 		}
 		fits = predicted_us <= p->downtime_ms * 1000;
 		if (fits) {
-			ret = time_to_pause(src, predicted_us, (uint64_t)dirty * 4 > sent * 3, dirtier,
-					    nr_dirtiers, polish++);
+			ret = time_to_pause(src, predicted_us, bw, (uint64_t)dirty * 4 > sent * 3,
+					    dirtier, nr_dirtiers, polish++);
 			if (ret)
 				return ret < 0 ? ret : 0;
 		}
@@ -780,6 +815,10 @@ static int handover(struct source *src)
 	struct stream_writer cw;
 	int ret;
 
+	/* Rounds paused on while in flight (rounds_in_flight) are acknowledged first. */
+	ret = read_acks(src, true);
+	if (ret)
+		return ret;
 	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;

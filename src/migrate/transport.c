@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -215,6 +217,18 @@ int transport__accept(int lfd, int *out)
 	tune(fd);
 	*out = fd;
 	return 0;
+}
+
+bool transport__all_in_window(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int queued;
+
+	if (ioctl(fd, SIOCOUTQ, &queued) || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
+	    len < sizeof(ti))
+		return false;
+	return (uint64_t)queued <= (uint64_t)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss;
 }
 
 uint64_t transport__rtt_ns(int fd)

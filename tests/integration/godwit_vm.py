@@ -66,14 +66,15 @@ class Godwit:
                                      stderr=self._stderr)
 
     @classmethod
-    def run_testguest(cls, tmp_path, cmdline, cpus=1, memory="256M", name="vm", extra=()):
+    def run_testguest(cls, tmp_path, cmdline, cpus=1, memory="256M", name="vm", extra=(),
+                      prefix=()):
         g = cls.__new__(cls)
         api_path = str(tmp_path / f"{name}.sock")
         console = tmp_path / f"{name}.console"
         args = ["run", "--kernel", TESTGUEST, "--memory", memory, "--cpus", str(cpus),
                 "--cmdline", cmdline, "--api", api_path, "--console", f"file:{console}",
                 *extra]
-        cls.__init__(g, tmp_path, args, name)
+        cls.__init__(g, tmp_path, args, name, prefix=prefix)
         return g
 
     def output(self):

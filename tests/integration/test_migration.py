@@ -4,16 +4,22 @@ The memtouch workload is the integrity oracle: it checks every page it wrote
 before rewriting it, so a lost or stale page prints `memtouch: ERROR` at once.
 """
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from godwit_vm import GODWIT, Godwit, run_godwit
+from godwit_vm import GODWIT, ROOT, Godwit, run_godwit
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import slowlink  # noqa: E402
 
 pytestmark = pytest.mark.kvm
 
@@ -133,6 +139,40 @@ def test_one_connection_on_a_short_round_trip(tmp_path, procs):
     res, out = migrate(src, dst.uri)
     assert res.returncode == 0 and out["connections"] == 1, (res.stderr, out)
     assert "connections" not in dst.stderr()
+
+
+def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, procs):
+    """Over a 50 ms round trip (netem between two network namespaces, bench/slowlink.py)
+    the source opens one connection per 10 ms of it, 5, and stripes the stream over
+    them; once the pause fits and what is not yet acknowledged is only in flight, it
+    pauses without waiting a round trip for the acknowledgements. Memory verified."""
+    why = slowlink.unavailable_reason()
+    if why:
+        pytest.skip(why)
+    with slowlink.SlowLink(25, 1_000_000_000) as link:
+        src = Godwit.run_testguest(tmp_path, "heartbeat 10 ; memtouch 32M 50", cpus=2,
+                                   memory="256M", name="src", extra=["-v"],
+                                   prefix=link.prefix("a"))
+        procs.append(src)
+        src.wait_for_pass(1, timeout=240)
+        port = 20000 + os.getpid() % 20000
+        dst = Godwit(tmp_path, ["receive", "-v", "--listen", f"tcp:{link.ip['b']}:{port}",
+                                "--console", f"file:{tmp_path}/dst.console"], "dst",
+                     prefix=link.prefix("b"))
+        procs.append(dst)
+        deadline = time.monotonic() + 10
+        while "waiting for an incoming migration" not in dst.stderr():
+            assert dst.proc.poll() is None and time.monotonic() < deadline, dst.stderr()
+            time.sleep(0.05)
+        res, out = migrate(src, f"tcp:{link.ip['b']}:{port}", "--verify", timeout=180)
+        assert res.returncode == 0 and out["status"] == "completed", res.stderr
+        assert out["connections"] == 5, out
+        assert src.wait_exit(timeout=10) == 0
+        assert "in flight: pausing now" in src.stderr(), src.stderr()[-3000:]
+        assert "RAM verified" in dst.stderr()
+        dst.wait_for_pass(dst.passes() + 1, timeout=120)
+        assert "ERROR" not in dst.output()
+        dst.stop()
 
 
 def test_there_and_back_ten_times(tmp_path, procs):
