@@ -304,7 +304,7 @@ static int send_accepted(struct dest *d)
 	struct stream_writer cw;
 	int ret;
 
-	/* One per 10 ms of round trip, so what a source offers is what it needs. */
+	/* A source offers what its round trip calls for (connections.c): all are taken. */
 	d->connections = d->cfg->connections ? d->cfg->connections : 1;
 	if (d->connections < 2)
 		close_listener(d);

@@ -198,7 +198,7 @@ static int open_target(struct source *src)
 	}
 	pthread_mutex_lock(&src->m->lock);
 	src->m->fd = fd;
-	src->m->stats.connections = 1;
+	src->m->stats.connections = src->is_file ? 0 : 1;
 	pthread_mutex_unlock(&src->m->lock);
 	if (!src->is_file)
 		start_connections(src, fd);
@@ -407,10 +407,6 @@ static int catch_up(struct source *src, bool *again)
 }
 
 /*
- * The pause fits: 1 to go to it now, 0 for another round (polishing: the set still
- * shrinks, or its dirtiers can be slowed more; or the catch-up left too much), -errno.
- */
-/*
  * On a long link the wait for the last rounds' acknowledgements is a round trip even
  * when nothing is behind (150 ms on the far link). It keeps out of the pause only
  * what the destination has still to do, and that is small when no connection has
@@ -418,7 +414,8 @@ static int catch_up(struct source *src, bool *again)
  * the final state as fast as it would before an acknowledgement) and the pages sent
  * since the last acknowledged round take the destination under half a round trip at
  * the measured rate. Then the pause comes at once: at most that longer, a round trip
- * shorter a move. On loopback the round trip is microseconds and the wait stays.
+ * shorter a move. On loopback the round trip is short: only a last round of a few
+ * pages goes without the wait.
  */
 static bool rounds_in_flight(struct source *src, uint64_t bw)
 {
@@ -437,6 +434,10 @@ static bool rounds_in_flight(struct source *src, uint64_t bw)
 	return true;
 }
 
+/*
+ * The pause fits: 1 to go to it now, 0 for another round (polishing: the set still
+ * shrinks, or its dirtiers can be slowed more; or the catch-up left too much), -errno.
+ */
 static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw, bool stalled,
 			 const bool *dirtier, int nr_dirtiers, uint32_t polish)
 {
