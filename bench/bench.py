@@ -87,7 +87,7 @@ def make_cases(quick=False):
     far_mib = int(far_size[:-1]) * (1024 if far_size.endswith("G") else 1)
     cases.append(Case(f"far-moderate-{far_size}", "far", far_size, far_mib, 2,
                       f"{hb} ; memtouch {mt} 100", (1,), "multifd+zstd+auto-converge",
-                      multifd_channels=4, link=(5 if quick else 75, 1_000_000_000), **extra))
+                      multifd_channels=16, link=(5 if quick else 75, 1_000_000_000), **extra))
     return cases
 
 
