@@ -413,8 +413,10 @@ static int catch_up(struct source *src, bool *again)
  * more queued than its congestion window (the rest is on the wire, and arrives before
  * the final state as fast as it would before an acknowledgement) and the pages sent
  * since the last acknowledged round take the destination under half a round trip at
- * the measured rate. Then the pause comes at once: at most that longer, a round trip
- * shorter a move. On loopback the round trip is short: only a last round of a few
+ * the measured rate. Never while round 1 is unacknowledged: the measured rate is how
+ * fast the sockets took it, and the destination applying all touched RAM took longer
+ * (a far-link move paused after round 2: 473 ms instead of 230). Then the pause comes
+ * at once: at most a little longer, a round trip shorter a move. On loopback the round trip is short: only a last round of a few
  * pages goes without the wait.
  */
 static bool rounds_in_flight(struct source *src, uint64_t bw)
@@ -422,7 +424,7 @@ static bool rounds_in_flight(struct source *src, uint64_t bw)
 	uint64_t rtt = transport__rtt_ns(src->m->fd), pages;
 	unsigned int i;
 
-	if (!rtt || !bw || src->last_round - src->acked_round >= ROUND_RING)
+	if (!rtt || !bw || !src->acked_round || src->last_round - src->acked_round >= ROUND_RING)
 		return false;
 	pages = src->s.pages_sent - src->round_pages[src->acked_round % ROUND_RING];
 	if (pages * GUEST_PAGE_SIZE * 1000000000ULL / bw >= rtt / 2 ||
