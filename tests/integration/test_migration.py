@@ -271,13 +271,16 @@ def test_destination_refusal_comes_before_any_ram(tmp_path, procs):
     heartbeat_continues(src)
 
 
-def test_destination_killed_during_precopy(tmp_path, procs):
+@pytest.mark.parametrize("connections", [1, 4])
+def test_destination_killed_during_precopy(tmp_path, procs, connections):
+    """The VM runs on at the source, whichever of the stream's connections fails first."""
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
     src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     p = subprocess.Popen([GODWIT, "migrate", "--api", src.api_path, "--to", dst.uri, "--json",
-                          "--max-bandwidth", "50M", "--compress", "off"],
+                          "--max-bandwidth", "50M", "--compress", "off", "--connections",
+                          str(connections)],
                          stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
@@ -286,7 +289,7 @@ def test_destination_killed_during_precopy(tmp_path, procs):
     finally:
         if p.poll() is None:
             p.kill()
-    assert out["status"] == "failed"
+    assert out["status"] == "failed" and out["connections"] == connections, out
     heartbeat_continues(src)
     dst2 = Receiver(tmp_path, "dst2")
     procs.append(dst2)
