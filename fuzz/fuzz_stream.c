@@ -12,6 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "godwit/migrate.h"
 #include "godwit/stream.h"
 
 /* Fake RAM: pages of guest RAM land here modulo its size; bounds are the check. */
@@ -191,24 +192,54 @@ out:
 	free(t);
 }
 
-static void fuzz_control(const uint8_t *data, size_t size)
+/* What a control record's decoder hands out must be inside its documented range. */
+static void check_control(const struct stream_record *rec)
 {
 	char msg[STREAM_ERROR_MSG_MAX + 1];
+	uint8_t token[STREAM_TOKEN_LEN];
+	uint32_t v, n;
+
+	switch (rec->type) {
+	case STREAM_REC_ERROR:
+		if (!stream__error_decode(rec->payload, rec->length, &v, msg) &&
+		    strlen(msg) > STREAM_ERROR_MSG_MAX)
+			__builtin_trap();
+		break;
+	case STREAM_REC_ACCEPTED:
+		if (!stream__accepted_decode(rec->payload, rec->length, &v, &n) &&
+		    ((v & ~STREAM_FEATURES_KNOWN) || !n || n > STREAM_MAX_CONNECTIONS))
+			__builtin_trap();
+		break;
+	case STREAM_REC_STRIPE:
+		if (!stream__stripe_decode(rec->payload, rec->length, &n) &&
+		    (n < 2 || n > STREAM_MAX_CONNECTIONS))
+			__builtin_trap();
+		break;
+	case STREAM_REC_JOIN:
+		if (!stream__join_decode(rec->payload, rec->length, token, &v) &&
+		    (!v || v >= STREAM_MAX_CONNECTIONS))
+			__builtin_trap();
+		break;
+	}
+}
+
+static void fuzz_control(const uint8_t *data, size_t size)
+{
+	int fds[4] = { 3, -1, -1, -1 }, index;
 	struct stream_reader r;
 	struct stream_record rec;
 	struct stream_io io;
-	uint32_t code;
 
 	stream_io__init_mem_reader(&io, data, size);
 	if (stream__reader_init(&r, &io, STREAM_CTX_CONTROL))
 		return;
-	while (!stream__read_record(&r, &rec)) {
-		if (rec.type == STREAM_REC_ERROR &&
-		    !stream__error_decode(rec.payload, rec.length, &code, msg) &&
-		    strlen(msg) > STREAM_ERROR_MSG_MAX)
-			__builtin_trap();
-	}
+	while (!stream__read_record(&r, &rec))
+		check_control(&rec);
 	stream__reader_exit(&r);
+	/* The destination's check of what a new connection sent first. */
+	index = connections__join_parse(data, size, (const uint8_t *)"0123456789abcdef", 4, fds);
+	if (index >= 0 && (index < 1 || index > 3))
+		__builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1693,6 +1693,15 @@ static void test_write_seeds(void **state)
 	buf = stream_io__mem_data(&io, &len);
 	write_seed(dir, "control.bin", buf, len);
 	stream_io__exit(&io);
+
+	/* what an extra connection sends first (format 1.3) */
+	stream_io__init_mem_writer(&io);
+	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_CONTROL), 0);
+	assert_int_equal(stream__write_join(&w, (const uint8_t *)"0123456789abcdef", 2), 0);
+	stream__writer_exit(&w);
+	buf = stream_io__mem_data(&io, &len);
+	write_seed(dir, "join.bin", buf, len);
+	stream_io__exit(&io);
 }
 
 int main(void)
