@@ -20,8 +20,12 @@
  * cost sockets. Hence one per RTT_PER_CONNECTION_NS of round trip, at most 16.
  */
 #define RTT_PER_CONNECTION_NS 10000000ULL
-/* A connection that is not one of the source's may come and go; this many are let go. */
-#define JOIN_MAX_STRAYS 8
+/*
+ * Connections that do not join are closed and let go, up to this many: the ones a
+ * source offered beyond what was taken (it closes them, and they come as empty), and
+ * a few strays.
+ */
+#define JOIN_MAX_STRAYS (STREAM_MAX_CONNECTIONS + 8)
 
 unsigned int connections__wanted(uint64_t asked, uint64_t rtt_ns)
 {
