@@ -150,7 +150,7 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
     if why:
         pytest.skip(why)
     with slowlink.SlowLink(25, 1_000_000_000) as link:
-        src = Godwit.run_testguest(tmp_path, "heartbeat 10 ; memtouch 32M 50", cpus=2,
+        src = Godwit.run_testguest(tmp_path, "heartbeat 10 ; memtouch 128M 100", cpus=2,
                                    memory="256M", name="src", extra=["-v"],
                                    prefix=link.prefix("a"))
         procs.append(src)
