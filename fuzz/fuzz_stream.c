@@ -129,21 +129,26 @@ static int load_record(struct target *t, const struct stream_record *rec)
 			__builtin_trap();
 		return stream__ram_record_parse(&t->cfg, rec->payload, rec->length, apply, t,
 						t->err, sizeof(t->err));
-	case STREAM_REC_RAM_LZ4: {
+	case STREAM_REC_RAM_LZ4:
+	case STREAM_REC_RAM_ZSTD: {
 		/* The expanded pages: a fresh buffer each time, so ASan sees any overrun. */
 		uint8_t *pages = malloc(STREAM_RAM_MAX_DATA_LEN);
-		int ret;
+		void *dctx = rec->type == STREAM_REC_RAM_ZSTD ? stream__zstd_dctx() : NULL;
+		int ret = -1;
 
 		if (!t->have_cfg)
 			__builtin_trap();
-		if (!pages)
-			return -1;
 		/* apply() checks the data lies inside what it was expanded into. */
 		t->payload = pages;
 		t->payload_len = STREAM_RAM_MAX_DATA_LEN;
-		ret = stream__ram_lz4_parse(&t->cfg, rec->payload, rec->length, pages, apply, t,
-					    t->err, sizeof(t->err));
+		if (pages && rec->type == STREAM_REC_RAM_LZ4)
+			ret = stream__ram_lz4_parse(&t->cfg, rec->payload, rec->length, pages,
+						    apply, t, t->err, sizeof(t->err));
+		else if (pages && dctx)
+			ret = stream__ram_zstd_parse(&t->cfg, rec->payload, rec->length, pages, dctx,
+						     apply, t, t->err, sizeof(t->err));
 		free(pages);
+		stream__zstd_free(NULL, dctx);
 		return ret;
 	}
 	case STREAM_REC_ROUND:

@@ -10,6 +10,7 @@ PKGS=(
 	libcurl4-openssl-dev                          # API: HTTP client (godwit migrate)
 	libxxhash-dev                                 # stream checksums
 	liblz4-dev                                    # stream compression (RAM_LZ4)
+	libzstd-dev                                   # stream compression on long links (RAM_ZSTD)
 	acpica-tools                                  # iasl -d checks the ACPI tables
 	python3 python3-pytest                        # integration tests
 	qemu-system-x86                               # boots the test guest under TCG; bench

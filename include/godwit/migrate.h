@@ -18,10 +18,11 @@ enum migrate_compress {
 	MIGRATE_COMPRESS_AUTO, /* LZ4 while it pays (ram.c: lz4_decide) */
 	MIGRATE_COMPRESS_LZ4,  /* every RAM record that LZ4 shrinks */
 	MIGRATE_COMPRESS_OFF,
+	MIGRATE_COMPRESS_ZSTD, /* every RAM record that zstd shrinks (LZ4 if it is not taken) */
 };
 
 const char *migrate__compress_name(enum migrate_compress c);
-/* "auto", "lz4" or "off"; -EINVAL for anything else. */
+/* "auto", "lz4", "zstd" or "off"; -EINVAL for anything else. */
 int __must_check migrate__compress_parse(const char *s, enum migrate_compress *c);
 
 struct migrate_params {
@@ -58,6 +59,8 @@ struct migrate_stats {
 	uint64_t skipped_pages; /* never touched: holes in the memfd */
 	uint64_t lz4_pages;	/* data pages sent LZ4-compressed */
 	uint64_t lz4_saved;	/* bytes compression kept off the wire */
+	uint64_t zstd_pages;	/* data pages sent zstd-compressed */
+	uint64_t zstd_saved;
 	uint64_t remaining_bytes;
 	uint64_t bandwidth;  /* bytes/s, last estimate */
 	uint64_t dirty_rate; /* bytes/s, last estimate */

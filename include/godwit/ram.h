@@ -17,12 +17,13 @@ struct ram_tracker {
 	unsigned long *slot_log; /* scratch for one slot's KVM log */
 	uint8_t *staging;	 /* copies of data pages while the guest runs */
 	uint8_t *lz4_block;	 /* STREAM_RAM_LZ4_BOUND bytes, allocated on first use */
+	void *zstd_cctx;	 /* reused, created on first use */
 };
 
 /* What LZ4 did over the records of one decision window. */
 struct ram_lz4_window {
 	uint64_t start_ns, wire_start;
-	uint64_t in, out, ns; /* bytes given to LZ4, bytes it gave back, time it took */
+	uint64_t in, out, ns; /* bytes given to the compressor, bytes it gave back, its time */
 	unsigned int records;
 };
 
@@ -45,6 +46,8 @@ struct ram_sender {
 	struct ram_lz4_window lz4_win;
 	uint64_t lz4_pages; /* data pages sent in RAM_LZ4 records */
 	uint64_t lz4_saved; /* bytes LZ4 kept off the wire */
+	bool zstd; /* records are compressed with zstd (RAM_ZSTD), not LZ4 */
+	uint64_t zstd_pages, zstd_saved;
 };
 
 int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem);

@@ -89,7 +89,7 @@ static int put_shutdown(void *opaque, const struct api_request *req, struct api_
 json_t *vm_api__migration_json(const struct migrate_stats *st)
 {
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-			 "s:i, s:I, s:I, s:i, s:s?}",
+			 "s:i, s:I, s:I, s:I, s:I, s:i, s:s?}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -100,7 +100,9 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
 			 (int)st->throttle_pct, "max_throttle_pct", (int)st->max_throttle_pct,
 			 "lz4_pages", (json_int_t)st->lz4_pages, "lz4_saved_bytes",
-			 (json_int_t)st->lz4_saved, "connections", (int)st->connections, "error",
+			 (json_int_t)st->lz4_saved, "zstd_pages", (json_int_t)st->zstd_pages,
+			 "zstd_saved_bytes", (json_int_t)st->zstd_saved, "connections",
+			 (int)st->connections, "error",
 			 st->error[0] ? st->error : NULL);
 }
 
@@ -147,7 +149,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	compress = json_object_get(req->body, "compress");
 	if (compress && (!json_is_string(compress) ||
 			 migrate__compress_parse(json_string_value(compress), &p.compress))) {
-		api__error(resp, 400, "'compress' must be \"auto\", \"lz4\" or \"off\"");
+		api__error(resp, 400, "'compress' must be \"auto\", \"lz4\", \"zstd\" or \"off\"");
 		return 0;
 	}
 	verify = json_object_get(req->body, "verify");

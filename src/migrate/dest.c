@@ -51,7 +51,8 @@ struct dest {
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
-	uint8_t *lz4_pages; /* a RAM_LZ4 record's pages, expanded */
+	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
+	void *zstd_dctx;
 	char err[256];
 };
 
@@ -410,18 +411,25 @@ static int ack_round(struct dest *d, const struct stream_record *rec)
 	return ret;
 }
 
-static int take_ram_lz4(struct dest *d, const struct stream_record *rec)
+/* RAM_LZ4 or RAM_ZSTD: expanded into d->lz4_pages, then applied. */
+static int take_ram_packed(struct dest *d, const struct stream_record *rec)
 {
+	bool zstd = rec->type == STREAM_REC_RAM_ZSTD;
 	char why[200] = "";
 	int ret;
 
 	if (!d->lz4_pages && !(d->lz4_pages = malloc(STREAM_RAM_MAX_DATA_LEN)))
 		return -ENOMEM;
-	ret = stream__ram_lz4_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
-				    ram__apply_run, &d->vm->mem, why, sizeof(why));
+	if (zstd && !d->zstd_dctx && !(d->zstd_dctx = stream__zstd_dctx()))
+		return -ENOMEM;
+	ret = zstd ? stream__ram_zstd_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
+					    d->zstd_dctx, ram__apply_run, &d->vm->mem, why,
+					    sizeof(why))
+		   : stream__ram_lz4_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
+					   ram__apply_run, &d->vm->mem, why, sizeof(why));
 	if (ret)
-		fail(d, "bad RAM_LZ4 record %llu: %s", (unsigned long long)rec->index,
-		     why[0] ? why : strerror(-ret));
+		fail(d, "bad %s record %llu: %s", stream__type_name(rec->type),
+		     (unsigned long long)rec->index, why[0] ? why : strerror(-ret));
 	return ret;
 }
 
@@ -444,7 +452,8 @@ static int receive_records(struct dest *d)
 				     why[0] ? why : strerror(-ret));
 			break;
 		case STREAM_REC_RAM_LZ4:
-			ret = take_ram_lz4(d, &rec);
+		case STREAM_REC_RAM_ZSTD:
+			ret = take_ram_packed(d, &rec);
 			break;
 		case STREAM_REC_ROUND:
 			ret = ack_round(d, &rec);
@@ -694,6 +703,7 @@ static void cleanup(struct dest *d)
 	free(d->serial);
 	free(d->digests);
 	free(d->lz4_pages);
+	stream__zstd_free(NULL, d->zstd_dctx);
 	stream__reader_exit(&d->r);
 	stream_io__exit(&d->io);
 	close_connections(d);

@@ -282,26 +282,33 @@ static int dump_ram(struct dump *d, const struct stream_record *rec)
 }
 
 /* The runs as for RAM, then the block's size; the block is expanded to check it. */
-static int dump_ram_lz4(struct dump *d, const struct stream_record *rec)
+static int dump_ram_packed(struct dump *d, const struct stream_record *rec)
 {
 	struct ram_sum s = {.e = &d->em};
 	uint8_t *pages = malloc(STREAM_RAM_MAX_DATA_LEN);
+	void *dctx = rec->type == STREAM_REC_RAM_ZSTD ? stream__zstd_dctx() : NULL;
 	int ret;
 
-	if (!pages)
+	if (!pages || (rec->type == STREAM_REC_RAM_ZSTD && !dctx)) {
+		free(pages);
+		stream__zstd_free(NULL, dctx);
 		return -ENOMEM;
+	}
 	em_u64(&d->em, "nr_runs", stream_get32(rec->payload), DEC);
 	em_open(&d->em, "runs", true);
-	ret = stream__ram_lz4_parse(&d->cfg, rec->payload, rec->length, pages, ram_run, &s, d->err,
-				    sizeof(d->err));
+	ret = dctx ? stream__ram_zstd_parse(&d->cfg, rec->payload, rec->length, pages, dctx,
+					    ram_run, &s, d->err, sizeof(d->err))
+		   : stream__ram_lz4_parse(&d->cfg, rec->payload, rec->length, pages, ram_run, &s,
+					   d->err, sizeof(d->err));
 	em_close(&d->em);
 	free(pages);
+	stream__zstd_free(NULL, dctx);
 	if (ret)
 		return ret;
 	em_u64(&d->em, "data_pages", s.data_pages, DEC);
 	em_u64(&d->em, "zero_pages", s.zero_pages, DEC);
 	/* Parsed: the block is what follows the header and the runs. */
-	em_u64(&d->em, "lz4_bytes",
+	em_u64(&d->em, rec->type == STREAM_REC_RAM_ZSTD ? "zstd_bytes" : "lz4_bytes",
 	       rec->length - STREAM_RAM_HDR_LEN - STREAM_RAM_LZ4_HDR_LEN -
 		       (uint64_t)stream_get32(rec->payload) * STREAM_RAM_RUN_LEN,
 	       DEC);
@@ -398,7 +405,8 @@ static int dump_payload(struct dump *d, const struct stream_record *rec)
 	case STREAM_REC_RAM:
 		return dump_ram(d, rec);
 	case STREAM_REC_RAM_LZ4:
-		return dump_ram_lz4(d, rec);
+	case STREAM_REC_RAM_ZSTD:
+		return dump_ram_packed(d, rec);
 	case STREAM_REC_ROUND:
 		return dump_round(d, rec);
 	case STREAM_REC_STATE:

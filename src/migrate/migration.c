@@ -26,6 +26,7 @@ static const char *const compress_names[] = {
 	[MIGRATE_COMPRESS_AUTO] = "auto",
 	[MIGRATE_COMPRESS_LZ4] = "lz4",
 	[MIGRATE_COMPRESS_OFF] = "off",
+	[MIGRATE_COMPRESS_ZSTD] = "zstd",
 };
 
 const char *migrate__compress_name(enum migrate_compress c)

@@ -45,8 +45,10 @@ void ram__tracker_exit(struct ram_tracker *t)
 	free(t->slot_log);
 	free(t->staging);
 	free(t->lz4_block);
+	stream__zstd_free(t->zstd_cctx, NULL);
 	t->pending = t->slot_log = NULL;
 	t->staging = t->lz4_block = NULL;
+	t->zstd_cctx = NULL;
 }
 
 static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
@@ -174,7 +176,8 @@ static void throttle_bandwidth(struct ram_sender *s)
  * otherwise one record in LZ4_SAMPLE, to notice when the data or the link change.
  * Once on, the stream's own rate is of compressed bytes and the rule keeps it on
  * while the data compresses: on a link faster than LZ4 (10 Gbit/s and up) pass
- * --compress off. A record LZ4 cannot shrink goes plain whatever the mode.
+ * --compress off. A record LZ4 cannot shrink goes plain whatever the mode. With
+ * --compress zstd every record is offered to zstd (MIGRATE_COMPRESS_ZSTD is not auto).
  */
 #define LZ4_WINDOW 16
 #define LZ4_SAMPLE 16
@@ -212,8 +215,8 @@ static const uint8_t *batch_data(struct ram_sender *s)
 	return s->t->staging;
 }
 
-/* 1 when the batch went out as RAM_LZ4, 0 when it is to go plain, or -errno. */
-static int flush_lz4(struct ram_sender *s)
+/* 1 when the batch went out as RAM_LZ4 or RAM_ZSTD, 0 when it is to go plain, or -errno. */
+static int flush_packed(struct ram_sender *s)
 {
 	uint64_t len = (uint64_t)s->nr_data * GUEST_PAGE_SIZE, t0;
 	int clen, ret;
@@ -223,19 +226,29 @@ static int flush_lz4(struct ram_sender *s)
 		return 0;
 	if (!s->t->lz4_block && !(s->t->lz4_block = malloc(STREAM_RAM_LZ4_BOUND)))
 		return 0; /* plain records need no more memory */
+	if (s->zstd && !s->t->zstd_cctx && !(s->t->zstd_cctx = stream__zstd_cctx()))
+		s->zstd = false;
 	t0 = util__now_ns();
-	clen = stream__lz4_compress(batch_data(s), len, s->t->lz4_block);
+	clen = s->zstd ? stream__zstd_compress(s->t->zstd_cctx, batch_data(s), len,
+					       s->t->lz4_block)
+		       : stream__lz4_compress(batch_data(s), len, s->t->lz4_block);
 	s->lz4_win.ns += util__now_ns() - t0;
 	s->lz4_win.in += len;
 	s->lz4_win.out += clen > 0 ? (uint64_t)clen : len;
 	if (clen <= 0)
 		return 0;
-	ret = stream__write_ram_lz4(s->w, s->runs, s->nr_runs, s->t->lz4_block, (uint32_t)clen);
-	if (ret)
-		return ret;
-	s->lz4_pages += s->nr_data;
-	s->lz4_saved += len - (uint64_t)clen;
-	return 1;
+	if (s->zstd) {
+		ret = stream__write_ram_zstd(s->w, s->runs, s->nr_runs, s->t->lz4_block,
+					     (uint32_t)clen);
+		s->zstd_pages += ret ? 0 : s->nr_data;
+		s->zstd_saved += ret ? 0 : len - (uint64_t)clen;
+	} else {
+		ret = stream__write_ram_lz4(s->w, s->runs, s->nr_runs, s->t->lz4_block,
+					    (uint32_t)clen);
+		s->lz4_pages += ret ? 0 : s->nr_data;
+		s->lz4_saved += ret ? 0 : len - (uint64_t)clen;
+	}
+	return ret ? ret : 1;
 }
 
 static int flush_plain(struct ram_sender *s)
@@ -261,7 +274,7 @@ int ram__flush(struct ram_sender *s)
 
 	if (!s->nr_runs)
 		return 0;
-	ret = flush_lz4(s);
+	ret = flush_packed(s);
 	if (!ret)
 		ret = flush_plain(s);
 	else if (ret > 0)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <lz4.h>
+#include <zstd.h>
 #include <xxhash.h>
 
 #include "godwit/memory.h"
@@ -167,42 +168,80 @@ static uint64_t data_pages_of(const uint8_t *runs, uint32_t nr_runs)
 	return pages;
 }
 
-int stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
-			  uint8_t *scratch, stream_ram_fn fn, void *opaque, char *err,
-			  size_t errlen)
+/* Expands a packed record's block into dst (exactly len bytes): 0 or -1. */
+typedef int (*unpack_fn)(void *ctx, const uint8_t *block, uint32_t block_len, uint8_t *dst,
+			 uint64_t len);
+
+static int unpack_lz4(void *ctx, const uint8_t *block, uint32_t block_len, uint8_t *dst,
+		      uint64_t len)
+{
+	int n = LZ4_decompress_safe((const char *)block, (char *)dst, (int)block_len, (int)len);
+
+	(void)ctx;
+	return n >= 0 && (uint64_t)n == len ? 0 : -1;
+}
+
+static int unpack_zstd(void *dctx, const uint8_t *block, uint32_t block_len, uint8_t *dst,
+		       uint64_t len)
+{
+	size_t n = ZSTD_decompressDCtx(dctx, dst, len, block, block_len);
+
+	return !ZSTD_isError(n) && n == len ? 0 : -1;
+}
+
+/* RAM_LZ4 and RAM_ZSTD: the runs, u32 block length, u32 reserved, the block. */
+static int packed_parse(const char *name, unpack_fn unpack, void *ctx,
+			const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			uint8_t *scratch, stream_ram_fn fn, void *opaque, char *err, size_t errlen)
 {
 	const uint8_t *runs = payload + STREAM_RAM_HDR_LEN, *lz;
 	uint64_t data_len;
 	uint32_t nr_runs, block_len;
 	size_t runs_len, rest;
-	int ret, n;
+	int ret;
 
 	ret = parse_head(payload, len, &nr_runs, &runs_len, err, errlen);
 	if (ret)
 		return ret;
 	rest = len - STREAM_RAM_HDR_LEN - runs_len;
 	if (rest < STREAM_RAM_LZ4_HDR_LEN)
-		return ram_fail(err, errlen, "no LZ4 block header after %u runs", nr_runs);
+		return ram_fail(err, errlen, "no %s block header after %u runs", name, nr_runs);
 	lz = runs + runs_len;
 	block_len = stream_get32(lz);
 	if (stream_get32(lz + 4))
-		return ram_fail(err, errlen, "LZ4 reserved field not zero");
+		return ram_fail(err, errlen, "%s reserved field not zero", name);
 	if (block_len != rest - STREAM_RAM_LZ4_HDR_LEN)
-		return ram_fail(err, errlen, "LZ4 block of %u bytes, payload holds %zu", block_len,
-				rest - STREAM_RAM_LZ4_HDR_LEN);
+		return ram_fail(err, errlen, "%s block of %u bytes, payload holds %zu", name,
+				block_len, rest - STREAM_RAM_LZ4_HDR_LEN);
 	/* The runs' own checks bound data_len by STREAM_RAM_MAX_DATA_LEN. */
 	data_len = data_pages_of(runs, nr_runs) * STREAM_PAGE_SIZE;
 	ret = check_runs(cfg, runs, nr_runs, data_len, err, errlen);
 	if (ret)
 		return ret;
 	if (!data_len)
-		return ram_fail(err, errlen, "LZ4 record without data pages");
-	n = LZ4_decompress_safe((const char *)lz + STREAM_RAM_LZ4_HDR_LEN, (char *)scratch,
-				(int)block_len, (int)data_len);
-	if (n < 0 || (uint64_t)n != data_len)
-		return ram_fail(err, errlen, "LZ4 block does not expand to the %llu bytes announced",
-				(unsigned long long)data_len);
+		return ram_fail(err, errlen, "%s record without data pages", name);
+	if (unpack(ctx, lz + STREAM_RAM_LZ4_HDR_LEN, block_len, scratch, data_len))
+		return ram_fail(err, errlen, "%s block does not expand to the %llu bytes announced",
+				name, (unsigned long long)data_len);
 	return apply_runs(runs, nr_runs, scratch, fn, opaque);
+}
+
+int stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			  uint8_t *scratch, stream_ram_fn fn, void *opaque, char *err,
+			  size_t errlen)
+{
+	return packed_parse("LZ4", unpack_lz4, NULL, cfg, payload, len, scratch, fn, opaque, err,
+			    errlen);
+}
+
+int stream__ram_zstd_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
+			   uint8_t *scratch, void *dctx, stream_ram_fn fn, void *opaque, char *err,
+			   size_t errlen)
+{
+	if (!dctx)
+		return ram_fail(err, errlen, "no zstd context");
+	return packed_parse("zstd", unpack_zstd, dctx, cfg, payload, len, scratch, fn, opaque,
+			    err, errlen);
 }
 
 /* The RAM header and runs, as RAM and RAM_LZ4 both begin. */
@@ -281,8 +320,8 @@ int stream__lz4_compress(const uint8_t *data, uint64_t len, uint8_t *cbuf)
 	return clen <= 0 || (uint64_t)clen >= len ? -ENOSPC : clen;
 }
 
-int stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
-			  unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
+static int write_packed(struct stream_writer *w, uint32_t type, const struct stream_ram_run *runs,
+			unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
 {
 	struct iovec iov[2];
 	size_t hlen;
@@ -301,9 +340,65 @@ int stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *
 	stream_put32(hdr + hlen - 4, 0);
 	iov[0] = (struct iovec){ hdr, hlen };
 	iov[1] = (struct iovec){ (void *)block, block_len };
-	ret = stream__write_record(w, STREAM_REC_RAM_LZ4, STREAM_REC_MANDATORY, iov, 2);
+	ret = stream__write_record(w, type, STREAM_REC_MANDATORY, iov, 2);
 	free(hdr);
 	return ret;
+}
+
+int stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
+			  unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
+{
+	return write_packed(w, STREAM_REC_RAM_LZ4, runs, nr_runs, block, block_len);
+}
+
+int stream__write_ram_zstd(struct stream_writer *w, const struct stream_ram_run *runs,
+			   unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
+{
+	return write_packed(w, STREAM_REC_RAM_ZSTD, runs, nr_runs, block, block_len);
+}
+
+_Static_assert(STREAM_RAM_LZ4_BOUND >= ZSTD_COMPRESSBOUND(STREAM_RAM_MAX_DATA_LEN),
+	       "STREAM_RAM_LZ4_BOUND below zstd's bound");
+
+/* A frame may not ask for a window beyond the most a record holds. */
+#define ZSTD_WINDOW_LOG_MAX 23
+
+void *stream__zstd_cctx(void)
+{
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+
+	if (c && ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 1))) {
+		ZSTD_freeCCtx(c);
+		return NULL;
+	}
+	return c;
+}
+
+void *stream__zstd_dctx(void)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+
+	if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX))) {
+		ZSTD_freeDCtx(d);
+		return NULL;
+	}
+	return d;
+}
+
+void stream__zstd_free(void *cctx, void *dctx)
+{
+	ZSTD_freeCCtx(cctx);
+	ZSTD_freeDCtx(dctx);
+}
+
+int stream__zstd_compress(void *cctx, const uint8_t *data, uint64_t len, uint8_t *cbuf)
+{
+	size_t clen;
+
+	if (!cctx || !len || len > STREAM_RAM_MAX_DATA_LEN)
+		return -EINVAL;
+	clen = ZSTD_compress2(cctx, cbuf, STREAM_RAM_LZ4_BOUND, data, len);
+	return ZSTD_isError(clen) || clen >= len ? -ENOSPC : (int)clen;
 }
 
 /* ---- VERIFY -------------------------------------------------------------- */

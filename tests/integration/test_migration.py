@@ -92,19 +92,23 @@ def test_busy_guest_moves_with_memory_intact(tmp_path, procs):
     assert "ERROR" not in dst.output()
 
 
-@pytest.mark.parametrize("mode", ["lz4", "off", "auto"])
+@pytest.mark.parametrize("mode", ["lz4", "zstd", "off", "auto"])
 def test_compression_modes_keep_memory_intact(tmp_path, procs, mode):
-    """RAM_LZ4 records (memtouch pages are mostly zeros) restore the same memory."""
+    """RAM_LZ4 and RAM_ZSTD records (memtouch pages are mostly zeros) restore the same
+    memory; auto is LZ4 on loopback."""
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
     src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
     procs.append(dst)
     res, out = migrate(src, dst.uri, "--verify", "--compress", mode)
     assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    packed = "zstd" if mode == "zstd" else "lz4"
+    other = "lz4" if mode == "zstd" else "zstd"
+    assert out[f"{other}_pages"] == 0 and out[f"{other}_saved_bytes"] == 0, out
     if mode == "off":
         assert out["lz4_pages"] == 0 and out["lz4_saved_bytes"] == 0
     else:
-        assert out["lz4_pages"] >= 64 * 256 and out["lz4_saved_bytes"] > 0, out
+        assert out[f"{packed}_pages"] >= 64 * 256 and out[f"{packed}_saved_bytes"] > 0, out
         assert out["bytes_sent"] < out["pages_sent"] * 4096 // 4, out
     assert src.wait_exit(timeout=10) == 0
     dst.wait_for_pass(dst.passes() + 1, timeout=60)
@@ -141,17 +145,20 @@ def test_one_connection_on_a_short_round_trip(tmp_path, procs):
     assert "connections" not in dst.stderr()
 
 
-def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, procs):
+@pytest.mark.parametrize("compress", ["zstd", "lz4"])
+def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, procs, compress):
     """Over a 50 ms round trip (netem between two network namespaces, bench/slowlink.py)
     the source opens one connection per 10 ms of it, 5, and stripes the stream over
-    them; once the pause fits and what is not yet acknowledged is only in flight, it
-    pauses without waiting a round trip for the acknowledgements. Memory verified."""
+    them, with zstd records as well. With LZ4 (twice zstd's bytes: a first round that
+    takes several round trips, then more rounds) it is seen that once the pause fits and
+    what is not yet acknowledged is only in flight, the source pauses without waiting a
+    round trip for the acknowledgements. Memory verified."""
     why = slowlink.unavailable_reason()
     if why:
         pytest.skip(why)
     with slowlink.SlowLink(25, 1_000_000_000) as link:
-        src = Godwit.run_testguest(tmp_path, "heartbeat 10 ; memtouch 128M 100", cpus=2,
-                                   memory="256M", name="src", extra=["-v"],
+        src = Godwit.run_testguest(tmp_path, "heartbeat 10 ; memtouch 256M 100", cpus=2,
+                                   memory="512M", name="src", extra=["-v"],
                                    prefix=link.prefix("a"))
         procs.append(src)
         src.wait_for_pass(1, timeout=240)
@@ -164,11 +171,15 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
         while "waiting for an incoming migration" not in dst.stderr():
             assert dst.proc.poll() is None and time.monotonic() < deadline, dst.stderr()
             time.sleep(0.05)
-        res, out = migrate(src, f"tcp:{link.ip['b']}:{port}", "--verify", timeout=180)
+        res, out = migrate(src, f"tcp:{link.ip['b']}:{port}", "--verify", "--compress",
+                           compress, timeout=180)
         assert res.returncode == 0 and out["status"] == "completed", res.stderr
         assert out["connections"] == 5, out
         assert src.wait_exit(timeout=10) == 0
-        assert "in flight: pausing now" in src.stderr(), src.stderr()[-3000:]
+        if compress == "zstd":
+            assert out["zstd_pages"] > 0 and out["lz4_pages"] == 0, out
+        else:
+            assert "in flight: pausing now" in src.stderr(), src.stderr()[-3000:]
         assert "RAM verified" in dst.stderr()
         dst.wait_for_pass(dst.passes() + 1, timeout=120)
         assert "ERROR" not in dst.output()
@@ -424,6 +435,12 @@ def test_corrupted_ram_record_rejected(tmp_path, procs):
 def test_corrupted_lz4_record_rejected(tmp_path, procs):
     res = corrupt_stream_test(tmp_path, procs, lambda recs: _record_offset(recs, "RAM_LZ4"),
                               compress="lz4")
+    assert "checksum" in res.stderr
+
+
+def test_corrupted_zstd_record_rejected(tmp_path, procs):
+    res = corrupt_stream_test(tmp_path, procs, lambda recs: _record_offset(recs, "RAM_ZSTD"),
+                              compress="zstd")
     assert "checksum" in res.stderr
 
 

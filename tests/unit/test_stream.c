@@ -1079,6 +1079,76 @@ static void test_ram_lz4(void **state)
 	free(pages);
 }
 
+/* RAM_ZSTD: the same layout with a zstd frame; the same refusals, and zstd's own. */
+static void test_ram_zstd(void **state)
+{
+	uint8_t *pages = calloc(3, PG), *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
+	uint8_t *p = malloc(8 + 3 * 16 + 8 + STREAM_RAM_LZ4_BOUND), *scratch;
+	struct lz4_sink *k = calloc(1, sizeof(*k));
+	void *cctx = stream__zstd_cctx(), *dctx = stream__zstd_dctx();
+	const size_t off = 8 + 3 * 16;
+	struct stream_config cfg;
+	char err[256];
+	size_t len;
+	int clen, lz4_len, i;
+
+	(void)state;
+	assert_non_null(cctx);
+	assert_non_null(dctx);
+	scratch = malloc(STREAM_RAM_MAX_DATA_LEN);
+	make_cfg(&cfg);
+	for (i = 0; i < 3 * (int)PG; i += 64)
+		pages[i] = (uint8_t)(i / 64 + 1);
+	/* The LZ4 payload's runs, with the block swapped for a zstd frame. */
+	len = lz4_payload(p, pages, cbuf, &lz4_len);
+	clen = stream__zstd_compress(cctx, pages, 3 * PG, cbuf);
+	assert_true(clen > 0 && clen < lz4_len);
+	stream_put32(p + off, (uint32_t)clen);
+	memcpy(p + off + 8, cbuf, (size_t)clen);
+	len = off + 8 + (size_t)clen;
+	memset(k->ram, 0xee, sizeof(k->ram));
+	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
+						256),
+			 0);
+	assert_int_equal(k->calls, 3);
+	assert_memory_equal(k->ram, pages, 2 * PG);
+	assert_memory_equal(k->ram + R0_SIZE, pages + 2 * PG, PG);
+
+	k->calls = 0;
+	/* An LZ4 block is not a zstd frame. */
+	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, NULL, lz4_apply, k, err, 256),
+			 -EBADMSG);
+	stream_put32(p + 16, 1); /* one data page fewer announced than the frame holds */
+	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
+						256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "does not expand"));
+	stream_put32(p + 16, 2);
+	stream_put32(p + off + 4, 1);
+	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
+						256),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "zstd reserved"));
+	stream_put32(p + off + 4, 0);
+	p[off + 8] ^= 0xff; /* not a zstd frame (its magic) */
+	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
+						256),
+			 -EBADMSG);
+	assert_int_equal(k->calls, 0);
+	/* The record type round trip through a writer. */
+	for (i = 0; i < 3 * (int)PG; i++)
+		pages[i] = (uint8_t)(XXH64(&i, sizeof(i), 7) >> 13);
+	assert_int_equal(stream__zstd_compress(cctx, pages, 3 * PG, cbuf), -ENOSPC);
+	assert_int_equal(stream__zstd_compress(cctx, pages, 0, cbuf), -EINVAL);
+	assert_int_equal(stream__zstd_compress(NULL, pages, PG, cbuf), -EINVAL);
+	stream__zstd_free(cctx, dctx);
+	free(scratch);
+	free(k);
+	free(p);
+	free(cbuf);
+	free(pages);
+}
+
 static void test_accepted_and_round_ack(void **state)
 {
 	uint8_t b[8];
@@ -1090,7 +1160,7 @@ static void test_accepted_and_round_ack(void **state)
 	assert_int_equal(n, 1);
 	stream_put32(b, STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK);
 	assert_int_equal(stream__accepted_decode(b, 4, &v, &n), 0);
-	assert_int_equal(v, STREAM_FEATURES_KNOWN);
+	assert_int_equal(v, STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK);
 	assert_int_equal(n, 1);
 	/* 1.3: the connections taken follow the features */
 	stream_put32(b + 4, 8);
@@ -1664,6 +1734,26 @@ static void test_write_seeds(void **state)
 		free(cbuf);
 	}
 
+	/* the same page as a zstd frame: the RAM_ZSTD path */
+	{
+		uint8_t *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
+		void *cctx = stream__zstd_cctx();
+		int clen;
+
+		assert_non_null(cbuf);
+		clen = stream__zstd_compress(cctx, page_a, PG, cbuf);
+		assert_true(clen > 0);
+		begin(&io, &w);
+		assert_int_equal(stream__write_ram_zstd(&w, &run, 1, cbuf, (uint32_t)clen), 0);
+		assert_int_equal(stream__write_end(&w), 0);
+		stream__writer_exit(&w);
+		buf = stream_io__mem_data(&io, &len);
+		write_seed(dir, "one_page_zstd.bin", buf, len);
+		stream_io__exit(&io);
+		stream__zstd_free(cctx, NULL);
+		free(cbuf);
+	}
+
 	/* every record type but without data pages, plus an unknown optional record */
 	write_seq(&io, seq, ARRAY_SIZE(seq));
 	buf = stream_io__mem_data(&io, &len);
@@ -1709,6 +1799,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip_full),
 	    cmocka_unit_test(test_config_roundtrip),
+	    cmocka_unit_test(test_ram_zstd),
 	    cmocka_unit_test(test_control_roundtrip),
 	    cmocka_unit_test(test_control_rejects_data),
 	    cmocka_unit_test(test_header),
