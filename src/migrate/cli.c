@@ -39,7 +39,7 @@ static void usage_migrate(FILE *out)
 		"                       10 ms of round trip, at most 16; one below 10 ms). On a\n"
 		"                       long link each connection's window starts small and\n"
 		"                       grows once per round trip: several start together.\n"
-		"                       A destination older than format 1.3 takes one"
+		"                       A destination older than format 1.3 takes one\n"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }

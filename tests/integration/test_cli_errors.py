@@ -40,6 +40,17 @@ def test_help_and_version(godwit_bin):
     assert res.returncode == 0 and res.stdout.startswith("godwit ")
 
 
+@pytest.mark.parametrize("cmd", ["run", "migrate", "receive", "dump-stream"])
+def test_help_lists_each_option_on_its_own_line(godwit_bin, cmd):
+    """A missing newline once ran --connections' text into --json's."""
+    res = run_godwit([cmd, "--help"])
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("  -") for line in lines), res.stdout
+    for line in lines:
+        assert not re.search(r"\S {2,}--?[a-z]", line.lstrip()), line
+
+
 def test_no_command_and_unknown_command(godwit_bin):
     assert run_godwit([]).returncode == 2
     res = run_godwit(["fly"])
