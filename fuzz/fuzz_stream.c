@@ -24,6 +24,7 @@ struct target {
 	uint8_t *ram;
 	const uint8_t *payload;
 	size_t payload_len;
+	void *zstd_dctx; /* for RAM_ZSTD records, made on the first */
 	char err[256];
 };
 
@@ -133,22 +134,18 @@ static int load_record(struct target *t, const struct stream_record *rec)
 	case STREAM_REC_RAM_ZSTD: {
 		/* The expanded pages: a fresh buffer each time, so ASan sees any overrun. */
 		uint8_t *pages = malloc(STREAM_RAM_MAX_DATA_LEN);
-		void *dctx = rec->type == STREAM_REC_RAM_ZSTD ? stream__zstd_dctx() : NULL;
-		int ret = -1;
+		int ret;
 
 		if (!t->have_cfg)
 			__builtin_trap();
+		if (!pages)
+			return -1;
 		/* apply() checks the data lies inside what it was expanded into. */
 		t->payload = pages;
 		t->payload_len = STREAM_RAM_MAX_DATA_LEN;
-		if (pages && rec->type == STREAM_REC_RAM_LZ4)
-			ret = stream__ram_lz4_parse(&t->cfg, rec->payload, rec->length, pages,
-						    apply, t, t->err, sizeof(t->err));
-		else if (pages && dctx)
-			ret = stream__ram_zstd_parse(&t->cfg, rec->payload, rec->length, pages, dctx,
-						     apply, t, t->err, sizeof(t->err));
+		ret = stream__ram_packed_parse(&t->cfg, rec->type, rec->payload, rec->length, pages,
+					       &t->zstd_dctx, apply, t, t->err, sizeof(t->err));
 		free(pages);
-		stream__zstd_free(NULL, dctx);
 		return ret;
 	}
 	case STREAM_REC_ROUND:
@@ -194,6 +191,7 @@ out_reader:
 	stream__reader_exit(&r);
 out:
 	stream__config_release(&t->cfg);
+	stream__zstd_free(NULL, t->zstd_dctx);
 	free(t);
 }
 

@@ -403,37 +403,31 @@ int __must_check stream__write_ram(struct stream_writer *w, const struct stream_
 				   unsigned int nr_runs, const uint8_t *const *data);
 
 /*
- * RAM_LZ4: the same runs, with the data pages as one LZ4 block. Compress fills
- * cbuf (STREAM_RAM_LZ4_BOUND bytes) and returns the block's length, or -ENOSPC
- * when it would not be smaller than the pages (send a plain RAM record then).
+ * Packed RAM records, RAM_LZ4 (1.2) and RAM_ZSTD (1.3): the same runs, with the data
+ * pages as one LZ4 block or one zstd frame (level 1: half LZ4's bytes on the test
+ * guest's pages, at a third of its speed). Compress fills cbuf (STREAM_RAM_LZ4_BOUND
+ * bytes) and returns the block's length, or -ENOSPC when it would not be smaller
+ * than the pages (send a plain RAM record then). zstd's context (ZSTD_CCtx) comes
+ * from stream__zstd_cctx and is reused; stream__zstd_free frees both kinds.
  */
 int stream__lz4_compress(const uint8_t *data, uint64_t len, uint8_t *cbuf);
-int __must_check stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
-				       unsigned int nr_runs, const uint8_t *block,
-				       uint32_t block_len);
-/*
- * Validates a RAM_LZ4 payload like stream__ram_record_parse, then expands its block
- * into scratch (STREAM_RAM_MAX_DATA_LEN bytes), which must give exactly the pages
- * the runs announce, then calls fn per run.
- */
-int __must_check stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload,
-				       size_t len, uint8_t *scratch, stream_ram_fn fn, void *opaque,
-				       char *err, size_t errlen);
-/*
- * RAM_ZSTD (1.3): the same layout with one zstd frame (level 1): half LZ4's bytes on
- * the test guest's pages, at a third of its speed, for long links. The contexts
- * (ZSTD_CCtx, ZSTD_DCtx) come from stream__zstd_cctx/dctx and are reused.
- */
 void *stream__zstd_cctx(void);
-void *stream__zstd_dctx(void);
 void stream__zstd_free(void *cctx, void *dctx);
 int stream__zstd_compress(void *cctx, const uint8_t *data, uint64_t len, uint8_t *cbuf);
-int __must_check stream__write_ram_zstd(struct stream_writer *w, const struct stream_ram_run *runs,
-					unsigned int nr_runs, const uint8_t *block,
-					uint32_t block_len);
-int __must_check stream__ram_zstd_parse(const struct stream_config *cfg, const uint8_t *payload,
-					size_t len, uint8_t *scratch, void *dctx, stream_ram_fn fn,
-					void *opaque, char *err, size_t errlen);
+/* type: STREAM_REC_RAM_LZ4 or STREAM_REC_RAM_ZSTD. */
+int __must_check stream__write_ram_packed(struct stream_writer *w, uint32_t type,
+					  const struct stream_ram_run *runs, unsigned int nr_runs,
+					  const uint8_t *block, uint32_t block_len);
+/*
+ * Validates a RAM_LZ4 or RAM_ZSTD payload like stream__ram_record_parse, then expands
+ * its block into scratch (STREAM_RAM_MAX_DATA_LEN bytes), which must give exactly the
+ * pages the runs announce, then calls fn per run. *zstd_dctx is the caller's zstd
+ * context (ZSTD_DCtx), made here on first need and reused; NULL refuses RAM_ZSTD.
+ */
+int __must_check stream__ram_packed_parse(const struct stream_config *cfg, uint32_t type,
+					  const uint8_t *payload, size_t len, uint8_t *scratch,
+					  void **zstd_dctx, stream_ram_fn fn, void *opaque,
+					  char *err, size_t errlen);
 
 /* ---- ROUND --------------------------------------------------------------- */
 

@@ -30,7 +30,6 @@ struct dest {
 	int fd;
 	int lfd;			/* listening, until the extra connections joined */
 	int extra_fd[STREAM_MAX_CONNECTIONS]; /* [1..joined-1]: the source's extra ones */
-	uint32_t connections;		/* taken in ACCEPTED */
 	uint32_t joined;		/* connections open, the first one included */
 	bool is_file;
 	struct stream_io io;
@@ -261,11 +260,11 @@ static void close_listener(struct dest *d)
 }
 
 /*
- * The source offered more connections (CONFIG) and we took them (ACCEPTED): it sends
- * STRIPE on this one once its extra connections have each sent their JOIN; from
- * then on its bytes come striped over all of them (stream.h).
+ * The source offered more connections (CONFIG) and we took them, taken (ACCEPTED): it
+ * sends STRIPE on this one once its extra connections have each sent their JOIN;
+ * from then on its bytes come striped over all of them (stream.h).
  */
-static int join_connections(struct dest *d)
+static int join_connections(struct dest *d, uint32_t taken)
 {
 	struct stream_record rec;
 	struct stream_reader r;
@@ -277,12 +276,12 @@ static int join_connections(struct dest *d)
 		return ret;
 	ret = stream__read_record(&r, &rec);
 	if (!ret && (rec.type != STREAM_REC_STRIPE ||
-		     stream__stripe_decode(rec.payload, rec.length, &n) || n != d->connections))
+		     stream__stripe_decode(rec.payload, rec.length, &n) || n != taken))
 		ret = -EPROTO;
 	stream__reader_exit(&r);
 	if (ret) {
 		fail(d, "the source did not stripe its stream over the %u connections agreed",
-		     d->connections);
+		     taken);
 		return ret;
 	}
 	d->extra_fd[0] = d->fd;
@@ -302,26 +301,25 @@ static int join_connections(struct dest *d)
 /* The VM is built: the source may start sending RAM (source.c, wait_accepted). */
 static int send_accepted(struct dest *d)
 {
+	/* A source offers what its round trip calls for (connections.c): all are taken. */
+	uint32_t taken = d->cfg->connections;
 	struct stream_writer cw;
 	int ret;
 
-	/* A source offers what its round trip calls for (connections.c): all are taken. */
-	d->connections = d->cfg->connections ? d->cfg->connections : 1;
-	if (d->connections < 2)
+	if (taken < 2)
 		close_listener(d);
 	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
 	/* Features go back only to a source that offered some (an older one expects none). */
-	if ((d->cfg->features & STREAM_FEATURES_KNOWN) || d->cfg->connections)
-		ret = stream__write_accepted(&cw, d->cfg->features & STREAM_FEATURES_KNOWN,
-					     d->cfg->connections ? d->connections : 0);
+	if ((d->cfg->features & STREAM_FEATURES_KNOWN) || taken)
+		ret = stream__write_accepted(&cw, d->cfg->features & STREAM_FEATURES_KNOWN, taken);
 	else
 		ret = stream__write_control(&cw, STREAM_REC_ACCEPTED);
 	if (ret)
 		fail(d, "cannot tell the source the VM is accepted: %s", strerror(-ret));
 	stream__writer_exit(&cw);
-	return ret || d->connections < 2 ? ret : join_connections(d);
+	return ret || taken < 2 ? ret : join_connections(d, taken);
 }
 
 static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
@@ -414,19 +412,14 @@ static int ack_round(struct dest *d, const struct stream_record *rec)
 /* RAM_LZ4 or RAM_ZSTD: expanded into d->lz4_pages, then applied. */
 static int take_ram_packed(struct dest *d, const struct stream_record *rec)
 {
-	bool zstd = rec->type == STREAM_REC_RAM_ZSTD;
 	char why[200] = "";
 	int ret;
 
 	if (!d->lz4_pages && !(d->lz4_pages = malloc(STREAM_RAM_MAX_DATA_LEN)))
 		return -ENOMEM;
-	if (zstd && !d->zstd_dctx && !(d->zstd_dctx = stream__zstd_dctx()))
-		return -ENOMEM;
-	ret = zstd ? stream__ram_zstd_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
-					    d->zstd_dctx, ram__apply_run, &d->vm->mem, why,
-					    sizeof(why))
-		   : stream__ram_lz4_parse(d->cfg, rec->payload, rec->length, d->lz4_pages,
-					   ram__apply_run, &d->vm->mem, why, sizeof(why));
+	ret =
+	    stream__ram_packed_parse(d->cfg, rec->type, rec->payload, rec->length, d->lz4_pages,
+				     &d->zstd_dctx, ram__apply_run, &d->vm->mem, why, sizeof(why));
 	if (ret)
 		fail(d, "bad %s record %llu: %s", stream__type_name(rec->type),
 		     (unsigned long long)rec->index, why[0] ? why : strerror(-ret));

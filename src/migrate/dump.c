@@ -37,6 +37,7 @@ struct dump {
 	struct emitter em;
 	struct stream_config cfg;
 	bool have_cfg;
+	void *zstd_dctx; /* made for the first RAM_ZSTD record, kept for the others */
 	char err[256];
 };
 
@@ -286,23 +287,16 @@ static int dump_ram_packed(struct dump *d, const struct stream_record *rec)
 {
 	struct ram_sum s = {.e = &d->em};
 	uint8_t *pages = malloc(STREAM_RAM_MAX_DATA_LEN);
-	void *dctx = rec->type == STREAM_REC_RAM_ZSTD ? stream__zstd_dctx() : NULL;
 	int ret;
 
-	if (!pages || (rec->type == STREAM_REC_RAM_ZSTD && !dctx)) {
-		free(pages);
-		stream__zstd_free(NULL, dctx);
+	if (!pages)
 		return -ENOMEM;
-	}
 	em_u64(&d->em, "nr_runs", stream_get32(rec->payload), DEC);
 	em_open(&d->em, "runs", true);
-	ret = dctx ? stream__ram_zstd_parse(&d->cfg, rec->payload, rec->length, pages, dctx,
-					    ram_run, &s, d->err, sizeof(d->err))
-		   : stream__ram_lz4_parse(&d->cfg, rec->payload, rec->length, pages, ram_run, &s,
-					   d->err, sizeof(d->err));
+	ret = stream__ram_packed_parse(&d->cfg, rec->type, rec->payload, rec->length, pages,
+				       &d->zstd_dctx, ram_run, &s, d->err, sizeof(d->err));
 	em_close(&d->em);
 	free(pages);
-	stream__zstd_free(NULL, dctx);
 	if (ret)
 		return ret;
 	em_u64(&d->em, "data_pages", s.data_pages, DEC);
@@ -539,6 +533,7 @@ err_close:
 	close(fd);
 err_free:
 	stream__config_release(&d->cfg);
+	stream__zstd_free(NULL, d->zstd_dctx);
 	free(d);
 	return ret;
 }

@@ -218,7 +218,7 @@ static const uint8_t *batch_data(struct ram_sender *s)
 /* 1 when the batch went out as RAM_LZ4 or RAM_ZSTD, 0 when it is to go plain, or -errno. */
 static int flush_packed(struct ram_sender *s)
 {
-	uint64_t len = (uint64_t)s->nr_data * GUEST_PAGE_SIZE, t0;
+	uint64_t len = (uint64_t)s->nr_data * GUEST_PAGE_SIZE, t0, *pages, *saved;
 	int clen, ret;
 
 	if (s->compress == MIGRATE_COMPRESS_OFF || !s->nr_data || !s->lz4_every ||
@@ -237,18 +237,15 @@ static int flush_packed(struct ram_sender *s)
 	s->lz4_win.out += clen > 0 ? (uint64_t)clen : len;
 	if (clen <= 0)
 		return 0;
-	if (s->zstd) {
-		ret = stream__write_ram_zstd(s->w, s->runs, s->nr_runs, s->t->lz4_block,
-					     (uint32_t)clen);
-		s->zstd_pages += ret ? 0 : s->nr_data;
-		s->zstd_saved += ret ? 0 : len - (uint64_t)clen;
-	} else {
-		ret = stream__write_ram_lz4(s->w, s->runs, s->nr_runs, s->t->lz4_block,
-					    (uint32_t)clen);
-		s->lz4_pages += ret ? 0 : s->nr_data;
-		s->lz4_saved += ret ? 0 : len - (uint64_t)clen;
-	}
-	return ret ? ret : 1;
+	ret = stream__write_ram_packed(s->w, s->zstd ? STREAM_REC_RAM_ZSTD : STREAM_REC_RAM_LZ4,
+				       s->runs, s->nr_runs, s->t->lz4_block, (uint32_t)clen);
+	if (ret)
+		return ret;
+	pages = s->zstd ? &s->zstd_pages : &s->lz4_pages;
+	saved = s->zstd ? &s->zstd_saved : &s->lz4_saved;
+	*pages += s->nr_data;
+	*saved += len - (uint64_t)clen;
+	return 1;
 }
 
 static int flush_plain(struct ram_sender *s)

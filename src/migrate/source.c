@@ -56,7 +56,6 @@ struct source {
 	bool quiesced;
 	bool disks_released;
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
-	unsigned int offered; /* connections offered in CONFIG (0: none) */
 	uint8_t token[STREAM_TOKEN_LEN]; /* their JOINs carry it */
 	uint32_t last_round;  /* the last ROUND marker sent */
 	uint64_t round_pages[ROUND_RING]; /* pages_sent at each round's marker */
@@ -133,8 +132,13 @@ static void start_connections(struct source *src, int fd)
 	pthread_mutex_lock(&src->m->lock);
 	while (src->m->nr_extra + 1 < want && !transport__connect_more(fd, &efd))
 		src->m->extra_fd[src->m->nr_extra++] = efd;
-	src->offered = src->m->nr_extra ? src->m->nr_extra + 1 : 0;
 	pthread_mutex_unlock(&src->m->lock);
+}
+
+/* Connections offered in CONFIG: the first and the extra ones started, or 0 for none. */
+static unsigned int offered(const struct source *src)
+{
+	return src->m->nr_extra ? src->m->nr_extra + 1 : 0;
 }
 
 /* Closes the extra connections from index keep on. */
@@ -258,7 +262,7 @@ static int send_config(struct source *src)
 		c->features = src->is_file ? 0 : STREAM_FEATURE_ROUND_ACK;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
-		c->connections = src->offered;
+		c->connections = offered(src);
 		memcpy(c->token, src->token, sizeof(c->token));
 		ret = stream__write_config(&src->w, c);
 	}
@@ -755,7 +759,7 @@ static int wait_accepted(struct source *src)
 		return ret;
 	ret = expect_record(src, &r, STREAM_REC_ACCEPTED, &rec);
 	if (!ret && (stream__accepted_decode(rec.payload, rec.length, &src->features, &taken) ||
-		     taken > MAX(src->offered, 1U))) {
+		     taken > MAX(offered(src), 1U))) {
 		fail(src, "destination accepted features or connections this godwit did not offer");
 		ret = -EPROTO;
 	}

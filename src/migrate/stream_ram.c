@@ -226,21 +226,35 @@ static int packed_parse(const char *name, unpack_fn unpack, void *ctx,
 	return apply_runs(runs, nr_runs, scratch, fn, opaque);
 }
 
-int stream__ram_lz4_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
-			  uint8_t *scratch, stream_ram_fn fn, void *opaque, char *err,
-			  size_t errlen)
+/* A frame may not ask for a window beyond the most a record holds. */
+#define ZSTD_WINDOW_LOG_MAX 23
+
+static void *new_zstd_dctx(void)
 {
-	return packed_parse("LZ4", unpack_lz4, NULL, cfg, payload, len, scratch, fn, opaque, err,
-			    errlen);
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+
+	if (d &&
+	    ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX))) {
+		ZSTD_freeDCtx(d);
+		return NULL;
+	}
+	return d;
 }
 
-int stream__ram_zstd_parse(const struct stream_config *cfg, const uint8_t *payload, size_t len,
-			   uint8_t *scratch, void *dctx, stream_ram_fn fn, void *opaque, char *err,
-			   size_t errlen)
+int stream__ram_packed_parse(const struct stream_config *cfg, uint32_t type, const uint8_t *payload,
+			     size_t len, uint8_t *scratch, void **zstd_dctx, stream_ram_fn fn,
+			     void *opaque, char *err, size_t errlen)
 {
-	if (!dctx)
+	if (type == STREAM_REC_RAM_LZ4)
+		return packed_parse("LZ4", unpack_lz4, NULL, cfg, payload, len, scratch, fn, opaque,
+				    err, errlen);
+	if (type != STREAM_REC_RAM_ZSTD)
+		return ram_fail(err, errlen, "%s is not a packed RAM record", stream__type_name(type));
+	if (!zstd_dctx)
 		return ram_fail(err, errlen, "no zstd context");
-	return packed_parse("zstd", unpack_zstd, dctx, cfg, payload, len, scratch, fn, opaque,
+	if (!*zstd_dctx && !(*zstd_dctx = new_zstd_dctx()))
+		return -ENOMEM;
+	return packed_parse("zstd", unpack_zstd, *zstd_dctx, cfg, payload, len, scratch, fn, opaque,
 			    err, errlen);
 }
 
@@ -320,16 +334,17 @@ int stream__lz4_compress(const uint8_t *data, uint64_t len, uint8_t *cbuf)
 	return clen <= 0 || (uint64_t)clen >= len ? -ENOSPC : clen;
 }
 
-static int write_packed(struct stream_writer *w, uint32_t type, const struct stream_ram_run *runs,
-			unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
+int stream__write_ram_packed(struct stream_writer *w, uint32_t type,
+			     const struct stream_ram_run *runs, unsigned int nr_runs,
+			     const uint8_t *block, uint32_t block_len)
 {
 	struct iovec iov[2];
 	size_t hlen;
 	uint8_t *hdr;
 	int ret;
 
-	if (!nr_runs || nr_runs > STREAM_RAM_MAX_RUNS || !block_len ||
-	    block_len > STREAM_RAM_LZ4_BOUND)
+	if ((type != STREAM_REC_RAM_LZ4 && type != STREAM_REC_RAM_ZSTD) || !nr_runs ||
+	    nr_runs > STREAM_RAM_MAX_RUNS || !block_len || block_len > STREAM_RAM_LZ4_BOUND)
 		return -EINVAL;
 	hlen = STREAM_RAM_HDR_LEN + (size_t)nr_runs * STREAM_RAM_RUN_LEN + STREAM_RAM_LZ4_HDR_LEN;
 	hdr = malloc(hlen);
@@ -338,30 +353,15 @@ static int write_packed(struct stream_writer *w, uint32_t type, const struct str
 	put_runs(hdr, runs, nr_runs);
 	stream_put32(hdr + hlen - STREAM_RAM_LZ4_HDR_LEN, block_len);
 	stream_put32(hdr + hlen - 4, 0);
-	iov[0] = (struct iovec){ hdr, hlen };
-	iov[1] = (struct iovec){ (void *)block, block_len };
+	iov[0] = (struct iovec){hdr, hlen};
+	iov[1] = (struct iovec){(void *)block, block_len};
 	ret = stream__write_record(w, type, STREAM_REC_MANDATORY, iov, 2);
 	free(hdr);
 	return ret;
 }
 
-int stream__write_ram_lz4(struct stream_writer *w, const struct stream_ram_run *runs,
-			  unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
-{
-	return write_packed(w, STREAM_REC_RAM_LZ4, runs, nr_runs, block, block_len);
-}
-
-int stream__write_ram_zstd(struct stream_writer *w, const struct stream_ram_run *runs,
-			   unsigned int nr_runs, const uint8_t *block, uint32_t block_len)
-{
-	return write_packed(w, STREAM_REC_RAM_ZSTD, runs, nr_runs, block, block_len);
-}
-
 _Static_assert(STREAM_RAM_LZ4_BOUND >= ZSTD_COMPRESSBOUND(STREAM_RAM_MAX_DATA_LEN),
 	       "STREAM_RAM_LZ4_BOUND below zstd's bound");
-
-/* A frame may not ask for a window beyond the most a record holds. */
-#define ZSTD_WINDOW_LOG_MAX 23
 
 void *stream__zstd_cctx(void)
 {
@@ -372,17 +372,6 @@ void *stream__zstd_cctx(void)
 		return NULL;
 	}
 	return c;
-}
-
-void *stream__zstd_dctx(void)
-{
-	ZSTD_DCtx *d = ZSTD_createDCtx();
-
-	if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX))) {
-		ZSTD_freeDCtx(d);
-		return NULL;
-	}
-	return d;
 }
 
 void stream__zstd_free(void *cctx, void *dctx)

@@ -1012,6 +1012,14 @@ static size_t lz4_payload(uint8_t *p, const uint8_t *pages, uint8_t *cbuf, int *
 	return off + 8 + (size_t)*clen;
 }
 
+/* A RAM_LZ4 payload through the packed parser into k; err holds 256 bytes. */
+static int parse_lz4(const struct stream_config *cfg, const uint8_t *p, size_t len,
+		     uint8_t *scratch, struct lz4_sink *k, char *err)
+{
+	return stream__ram_packed_parse(cfg, STREAM_REC_RAM_LZ4, p, len, scratch, NULL, lz4_apply,
+					k, err, 256);
+}
+
 static void test_ram_lz4(void **state)
 {
 	uint8_t *pages = calloc(3, PG), *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
@@ -1029,7 +1037,7 @@ static void test_ram_lz4(void **state)
 		pages[i] = (uint8_t)(i / 64 + 1); /* compressible, not trivial */
 	len = lz4_payload(p, pages, cbuf, &clen);
 	memset(k->ram, 0xee, sizeof(k->ram));
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256), 0);
+	assert_int_equal(parse_lz4(&cfg, p, len, scratch, k, err), 0);
 	assert_int_equal(k->calls, 3);
 	assert_memory_equal(k->ram, pages, 2 * PG);
 	assert_true(k->ram[2 * PG] == 0 && k->ram[3 * PG - 1] == 0);
@@ -1038,32 +1046,25 @@ static void test_ram_lz4(void **state)
 	/* Every malformed variant is refused before anything is applied. */
 	k->calls = 0;
 	stream_put32(p + 8 + 3 * 16 + 4, 1);
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, len, scratch, k, err), -EBADMSG);
 	assert_non_null(strstr(err, "LZ4 reserved"));
 	stream_put32(p + 8 + 3 * 16 + 4, 0);
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len - 1, scratch, lz4_apply, k, err, 256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, len - 1, scratch, k, err), -EBADMSG);
 	assert_non_null(strstr(err, "LZ4 block of"));
 	/* One data page fewer announced: the block expands to more than the runs say. */
 	stream_put32(p + 16, 1);
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, len, scratch, k, err), -EBADMSG);
 	assert_non_null(strstr(err, "does not expand"));
 	stream_put32(p + 16, 2);
 	/* A corrupt block (a literal length running past the end). */
 	memset(p + 8 + 3 * 16 + 8, 0xff, (size_t)clen);
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, len, scratch, k, err), -EBADMSG);
 	/* Runs are checked as in RAM records; no header for the block at all. */
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, 8 + 3 * 16 + 4, scratch, lz4_apply, k, err,
-					       256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, 8 + 3 * 16 + 4, scratch, k, err), -EBADMSG);
 	assert_non_null(strstr(err, "no LZ4 block header"));
 	len = lz4_payload(p, pages, cbuf, &clen);
 	stream_put64(p + 8 + 2 * 16, R1_GPA + R1_SIZE);
-	assert_int_equal(stream__ram_lz4_parse(&cfg, p, len, scratch, lz4_apply, k, err, 256),
-			 -EBADMSG);
+	assert_int_equal(parse_lz4(&cfg, p, len, scratch, k, err), -EBADMSG);
 	assert_non_null(strstr(err, "not inside one RAM region"));
 	assert_int_equal(k->calls, 0);
 
@@ -1085,7 +1086,7 @@ static void test_ram_zstd(void **state)
 	uint8_t *pages = calloc(3, PG), *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
 	uint8_t *p = malloc(8 + 3 * 16 + 8 + STREAM_RAM_LZ4_BOUND), *scratch;
 	struct lz4_sink *k = calloc(1, sizeof(*k));
-	void *cctx = stream__zstd_cctx(), *dctx = stream__zstd_dctx();
+	void *cctx = stream__zstd_cctx(), *dctx = NULL;
 	const size_t off = 8 + 3 * 16;
 	struct stream_config cfg;
 	char err[256];
@@ -1094,7 +1095,6 @@ static void test_ram_zstd(void **state)
 
 	(void)state;
 	assert_non_null(cctx);
-	assert_non_null(dctx);
 	scratch = malloc(STREAM_RAM_MAX_DATA_LEN);
 	make_cfg(&cfg);
 	for (i = 0; i < 3 * (int)PG; i += 64)
@@ -1107,35 +1107,37 @@ static void test_ram_zstd(void **state)
 	memcpy(p + off + 8, cbuf, (size_t)clen);
 	len = off + 8 + (size_t)clen;
 	memset(k->ram, 0xee, sizeof(k->ram));
-	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
-						256),
+	assert_int_equal(stream__ram_packed_parse(&cfg, STREAM_REC_RAM_ZSTD, p, len, scratch, &dctx,
+						  lz4_apply, k, err, 256),
 			 0);
+	assert_non_null(dctx); /* made by the first RAM_ZSTD record, kept for the next */
 	assert_int_equal(k->calls, 3);
 	assert_memory_equal(k->ram, pages, 2 * PG);
 	assert_memory_equal(k->ram + R0_SIZE, pages + 2 * PG, PG);
 
 	k->calls = 0;
-	/* An LZ4 block is not a zstd frame. */
-	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, NULL, lz4_apply, k, err, 256),
+	/* Without a place for its context a RAM_ZSTD record is refused. */
+	assert_int_equal(stream__ram_packed_parse(&cfg, STREAM_REC_RAM_ZSTD, p, len, scratch, NULL,
+						  lz4_apply, k, err, 256),
 			 -EBADMSG);
 	stream_put32(p + 16, 1); /* one data page fewer announced than the frame holds */
-	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
-						256),
+	assert_int_equal(stream__ram_packed_parse(&cfg, STREAM_REC_RAM_ZSTD, p, len, scratch, &dctx,
+						  lz4_apply, k, err, 256),
 			 -EBADMSG);
 	assert_non_null(strstr(err, "does not expand"));
 	stream_put32(p + 16, 2);
 	stream_put32(p + off + 4, 1);
-	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
-						256),
+	assert_int_equal(stream__ram_packed_parse(&cfg, STREAM_REC_RAM_ZSTD, p, len, scratch, &dctx,
+						  lz4_apply, k, err, 256),
 			 -EBADMSG);
 	assert_non_null(strstr(err, "zstd reserved"));
 	stream_put32(p + off + 4, 0);
 	p[off + 8] ^= 0xff; /* not a zstd frame (its magic) */
-	assert_int_equal(stream__ram_zstd_parse(&cfg, p, len, scratch, dctx, lz4_apply, k, err,
-						256),
+	assert_int_equal(stream__ram_packed_parse(&cfg, STREAM_REC_RAM_ZSTD, p, len, scratch, &dctx,
+						  lz4_apply, k, err, 256),
 			 -EBADMSG);
 	assert_int_equal(k->calls, 0);
-	/* The record type round trip through a writer. */
+	/* Incompressible pages are not worth a frame; the compressor's own checks. */
 	for (i = 0; i < 3 * (int)PG; i++)
 		pages[i] = (uint8_t)(XXH64(&i, sizeof(i), 7) >> 13);
 	assert_int_equal(stream__zstd_compress(cctx, pages, 3 * PG, cbuf), -ENOSPC);
@@ -1716,39 +1718,24 @@ static void test_write_seeds(void **state)
 	write_seed(dir, "one_page.bin", buf, len);
 	stream_io__exit(&io);
 
-	/* the same page as an LZ4 block: the RAM_LZ4 path */
-	{
+	/* the same page as an LZ4 block and as a zstd frame: the RAM_LZ4 and RAM_ZSTD paths */
+	for (i = 0; i < 2; i++) {
 		uint8_t *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
+		void *cctx = i ? stream__zstd_cctx() : NULL;
 		int clen;
 
 		assert_non_null(cbuf);
-		clen = stream__lz4_compress(page_a, PG, cbuf);
+		clen = i ? stream__zstd_compress(cctx, page_a, PG, cbuf)
+			 : stream__lz4_compress(page_a, PG, cbuf);
 		assert_true(clen > 0);
 		begin(&io, &w);
-		assert_int_equal(stream__write_ram_lz4(&w, &run, 1, cbuf, (uint32_t)clen), 0);
+		assert_int_equal(stream__write_ram_packed(&w, i ? STREAM_REC_RAM_ZSTD : STREAM_REC_RAM_LZ4,
+							  &run, 1, cbuf, (uint32_t)clen),
+				 0);
 		assert_int_equal(stream__write_end(&w), 0);
 		stream__writer_exit(&w);
 		buf = stream_io__mem_data(&io, &len);
-		write_seed(dir, "one_page_lz4.bin", buf, len);
-		stream_io__exit(&io);
-		free(cbuf);
-	}
-
-	/* the same page as a zstd frame: the RAM_ZSTD path */
-	{
-		uint8_t *cbuf = malloc(STREAM_RAM_LZ4_BOUND);
-		void *cctx = stream__zstd_cctx();
-		int clen;
-
-		assert_non_null(cbuf);
-		clen = stream__zstd_compress(cctx, page_a, PG, cbuf);
-		assert_true(clen > 0);
-		begin(&io, &w);
-		assert_int_equal(stream__write_ram_zstd(&w, &run, 1, cbuf, (uint32_t)clen), 0);
-		assert_int_equal(stream__write_end(&w), 0);
-		stream__writer_exit(&w);
-		buf = stream_io__mem_data(&io, &len);
-		write_seed(dir, "one_page_zstd.bin", buf, len);
+		write_seed(dir, i ? "one_page_zstd.bin" : "one_page_lz4.bin", buf, len);
 		stream_io__exit(&io);
 		stream__zstd_free(cctx, NULL);
 		free(cbuf);
