@@ -214,8 +214,10 @@ static void check_control(const struct stream_record *rec)
 			__builtin_trap();
 		break;
 	case STREAM_REC_STRIPE:
-		if (!stream__stripe_decode(rec->payload, rec->length, &n) &&
-		    (n < 2 || n > STREAM_MAX_CONNECTIONS))
+	case STREAM_REC_STRIPE_CHUNKED:
+		if (!stream__stripe_decode(rec->type, rec->payload, rec->length, &n, &v) &&
+		    (n < 2 || n > STREAM_MAX_CONNECTIONS || v < STREAM_STRIPE_CHUNK_MIN ||
+		     v > STREAM_STRIPE_CHUNK_MAX || (v & (v - 1))))
 			__builtin_trap();
 		break;
 	case STREAM_REC_JOIN:

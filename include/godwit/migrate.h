@@ -153,6 +153,8 @@ int __must_check transport__connect_finish(int fd);
 /* Several connections (connections.c; format 1.3, stream.h). */
 /* How many a source uses: asked (--connections) if not 0, else by the round trip. */
 unsigned int connections__wanted(uint64_t asked, uint64_t rtt_ns);
+/* The chunk a source stripes in, given the features the destination took (0: STRIPE's). */
+uint32_t connections__stripe_chunk(uint32_t features);
 /* The JOIN an extra connection opens with: 0 or -errno. */
 int __must_check connections__send_join(int fd, const uint8_t *token, uint32_t index);
 /*

@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 3
+#define STREAM_VERSION_MINOR 4
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -65,6 +65,7 @@ enum stream_type {
 	STREAM_REC_ROUND_ACK = 0x105, /* destination -> source: u32 round, all before it applied */
 	STREAM_REC_STRIPE = 0x106, /* source -> destination: u32 n; striped over n connections from here (1.3) */
 	STREAM_REC_JOIN = 0x107,   /* source -> destination, alone on an extra connection: token, index */
+	STREAM_REC_STRIPE_CHUNKED = 0x108, /* STRIPE with its chunk size: u32 n, u32 chunk (1.4) */
 };
 
 /*
@@ -75,12 +76,18 @@ enum stream_type {
  * connection and STRIPE on the first; after STRIPE every byte from source to
  * destination goes STREAM_STRIPE_CHUNK bytes at a time to connection 0, 1, ... n-1,
  * 0, ... (the stream itself is unchanged). Destination -> source stays on the first.
+ * From 1.4, once the destination takes STREAM_FEATURE_STRIPE_CHUNK, the source sends
+ * STRIPE_CHUNKED instead, which names the chunk: a power of two from
+ * STREAM_STRIPE_CHUNK_MIN to STREAM_STRIPE_CHUNK_MAX.
  */
 #define STREAM_MAX_CONNECTIONS 16U
 #define STREAM_TOKEN_LEN       16
 #define STREAM_JOIN_LEN	       (STREAM_TOKEN_LEN + 4)
 #define STREAM_STRIPE_LEN      4
-#define STREAM_STRIPE_CHUNK    (64 * KiB)
+#define STREAM_STRIPE_CHUNK    (64 * KiB) /* STRIPE's (1.3) */
+#define STREAM_STRIPE_CHUNKED_LEN 8
+#define STREAM_STRIPE_CHUNK_MIN	  (4 * KiB)
+#define STREAM_STRIPE_CHUNK_MAX	  (1 * MiB)
 
 /* Per-type payload limits, checked before anything is allocated. */
 #define STREAM_CONFIG_MAX_LEN	  (256 * KiB)
@@ -150,6 +157,9 @@ struct stream_io {
 	unsigned int nr_stripes; /* 0: not striped */
 	bool stripe_reads;	 /* the striped direction: reads, else writes */
 	uint64_t stripe_pos;	 /* bytes of that direction moved since it was striped */
+	uint32_t stripe_chunk;
+	/* Reads take exactly what is asked (stream_io__unbuffered): nothing read ahead. */
+	bool unbuffered;
 };
 
 int __must_check stream_io__init_fd(struct stream_io *io, int fd);
@@ -170,12 +180,18 @@ int __must_check stream_io__wait_readable(struct stream_io *io, int ms);
 /* All of the iovec: 0 or -errno. */
 int __must_check stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt);
 /*
- * From now on, reads (or writes) go STREAM_STRIPE_CHUNK bytes at a time to fds[0],
- * fds[1], ... fds[n-1], fds[0], ...; fds[0] is io's own fd, and bytes already read
- * ahead from it count as the start of its first chunk. 2 <= n <= STREAM_MAX_CONNECTIONS.
+ * From now on, reads (or writes) go chunk bytes at a time to fds[0], fds[1], ...
+ * fds[n-1], fds[0], ...; fds[0] is io's own fd, and bytes already read ahead from it
+ * count as the start of its first chunk (more than a chunk is an error).
+ * 2 <= n <= STREAM_MAX_CONNECTIONS, chunk as STRIPE_CHUNKED allows. Ends unbuffered.
  */
 int __must_check stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n,
-				   bool reads);
+				   uint32_t chunk, bool reads);
+/*
+ * Until stream_io__stripe, reads take exactly the bytes asked for, so that a record
+ * read just before striping does not read ahead into a chunk of another connection.
+ */
+void stream_io__unbuffered(struct stream_io *io);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -320,8 +336,10 @@ enum stream_config_tag {
 #define STREAM_FEATURE_RAM_LZ4	 (1U << 0)
 #define STREAM_FEATURE_ROUND_ACK (1U << 1) /* ROUND_ACK after each ROUND */
 #define STREAM_FEATURE_RAM_ZSTD	 (1U << 2) /* format 1.3 */
+#define STREAM_FEATURE_STRIPE_CHUNK (1U << 3) /* format 1.4: STRIPE_CHUNKED */
 #define STREAM_FEATURES_KNOWN                                                                      \
-	(STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_RAM_ZSTD)
+	(STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_RAM_ZSTD |             \
+	 STREAM_FEATURE_STRIPE_CHUNK)
 
 enum stream_device_tag {
 	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */
@@ -507,9 +525,15 @@ int __must_check stream__write_accepted(struct stream_writer *w, uint32_t featur
  */
 int __must_check stream__accepted_decode(const uint8_t *payload, size_t len, uint32_t *features,
 					 uint32_t *connections);
-int __must_check stream__write_stripe(struct stream_writer *w, uint32_t n);
-/* n in 2..STREAM_MAX_CONNECTIONS. */
-int __must_check stream__stripe_decode(const uint8_t *payload, size_t len, uint32_t *n);
+/* STRIPE (chunk 0: STREAM_STRIPE_CHUNK, the 1.3 form) or STRIPE_CHUNKED. */
+int __must_check stream__write_stripe(struct stream_writer *w, uint32_t n, uint32_t chunk);
+/*
+ * A STRIPE or STRIPE_CHUNKED payload (type says which): n in 2..STREAM_MAX_CONNECTIONS,
+ * *chunk STREAM_STRIPE_CHUNK for STRIPE, else a power of two in the allowed range.
+ */
+int __must_check stream__stripe_decode(uint32_t type, const uint8_t *payload, size_t len,
+				       uint32_t *n, uint32_t *chunk);
+bool stream__stripe_chunk_valid(uint64_t chunk);
 int __must_check stream__write_join(struct stream_writer *w, const uint8_t *token, uint32_t index);
 /* index in 1..STREAM_MAX_CONNECTIONS-1 (the first connection never joins). */
 int __must_check stream__join_decode(const uint8_t *payload, size_t len,

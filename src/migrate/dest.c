@@ -261,22 +261,26 @@ static void close_listener(struct dest *d)
 
 /*
  * The source offered more connections (CONFIG) and we took them, taken (ACCEPTED): it
- * sends STRIPE on this one once its extra connections have each sent their JOIN;
+ * sends STRIPE or STRIPE_CHUNKED on this one once its extra connections have each sent their JOIN;
  * from then on its bytes come striped over all of them (stream.h).
  */
 static int join_connections(struct dest *d, uint32_t taken)
 {
 	struct stream_record rec;
 	struct stream_reader r;
-	uint32_t n = 0;
+	uint32_t n = 0, chunk = 0;
 	int ret;
 
 	ret = stream__reader_init(&r, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
+	stream_io__unbuffered(&d->io);
 	ret = stream__read_record(&r, &rec);
-	if (!ret && (rec.type != STREAM_REC_STRIPE ||
-		     stream__stripe_decode(rec.payload, rec.length, &n) || n != taken))
+	/* STRIPE_CHUNKED only once taken: a 1.3 source's STRIPE is always good. */
+	if (!ret && ((rec.type == STREAM_REC_STRIPE_CHUNKED &&
+		      !(d->cfg->features & STREAM_FEATURE_STRIPE_CHUNK)) ||
+		     stream__stripe_decode(rec.type, rec.payload, rec.length, &n, &chunk) ||
+		     n != taken))
 		ret = -EPROTO;
 	stream__reader_exit(&r);
 	if (ret) {
@@ -292,9 +296,10 @@ static int join_connections(struct dest *d, uint32_t taken)
 		return ret;
 	}
 	d->joined = n;
-	ret = stream_io__stripe(&d->io, d->extra_fd, n, true);
+	ret = stream_io__stripe(&d->io, d->extra_fd, n, chunk, true);
 	if (!ret)
-		pr_debug("the stream comes over %u connections", n);
+		pr_debug("the stream comes over %u connections, %u KiB at a time", n,
+			 (unsigned int)(chunk / KiB));
 	return ret;
 }
 

@@ -153,6 +153,7 @@ static void close_connections(struct source *src, unsigned int keep)
 /* The destination took n connections: JOIN on each extra one, STRIPE, then striped. */
 static int join_connections(struct source *src, uint32_t n)
 {
+	uint32_t chunk = connections__stripe_chunk(src->features);
 	int fds[STREAM_MAX_CONNECTIONS];
 	struct stream_writer cw;
 	uint32_t i;
@@ -169,11 +170,11 @@ static int join_connections(struct source *src, uint32_t n)
 	if (!ret)
 		ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
 	if (!ret) {
-		ret = stream__write_stripe(&cw, n);
+		ret = stream__write_stripe(&cw, n, chunk);
 		stream__writer_exit(&cw);
 	}
 	if (!ret)
-		ret = stream_io__stripe(&src->io, fds, n, false);
+		ret = stream_io__stripe(&src->io, fds, n, chunk ? chunk : STREAM_STRIPE_CHUNK, false);
 	if (ret) {
 		fail(src, "cannot open %u connections to the destination: %s", n, strerror(-ret));
 		return ret;
@@ -181,7 +182,8 @@ static int join_connections(struct source *src, uint32_t n)
 	pthread_mutex_lock(&src->m->lock);
 	src->m->stats.connections = n;
 	pthread_mutex_unlock(&src->m->lock);
-	pr_debug("migration: the stream goes over %u connections", n);
+	pr_debug("migration: the stream goes over %u connections, %u KiB at a time", n,
+		 (unsigned int)(src->io.stripe_chunk / KiB));
 	return 0;
 }
 
@@ -259,7 +261,8 @@ static int send_config(struct source *src)
 	ret = x86__cpu_signature(&vm->kvm, &c->cpuid, &c->cpuid_len);
 	if (!ret) {
 		describe_devices(vm, c);
-		c->features = src->is_file ? 0 : STREAM_FEATURE_ROUND_ACK;
+		c->features = src->is_file ? 0
+					   : STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_STRIPE_CHUNK;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
 		c->connections = offered(src);

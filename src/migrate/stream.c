@@ -48,6 +48,8 @@ static const struct type_info type_table[] = {
      STREAM_REC_MANDATORY},
     {STREAM_REC_JOIN, "JOIN", STREAM_CTX_CONTROL, STREAM_JOIN_LEN, STREAM_JOIN_LEN,
      STREAM_REC_MANDATORY},
+    {STREAM_REC_STRIPE_CHUNKED, "STRIPE_CHUNKED", STREAM_CTX_CONTROL, STREAM_STRIPE_CHUNKED_LEN,
+     STREAM_STRIPE_CHUNKED_LEN, STREAM_REC_MANDATORY},
 };
 
 static const struct type_info *type_lookup(uint32_t type)
@@ -605,23 +607,40 @@ int stream__write_accepted(struct stream_writer *w, uint32_t features, uint32_t 
 	return stream__write_record(w, STREAM_REC_ACCEPTED, STREAM_REC_MANDATORY, &iov, 1);
 }
 
-int stream__write_stripe(struct stream_writer *w, uint32_t n)
+bool stream__stripe_chunk_valid(uint64_t chunk)
 {
-	uint8_t p[STREAM_STRIPE_LEN];
-	struct iovec iov = { p, sizeof(p) };
-
-	if (n < 2 || n > STREAM_MAX_CONNECTIONS)
-		return wr_fail(w, STREAM_REC_STRIPE, -EINVAL, "%u connections", n);
-	stream_put32(p, n);
-	return stream__write_record(w, STREAM_REC_STRIPE, STREAM_REC_MANDATORY, &iov, 1);
+	return chunk >= STREAM_STRIPE_CHUNK_MIN && chunk <= STREAM_STRIPE_CHUNK_MAX &&
+	       !(chunk & (chunk - 1));
 }
 
-int stream__stripe_decode(const uint8_t *payload, size_t len, uint32_t *n)
+int stream__write_stripe(struct stream_writer *w, uint32_t n, uint32_t chunk)
 {
-	if (len != STREAM_STRIPE_LEN)
+	uint32_t type = chunk ? STREAM_REC_STRIPE_CHUNKED : STREAM_REC_STRIPE;
+	uint8_t p[STREAM_STRIPE_CHUNKED_LEN];
+	struct iovec iov = { p, chunk ? STREAM_STRIPE_CHUNKED_LEN : STREAM_STRIPE_LEN };
+
+	if (n < 2 || n > STREAM_MAX_CONNECTIONS)
+		return wr_fail(w, type, -EINVAL, "%u connections", n);
+	if (chunk && !stream__stripe_chunk_valid(chunk))
+		return wr_fail(w, type, -EINVAL, "chunks of %u bytes", chunk);
+	stream_put32(p, n);
+	stream_put32(p + 4, chunk);
+	return stream__write_record(w, type, STREAM_REC_MANDATORY, &iov, 1);
+}
+
+int stream__stripe_decode(uint32_t type, const uint8_t *payload, size_t len, uint32_t *n,
+			  uint32_t *chunk)
+{
+	if (type == STREAM_REC_STRIPE && len == STREAM_STRIPE_LEN)
+		*chunk = STREAM_STRIPE_CHUNK;
+	else if (type == STREAM_REC_STRIPE_CHUNKED && len == STREAM_STRIPE_CHUNKED_LEN)
+		*chunk = stream_get32(payload + 4);
+	else
 		return -EBADMSG;
 	*n = stream_get32(payload);
-	return *n < 2 || *n > STREAM_MAX_CONNECTIONS ? -EBADMSG : 0;
+	return *n < 2 || *n > STREAM_MAX_CONNECTIONS || !stream__stripe_chunk_valid(*chunk)
+		       ? -EBADMSG
+		       : 0;
 }
 
 int stream__write_join(struct stream_writer *w, const uint8_t *token, uint32_t index)

@@ -71,9 +71,9 @@ static int mem_read(struct stream_io *io, void *buf, size_t len)
 /* The fd of the striped direction's current chunk; *room: the bytes left in it. */
 static int stripe_fd(const struct stream_io *io, size_t *room)
 {
-	uint64_t chunk = io->stripe_pos / STREAM_STRIPE_CHUNK;
+	uint64_t chunk = io->stripe_pos / io->stripe_chunk;
 
-	*room = STREAM_STRIPE_CHUNK - (size_t)(io->stripe_pos % STREAM_STRIPE_CHUNK);
+	*room = io->stripe_chunk - (size_t)(io->stripe_pos % io->stripe_chunk);
 	return io->stripe_fd[chunk % io->nr_stripes];
 }
 
@@ -148,7 +148,7 @@ static int fd_read(struct stream_io *io, uint8_t *dst, size_t len)
 		int ret;
 
 		if (!avail) {
-			if (len >= io->rbuf_cap)
+			if (len >= io->rbuf_cap || io->unbuffered)
 				return fd_read_direct(io, dst, len);
 			ret = fd_fill(io);
 			if (ret)
@@ -291,18 +291,26 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 	}
 }
 
-int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, bool reads)
+int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, uint32_t chunk,
+		      bool reads)
 {
 	size_t ahead = io->rbuf_len - io->rbuf_pos;
 
 	if (io->fd < 0 || n < 2 || n > STREAM_MAX_CONNECTIONS || fds[0] != io->fd ||
-	    io->nr_stripes || (reads && ahead > STREAM_STRIPE_CHUNK))
+	    io->nr_stripes || !stream__stripe_chunk_valid(chunk) || (reads && ahead > chunk))
 		return -EINVAL;
 	memcpy(io->stripe_fd, fds, n * sizeof(*fds));
 	io->nr_stripes = n;
+	io->stripe_chunk = chunk;
 	io->stripe_reads = reads;
 	io->stripe_pos = reads ? ahead : 0;
+	io->unbuffered = false;
 	return 0;
+}
+
+void stream_io__unbuffered(struct stream_io *io)
+{
+	io->unbuffered = true;
 }
 
 int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt)

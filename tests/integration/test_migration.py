@@ -118,7 +118,8 @@ def test_compression_modes_keep_memory_intact(tmp_path, procs, mode):
 @pytest.mark.parametrize("connections", [4, 16])
 def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
     """The stream striped over several TCP connections (format 1.3) restores the same
-    memory (--verify), with --compress off so that many chunks go over each."""
+    memory (--verify), with --compress off so that many chunks go over each; the
+    chunks are 16 KiB (STRIPE_CHUNKED, 1.4), not 1.3's 64 KiB."""
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
     src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst", extra=["-v"])
@@ -129,7 +130,7 @@ def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
     assert out["connections"] == connections, out
     assert out["bytes_sent"] > 64 << 20
     assert src.wait_exit(timeout=10) == 0
-    assert f"the stream comes over {connections} connections" in dst.stderr()
+    assert f"the stream comes over {connections} connections, 16 KiB at a time" in dst.stderr()
     dst.wait_for_pass(dst.passes() + 1, timeout=60)
     assert "ERROR" not in dst.output()
 

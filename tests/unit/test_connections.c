@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Several connections (format 1.3): a stream striped over socket pairs arrives
- * whole and in order; how many connections a source opens; which JOINs a
- * destination takes.
+ * Several connections (format 1.3, chunk sizes 1.4): a stream striped over socket
+ * pairs arrives whole and in order; how many connections a source opens; which
+ * JOINs a destination takes.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +27,7 @@ static const uint8_t token[STREAM_TOKEN_LEN] = "0123456789abcdef";
 
 struct writer_arg {
 	int fds[N_CONN];
+	uint32_t chunk;
 	const uint8_t *data;
 	size_t len;
 	int ret;
@@ -46,7 +47,7 @@ static void *writer(void *p)
 
 	a->ret = stream_io__init_fd(&io, a->fds[0]);
 	if (!a->ret)
-		a->ret = stream_io__stripe(&io, a->fds, N_CONN, false);
+		a->ret = stream_io__stripe(&io, a->fds, N_CONN, a->chunk, false);
 	while (!a->ret && off < a->len) {
 		struct iovec iov[2] = { { (void *)(a->data + off), 0 }, { NULL, 0 } };
 		size_t n = MIN(piece, a->len - off);
@@ -62,16 +63,21 @@ static void *writer(void *p)
 	return NULL;
 }
 
-static void test_striped_stream_arrives_whole(void **state)
+/*
+ * chunk bytes at a time; read ahead: the head (what came before STRIPE) is read
+ * buffered, so its read takes some of the first chunk too, as a destination reading
+ * STRIPE does when the chunk is STRIPE's 64 KiB; else unbuffered, as it reads
+ * STRIPE_CHUNKED, whose smaller chunks a read-ahead could run past.
+ */
+static void striped_stream_arrives_whole(uint32_t chunk, bool read_ahead)
 {
 	int sp[N_CONN][2], rfds[N_CONN], i;
-	struct writer_arg a = { .len = PATTERN };
+	struct writer_arg a = { .len = PATTERN, .chunk = chunk };
 	uint8_t *data = malloc(PATTERN), *got = malloc(PATTERN), head[100];
 	struct stream_io io;
 	pthread_t t;
 	size_t off;
 
-	(void)state;
 	assert_non_null(data);
 	assert_non_null(got);
 	for (off = 0; off < PATTERN; off++)
@@ -90,10 +96,13 @@ static void test_striped_stream_arrives_whole(void **state)
 	/* Let the first chunk arrive, so that reading the head reads into it. */
 	usleep(50000);
 	assert_int_equal(stream_io__init_fd(&io, rfds[0]), 0);
+	if (!read_ahead)
+		stream_io__unbuffered(&io);
 	assert_int_equal(stream_io__read_full(&io, head, sizeof(head)), 0);
 	assert_int_equal(head[99], 0x5a);
-	assert_true(io.rbuf_len - io.rbuf_pos > 0);
-	assert_int_equal(stream_io__stripe(&io, rfds, N_CONN, true), 0);
+	assert_int_equal(io.rbuf_len - io.rbuf_pos > 0, read_ahead);
+	assert_int_equal(stream_io__stripe(&io, rfds, N_CONN, chunk, true), 0);
+	assert_false(io.unbuffered);
 	for (off = 0; off < PATTERN;) {
 		size_t n = MIN((size_t)(off % 7000) + 1, PATTERN - off);
 
@@ -118,6 +127,40 @@ static void test_striped_stream_arrives_whole(void **state)
 	free(got);
 }
 
+static void test_striped_stream_arrives_whole(void **state)
+{
+	(void)state;
+	striped_stream_arrives_whole(STREAM_STRIPE_CHUNK, true);
+	striped_stream_arrives_whole(16 * KiB, false);
+	striped_stream_arrives_whole(STREAM_STRIPE_CHUNK_MIN, false);
+	striped_stream_arrives_whole(STREAM_STRIPE_CHUNK_MAX, true);
+}
+
+/* Read ahead past a small chunk's end, the bytes would be in the wrong order: refused. */
+static void test_read_ahead_beyond_a_chunk_is_refused(void **state)
+{
+	static uint8_t buf[8 * KiB];
+	int sp[2][2], rfds[2], i;
+	struct stream_io io;
+
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp[i]), 0);
+		rfds[i] = sp[i][1];
+	}
+	memset(buf, 1, sizeof(buf));
+	assert_int_equal(write(sp[0][0], buf, sizeof(buf)), sizeof(buf));
+	assert_int_equal(stream_io__init_fd(&io, rfds[0]), 0);
+	assert_int_equal(stream_io__read_full(&io, buf, 10), 0);
+	assert_true(io.rbuf_len - io.rbuf_pos > STREAM_STRIPE_CHUNK_MIN);
+	assert_int_equal(stream_io__stripe(&io, rfds, 2, STREAM_STRIPE_CHUNK_MIN, true), -EINVAL);
+	stream_io__exit(&io);
+	for (i = 0; i < 2; i++) {
+		close(sp[i][0]);
+		close(sp[i][1]);
+	}
+}
+
 static void test_stripe_arguments(void **state)
 {
 	struct stream_io io;
@@ -125,16 +168,20 @@ static void test_stripe_arguments(void **state)
 
 	(void)state;
 	stream_io__init_mem_writer(&io);
-	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* memory */
+	assert_int_equal(stream_io__stripe(&io, fds, 2, STREAM_STRIPE_CHUNK, false), -EINVAL); /* memory */
 	stream_io__exit(&io);
 	assert_int_equal(stream_io__init_fd(&io, 3), 0);
-	assert_int_equal(stream_io__stripe(&io, fds, 1, false), -EINVAL);
-	assert_int_equal(stream_io__stripe(&io, fds, STREAM_MAX_CONNECTIONS + 1, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, 1, STREAM_STRIPE_CHUNK, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, STREAM_MAX_CONNECTIONS + 1, STREAM_STRIPE_CHUNK, false), -EINVAL);
 	fds[0] = 5;
-	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* not io's fd first */
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 16 * KiB, false), -EINVAL); /* not io's fd first */
 	fds[0] = 3;
-	assert_int_equal(stream_io__stripe(&io, fds, 2, false), 0);
-	assert_int_equal(stream_io__stripe(&io, fds, 2, false), -EINVAL); /* twice */
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 0, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 2 * KiB, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 12 * KiB, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 2 * MiB, false), -EINVAL);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 16 * KiB, false), 0);
+	assert_int_equal(stream_io__stripe(&io, fds, 2, 16 * KiB, false), -EINVAL); /* twice */
 	stream_io__exit(&io);
 }
 
@@ -205,18 +252,68 @@ static void test_join_parse(void **state)
 
 static void test_stripe_record(void **state)
 {
-	uint8_t p[STREAM_STRIPE_LEN];
-	uint32_t n;
+	uint8_t p[STREAM_STRIPE_CHUNKED_LEN];
+	struct stream_record rec;
+	struct stream_reader r;
+	struct stream_writer w;
+	struct stream_io io, rio;
+	uint32_t n, chunk;
+	const uint8_t *buf;
+	size_t len;
 
 	(void)state;
 	stream_put32(p, 8);
-	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), 0);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, STREAM_STRIPE_LEN, &n, &chunk), 0);
 	assert_int_equal(n, 8);
+	assert_int_equal(chunk, STREAM_STRIPE_CHUNK);
 	stream_put32(p, 1);
-	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), -EBADMSG);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, STREAM_STRIPE_LEN, &n, &chunk),
+			 -EBADMSG);
 	stream_put32(p, STREAM_MAX_CONNECTIONS + 1);
-	assert_int_equal(stream__stripe_decode(p, sizeof(p), &n), -EBADMSG);
-	assert_int_equal(stream__stripe_decode(p, 3, &n), -EBADMSG);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, STREAM_STRIPE_LEN, &n, &chunk),
+			 -EBADMSG);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, 3, &n, &chunk), -EBADMSG);
+	/* STRIPE_CHUNKED: the chunk a power of two, 4 KiB .. 1 MiB; the 1.3 length is not it */
+	stream_put32(p, 3);
+	stream_put32(p + 4, 16 * KiB);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, sizeof(p), &n, &chunk), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(chunk, 16 * KiB);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, STREAM_STRIPE_LEN, &n,
+					       &chunk),
+			 -EBADMSG);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, sizeof(p), &n, &chunk), -EBADMSG);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_JOIN, p, sizeof(p), &n, &chunk), -EBADMSG);
+	for (chunk = 0; chunk < 4; chunk++) {
+		static const uint32_t bad[] = { 0, 2 * KiB, 24 * KiB, 2 * MiB };
+
+		stream_put32(p + 4, bad[chunk]);
+		assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, sizeof(p), &n,
+						       &n),
+				 -EBADMSG);
+	}
+	/* Written and read back, both forms; a bad chunk is not written. */
+	stream_io__init_mem_writer(&io);
+	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_CONTROL), 0);
+	assert_int_equal(stream__write_stripe(&w, 5, 0), 0);
+	assert_int_equal(stream__write_stripe(&w, 16, STREAM_STRIPE_CHUNK_MIN), 0);
+	assert_int_equal(stream__write_stripe(&w, 16, 5000), -EINVAL);
+	stream__writer_exit(&w);
+	buf = stream_io__mem_data(&io, &len);
+	stream_io__init_mem_reader(&rio, buf, len);
+	assert_int_equal(stream__reader_init(&r, &rio, STREAM_CTX_CONTROL), 0);
+	assert_int_equal(stream__read_record(&r, &rec), 0);
+	assert_int_equal(rec.type, STREAM_REC_STRIPE);
+	assert_int_equal(stream__stripe_decode(rec.type, rec.payload, rec.length, &n, &chunk), 0);
+	assert_int_equal(n * 100000 + chunk, 5 * 100000 + STREAM_STRIPE_CHUNK);
+	assert_int_equal(stream__read_record(&r, &rec), 0);
+	assert_int_equal(rec.type, STREAM_REC_STRIPE_CHUNKED);
+	assert_int_equal(stream__stripe_decode(rec.type, rec.payload, rec.length, &n, &chunk), 0);
+	assert_int_equal(n * 100000 + chunk, 16 * 100000 + STREAM_STRIPE_CHUNK_MIN);
+	assert_int_not_equal(stream__read_record(&r, &rec), 0);
+	stream__reader_exit(&r);
+	stream_io__exit(&rio);
+	stream_io__exit(&io);
 }
 
 /* The destination's side over a real listener: a stray is closed, the JOINs are taken. */
@@ -268,6 +365,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_striped_stream_arrives_whole),
+	    cmocka_unit_test(test_read_ahead_beyond_a_chunk_is_refused),
 	    cmocka_unit_test(test_stripe_arguments),
 	    cmocka_unit_test(test_connections_wanted),
 	    cmocka_unit_test(test_join_parse),

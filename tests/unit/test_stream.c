@@ -1762,7 +1762,8 @@ static void test_write_seeds(void **state)
 	assert_int_equal(stream__write_control(&w, STREAM_REC_READY), 0);
 	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4, 0), 0);
 	assert_int_equal(stream__write_accepted(&w, STREAM_FEATURE_RAM_LZ4, 4), 0);
-	assert_int_equal(stream__write_stripe(&w, 4), 0);
+	assert_int_equal(stream__write_stripe(&w, 4, 0), 0);
+	assert_int_equal(stream__write_stripe(&w, 4, 16 * KiB), 0);
 	assert_int_equal(stream__write_join(&w, (const uint8_t *)"0123456789abcdef", 3), 0);
 	assert_int_equal(stream__write_round_ack(&w, 3), 0);
 	assert_int_equal(stream__write_error(&w, 5, "no disk"), 0);
