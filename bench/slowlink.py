@@ -11,7 +11,9 @@ at RATE, then DELAY, a queue of about one bandwidth-delay product) and an MTU of
 
 Both namespaces let TCP autotune its buffers up to 64 MiB (net.ipv4.tcp_rmem/tcp_wmem
 are per namespace): the link's bandwidth-delay product at 1 Gbit/s and 150 ms is
-18.75 MB, more than the default 6 MiB / 4 MiB maxima. Global sysctls are not touched.
+18.75 MB, more than the default 6 MiB / 4 MiB maxima. Both turn on TCP Fast Open's
+server side (net.ipv4.tcp_fastopen=3; fast_open=False leaves the default, client only).
+Global sysctls are not touched.
 """
 import os
 import shutil
@@ -23,6 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NET = "198.51.100"
 TCP_MEM = {"net.ipv4.tcp_rmem": "4096 131072 67108864",
            "net.ipv4.tcp_wmem": "4096 16384 67108864"}
+# TCP Fast Open, client and server (the default is client only): a host that takes
+# migrations over a long link turns it on (docs/migration-format.md); godwit's CONFIG
+# then rides in the SYN. QEMU does not use Fast Open, so this changes nothing for it.
+FAST_OPEN = {"net.ipv4.tcp_fastopen": "3"}
 
 
 def sh(*args, check=True):
@@ -44,8 +50,9 @@ def unavailable_reason():
 class SlowLink:
     """Context manager; `.prefix(side)` runs a command in namespace 'a' or 'b'."""
 
-    def __init__(self, delay_ms, rate_bps, tag=None):
+    def __init__(self, delay_ms, rate_bps, tag=None, fast_open=True):
         self.delay_ms = delay_ms
+        self.sysctls = {**TCP_MEM, **(FAST_OPEN if fast_open else {})}
         self.rate_bps = rate_bps
         self.tag = tag or f"{os.getpid() % 100000}{int(time.monotonic() * 1000) % 1000}"
         self.ns = {"a": f"gwb-a-{self.tag}", "b": f"gwb-b-{self.tag}"}
@@ -70,7 +77,7 @@ class SlowLink:
                 sh("ip", "netns", "add", self.ns[side])
                 self._made.append(self.ns[side])
                 self.run(side, "ip", "link", "set", "lo", "up")
-                for key, val in TCP_MEM.items():
+                for key, val in self.sysctls.items():
                     self.run(side, "sysctl", "-q", "-w", f"{key}={val}")
             if not self._netem():
                 self._tun_delayline()

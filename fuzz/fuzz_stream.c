@@ -216,7 +216,8 @@ static void check_control(const struct stream_record *rec)
 	case STREAM_REC_STRIPE:
 	case STREAM_REC_STRIPE_CHUNKED:
 		if (!stream__stripe_decode(rec->type, rec->payload, rec->length, &n, &v) &&
-		    (n < 2 || n > STREAM_MAX_CONNECTIONS || v < STREAM_STRIPE_CHUNK_MIN ||
+		    (n < (rec->type == STREAM_REC_STRIPE ? 2U : 1U) || n > STREAM_MAX_CONNECTIONS ||
+		     v < STREAM_STRIPE_CHUNK_MIN ||
 		     v > STREAM_STRIPE_CHUNK_MAX || (v & (v - 1))))
 			__builtin_trap();
 		break;

@@ -139,7 +139,14 @@ int migrate_cli__receive(int argc, char **argv);
 /* Parses "tcp:HOST:PORT"; 0 or -EINVAL. */
 int __must_check transport__parse_tcp(const char *uri, char *host, size_t hostlen, char *port,
 				      size_t portlen);
-int __must_check transport__connect(const char *uri, int *fd, char *err, size_t errlen);
+/*
+ * Opens n (>= 1) connections to tcp:HOST:PORT: fds[0] connected and blocking, the len
+ * bytes at first sent on it, in its SYN where the destination allows TCP Fast Open
+ * (transport.c); fds[1..n-1] started at the same time (transport__connect_finish), or
+ * -1 for one that could not be. 0, or -errno with nothing left open.
+ */
+int __must_check transport__connect(const char *uri, const void *first, size_t len,
+				    unsigned int n, int *fds, char *err, size_t errlen);
 int __must_check transport__listen(const char *uri, int *fd, char *err, size_t errlen);
 int __must_check transport__accept(int lfd, int *fd);
 /*
@@ -164,14 +171,31 @@ int __must_check connections__send_join(int fd, const uint8_t *token, uint32_t i
 int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token, uint32_t n,
 			    const int *fds);
 /*
- * Accepts on lfd until fds[1..n-1] hold the source's extra connections (fds[0] is
- * the first); others are closed (at most a few), all within timeout_ms. 0, or
- * -errno with fds[1..n-1] closed.
+ * A destination's accepted connections that have not yet shown what they are: a
+ * source starts its extra connections with its first, and over a network that
+ * reorders they may be accepted before it; they speak (JOIN) only after ACCEPTED.
  */
-int __must_check connections__accept(int lfd, const uint8_t *token, uint32_t n, int *fds,
-				     int timeout_ms);
+struct connections_waiting {
+	int fd[STREAM_MAX_CONNECTIONS + 8];
+	unsigned int n;
+};
+/*
+ * Accepts on lfd until a connection opens with a stream header: *fd, and 0. Connections
+ * still silent wait in w; those that send anything else or close are closed. -errno.
+ */
+int __must_check connections__accept_source(int lfd, struct connections_waiting *w, int *fd);
+/*
+ * Takes JOINs from w's connections and new ones on lfd until fds[1..n-1] hold the
+ * source's extra connections (fds[0] is the first); others are closed (at most a
+ * few), all within timeout_ms. 0, or -errno with fds[1..n-1] closed.
+ */
+int __must_check connections__accept(int lfd, struct connections_waiting *w,
+				     const uint8_t *token, uint32_t n, int *fds, int timeout_ms);
+void connections__close_waiting(struct connections_waiting *w);
 /* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
 uint64_t transport__rtt_ns(int fd);
+/* Did the destination take the first bytes in the SYN (TCP Fast Open)? */
+bool transport__fast_opened(int fd);
 /*
  * Whether all a TCP connection holds to send fits in its congestion window: nothing
  * waits for the window, what is queued is on the wire or about to be (false if unknown).

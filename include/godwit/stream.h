@@ -65,7 +65,7 @@ enum stream_type {
 	STREAM_REC_ROUND_ACK = 0x105, /* destination -> source: u32 round, all before it applied */
 	STREAM_REC_STRIPE = 0x106, /* source -> destination: u32 n; striped over n connections from here (1.3) */
 	STREAM_REC_JOIN = 0x107,   /* source -> destination, alone on an extra connection: token, index */
-	STREAM_REC_STRIPE_CHUNKED = 0x108, /* STRIPE with its chunk size: u32 n, u32 chunk (1.4) */
+	STREAM_REC_STRIPE_CHUNKED = 0x108, /* STRIPE with its chunk size: u32 n (1..), u32 chunk (1.4) */
 };
 
 /*
@@ -168,6 +168,11 @@ void stream_io__init_mem_reader(struct stream_io *io, const void *data, size_t l
 /* Writes into a growing buffer; see stream_io__mem_data(). */
 void stream_io__init_mem_writer(struct stream_io *io);
 const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len);
+/*
+ * A memory writer goes on over fd: what it holds has been sent by the caller (the
+ * first bytes of a connection) and is dropped; the byte count goes on. 0 or -ENOMEM.
+ */
+int __must_check stream_io__mem_to_fd(struct stream_io *io, int fd);
 /* Frees the buffers; never closes the fd (the caller owns it). */
 void stream_io__exit(struct stream_io *io);
 /* Exactly len bytes: 0, -ENODATA on end of input before len bytes, -errno. */
@@ -188,10 +193,10 @@ int __must_check stream_io__writev_full(struct stream_io *io, const struct iovec
 int __must_check stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n,
 				   uint32_t chunk, bool reads);
 /*
- * Until stream_io__stripe, reads take exactly the bytes asked for, so that a record
- * read just before striping does not read ahead into a chunk of another connection.
+ * on: until stream_io__stripe (or off), reads take exactly the bytes asked for, so that
+ * a record read just before striping does not read ahead into another connection's chunk.
  */
-void stream_io__unbuffered(struct stream_io *io);
+void stream_io__unbuffered(struct stream_io *io, bool on);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -528,8 +533,9 @@ int __must_check stream__accepted_decode(const uint8_t *payload, size_t len, uin
 /* STRIPE (chunk 0: STREAM_STRIPE_CHUNK, the 1.3 form) or STRIPE_CHUNKED. */
 int __must_check stream__write_stripe(struct stream_writer *w, uint32_t n, uint32_t chunk);
 /*
- * A STRIPE or STRIPE_CHUNKED payload (type says which): n in 2..STREAM_MAX_CONNECTIONS,
- * *chunk STREAM_STRIPE_CHUNK for STRIPE, else a power of two in the allowed range.
+ * A STRIPE or STRIPE_CHUNKED payload (type says which): n in 2..STREAM_MAX_CONNECTIONS
+ * (STRIPE_CHUNKED: 1.., one meaning the stream stays on the first connection), *chunk
+ * STREAM_STRIPE_CHUNK for STRIPE, else a power of two in the allowed range.
  */
 int __must_check stream__stripe_decode(uint32_t type, const uint8_t *payload, size_t len,
 				       uint32_t *n, uint32_t *chunk);

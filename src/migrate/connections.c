@@ -6,7 +6,10 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "godwit/log.h"
@@ -134,36 +137,180 @@ int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token
 	return ret ? ret : (int)index;
 }
 
-int connections__accept(int lfd, const uint8_t *token, uint32_t n, int *fds, int timeout_ms)
+void connections__close_waiting(struct connections_waiting *w)
+{
+	while (w->n)
+		close(w->fd[--w->n]);
+}
+
+static void drop_waiting(struct connections_waiting *w, unsigned int i)
+{
+	close(w->fd[i]);
+	w->fd[i] = w->fd[--w->n];
+}
+
+/* Accepts one more into w; with w full, the one waiting longest is closed. 0 or -errno. */
+static int accept_waiting(int lfd, struct connections_waiting *w)
+{
+	int fd, ret = transport__accept(lfd, &fd);
+
+	if (ret)
+		return ret;
+	if (w->n == ARRAY_SIZE(w->fd)) {
+		pr_warn("closed an incoming connection that said nothing: too many are waiting");
+		close(w->fd[0]);
+		memmove(w->fd, w->fd + 1, (w->n - 1) * sizeof(w->fd[0]));
+		w->n--;
+	}
+	w->fd[w->n++] = fd;
+	return 0;
+}
+
+/*
+ * Waits until lfd or one of w's connections is readable, before the deadline (0: no
+ * deadline): -1 for lfd, the index in w, -EINTR when stop_fd (if >= 0) is readable,
+ * or -errno.
+ */
+static int wait_any(int lfd, const struct connections_waiting *w, uint64_t deadline_ns,
+		    int stop_fd)
+{
+	struct pollfd p[2 + ARRAY_SIZE(w->fd)];
+	unsigned int i;
+	int r, ms = -1;
+
+	p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	for (i = 0; i < w->n; i++)
+		p[1 + i] = (struct pollfd){ .fd = w->fd[i], .events = POLLIN };
+	p[1 + w->n] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
+	for (;;) {
+		if (deadline_ns) {
+			uint64_t now = util__now_ns();
+
+			if (now >= deadline_ns)
+				return -ETIMEDOUT;
+			ms = (int)MIN((deadline_ns - now) / 1000000 + 1, 60000ULL);
+		}
+		r = poll(p, 2 + w->n, ms);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0 && p[1 + w->n].revents)
+			return -EINTR;
+		for (i = 0; r > 0 && i < w->n; i++)
+			if (p[1 + i].revents)
+				return (int)i;
+		if (r > 0)
+			return -1;
+	}
+}
+
+/*
+ * What a waiting connection's first bytes say: 1 for a stream header, 0 for not
+ * yet, -EBADMSG for anything else or its end. A header cut short waits up to a second.
+ */
+static int opens_a_stream(int fd)
+{
+	uint8_t magic[STREAM_MAGIC_LEN];
+	uint64_t deadline = util__now_ns() + 1000000000ULL;
+	ssize_t n;
+
+	for (;;) {
+		n = recv(fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			return 0;
+		if (n <= 0 || memcmp(magic, STREAM_MAGIC, (size_t)n))
+			return -EBADMSG;
+		if (n == sizeof(magic))
+			return 1;
+		if (wait_in(fd, deadline) || util__now_ns() >= deadline)
+			return -EBADMSG;
+		usleep(1000);
+	}
+}
+
+/* SIGINT and SIGTERM, blocked in every thread (main.c), stop the wait for a source. */
+static int stop_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int connections__accept_source(int lfd, struct connections_waiting *w, int *out)
+{
+	int i, ret, stop = stop_signals();
+
+	for (;;) {
+		i = wait_any(lfd, w, 0, stop);
+		ret = i < -1 ? i : i == -1 ? accept_waiting(lfd, w) : opens_a_stream(w->fd[i]);
+		if (ret < 0 && i >= 0) {
+			pr_warn("closed an incoming connection that is not a migration stream");
+			drop_waiting(w, (unsigned int)i);
+		} else if (ret < 0 || (ret && i >= 0)) {
+			break;
+		}
+	}
+	if (ret > 0) {
+		*out = w->fd[i];
+		w->fd[i] = w->fd[--w->n];
+		ret = 0;
+	}
+	if (stop >= 0)
+		close(stop);
+	return ret;
+}
+
+/* The JOIN a readable waiting connection sends: it goes into fds, or is closed. */
+static int take_join(struct connections_waiting *w, unsigned int i, const uint8_t *token,
+		     uint32_t n, int *fds, uint64_t deadline)
+{
+	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
+	int fd = w->fd[i], index;
+
+	index = read_exact(fd, msg, sizeof(msg), deadline);
+	if (!index)
+		index = connections__join_parse(msg, sizeof(msg), token, n, fds);
+	w->fd[i] = w->fd[--w->n];
+	if (index < 0) {
+		close(fd);
+		pr_warn("closed an incoming connection that is not this migration's (%s)",
+			strerror(-index));
+		return index;
+	}
+	fds[index] = fd;
+	return 0;
+}
+
+int connections__accept(int lfd, struct connections_waiting *w, const uint8_t *token, uint32_t n,
+			int *fds, int timeout_ms)
 {
 	uint64_t deadline = util__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
 	unsigned int joined = 1, strays = 0, i;
-	int fd, index, ret = 0;
+	int ret = 0;
 
 	for (i = 1; i < n; i++)
 		fds[i] = -1;
 	while (joined < n) {
-		ret = wait_in(lfd, deadline);
-		if (!ret)
-			ret = transport__accept(lfd, &fd);
-		if (ret)
+		int which = wait_any(lfd, w, deadline, -1);
+
+		if (which < -1) {
+			ret = which;
 			break;
-		index = read_exact(fd, msg, sizeof(msg), deadline);
-		if (!index)
-			index = connections__join_parse(msg, sizeof(msg), token, n, fds);
-		if (index < 0) {
-			close(fd);
-			pr_warn("closed an incoming connection that is not this migration's (%s)",
-				strerror(-index));
-			if (++strays > JOIN_MAX_STRAYS) {
-				ret = -EPROTO;
+		}
+		if (which == -1) {
+			ret = accept_waiting(lfd, w);
+			if (ret)
 				break;
-			}
 			continue;
 		}
-		fds[index] = fd;
-		joined++;
+		if (!take_join(w, (unsigned int)which, token, n, fds, deadline)) {
+			joined++;
+		} else if (++strays > JOIN_MAX_STRAYS) {
+			ret = -EPROTO;
+			break;
+		}
 	}
 	if (ret)
 		for (i = 1; i < n; i++)

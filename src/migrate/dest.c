@@ -29,6 +29,7 @@ struct dest {
 	const struct receive_params *p;
 	int fd;
 	int lfd;			/* listening, until the extra connections joined */
+	struct connections_waiting waiting; /* accepted, not yet joined */
 	int extra_fd[STREAM_MAX_CONNECTIONS]; /* [1..joined-1]: the source's extra ones */
 	uint32_t joined;		/* connections open, the first one included */
 	bool is_file;
@@ -86,10 +87,12 @@ static int open_source(struct dest *d)
 	if (ret)
 		return ret;
 	pr_info("waiting for an incoming migration on %s", from);
-	ret = transport__accept(lfd, &d->fd);
+	ret = connections__accept_source(lfd, &d->waiting, &d->fd);
 	/* Open until CONFIG says whether more connections will come. */
 	d->lfd = lfd;
-	if (ret)
+	if (ret == -EINTR)
+		fail(d, "stopped by a signal while waiting for a source on %s", from);
+	else if (ret)
 		fail(d, "accept on %s: %s", from, strerror(-ret));
 	return ret;
 }
@@ -257,6 +260,7 @@ static void close_listener(struct dest *d)
 	if (d->lfd >= 0)
 		close(d->lfd);
 	d->lfd = -1;
+	connections__close_waiting(&d->waiting);
 }
 
 /*
@@ -274,13 +278,16 @@ static int join_connections(struct dest *d, uint32_t taken)
 	ret = stream__reader_init(&r, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
-	stream_io__unbuffered(&d->io);
+	stream_io__unbuffered(&d->io, true);
 	ret = stream__read_record(&r, &rec);
-	/* STRIPE_CHUNKED only once taken: a 1.3 source's STRIPE is always good. */
+	/*
+	 * STRIPE_CHUNKED only once taken, and it may use fewer than taken (the round trip
+	 * was not known when CONFIG offered them); a 1.3 source's STRIPE uses all.
+	 */
 	if (!ret && ((rec.type == STREAM_REC_STRIPE_CHUNKED &&
 		      !(d->cfg->features & STREAM_FEATURE_STRIPE_CHUNK)) ||
 		     stream__stripe_decode(rec.type, rec.payload, rec.length, &n, &chunk) ||
-		     n != taken))
+		     n > taken || (rec.type == STREAM_REC_STRIPE && n != taken)))
 		ret = -EPROTO;
 	stream__reader_exit(&r);
 	if (ret) {
@@ -288,8 +295,14 @@ static int join_connections(struct dest *d, uint32_t taken)
 		     taken);
 		return ret;
 	}
+	if (n == 1) {
+		close_listener(d);
+		stream_io__unbuffered(&d->io, false);
+		return 0;
+	}
 	d->extra_fd[0] = d->fd;
-	ret = connections__accept(d->lfd, d->cfg->token, n, d->extra_fd, JOIN_TIMEOUT_MS);
+	ret = connections__accept(d->lfd, &d->waiting, d->cfg->token, n, d->extra_fd,
+				  JOIN_TIMEOUT_MS);
 	close_listener(d);
 	if (ret) {
 		fail(d, "the source's %u connections did not all join: %s", n, strerror(-ret));

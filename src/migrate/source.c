@@ -57,6 +57,7 @@ struct source {
 	bool disks_released;
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
 	uint8_t token[STREAM_TOKEN_LEN]; /* their JOINs carry it */
+	unsigned int offer; /* connections offered in CONFIG (at most): 0 for none */
 	uint32_t last_round;  /* the last ROUND marker sent */
 	uint64_t round_pages[ROUND_RING]; /* pages_sent at each round's marker */
 	uint32_t acked_round; /* the last the destination acknowledged (ROUND_ACK) */
@@ -114,31 +115,34 @@ static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, ui
 }
 
 /*
- * The extra connections start now, so that their handshakes overlap CONFIG and
- * ACCEPTED; they are offered in CONFIG and used once the destination takes them.
- * Without them the migration goes on over the first.
+ * CONFIG goes out in the first connection's SYN (transport.c), before its round trip
+ * is known, so it offers what --connections asked or the most; how many are used is
+ * decided by the round trip once connected (connect_target) and, with a 1.4
+ * destination, said in STRIPE_CHUNKED.
  */
-static void start_connections(struct source *src, int fd)
+static void make_offer(struct source *src)
 {
-	unsigned int want = connections__wanted(src->m->params.connections, transport__rtt_ns(fd));
-	int efd;
+	uint64_t asked = src->m->params.connections;
 
-	if (want < 2)
+	if (asked == 1)
 		return;
 	if (getrandom(src->token, sizeof(src->token), 0) != sizeof(src->token)) {
 		pr_warn("migration: no random token for more connections; using one");
 		return;
 	}
-	pthread_mutex_lock(&src->m->lock);
-	while (src->m->nr_extra + 1 < want && !transport__connect_more(fd, &efd))
-		src->m->extra_fd[src->m->nr_extra++] = efd;
-	pthread_mutex_unlock(&src->m->lock);
+	src->offer = connections__wanted(asked, UINT64_MAX);
 }
 
-/* Connections offered in CONFIG: the first and the extra ones started, or 0 for none. */
-static unsigned int offered(const struct source *src)
+/* Starts connections until there are want, counting the first. */
+static int add_connections(struct source *src, unsigned int want)
 {
-	return src->m->nr_extra ? src->m->nr_extra + 1 : 0;
+	int efd, ret = 0;
+
+	pthread_mutex_lock(&src->m->lock);
+	while (src->m->nr_extra + 1 < want && !(ret = transport__connect_more(src->m->fd, &efd)))
+		src->m->extra_fd[src->m->nr_extra++] = efd;
+	pthread_mutex_unlock(&src->m->lock);
+	return ret;
 }
 
 /* Closes the extra connections from index keep on. */
@@ -150,15 +154,22 @@ static void close_connections(struct source *src, unsigned int keep)
 	pthread_mutex_unlock(&src->m->lock);
 }
 
-/* The destination took n connections: JOIN on each extra one, STRIPE, then striped. */
-static int join_connections(struct source *src, uint32_t n)
+/*
+ * The destination took some of the connections offered: JOIN on each extra one used,
+ * STRIPE (or STRIPE_CHUNKED), then striped. A 1.4 destination is told how many of
+ * them are used (those the round trip called for, maybe one); a 1.3 one expects all
+ * it took, and the missing ones are started now.
+ */
+static int join_connections(struct source *src, uint32_t taken)
 {
-	uint32_t chunk = connections__stripe_chunk(src->features);
+	uint32_t chunk = connections__stripe_chunk(src->features), n, i;
 	int fds[STREAM_MAX_CONNECTIONS];
 	struct stream_writer cw;
-	uint32_t i;
 	int ret = 0;
 
+	if (!chunk)
+		ret = add_connections(src, taken);
+	n = MIN(src->m->nr_extra + 1, taken);
 	close_connections(src, n - 1);
 	fds[0] = src->m->fd;
 	for (i = 1; i < n && !ret; i++) {
@@ -173,12 +184,14 @@ static int join_connections(struct source *src, uint32_t n)
 		ret = stream__write_stripe(&cw, n, chunk);
 		stream__writer_exit(&cw);
 	}
-	if (!ret)
+	if (!ret && n > 1)
 		ret = stream_io__stripe(&src->io, fds, n, chunk ? chunk : STREAM_STRIPE_CHUNK, false);
 	if (ret) {
 		fail(src, "cannot open %u connections to the destination: %s", n, strerror(-ret));
 		return ret;
 	}
+	if (n < 2)
+		return 0;
 	pthread_mutex_lock(&src->m->lock);
 	src->m->stats.connections = n;
 	pthread_mutex_unlock(&src->m->lock);
@@ -187,33 +200,65 @@ static int join_connections(struct source *src, uint32_t n)
 	return 0;
 }
 
+/*
+ * A file is opened here; over TCP the header and CONFIG are written to memory first,
+ * to go out with the connection (connect_target).
+ */
 static int open_target(struct source *src)
 {
 	const char *to = src->m->params.to;
 	int fd, ret;
 
-	if (!strncmp(to, "file:", 5)) {
-		src->is_file = true;
-		fd = open(to + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			fail(src, "cannot create %s: %s", to + 5, strerror(errno));
-			return -errno;
-		}
-	} else {
-		ret = transport__connect(to, &fd, src->err, sizeof(src->err));
-		if (ret)
-			return ret;
+	if (strncmp(to, "file:", 5)) {
+		make_offer(src);
+		stream_io__init_mem_writer(&src->io);
+		return stream__writer_init(&src->w, &src->io, STREAM_CTX_DATA);
+	}
+	src->is_file = true;
+	fd = open(to + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fail(src, "cannot create %s: %s", to + 5, strerror(errno));
+		return -errno;
 	}
 	pthread_mutex_lock(&src->m->lock);
 	src->m->fd = fd;
-	src->m->stats.connections = src->is_file ? 0 : 1;
 	pthread_mutex_unlock(&src->m->lock);
-	if (!src->is_file)
-		start_connections(src, fd);
 	ret = stream_io__init_fd(&src->io, fd);
 	if (!ret)
 		ret = stream__writer_init(&src->w, &src->io, STREAM_CTX_DATA);
 	return ret;
+}
+
+/*
+ * Connects, sending what was written so far (header, CONFIG) as the first bytes; the
+ * connections offered start with it, so that their handshakes overlap ACCEPTED. Those
+ * the round trip does not call for are closed once it is known.
+ */
+static int connect_target(struct source *src)
+{
+	int fds[STREAM_MAX_CONNECTIONS];
+	unsigned int i, n = MAX(src->offer, 1U), want;
+	const uint8_t *first;
+	size_t len;
+	int ret;
+
+	first = stream_io__mem_data(&src->io, &len);
+	ret = transport__connect(src->m->params.to, first, len, n, fds, src->err,
+				 sizeof(src->err));
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&src->m->lock);
+	src->m->fd = fds[0];
+	src->m->stats.connections = 1;
+	for (i = 1; i < n; i++)
+		if (fds[i] >= 0)
+			src->m->extra_fd[src->m->nr_extra++] = fds[i];
+	pthread_mutex_unlock(&src->m->lock);
+	if (transport__fast_opened(fds[0]))
+		pr_debug("migration: the header and CONFIG went in the SYN (TCP Fast Open)");
+	want = connections__wanted(src->m->params.connections, transport__rtt_ns(fds[0]));
+	close_connections(src, want - 1);
+	return stream_io__mem_to_fd(&src->io, fds[0]);
 }
 
 /* What the guest sees of its devices; the destination maps them onto its own backends. */
@@ -265,7 +310,7 @@ static int send_config(struct source *src)
 					   : STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_STRIPE_CHUNK;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
-		c->connections = offered(src);
+		c->connections = src->offer;
 		memcpy(c->token, src->token, sizeof(c->token));
 		ret = stream__write_config(&src->w, c);
 	}
@@ -762,7 +807,7 @@ static int wait_accepted(struct source *src)
 		return ret;
 	ret = expect_record(src, &r, STREAM_REC_ACCEPTED, &rec);
 	if (!ret && (stream__accepted_decode(rec.payload, rec.length, &src->features, &taken) ||
-		     taken > MAX(offered(src), 1U))) {
+		     taken > MAX(src->offer, 1U))) {
 		fail(src, "destination accepted features or connections this godwit did not offer");
 		ret = -EPROTO;
 	}
@@ -879,11 +924,11 @@ static void send_abort(struct source *src)
 }
 
 /*
- * zstd only when asked for (--compress zstd) and taken. It leaves half the bytes LZ4
- * does on the test guest's pages, at a third of its speed, but auto does not pick it:
- * on the far link (1 Gbit/s, 150 ms, 15 connections) its smaller first round did not
- * shorten the move (1130-1180 vs 1100 ms) and the pause grew from 230 to 380 ms, the
- * destination taking 290 ms instead of 150 to say READY; not yet traced.
+ * zstd only when asked for (--compress zstd) and taken. It leaves a fifth to a half of
+ * the bytes LZ4 does on the test guest's pages, at a third of its speed, but auto does
+ * not pick it: on the far link (1 Gbit/s, 150 ms, 15 connections, Fast Open) its
+ * smaller first round did not shorten the move (869-880 vs 807-871 ms with LZ4, 3 runs
+ * each); its longer pause there came from 1.3's 64 KiB stripes (connections.c).
  */
 static bool use_zstd(struct source *src)
 {
@@ -900,6 +945,8 @@ static int run(struct source *src)
 		ret = stream__write_header(&src->w);
 	if (!ret)
 		ret = send_config(src);
+	if (!ret && !src->is_file)
+		ret = connect_target(src);
 	if (!ret && !src->is_file)
 		ret = wait_accepted(src);
 	if (!ret)

@@ -613,13 +613,19 @@ bool stream__stripe_chunk_valid(uint64_t chunk)
 	       !(chunk & (chunk - 1));
 }
 
+/* STRIPE_CHUNKED may say one: the round trip called for fewer than were offered. */
+static uint32_t stripe_min(uint32_t type)
+{
+	return type == STREAM_REC_STRIPE_CHUNKED ? 1 : 2;
+}
+
 int stream__write_stripe(struct stream_writer *w, uint32_t n, uint32_t chunk)
 {
 	uint32_t type = chunk ? STREAM_REC_STRIPE_CHUNKED : STREAM_REC_STRIPE;
 	uint8_t p[STREAM_STRIPE_CHUNKED_LEN];
 	struct iovec iov = { p, chunk ? STREAM_STRIPE_CHUNKED_LEN : STREAM_STRIPE_LEN };
 
-	if (n < 2 || n > STREAM_MAX_CONNECTIONS)
+	if (n < stripe_min(type) || n > STREAM_MAX_CONNECTIONS)
 		return wr_fail(w, type, -EINVAL, "%u connections", n);
 	if (chunk && !stream__stripe_chunk_valid(chunk))
 		return wr_fail(w, type, -EINVAL, "chunks of %u bytes", chunk);
@@ -638,7 +644,8 @@ int stream__stripe_decode(uint32_t type, const uint8_t *payload, size_t len, uin
 	else
 		return -EBADMSG;
 	*n = stream_get32(payload);
-	return *n < 2 || *n > STREAM_MAX_CONNECTIONS || !stream__stripe_chunk_valid(*chunk)
+	return *n < stripe_min(type) || *n > STREAM_MAX_CONNECTIONS ||
+			       !stream__stripe_chunk_valid(*chunk)
 		       ? -EBADMSG
 		       : 0;
 }

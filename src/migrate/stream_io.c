@@ -47,6 +47,19 @@ const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len)
 	return io->mem_wr;
 }
 
+int stream_io__mem_to_fd(struct stream_io *io, int fd)
+{
+	uint64_t written = io->bytes_written;
+	int ret;
+
+	if (io->fd >= 0 || io->mem_rd)
+		return -EINVAL;
+	stream_io__exit(io);
+	ret = stream_io__init_fd(io, fd);
+	io->bytes_written = written;
+	return ret;
+}
+
 void stream_io__exit(struct stream_io *io)
 {
 	free(io->rbuf);
@@ -308,9 +321,9 @@ int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, uint
 	return 0;
 }
 
-void stream_io__unbuffered(struct stream_io *io)
+void stream_io__unbuffered(struct stream_io *io, bool on)
 {
-	io->unbuffered = true;
+	io->unbuffered = on;
 }
 
 int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int iovcnt)

@@ -188,8 +188,7 @@ def test_receive_rejects_garbage(godwit_bin, tmp_path, content, needle):
     one_error_line(res, needle)
 
 
-def test_receive_listener_gets_garbage(godwit_bin, tmp_path):
-    """A peer that sends junk over TCP is refused; the receiver exits non-zero."""
+def _receiver_and_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -197,16 +196,48 @@ def test_receive_listener_gets_garbage(godwit_bin, tmp_path):
     p = subprocess.Popen([GODWIT_PATH, "receive", "--listen", f"tcp:127.0.0.1:{port}"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
+    return p, port
+
+
+def _connect(p, port):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except OSError:
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\n\r\n" * 4, b""])
+def test_receive_listener_drops_what_is_not_a_stream(godwit_bin, junk):
+    """A peer that sends junk, or connects and goes, is closed: the receiver keeps
+    waiting for the source (a scanner or a health check does not end it)."""
+    p, port = _receiver_and_port()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and p.poll() is None
-                time.sleep(0.05)
-        c.sendall(b"GET / HTTP/1.1\r\n\r\n" * 4)
+        c = _connect(p, port)
+        c.sendall(junk)
+        c.close()
+        time.sleep(0.5)
+        assert p.poll() is None
+        p.terminate()
+        _, err = p.communicate(timeout=20)
+        assert "closed an incoming connection that is not a migration stream" in err
+        assert "stopped by a signal while waiting for a source" in err
+        assert p.returncode == 1
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_receive_listener_gets_a_bad_stream(godwit_bin):
+    """A peer that opens like a stream and then sends junk is refused; the receiver
+    exits non-zero."""
+    p, port = _receiver_and_port()
+    try:
+        c = _connect(p, port)
+        c.sendall(b"GODWITMS" + b"\xff" * 100)
         c.close()
         _, err = p.communicate(timeout=20)
         assert p.returncode == 1

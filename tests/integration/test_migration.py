@@ -150,7 +150,7 @@ def test_one_connection_on_a_short_round_trip(tmp_path, procs):
 def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, procs, compress):
     """Over a 50 ms round trip (netem between two network namespaces, bench/slowlink.py)
     the source opens one connection per 10 ms of it, 5, and stripes the stream over
-    them, with zstd records as well. With LZ4 (twice zstd's bytes: a first round that
+    them, with zstd records as well; CONFIG goes in the SYN (TCP Fast Open). With LZ4 (twice zstd's bytes: a first round that
     takes several round trips, then more rounds) it is seen that once the pause fits and
     what is not yet acknowledged is only in flight, the source pauses without waiting a
     round trip for the acknowledgements. Memory verified."""
@@ -177,6 +177,8 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
         assert res.returncode == 0 and out["status"] == "completed", res.stderr
         assert out["connections"] == 5, out
         assert src.wait_exit(timeout=10) == 0
+        # slowlink turns on Fast Open's server side in both namespaces
+        assert "the header and CONFIG went in the SYN" in src.stderr()
         if compress == "zstd":
             assert out["zstd_pages"] > 0 and out["lz4_pages"] == 0, out
         else:

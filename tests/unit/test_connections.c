@@ -97,7 +97,7 @@ static void striped_stream_arrives_whole(uint32_t chunk, bool read_ahead)
 	usleep(50000);
 	assert_int_equal(stream_io__init_fd(&io, rfds[0]), 0);
 	if (!read_ahead)
-		stream_io__unbuffered(&io);
+		stream_io__unbuffered(&io, true);
 	assert_int_equal(stream_io__read_full(&io, head, sizeof(head)), 0);
 	assert_int_equal(head[99], 0x5a);
 	assert_int_equal(io.rbuf_len - io.rbuf_pos > 0, read_ahead);
@@ -283,6 +283,17 @@ static void test_stripe_record(void **state)
 					       &chunk),
 			 -EBADMSG);
 	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE, p, sizeof(p), &n, &chunk), -EBADMSG);
+	/* one: the source's round trip called for a single connection after all */
+	stream_put32(p, 1);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, sizeof(p), &n, &chunk), 0);
+	assert_int_equal(n, 1);
+	stream_put32(p, 0);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, sizeof(p), &n, &chunk),
+			 -EBADMSG);
+	stream_put32(p, STREAM_MAX_CONNECTIONS + 1);
+	assert_int_equal(stream__stripe_decode(STREAM_REC_STRIPE_CHUNKED, p, sizeof(p), &n, &chunk),
+			 -EBADMSG);
+	stream_put32(p, 3);
 	assert_int_equal(stream__stripe_decode(STREAM_REC_JOIN, p, sizeof(p), &n, &chunk), -EBADMSG);
 	for (chunk = 0; chunk < 4; chunk++) {
 		static const uint32_t bad[] = { 0, 2 * KiB, 24 * KiB, 2 * MiB };
@@ -298,6 +309,8 @@ static void test_stripe_record(void **state)
 	assert_int_equal(stream__write_stripe(&w, 5, 0), 0);
 	assert_int_equal(stream__write_stripe(&w, 16, STREAM_STRIPE_CHUNK_MIN), 0);
 	assert_int_equal(stream__write_stripe(&w, 16, 5000), -EINVAL);
+	assert_int_equal(stream__write_stripe(&w, 1, 0), -EINVAL);
+	assert_int_equal(stream__write_stripe(&w, 0, 16 * KiB), -EINVAL);
 	stream__writer_exit(&w);
 	buf = stream_io__mem_data(&io, &len);
 	stream_io__init_mem_reader(&rio, buf, len);
@@ -316,23 +329,36 @@ static void test_stripe_record(void **state)
 	stream_io__exit(&io);
 }
 
+/* A listener on a free loopback port; uri says where. */
+static int listen_on_loopback(char uri[64])
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char err[128];
+	int lfd;
+
+	assert_int_equal(transport__listen("tcp:127.0.0.1:0", &lfd, err, sizeof(err)), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&ss, &sl), 0);
+	snprintf(uri, 64, "tcp:127.0.0.1:%u", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	return lfd;
+}
+
 /* The destination's side over a real listener: a stray is closed, the JOINs are taken. */
 static void test_accept_joins(void **state)
 {
+	struct connections_waiting w = { .n = 0 };
 	char uri[64], err[128];
 	int lfd, fds[3], c[3], stray, i;
 	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	size_t len;
 
 	(void)state;
-	assert_int_equal(transport__listen("tcp:127.0.0.1:0", &lfd, err, sizeof(err)), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&ss, &sl), 0);
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%u",
-		 ntohs(((struct sockaddr_in *)&ss)->sin_port));
-	assert_int_equal(transport__connect(uri, &c[0], err, sizeof(err)), 0);
-	assert_int_equal(transport__accept(lfd, &fds[0]), 0);
+	lfd = listen_on_loopback(uri);
+	assert_int_equal(transport__connect(uri, STREAM_MAGIC, STREAM_MAGIC_LEN, 1, &c[0], err,
+					     sizeof(err)),
+			 0);
+	assert_int_equal(connections__accept_source(lfd, &w, &fds[0]), 0);
+	assert_int_equal(w.n, 0);
 	/* A stray that sends garbage, then the two extra connections (index 2 first). */
 	assert_int_equal(transport__connect_more(c[0], &stray), 0);
 	assert_int_equal(transport__connect_finish(stray), 0);
@@ -343,7 +369,7 @@ static void test_accept_joins(void **state)
 		assert_int_equal(transport__connect_finish(c[i]), 0);
 		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
 	}
-	assert_int_equal(connections__accept(lfd, token, 3, fds, 5000), 0);
+	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000), 0);
 	for (i = 1; i <= 2; i++) {
 		len = (size_t)write(c[i], "x", 1);
 		assert_int_equal(len, 1);
@@ -355,9 +381,54 @@ static void test_accept_joins(void **state)
 	assert_int_equal(read(stray, msg, 1), 0);
 	close(stray);
 	/* Nobody else comes: a timeout, nothing left open. */
-	assert_int_equal(connections__accept(lfd, token, 2, fds, 50), -ETIMEDOUT);
+	assert_int_equal(connections__accept(lfd, &w, token, 2, fds, 50), -ETIMEDOUT);
+	connections__close_waiting(&w);
 	close(fds[0]);
 	close(c[0]);
+	close(lfd);
+}
+
+/*
+ * A source starts its extra connections with its first; accepted before the first
+ * (a network that reorders), they wait, silent, and join later. Connections that
+ * close or send something else before the stream's first bytes are dropped.
+ */
+static void test_extra_connections_before_the_first(void **state)
+{
+	struct connections_waiting w = { .n = 0 };
+	char uri[64], err[128];
+	int lfd, fds[3], c[3], gone, garbage, first, i;
+	uint8_t b;
+
+	(void)state;
+	lfd = listen_on_loopback(uri);
+	/* Two extras, one that goes away, one with garbage, and only then the first. */
+	for (i = 1; i <= 2; i++)
+		assert_int_equal(transport__connect(uri, NULL, 0, 1, &c[i], err, sizeof(err)), 0);
+	assert_int_equal(transport__connect(uri, NULL, 0, 1, &gone, err, sizeof(err)), 0);
+	close(gone);
+	assert_int_equal(transport__connect(uri, "GODWITXX", 8, 1, &garbage, err, sizeof(err)), 0);
+	usleep(20000);
+	assert_int_equal(transport__connect(uri, STREAM_MAGIC "rest of the header",
+					     STREAM_MAGIC_LEN + 18, 1, &c[0], err, sizeof(err)),
+			 0);
+	assert_int_equal(connections__accept_source(lfd, &w, &first), 0);
+	assert_int_equal(w.n, 2); /* the extras; the one gone and the garbage are closed */
+	assert_int_equal(read(first, &b, 1), 1);
+	assert_int_equal(b, 'G');
+	assert_true(read(garbage, &b, 1) <= 0); /* closed, maybe reset: its bytes were unread */
+	close(garbage);
+	for (i = 1; i <= 2; i++)
+		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
+	fds[0] = first;
+	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000), 0);
+	assert_int_equal(w.n, 0);
+	for (i = 0; i <= 2; i++) {
+		assert_int_equal(write(c[i], "y", 1), 1);
+		assert_int_equal(read(i ? fds[i] : first, &b, 1), 1);
+		close(fds[i]);
+		close(c[i]);
+	}
 	close(lfd);
 }
 
@@ -371,6 +442,7 @@ int main(void)
 	    cmocka_unit_test(test_join_parse),
 	    cmocka_unit_test(test_stripe_record),
 	    cmocka_unit_test(test_accept_joins),
+	    cmocka_unit_test(test_extra_connections_before_the_first),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
