@@ -54,7 +54,7 @@ int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem)
 void ram__tracker_exit(struct ram_tracker *t);
 int __must_check ram__log_start(struct ram_tracker *t, struct kvm *kvm);
 void ram__log_stop(struct ram_tracker *t, struct kvm *kvm);
-int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm);
+int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm, bool rearm);
 int __must_check ram__send_all(struct ram_sender *s);
 int __must_check ram__send_pending(struct ram_sender *s);
 int __must_check ram__flush(struct ram_sender *s);

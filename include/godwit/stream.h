@@ -197,6 +197,11 @@ int __must_check stream_io__stripe(struct stream_io *io, const int *fds, unsigne
  * a record read just before striping does not read ahead into another connection's chunk.
  */
 void stream_io__unbuffered(struct stream_io *io, bool on);
+/*
+ * TCP_CORK on every connection io writes to (nothing for a file or memory): only full
+ * segments leave until it is turned off, which sends the rest at once.
+ */
+void stream_io__cork(struct stream_io *io, bool on);
 
 /* ---- reader ------------------------------------------------------------ */
 

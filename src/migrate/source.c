@@ -564,7 +564,7 @@ static int precopy(struct source *src)
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
 		if (ret)
 			return ret;
-		dirty = ram__sync(&src->t, &src->vm->kvm);
+		dirty = ram__sync(&src->t, &src->vm->kvm, true);
 		if (dirty < 0)
 			return (int)dirty;
 		now = util__now_ns();
@@ -720,11 +720,12 @@ static int stop_and_copy(struct source *src)
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
 	src->quiesced = true;
-	dirty = ram__sync(&src->t, &src->vm->kvm);
+	dirty = ram__sync(&src->t, &src->vm->kvm, false);
 	if (dirty < 0)
 		return (int)dirty;
 	src->synced_ns = util__now_ns();
 	src->s.copy = false; /* nothing writes guest RAM now: send straight from it */
+	stream_io__cork(&src->io, true);
 	ret = ram__send_pending(&src->s);
 	if (!ret)
 		ret = send_state(src);
@@ -732,6 +733,7 @@ static int stop_and_copy(struct source *src)
 		ret = send_verify(src);
 	if (!ret)
 		ret = stream__write_end(&src->w);
+	stream_io__cork(&src->io, false);
 	src->sent_ns = util__now_ns();
 	update_stats(src, 0, 0, 0);
 	return ret;

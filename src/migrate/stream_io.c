@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "godwit/stream.h"
 
@@ -319,6 +322,17 @@ int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, uint
 	io->stripe_pos = reads ? ahead : 0;
 	io->unbuffered = false;
 	return 0;
+}
+
+void stream_io__cork(struct stream_io *io, bool on)
+{
+	int v = on, i;
+
+	if (io->fd < 0)
+		return;
+	setsockopt(io->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
+	for (i = 1; !io->stripe_reads && i < (int)io->nr_stripes; i++)
+		setsockopt(io->stripe_fd[i], IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
 }
 
 void stream_io__unbuffered(struct stream_io *io, bool on)

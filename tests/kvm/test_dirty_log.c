@@ -67,7 +67,8 @@ int main(void)
 		*(volatile uint32_t *)guest_mem__ptr(&vm.mem, MAILBOX_GPA, 4) = gen;
 		CHECK(test_vm__run_to_out(&vm) == gen, "guest did not finish batch %u", gen);
 		memset(t.pending, 0, (vm.mem.nr_pages + 63) / 64 * 8);
-		CHECK(ram__sync(&t, &vm.kvm) >= 0, "sync");
+		/* Every third sync does not rearm, as at the pause: nothing is lost by it. */
+		CHECK(ram__sync(&t, &vm.kvm, gen % 3 != 0) >= 0, "sync");
 		for (p = 0; p < AREA_PAGES; p++) {
 			uint32_t now = area[p * 1024];
 			bool d = bit(t.pending, AREA_GPA / 4096 + p);

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +433,42 @@ static void test_extra_connections_before_the_first(void **state)
 	close(lfd);
 }
 
+static int corked(int fd)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l), 0);
+	return v;
+}
+
+/* The final state is corked: every connection the stream is written over. */
+static void test_cork_every_connection(void **state)
+{
+	int lfd, c[2], a[2], i;
+	struct stream_io io;
+	char uri[64], err[128];
+
+	(void)state;
+	lfd = listen_on_loopback(uri);
+	assert_int_equal(transport__connect(uri, NULL, 0, 2, c, err, sizeof(err)), 0);
+	assert_int_equal(transport__connect_finish(c[1]), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(transport__accept(lfd, &a[i]), 0);
+	assert_int_equal(stream_io__init_fd(&io, c[0]), 0);
+	assert_int_equal(stream_io__stripe(&io, c, 2, 16 * KiB, false), 0);
+	stream_io__cork(&io, true);
+	assert_int_equal(corked(c[0]) + corked(c[1]), 2);
+	stream_io__cork(&io, false);
+	assert_int_equal(corked(c[0]) + corked(c[1]), 0);
+	stream_io__exit(&io);
+	for (i = 0; i < 2; i++) {
+		close(a[i]);
+		close(c[i]);
+	}
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +480,7 @@ int main(void)
 	    cmocka_unit_test(test_stripe_record),
 	    cmocka_unit_test(test_accept_joins),
 	    cmocka_unit_test(test_extra_connections_before_the_first),
+	    cmocka_unit_test(test_cork_every_connection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
