@@ -198,7 +198,11 @@ def write_results(path, records, cases, meta, plots):
             lines.append(f"- {name}: {how}")
         lines += ["- Both namespaces let TCP autotune buffers up to 64 MiB (the link's "
                   "bandwidth-delay product is 18.75 MB at 1 Gbit/s and 150 ms). A VMM that "
-                  "sets SO_SNDBUF/SO_RCVBUF itself is held to net.core.wmem_max/rmem_max.", ""]
+                  "sets SO_SNDBUF/SO_RCVBUF itself is held to net.core.wmem_max/rmem_max.",
+                  "- Both namespaces allow TCP Fast Open's server side (net.ipv4.tcp_fastopen=3, "
+                  "the default is 1: client only), as a host taking migrations over a long "
+                  "link would. godwit sends its header and CONFIG in the SYN; QEMU does not "
+                  "use Fast Open.", ""]
     if plots:
         lines += ["## Plots", "", "Bars: median; whiskers: min and max; cases a VMM did not "
                   "finish are marked n/f.", ""]

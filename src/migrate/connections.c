@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Several TCP connections for one migration stream (format 1.3, stream.h): how
- * many, in what chunks, the JOIN an extra connection opens with, and the destination's side of
- * taking them in. The stream is striped over them by stream_io.
+ * many, in what chunks, the JOIN an extra connection opens with, and the
+ * destination's side: telling the source's first connection from the others, and
+ * taking those in. The stream is striped over them by stream_io.
  */
 #include <errno.h>
 #include <poll.h>

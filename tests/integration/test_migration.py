@@ -136,14 +136,18 @@ def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
 
 
 def test_one_connection_on_a_short_round_trip(tmp_path, procs):
-    """Without --connections the source opens one per 10 ms of round trip: one here."""
-    src = start_source(tmp_path, procs, "heartbeat 10", memory="256M")
+    """Without --connections the source opens one per 10 ms of round trip: one here.
+    Once handed over, the source ends at a lower priority (nice 10), out of the way of
+    the guest now running on the destination."""
+    src = start_source(tmp_path, procs, "heartbeat 10", memory="256M", extra=["-v"])
     src.wait_for(r"^hb 3 ")
     dst = Receiver(tmp_path, "dst", extra=["-v"])
     procs.append(dst)
     res, out = migrate(src, dst.uri)
     assert res.returncode == 0 and out["connections"] == 1, (res.stderr, out)
     assert "connections" not in dst.stderr()
+    assert src.wait_exit(timeout=10) == 0
+    assert "handed over; this process ends at nice 10" in src.stderr()
 
 
 @pytest.mark.parametrize("compress", ["zstd", "lz4"])
