@@ -59,6 +59,7 @@ struct source {
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
 	uint8_t token[STREAM_TOKEN_LEN]; /* their JOINs carry it */
 	unsigned int offer; /* connections offered in CONFIG (at most): 0 for none */
+	unsigned int want;  /* of those, how many the round trip calls for */
 	uint32_t last_round;  /* the last ROUND marker sent */
 	uint64_t round_pages[ROUND_RING]; /* pages_sent at each round's marker */
 	uint32_t acked_round; /* the last the destination acknowledged (ROUND_ACK) */
@@ -170,7 +171,7 @@ static int join_connections(struct source *src, uint32_t taken)
 
 	if (!chunk)
 		ret = add_connections(src, taken);
-	n = MIN(src->m->nr_extra + 1, taken);
+	n = MIN(src->m->nr_extra + 1, chunk ? MIN(src->want, taken) : taken);
 	close_connections(src, n - 1);
 	fds[0] = src->m->fd;
 	for (i = 1; i < n && !ret; i++) {
@@ -233,12 +234,14 @@ static int open_target(struct source *src)
 /*
  * Connects, sending what was written so far (header, CONFIG) as the first bytes; the
  * connections offered start with it, so that their handshakes overlap ACCEPTED. Those
- * the round trip does not call for are closed once it is known.
+ * the round trip does not call for are closed once ACCEPTED says what the destination
+ * took: a 1.3 destination uses all it took, and opening them again would find its
+ * listen backlog full of the closed ones (it accepts them only after STRIPE).
  */
 static int connect_target(struct source *src)
 {
 	int fds[STREAM_MAX_CONNECTIONS];
-	unsigned int i, n = MAX(src->offer, 1U), want;
+	unsigned int i, n = MAX(src->offer, 1U);
 	const uint8_t *first;
 	size_t len;
 	int ret;
@@ -257,8 +260,7 @@ static int connect_target(struct source *src)
 	pthread_mutex_unlock(&src->m->lock);
 	if (transport__fast_opened(fds[0]))
 		pr_debug("migration: the header and CONFIG went in the SYN (TCP Fast Open)");
-	want = connections__wanted(src->m->params.connections, transport__rtt_ns(fds[0]));
-	close_connections(src, want - 1);
+	src->want = connections__wanted(src->m->params.connections, transport__rtt_ns(fds[0]));
 	return stream_io__mem_to_fd(&src->io, fds[0]);
 }
 

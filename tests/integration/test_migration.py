@@ -33,14 +33,15 @@ def free_port():
 
 
 class Receiver(Godwit):
-    def __init__(self, tmp_path, name, source="listen", extra=()):
+    def __init__(self, tmp_path, name, source="listen", extra=(), prefix=()):
         self.port = free_port()
         where = (["--listen", f"tcp:127.0.0.1:{self.port}"] if source == "listen"
                  else ["--from", source])
         api_path = str(tmp_path / f"{name}.sock")
         console = tmp_path / f"{name}.console"
         super().__init__(tmp_path, ["receive", *where, "--api", api_path,
-                                    "--console", f"file:{console}", *extra], name)
+                                    "--console", f"file:{console}", *extra], name,
+                         prefix=prefix)
         if source == "listen":
             deadline = time.monotonic() + 10
             while "waiting for an incoming migration" not in self.stderr():
@@ -68,9 +69,10 @@ def procs():
         p.stop()
 
 
-def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src", extra=()):
+def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src", extra=(),
+                 prefix=()):
     g = Godwit.run_testguest(tmp_path, cmdline, cpus=cpus, memory=memory, name=name,
-                             extra=extra)
+                             extra=extra, prefix=prefix)
     procs.append(g)
     return g
 
