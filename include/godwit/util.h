@@ -27,4 +27,10 @@ int __must_check util__parse_u64(const char *s, uint64_t min, uint64_t max, uint
 /* Monotonic clock in nanoseconds. */
 uint64_t util__now_ns(void);
 
+/*
+ * A signalfd (close-on-exec) that reads SIGINT and SIGTERM, which main.c blocks in
+ * every thread: how a wait learns it is asked to stop. The fd, or -1 with errno.
+ */
+int util__stop_signal_fd(void);
+
 #endif

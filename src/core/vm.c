@@ -378,21 +378,11 @@ int vm__start(struct vm *vm)
 	return 0;
 }
 
-static int signal_fd(void)
-{
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	return signalfd(-1, &set, SFD_CLOEXEC);
-}
-
 int vm__wait(struct vm *vm)
 {
 	struct signalfd_siginfo si;
 	struct pollfd p[2];
-	int sfd = signal_fd();
+	int sfd = util__stop_signal_fd();
 
 	p[0] = (struct pollfd){ .fd = vm->event_fd, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = sfd, .events = POLLIN };

@@ -7,9 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -228,20 +226,9 @@ static int opens_a_stream(int fd)
 	}
 }
 
-/* SIGINT and SIGTERM, blocked in every thread (main.c), stop the wait for a source. */
-static int stop_signals(void)
-{
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	return signalfd(-1, &set, SFD_CLOEXEC);
-}
-
 int connections__accept_source(int lfd, struct connections_waiting *w, int *out)
 {
-	int i, ret, stop = stop_signals();
+	int i, ret, stop = util__stop_signal_fd(); /* SIGINT, SIGTERM end the wait */
 
 	for (;;) {
 		i = wait_any(lfd, w, 0, stop);

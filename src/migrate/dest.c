@@ -265,8 +265,8 @@ static void close_listener(struct dest *d)
 
 /*
  * The source offered more connections (CONFIG) and we took them, taken (ACCEPTED): it
- * sends STRIPE or STRIPE_CHUNKED on this one once its extra connections have each sent their JOIN;
- * from then on its bytes come striped over all of them (stream.h).
+ * sends STRIPE or STRIPE_CHUNKED on this one once its extra connections have each sent
+ * their JOIN; from then on its bytes come striped over all of them (stream.h).
  */
 static int join_connections(struct dest *d, uint32_t taken)
 {
@@ -319,7 +319,10 @@ static int join_connections(struct dest *d, uint32_t taken)
 /* The VM is built: the source may start sending RAM (source.c, wait_accepted). */
 static int send_accepted(struct dest *d)
 {
-	/* A source offers what its round trip calls for (connections.c): all are taken. */
+	/*
+	 * All offered are taken: a 1.3 source offered what its round trip called for, a
+	 * 1.4 one says in STRIPE_CHUNKED how many of them it uses.
+	 */
 	uint32_t taken = d->cfg->connections;
 	struct stream_writer cw;
 	int ret;

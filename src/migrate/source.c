@@ -5,13 +5,13 @@
  * belongs to this process: any failure before GO resumes it here.
  */
 #include <errno.h>
-#include <sys/resource.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -219,8 +219,9 @@ static int open_target(struct source *src)
 	src->is_file = true;
 	fd = open(to + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fail(src, "cannot create %s: %s", to + 5, strerror(errno));
-		return -errno;
+		ret = -errno;
+		fail(src, "cannot create %s: %s", to + 5, strerror(-ret));
+		return ret;
 	}
 	pthread_mutex_lock(&src->m->lock);
 	src->m->fd = fd;
@@ -473,8 +474,8 @@ static int catch_up(struct source *src, bool *again)
  * the measured rate. Never while round 1 is unacknowledged: the measured rate is how
  * fast the sockets took it, and the destination applying all touched RAM took longer
  * (a far-link move paused after round 2: 473 ms instead of 230). Then the pause comes
- * at once: at most a little longer, a round trip shorter a move. On loopback the round trip is short: only a last round of a few
- * pages goes without the wait.
+ * at once: at most a little longer, a round trip shorter a move. On loopback the round
+ * trip is short: only a last round of a few pages goes without the wait.
  */
 static bool rounds_in_flight(struct source *src, uint64_t bw)
 {

@@ -186,12 +186,9 @@ static int connect_all(const struct addrinfo *a, const uint8_t *first, size_t le
 			close(fds[i]);
 			fds[i] = -1;
 		}
-	ret = sent < 0 ? (int)sent : connect_done(fds[0]);
-	if (!ret) {
-		make_blocking(fds[0]);
-		if (len)
-			ret = send_all(fds[0], first + sent, len - (size_t)sent);
-	}
+	ret = sent < 0 ? (int)sent : transport__connect_finish(fds[0]);
+	if (!ret && len)
+		ret = send_all(fds[0], first + sent, len - (size_t)sent);
 	if (ret)
 		for (i = 0; i < n; i++)
 			if (fds[i] >= 0)
@@ -203,16 +200,15 @@ int transport__connect_more(int fd, int *out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	int nfd;
+	int nfd, ret;
 
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
 	nfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (nfd < 0)
 		return -errno;
-	if (connect(nfd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
-		int ret = -errno;
-
+	ret = (int)connect_start(nfd, (struct sockaddr *)&ss, len, NULL, 0);
+	if (ret) {
 		close(nfd);
 		return ret;
 	}
