@@ -194,6 +194,12 @@ int __must_check connections__accept(int lfd, struct connections_waiting *w,
 void connections__close_waiting(struct connections_waiting *w);
 /* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
 uint64_t transport__rtt_ns(int fd);
+/*
+ * The smallest round trip the connection has seen: the link's own delay, without the
+ * queueing that inflates the smoothed one on a busy host (loopback: 10s of us against
+ * several ms smoothed). 0 when it has none.
+ */
+uint64_t transport__min_rtt_ns(int fd);
 /* Did the destination take the first bytes in the SYN (TCP Fast Open)? */
 bool transport__fast_opened(int fd);
 /*

@@ -2,6 +2,7 @@
 #ifndef GODWIT_UTIL_H
 #define GODWIT_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +33,12 @@ uint64_t util__now_ns(void);
  * every thread: how a wait learns it is asked to stop. The fd, or -1 with errno.
  */
 int util__stop_signal_fd(void);
+
+/*
+ * Real-time priority (SCHED_FIFO 1) for the calling thread while on, for the few
+ * milliseconds a guest is paused by a migration; back to the ordinary policy when off.
+ * 0 or -errno (without the privilege: -EPERM, and the thread keeps its priority).
+ */
+int util__switchover_priority(bool on);
 
 #endif

@@ -77,6 +77,16 @@ out:
 	return ret;
 }
 
+/* Called with vm->lock held. */
+static void unpark(struct vm *vm)
+{
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->cond);
+	while (vm->nr_paused > 0 && !vm->exit.requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->state = VM_RUNNING;
+}
+
 int vm__resume(struct vm *vm)
 {
 	int ret = 0;
@@ -88,11 +98,7 @@ int vm__resume(struct vm *vm)
 		ret = -EBUSY;
 		goto out;
 	}
-	vm->pause_requested = false;
-	pthread_cond_broadcast(&vm->cond);
-	while (vm->nr_paused > 0 && !vm->exit.requested)
-		pthread_cond_wait(&vm->cond, &vm->lock);
-	vm->state = VM_RUNNING;
+	unpark(vm);
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
@@ -350,31 +356,79 @@ err_sync:
 	return ret;
 }
 
-int vm__start(struct vm *vm)
+/*
+ * Parked threads leave the VM in VM_CREATED, not VM_PAUSED: an incoming VM must not
+ * be resumed through the API before its state has arrived and the source said GO.
+ */
+static int start_vcpus(struct vm *vm, bool parked)
 {
 	unsigned int i;
 	int ret = 0;
 
-	vm->start_ns = util__now_ns();
 	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_RUNNING;
+	if (vm->state != VM_CREATED || vm->nr_running) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vm->state = parked ? VM_CREATED : VM_RUNNING;
+	vm->pause_requested = parked;
 	for (i = 0; i < vm->nr_vcpus && !ret; i++) {
 		vm->nr_running++;
 		ret = vcpu__start(&vm->vcpus[i]);
 		if (ret)
 			vm->nr_running--;
 	}
+	while (!ret && parked && vm->nr_paused < vm->nr_running && !vm->exit.requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
 	if (ret) {
 		pr_err("cannot start vCPU threads: %s", strerror(-ret));
 		vm__request_exit(vm, 1, "vCPU threads could not start");
+	}
+	return ret;
+}
+
+static void start_input(struct vm *vm)
+{
+	int ret;
+
+	if (vm->cfg.console != CONSOLE_STDIO)
+		return;
+	ret = console__start_input(vm);
+	if (ret)
+		pr_warn("no console input: %s", strerror(-ret));
+}
+
+int vm__start(struct vm *vm)
+{
+	int ret;
+
+	vm->start_ns = util__now_ns();
+	ret = start_vcpus(vm, false);
+	if (!ret)
+		start_input(vm);
+	return ret;
+}
+
+int vm__start_parked(struct vm *vm)
+{
+	return start_vcpus(vm, true);
+}
+
+int vm__run_parked(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_CREATED || !vm->pause_requested || !vm->nr_running)
+		ret = -EBUSY;
+	else
+		unpark(vm);
+	pthread_mutex_unlock(&vm->lock);
+	if (ret)
 		return ret;
-	}
-	if (vm->cfg.console == CONSOLE_STDIO) {
-		ret = console__start_input(vm);
-		if (ret)
-			pr_warn("no console input: %s", strerror(-ret));
-	}
+	vm->start_ns = util__now_ns();
+	start_input(vm);
 	return 0;
 }
 

@@ -51,6 +51,7 @@ struct dest {
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
+	bool realtime; /* from the first STATE record: util__switchover_priority */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
 	char err[256];
@@ -343,6 +344,15 @@ static int send_accepted(struct dest *d)
 	return ret || taken < 2 ? ret : join_connections(d, taken);
 }
 
+static int start_parked(struct dest *d)
+{
+	int ret = vm__start_parked(d->vm);
+
+	if (ret)
+		fail(d, "cannot start the vCPU threads: %s", strerror(-ret));
+	return ret;
+}
+
 static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
 			     struct stream_tlv_reader *body, char *why, size_t whylen)
 {
@@ -473,6 +483,9 @@ static int receive_records(struct dest *d)
 			ret = ack_round(d, &rec);
 			break;
 		case STREAM_REC_STATE:
+			/* The source is paused: the guest waits on us until we resume it. */
+			if (!d->is_file && !d->realtime)
+				d->realtime = !util__switchover_priority(true);
 			ret = take_state(d, &rec);
 			break;
 		case STREAM_REC_VERIFY:
@@ -566,11 +579,12 @@ static int restore(struct dest *d)
 	for (i = 0; i < d->cfg->nr_vcpus; i++)
 		kvm_vcpu__clock_stopped(&vm->vcpus[i].kfd);
 	t_end = util__now_ns();
-	pr_debug("restore %llu us: vCPUs %llu, devices %llu, VM state %llu, kvmclock %llu",
+	pr_debug("restore %llu us: vCPUs %llu, devices %llu, VM state %llu, kvmclock %llu%s",
 		 (unsigned long long)(t_end - t0) / 1000, (unsigned long long)(t_vcpus - t0) / 1000,
 		 (unsigned long long)(t_devices - t_vcpus) / 1000,
 		 (unsigned long long)(t_vm - t_devices) / 1000,
-		 (unsigned long long)(t_end - t_vm) / 1000);
+		 (unsigned long long)(t_end - t_vm) / 1000,
+		 d->realtime ? "; at real-time priority" : "");
 	return 0;
 }
 
@@ -582,7 +596,11 @@ static int verify(struct dest *d)
 
 	if (!d->have_verify)
 		return 0;
+	/* Hashing all of RAM is no short, bounded step: not at real-time priority. */
+	util__switchover_priority(false);
 	ret = stream__ram_digest(&d->vm->mem, &mine, &n);
+	if (d->realtime)
+		util__switchover_priority(true);
 	if (ret)
 		return ret;
 	ret = stream__ram_digest_compare(d->cfg, d->digests, d->nr_digests, mine, n, &bad_gpa);
@@ -650,7 +668,7 @@ static int handover(struct dest *d)
 			fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
 	}
 	if (!ret)
-		ret = vm__start(d->vm);
+		ret = vm__run_parked(d->vm);
 	if (!ret) {
 		devices__kick(d->vm);
 		devices__announce(d->vm);
@@ -671,7 +689,7 @@ static int start_from_file(struct dest *d)
 		fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
 		return ret;
 	}
-	ret = vm__start(d->vm);
+	ret = vm__run_parked(d->vm);
 	if (!ret) {
 		devices__kick(d->vm);
 		devices__announce(d->vm);
@@ -740,6 +758,8 @@ int migrate__receive(const struct receive_params *p)
 	if (!ret && !d.is_file)
 		ret = send_accepted(&d);
 	if (!ret)
+		ret = start_parked(&d);
+	if (!ret)
 		ret = receive_records(&d);
 	/* Verify first: restoring the vCPUs makes KVM write guest RAM (kvmclock). */
 	if (!ret)
@@ -748,6 +768,7 @@ int migrate__receive(const struct receive_params *p)
 		ret = restore(&d);
 	if (!ret)
 		ret = d.is_file ? start_from_file(&d) : handover(&d);
+	util__switchover_priority(false);
 	if (ret) {
 		if (!d.err[0])
 			fail(&d, "%s", strerror(-ret));

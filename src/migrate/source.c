@@ -54,6 +54,7 @@ struct source {
 	struct ram_sender s;
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
+	bool realtime; /* the pause runs at util__switchover_priority */
 	bool quiesced;
 	bool disks_released;
 	uint32_t features; /* STREAM_FEATURE_* the destination took */
@@ -474,23 +475,31 @@ static int catch_up(struct source *src, bool *again)
  * the measured rate. Never while round 1 is unacknowledged: the measured rate is how
  * fast the sockets took it, and the destination applying all touched RAM took longer
  * (a far-link move paused after round 2: 473 ms instead of 230). Then the pause comes
- * at once: at most a little longer, a round trip shorter a move. On loopback the round
- * trip is short: only a last round of a few pages goes without the wait.
+ * at once: at most a little longer, a round trip shorter a move.
+ *
+ * The round trip is the link's smallest, not the smoothed one: queueing on a busy
+ * host inflates that to several ms even on loopback, where it let 1578 pages (2.4 ms
+ * for the destination to apply) into the pause. Only the link's delay is saved by not
+ * waiting; on loopback only a last round of a few pages goes without the wait.
  */
 static bool rounds_in_flight(struct source *src, uint64_t bw)
 {
-	uint64_t rtt = transport__rtt_ns(src->m->fd), pages;
+	uint64_t rtt = transport__min_rtt_ns(src->m->fd), pages, behind_ns;
 	unsigned int i;
 
 	if (!rtt || !bw || !src->acked_round || src->last_round - src->acked_round >= ROUND_RING)
 		return false;
 	pages = src->s.pages_sent - src->round_pages[src->acked_round % ROUND_RING];
-	if (pages * GUEST_PAGE_SIZE * 1000000000ULL / bw >= rtt / 2 ||
-	    !transport__all_in_window(src->m->fd))
+	behind_ns = pages * GUEST_PAGE_SIZE * 1000000000ULL / bw;
+	if (behind_ns >= rtt / 2 || !transport__all_in_window(src->m->fd))
 		return false;
 	for (i = 0; i < src->m->nr_extra; i++)
 		if (!transport__all_in_window(src->m->extra_fd[i]))
 			return false;
+	pr_debug("the rounds not yet acknowledged are in flight: pausing now (%llu pages, "
+		 "%llu us to apply, round trip %llu us)",
+		 (unsigned long long)pages, (unsigned long long)(behind_ns / 1000),
+		 (unsigned long long)(rtt / 1000));
 	return true;
 }
 
@@ -519,10 +528,8 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 			return ret;
 		pr_debug("the pause fits; the destination has applied round %u of %u",
 			 src->acked_round, src->last_round);
-		if (rounds_in_flight(src, bw)) {
-			pr_debug("the rounds not yet acknowledged are in flight: pausing now");
+		if (rounds_in_flight(src, bw))
 			return 1;
-		}
 		if (src->acked_round + 1 < src->last_round)
 			polish_throttle(src, dirtier, nr_dirtiers);
 	}
@@ -692,7 +699,11 @@ static int send_verify(struct source *src)
 	size_t n;
 	int ret;
 
+	/* Hashing all of RAM is no short, bounded step: not at real-time priority. */
+	util__switchover_priority(false);
 	ret = stream__ram_digest(&src->vm->mem, &digests, &n);
+	if (src->realtime)
+		util__switchover_priority(true);
 	if (ret)
 		return ret;
 	ret = stream__write_verify(&src->w, digests, n);
@@ -712,6 +723,8 @@ static int stop_and_copy(struct source *src)
 	int ret;
 
 	set_status(src->m, MIG_COMPLETING);
+	/* Until the hand-over (finish()): no other thread on this host delays the pause. */
+	src->realtime = !src->is_file && !util__switchover_priority(true);
 	src->pause_ns = util__now_ns();
 	ret = vm__pause(src->vm);
 	if (ret) {
@@ -789,10 +802,11 @@ static void log_pause(struct source *src)
 	uint64_t now = util__now_ns();
 
 	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu, last RAM + "
-		 "state sent %llu, destination loaded (READY) %llu, resumed there (RESUMED) %llu",
+		 "state sent %llu, destination loaded (READY) %llu, resumed there (RESUMED) %llu%s",
 		 us(src->pause_ns, now), us(src->pause_ns, src->paused_ns),
 		 us(src->paused_ns, src->synced_ns), us(src->synced_ns, src->sent_ns),
-		 us(src->sent_ns, src->ready_ns), us(src->ready_ns, now));
+		 us(src->sent_ns, src->ready_ns), us(src->ready_ns, now),
+		 src->realtime ? "; at real-time priority" : "");
 }
 
 /*
@@ -1009,6 +1023,7 @@ static void finish(struct source *src, int ret)
 	struct migration *m = src->m;
 	enum migrate_status st;
 
+	util__switchover_priority(false);
 	/*
 	 * Dirty logging stays on through the hand-over: turning it off re-registers
 	 * guest RAM with KVM (~8 ms per GiB on kvm_pvm), which inside the pause delayed

@@ -4,8 +4,9 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -289,14 +290,27 @@ int transport__accept(int lfd, int *out)
 	return 0;
 }
 
+/*
+ * The kernel's TCP_INFO for fd: true when it filled everything up to and including the
+ * field that ends at need (an older kernel returns a shorter struct than the header's).
+ */
+static bool tcp_info_has(int fd, struct tcp_info *ti, size_t need)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	return !getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) && len >= need;
+}
+
+#define TCP_INFO_HAS(fd, ti, field) \
+	tcp_info_has(fd, ti, offsetof(struct tcp_info, field) + sizeof((ti)->field))
+
 bool transport__all_in_window(int fd)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
 	int queued;
 
-	if (ioctl(fd, SIOCOUTQ, &queued) || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
-	    len < sizeof(ti))
+	if (ioctl(fd, SIOCOUTQ, &queued) || !TCP_INFO_HAS(fd, &ti, tcpi_snd_cwnd))
 		return false;
 	return (uint64_t)queued <= (uint64_t)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss;
 }
@@ -304,19 +318,20 @@ bool transport__all_in_window(int fd)
 bool transport__fast_opened(int fd)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
 
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || len < sizeof(ti))
-		return false;
-	return ti.tcpi_options & TCPI_OPT_SYN_DATA;
+	return TCP_INFO_HAS(fd, &ti, tcpi_options) && (ti.tcpi_options & TCPI_OPT_SYN_DATA);
 }
 
 uint64_t transport__rtt_ns(int fd)
 {
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
 
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) || len < sizeof(ti))
-		return 0;
-	return (uint64_t)ti.tcpi_rtt * 1000;
+	return TCP_INFO_HAS(fd, &ti, tcpi_rtt) ? (uint64_t)ti.tcpi_rtt * 1000 : 0;
+}
+
+uint64_t transport__min_rtt_ns(int fd)
+{
+	struct tcp_info ti;
+
+	return TCP_INFO_HAS(fd, &ti, tcpi_min_rtt) ? (uint64_t)ti.tcpi_min_rtt * 1000 : 0;
 }

@@ -139,8 +139,9 @@ def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
 
 def test_one_connection_on_a_short_round_trip(tmp_path, procs):
     """Without --connections the source opens one per 10 ms of round trip: one here.
-    Once handed over, the source ends at a lower priority (nice 10), out of the way of
-    the guest now running on the destination."""
+    The pause runs at real-time priority on both sides (as root); once handed over, the
+    source ends at a lower priority (nice 10), out of the way of the guest now running
+    on the destination."""
     src = start_source(tmp_path, procs, "heartbeat 10", memory="256M", extra=["-v"])
     src.wait_for(r"^hb 3 ")
     dst = Receiver(tmp_path, "dst", extra=["-v"])
@@ -150,6 +151,9 @@ def test_one_connection_on_a_short_round_trip(tmp_path, procs):
     assert "connections" not in dst.stderr()
     assert src.wait_exit(timeout=10) == 0
     assert "handed over; this process ends at nice 10" in src.stderr()
+    if os.geteuid() == 0:
+        assert re.search(r"pause \d+ us: .*; at real-time priority", src.stderr())
+        assert re.search(r"restore \d+ us: .*; at real-time priority", dst.stderr())
 
 
 @pytest.mark.parametrize("compress", ["zstd", "lz4"])
@@ -315,6 +319,51 @@ def test_destination_killed_during_precopy(tmp_path, procs, connections):
     procs.append(dst2)
     res, out = migrate(src, dst2.uri, "--timeout", "600", timeout=700)
     assert res.returncode == 0, res.stderr
+
+
+def thread_names(pid):
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return names
+
+
+def test_incoming_vcpus_wait_parked_and_cannot_be_resumed_early(tmp_path, procs):
+    """The destination starts its vCPU threads parked while RAM still arrives (the
+    hand-over only wakes them); meanwhile the VM is 'created', not 'paused', and the
+    API cannot resume it before the source says GO."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    p = subprocess.Popen([GODWIT, "migrate", "--api", src.api_path, "--to", dst.uri, "--json",
+                          "--max-bandwidth", "20M", "--compress", "off"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not {"vcpu-0", "vcpu-1"} <= set(thread_names(dst.proc.pid)):
+            assert p.poll() is None and time.monotonic() < deadline, thread_names(dst.proc.pid)
+            time.sleep(0.02)
+        status, body = dst.api("GET", "/vm")
+        assert status == 200 and body["state"] == "created", body
+        status, body = dst.api("PUT", "/vm/resume")
+        assert status == 409, body
+        assert p.poll() is None, "the migration ended before the check"
+        assert "hb " not in dst.output()
+        out = json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1])
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert out["status"] == "completed", out
+    assert src.wait_exit(timeout=10) == 0
+    dst.wait_for(r"^hb \d+", count=3)
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert dst.api("GET", "/vm")[1]["state"] == "running"
+    assert "ERROR" not in dst.output()
 
 
 def test_cancel_from_api(tmp_path, procs):

@@ -469,6 +469,34 @@ static void test_cork_every_connection(void **state)
 	close(lfd);
 }
 
+/* Round trips read from the kernel's TCP_INFO (a field the kernel did fill); none on a pipe. */
+static void test_round_trips(void **state)
+{
+	int lfd, c, a, i, p[2];
+	char uri[64], err[128], buf[64] = { 0 };
+
+	(void)state;
+	lfd = listen_on_loopback(uri);
+	assert_int_equal(transport__connect(uri, NULL, 0, 1, &c, err, sizeof(err)), 0);
+	assert_int_equal(transport__accept(lfd, &a), 0);
+	for (i = 0; i < 20; i++) {
+		assert_int_equal(write(c, buf, sizeof(buf)), sizeof(buf));
+		assert_int_equal(read(a, buf, sizeof(buf)), sizeof(buf));
+		assert_int_equal(write(a, buf, sizeof(buf)), sizeof(buf));
+		assert_int_equal(read(c, buf, sizeof(buf)), sizeof(buf));
+	}
+	assert_true(transport__min_rtt_ns(c) > 0);
+	assert_true(transport__rtt_ns(c) > 0);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(transport__min_rtt_ns(p[0]), 0);
+	assert_int_equal(transport__rtt_ns(p[0]), 0);
+	close(p[0]);
+	close(p[1]);
+	close(a);
+	close(c);
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -481,6 +509,7 @@ int main(void)
 	    cmocka_unit_test(test_accept_joins),
 	    cmocka_unit_test(test_extra_connections_before_the_first),
 	    cmocka_unit_test(test_cork_every_connection),
+	    cmocka_unit_test(test_round_trips),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
