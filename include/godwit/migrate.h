@@ -33,6 +33,12 @@ struct migrate_params {
 	enum migrate_compress compress;
 	uint64_t connections; /* TCP connections, 1..16; 0 = by the round trip (source.c) */
 	bool verify;
+	/*
+	 * GO only after the destination's READY (formats before 1.5 always): a round trip
+	 * more of pause, but a destination that fails silently while loading leaves the VM
+	 * running here instead of paused with the outcome unknown.
+	 */
+	bool confirm_ready;
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 };
 

@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 4
+#define STREAM_VERSION_MINOR 5
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -347,9 +347,11 @@ enum stream_config_tag {
 #define STREAM_FEATURE_ROUND_ACK (1U << 1) /* ROUND_ACK after each ROUND */
 #define STREAM_FEATURE_RAM_ZSTD	 (1U << 2) /* format 1.3 */
 #define STREAM_FEATURE_STRIPE_CHUNK (1U << 3) /* format 1.4: STRIPE_CHUNKED */
+/* format 1.5: GO follows END at once; the destination sends no READY */
+#define STREAM_FEATURE_GO_WITH_END (1U << 4)
 #define STREAM_FEATURES_KNOWN                                                                      \
 	(STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_RAM_ZSTD |             \
-	 STREAM_FEATURE_STRIPE_CHUNK)
+	 STREAM_FEATURE_STRIPE_CHUNK | STREAM_FEATURE_GO_WITH_END)
 
 enum stream_device_tag {
 	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */

@@ -77,12 +77,15 @@ out:
 	return ret;
 }
 
-/* Called with vm->lock held. */
-static void unpark(struct vm *vm)
+/*
+ * Called with vm->lock held. wait: until every vCPU thread has left its park. A thread
+ * that has not yet left it when the VM is paused again simply stays parked.
+ */
+static void unpark(struct vm *vm, bool wait)
 {
 	vm->pause_requested = false;
 	pthread_cond_broadcast(&vm->cond);
-	while (vm->nr_paused > 0 && !vm->exit.requested)
+	while (wait && vm->nr_paused > 0 && !vm->exit.requested)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	vm->state = VM_RUNNING;
 }
@@ -98,7 +101,7 @@ int vm__resume(struct vm *vm)
 		ret = -EBUSY;
 		goto out;
 	}
-	unpark(vm);
+	unpark(vm, true);
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
@@ -423,7 +426,7 @@ int vm__run_parked(struct vm *vm)
 	if (vm->state != VM_CREATED || !vm->pause_requested || !vm->nr_running)
 		ret = -EBUSY;
 	else
-		unpark(vm);
+		unpark(vm, false);
 	pthread_mutex_unlock(&vm->lock);
 	if (ret)
 		return ret;

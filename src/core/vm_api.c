@@ -154,6 +154,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	}
 	verify = json_object_get(req->body, "verify");
 	p.verify = json_is_true(verify);
+	p.confirm_ready = json_is_true(json_object_get(req->body, "confirm_ready"));
 	p.watch = json_is_true(json_object_get(req->body, "watch"));
 	ret = migrate__start(vm, &p, err, sizeof(err));
 	if (ret) {

@@ -29,6 +29,11 @@ static void usage_migrate(FILE *out)
 		"  --max-bandwidth B    bytes/s on the wire, suffixes K/M/G (default: unlimited)\n"
 		"  --timeout S          give up after S seconds (default: 60 + 10 per GiB of RAM)\n"
 		"  --verify             compare a digest of all RAM before the destination resumes\n"
+		"  --confirm-ready      send GO only once the destination says READY, as before\n"
+		"                       format 1.5: a round trip more of pause (150 ms on a far\n"
+		"                       link), but a destination that dies while loading the\n"
+		"                       state leaves the VM running here, not paused here with\n"
+		"                       the outcome unknown (with disks the locks settle that)\n"
 		"  --compress MODE      auto (default): LZ4 while the link is slower than the\n"
 		"                       compressor and the pages shrink; lz4: always; zstd:\n"
 		"                       always, zstd level 1 (fewer bytes, a third of LZ4's\n"
@@ -84,6 +89,7 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ "max-bandwidth", required_argument, NULL, 'b' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "verify", no_argument, NULL, 'V' },
+		{ "confirm-ready", no_argument, NULL, 'R' },
 		{ "compress", required_argument, NULL, 'c' },
 		{ "connections", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
@@ -102,6 +108,7 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		case 'a': c->api = optarg; break;
 		case 't': to = optarg; break;
 		case 'V': json_object_set_new(c->req, "verify", json_true()); break;
+		case 'R': json_object_set_new(c->req, "confirm_ready", json_true()); break;
 		case 'c':
 			if (migrate__compress_parse(optarg, &(enum migrate_compress){ 0 })) {
 				pr_err("--compress '%s': expected auto, lz4, zstd or off", optarg);

@@ -643,7 +643,10 @@ static int wait_go(struct dest *d, struct stream_reader *cr)
 	return 0;
 }
 
-/* READY, wait for GO, run, RESUMED. */
+/*
+ * READY, wait for GO, run, RESUMED. With format 1.5's GO_WITH_END the source sent GO
+ * right after END, at no round trip's cost: no READY, GO is read at once.
+ */
 static int handover(struct dest *d)
 {
 	struct stream_writer cw;
@@ -656,9 +659,13 @@ static int handover(struct dest *d)
 	ret = stream__reader_init(&cr, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		goto out_writer;
-	ret = stream__write_control(&cw, STREAM_REC_READY);
-	if (ret)
-		fail(d, "cannot tell the source we are ready: %s", strerror(-ret));
+	if (!(d->cfg->features & STREAM_FEATURE_GO_WITH_END)) {
+		ret = stream__write_control(&cw, STREAM_REC_READY);
+		if (ret)
+			fail(d, "cannot tell the source we are ready: %s", strerror(-ret));
+	} else {
+		pr_debug("GO follows END (format 1.5): no READY");
+	}
 	if (!ret)
 		ret = wait_go(d, &cr);
 	if (!ret) {

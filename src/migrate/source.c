@@ -313,6 +313,8 @@ static int send_config(struct source *src)
 		describe_devices(vm, c);
 		c->features = src->is_file ? 0
 					   : STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_STRIPE_CHUNK;
+		if (!src->is_file && !src->m->params.confirm_ready)
+			c->features |= STREAM_FEATURE_GO_WITH_END;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
 		c->connections = src->offer;
@@ -716,7 +718,33 @@ static unsigned long long us(uint64_t from, uint64_t to)
 	return to > from ? (to - from) / 1000 : 0;
 }
 
-/* The pause: last dirty pages, every piece of state, the digest, END. */
+/*
+ * GO: the VM is the destination's from here on. The disks' locks move with it: the
+ * destination takes them on GO, so they are released first.
+ */
+static int send_go(struct source *src)
+{
+	struct stream_writer cw;
+	int ret;
+
+	ret = devices__release_disks(src->vm);
+	if (ret) {
+		fail(src, "cannot release the disk locks: %s", strerror(-ret));
+		return ret;
+	}
+	src->disks_released = true;
+	ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
+	if (ret)
+		return ret;
+	src->go_sent = true; /* from here, a lost connection leaves the outcome unknown */
+	ret = stream__write_control(&cw, STREAM_REC_GO);
+	if (ret)
+		fail(src, "cannot send GO: %s", strerror(-ret));
+	stream__writer_exit(&cw);
+	return ret;
+}
+
+/* The pause: last dirty pages, every piece of state, the digest, END (and GO, 1.5). */
 static int stop_and_copy(struct source *src)
 {
 	int64_t dirty;
@@ -750,6 +778,8 @@ static int stop_and_copy(struct source *src)
 		ret = send_verify(src);
 	if (!ret)
 		ret = stream__write_end(&src->w);
+	if (!ret && (src->features & STREAM_FEATURE_GO_WITH_END))
+		ret = send_go(src);
 	stream_io__cork(&src->io, false);
 	src->sent_ns = util__now_ns();
 	update_stats(src, 0, 0, 0);
@@ -800,12 +830,16 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 static void log_pause(struct source *src)
 {
 	uint64_t now = util__now_ns();
+	char loaded[64] = "GO with END";
 
+	if (src->ready_ns)
+		snprintf(loaded, sizeof(loaded), "destination loaded (READY) %llu",
+			 us(src->sent_ns, src->ready_ns));
 	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu, last RAM + "
-		 "state sent %llu, destination loaded (READY) %llu, resumed there (RESUMED) %llu%s",
+		 "state sent %llu, %s, resumed there (RESUMED) %llu%s",
 		 us(src->pause_ns, now), us(src->pause_ns, src->paused_ns),
-		 us(src->paused_ns, src->synced_ns), us(src->synced_ns, src->sent_ns),
-		 us(src->sent_ns, src->ready_ns), us(src->ready_ns, now),
+		 us(src->paused_ns, src->synced_ns), us(src->synced_ns, src->sent_ns), loaded,
+		 us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
 		 src->realtime ? "; at real-time priority" : "");
 }
 
@@ -885,11 +919,13 @@ static int wait_caught_up(struct source *src)
 	return read_acks(src, true);
 }
 
-/* READY, then GO, then RESUMED: the VM is the destination's from GO on. */
+/*
+ * READY, then GO, then RESUMED; or only RESUMED when GO went with END (format 1.5).
+ * The VM is the destination's from GO on.
+ */
 static int handover(struct source *src)
 {
 	struct stream_reader r;
-	struct stream_writer cw;
 	int ret;
 
 	/* Rounds paused on while in flight (rounds_in_flight) are acknowledged first. */
@@ -899,32 +935,19 @@ static int handover(struct source *src)
 	ret = stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
-	ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
-	if (ret)
-		goto out_reader;
-	ret = expect(src, &r, STREAM_REC_READY);
-	if (ret || cancelled(src))
-		goto out;
-	src->ready_ns = util__now_ns();
-	/* The disks' locks move with the VM: the destination takes them on GO. */
-	ret = devices__release_disks(src->vm);
-	if (ret) {
-		fail(src, "cannot release the disk locks: %s", strerror(-ret));
-		goto out;
-	}
-	src->disks_released = true;
-	src->go_sent = true; /* from here, a lost connection leaves the outcome unknown */
-	ret = stream__write_control(&cw, STREAM_REC_GO);
-	if (ret) {
-		fail(src, "cannot send GO: %s", strerror(-ret));
-		goto out;
+	if (!src->go_sent) {
+		ret = expect(src, &r, STREAM_REC_READY);
+		if (ret || cancelled(src))
+			goto out;
+		src->ready_ns = util__now_ns();
+		ret = send_go(src);
+		if (ret)
+			goto out;
 	}
 	ret = expect(src, &r, STREAM_REC_RESUMED);
 	if (!ret)
 		log_pause(src);
 out:
-	stream__writer_exit(&cw);
-out_reader:
 	stream__reader_exit(&r);
 	if (!ret && cancelled(src) && !src->go_sent)
 		ret = -ECANCELED;

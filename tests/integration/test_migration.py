@@ -154,6 +154,26 @@ def test_one_connection_on_a_short_round_trip(tmp_path, procs):
     if os.geteuid() == 0:
         assert re.search(r"pause \d+ us: .*; at real-time priority", src.stderr())
         assert re.search(r"restore \d+ us: .*; at real-time priority", dst.stderr())
+    # Format 1.5: GO went right after END, the destination sent no READY.
+    assert re.search(r"pause \d+ us: .*state sent \d+, GO with END, resumed", src.stderr())
+    assert "GO follows END (format 1.5): no READY" in dst.stderr()
+
+
+def test_confirm_ready_keeps_the_ready_go_handshake(tmp_path, procs):
+    """--confirm-ready: GO only after READY (the pre-1.5 hand-over), memory intact."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 32M", cpus=2, memory="256M",
+                       extra=["-v"])
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst", extra=["-v"])
+    procs.append(dst)
+    res, out = migrate(src, dst.uri, "--verify", "--confirm-ready")
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    assert src.wait_exit(timeout=10) == 0
+    assert re.search(r"pause \d+ us: .*, destination loaded \(READY\) \d+, resumed",
+                     src.stderr())
+    assert "GO follows END" not in dst.stderr()
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert "ERROR" not in dst.output()
 
 
 @pytest.mark.parametrize("compress", ["zstd", "lz4"])
