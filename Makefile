@@ -37,7 +37,7 @@ KVMTEST_BIN := $(KVMTEST_SRC:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
 
 .PHONY: all deps demo test test-linux unit test-kvm integration fuzz fuzz-run san clean format guest guest-linux
 
-all: $(BUILD)/godwit guest
+all: $(BUILD)/godwit guest build/bench/stamper
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -51,6 +51,12 @@ $(BUILD)/libgodwit.a: $(LIB_OBJ)
 $(BUILD)/godwit: $(BUILD)/src/main.o $(BUILD)/libgodwit.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The benchmark's console stamper (bench/procmon.py starts it), never sanitized.
+build/bench/stamper: bench/stamper.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -std=gnu11 -O2 -D_GNU_SOURCE $(WARNINGS) -o $@ $<
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libgodwit.a
 	@mkdir -p $(dir $@)

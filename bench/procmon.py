@@ -11,7 +11,7 @@
   sample and the peak of the memory figure.
 - ConsoleTail / ConsoleWatcher: console files read as they grow, each complete line
   stamped with the host's monotonic clock when it was first complete: by the stamps of
-  ConsoleStamper (bench/stamper.py, a process of its own) when it saw it first, else
+  ConsoleStamper (bench/stamper.c, a process of its own) when it saw it first, else
   when the watcher did.
 """
 import os
@@ -24,7 +24,7 @@ import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-STAMP = struct.Struct("<dq")  # bench/stamper.py's records
+STAMP = struct.Struct("<dq")  # bench/stamper.c's records
 VCPU_THREAD = {"godwit": re.compile(r"^vcpu-\d+$"), "qemu": re.compile(r"^CPU \d+/KVM$")}
 
 
@@ -321,7 +321,7 @@ class ConsoleTail:
 
 
 class StampReader:
-    """The (time, size) stamps bench/stamper.py appends to FILE.stamps as FILE grows."""
+    """The (time, size) stamps bench/stamper.c appends to FILE.stamps as FILE grows."""
 
     def __init__(self, path):
         self.path = path
@@ -362,13 +362,18 @@ class StampReader:
             self.fd = None
 
 
-class ConsoleStamper:
-    """bench/stamper.py as a child process for some console files (stopped by PID)."""
+STAMPER = os.environ.get("BENCH_STAMPER", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bench", "stamper"))
 
-    def __init__(self, paths, workdir, interval=0.0005, max_s=900):
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stamper.py")
-        self.proc = Proc([sys.executable, script, str(interval), str(max_s), *paths],
-                         "stamper", workdir)
+
+class ConsoleStamper:
+    """build/bench/stamper (bench/stamper.c, built by `make`) as a child process for some
+    console files (stopped by PID): it stamps their growth every 100 us."""
+
+    def __init__(self, paths, workdir, interval_us=100, max_s=900):
+        if not os.access(STAMPER, os.X_OK):
+            raise FileNotFoundError(f"{STAMPER} is missing: run make (bench/stamper.c)")
+        self.proc = Proc([STAMPER, str(interval_us), str(max_s), *paths], "stamper", workdir)
 
     def warning(self):
         return self.proc.stderr().strip()

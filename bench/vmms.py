@@ -79,7 +79,7 @@ def beats(lines):
 
 def console_figures(src, dst, period_ms, t0, t1):
     """Guest-observed figures from the two console tails (host time each line was first
-    complete in its file: procmon.ConsoleTail, bench/stamper.py).
+    complete in its file: procmon.ConsoleTail, bench/stamper.c).
 
     pause_ms: the largest host-time gap between consecutive heartbeat lines among the
     last three completed on the source and the first three on the destination, minus

@@ -1,5 +1,5 @@
 """The benchmark's console clock: a heartbeat line is stamped with the time it was
-written, by bench/stamper.py (a process of its own), not with the time the benchmark's
+written, by bench/stamper.c (a process of its own), not with the time the benchmark's
 busy process got round to reading it. A late reader once stamped lines written 1 ms
 apart all at once and read a 1 ms pause as 4 ms."""
 import os
