@@ -370,7 +370,9 @@ class ConsoleStamper:
     """build/bench/stamper (bench/stamper.c, built by `make`) as a child process for some
     console files (stopped by PID): it stamps their growth every 100 us."""
 
-    def __init__(self, paths, workdir, interval_us=100, max_s=900):
+    def __init__(self, paths, workdir, interval_us=None, max_s=900):
+        if interval_us is None:
+            interval_us = int(os.environ.get("BENCH_STAMP_US", "100"))
         if not os.access(STAMPER, os.X_OK):
             raise FileNotFoundError(f"{STAMPER} is missing: run make (bench/stamper.c)")
         self.proc = Proc([STAMPER, str(interval_us), str(max_s), *paths], "stamper", workdir)
