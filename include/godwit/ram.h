@@ -33,6 +33,9 @@ struct ram_sender {
 	struct stream_writer *w;
 	bool copy; /* vCPUs running: copy pages before checksumming them */
 	const bool *cancelled;
+	/* Called after each record while vCPUs run (NULL: none), with on_record_arg. */
+	void (*on_record)(void *arg);
+	void *on_record_arg;
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
 	uint64_t bw_start_ns, bw_bytes;
 	unsigned int nr_runs, nr_data;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define __must_check __attribute__((warn_unused_result))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -40,5 +41,15 @@ int util__stop_signal_fd(void);
  * 0 or -errno (without the privilege: -EPERM, and the thread keeps its priority).
  */
 int util__switchover_priority(bool on);
+
+/* A thread's nice value (Linux keeps one per thread; tid 0: the calling thread). */
+int util__thread_nice(pid_t tid, int *nice);
+int util__set_thread_nice(pid_t tid, int nice);
+
+/*
+ * Whether this process may set a thread's nice value down to `nice` (back, after
+ * raising it): lowering one takes CAP_SYS_NICE or an RLIMIT_NICE of 20 - nice.
+ */
+bool util__may_lower_nice(int nice);
 
 #endif

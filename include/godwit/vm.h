@@ -84,6 +84,7 @@ struct vcpu {
 	struct kvm_vcpu_fd kfd;
 	pthread_t thread;
 	bool thread_started;
+	pid_t tid; /* the thread's, once it runs (atomic): its nice value is its own */
 	uint64_t exits;
 	uint64_t completed_insns; /* kvm_pvm: instructions godwit completed for KVM */
 	bool throttle_due; /* set by the throttle timer: sleep before the next KVM_RUN */
@@ -177,6 +178,9 @@ void vcpu__kick(struct vcpu *vcpu);
 void vcpu__exit(struct vcpu *vcpu);
 /* Page faults KVM fixed for this vCPU so far; -ENOENT where KVM does not count them. */
 int vcpu__faults(const struct vcpu *vcpu, uint64_t *n);
+/* The vCPU thread's nice value; -ESRCH before the thread runs. */
+int vcpu__nice(const struct vcpu *vcpu, int *nice);
+int vcpu__set_nice(const struct vcpu *vcpu, int nice);
 
 /* console.c: the serial port's backend (stdout or a file; stdin as input). */
 int __must_check console__init(struct vm *vm);

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "godwit/emulate.h"
 #include "godwit/log.h"
+#include "godwit/util.h"
 #include "godwit/vm.h"
 #include "godwit/x86.h"
 
@@ -45,6 +47,21 @@ void vcpu__exit(struct vcpu *vcpu)
 int vcpu__faults(const struct vcpu *vcpu, uint64_t *n)
 {
 	return kvm_vcpu__stat_read(&vcpu->faults, n);
+}
+
+static pid_t vcpu_tid(const struct vcpu *vcpu)
+{
+	return __atomic_load_n(&vcpu->tid, __ATOMIC_ACQUIRE);
+}
+
+int vcpu__nice(const struct vcpu *vcpu, int *nice)
+{
+	return vcpu_tid(vcpu) ? util__thread_nice(vcpu_tid(vcpu), nice) : -ESRCH;
+}
+
+int vcpu__set_nice(const struct vcpu *vcpu, int nice)
+{
+	return vcpu_tid(vcpu) ? util__set_thread_nice(vcpu_tid(vcpu), nice) : -ESRCH;
 }
 
 /* Called with vm->lock held. */
@@ -248,6 +265,7 @@ static void *vcpu_thread(void *arg)
 	sigset_t set;
 	int ret;
 
+	__atomic_store_n(&v->tid, gettid(), __ATOMIC_RELEASE);
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);

@@ -296,6 +296,8 @@ int ram__flush(struct ram_sender *s)
 	if (ret)
 		return ret;
 	throttle_bandwidth(s);
+	if (s->copy && s->on_record)
+		s->on_record(s->on_record_arg);
 	if (s->cancelled && __atomic_load_n(s->cancelled, __ATOMIC_RELAXED))
 		return -ECANCELED;
 	return 0;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "godwit/dirtiers.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
@@ -52,6 +53,7 @@ struct source {
 	struct stream_writer w;
 	struct ram_tracker t;
 	struct ram_sender s;
+	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
 	bool realtime; /* the pause runs at util__switchover_priority */
@@ -565,6 +567,8 @@ static int precopy(struct source *src)
 		return ret;
 	}
 	src->s.copy = true;
+	/* Their fault counts from here on say which vCPUs dirty memory. */
+	dirtiers__yield(&src->dirtiers);
 	synced_at = util__now_ns();
 	/* Each vCPU's fault count from here on is its share of the dirtying. */
 	round_dirtiers(src, found);
@@ -751,6 +755,7 @@ static int stop_and_copy(struct source *src)
 	int ret;
 
 	set_status(src->m, MIG_COMPLETING);
+	dirtiers__restore(&src->dirtiers);
 	/* Until the hand-over (finish()): no other thread on this host delays the pause. */
 	src->realtime = !src->is_file && !util__switchover_priority(true);
 	src->pause_ns = util__now_ns();
@@ -979,6 +984,12 @@ static bool use_zstd(struct source *src)
 	       (src->is_file || (src->features & STREAM_FEATURE_RAM_ZSTD));
 }
 
+/* After each RAM record sent while the guest runs. */
+static void on_record(void *arg)
+{
+	dirtiers__yield(arg);
+}
+
 static int run(struct source *src)
 {
 	int ret;
@@ -998,7 +1009,8 @@ static int run(struct source *src)
 		return ret;
 	src->s = (struct ram_sender){ .t = &src->t, .w = &src->w, .cancelled = &src->m->cancel,
 				      .max_bandwidth = src->m->params.max_bandwidth,
-				      .bw_start_ns = util__now_ns() };
+				      .bw_start_ns = util__now_ns(),
+				      .on_record = on_record, .on_record_arg = &src->dirtiers };
 	/* A file is read back by this format's reader; a destination must have taken it. */
 	src->s.compress = src->is_file || (src->features & STREAM_FEATURE_RAM_LZ4)
 				  ? src->m->params.compress
@@ -1047,6 +1059,7 @@ static void finish(struct source *src, int ret)
 	enum migrate_status st;
 
 	util__switchover_priority(false);
+	dirtiers__restore(&src->dirtiers);
 	/*
 	 * Dirty logging stays on through the hand-over: turning it off re-registers
 	 * guest RAM with KVM (~8 ms per GiB on kvm_pvm), which inside the pause delayed
@@ -1135,6 +1148,7 @@ static void *migration_thread(void *arg)
 	pthread_setname_np(pthread_self(), "migration");
 	src->vm = vm;
 	src->m = &vm->mig;
+	dirtiers__init(&src->dirtiers, vm);
 	src->deadline_ns = util__now_ns() + src->m->params.timeout_s * 1000000000ULL;
 	ret = run(src);
 	finish(src, ret);

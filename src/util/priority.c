@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The switchover's priority: the threads a guest's pause waits on run first. */
+/*
+ * Scheduling for a move: the threads a guest's pause waits on run first; the vCPUs
+ * that dirty memory run last while it is copied.
+ */
 #include <errno.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "godwit/log.h"
 #include "godwit/util.h"
@@ -30,4 +37,37 @@ int util__switchover_priority(bool on)
 		pr_debug("no real-time priority for the switchover: %s", strerror(errno));
 	}
 	return -errno;
+}
+
+int util__thread_nice(pid_t tid, int *nice)
+{
+	int n;
+
+	/* -1 is a nice value too: errno tells it from an error. */
+	errno = 0;
+	n = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (n == -1 && errno)
+		return -errno;
+	*nice = n;
+	return 0;
+}
+
+int util__set_thread_nice(pid_t tid, int nice)
+{
+	return setpriority(PRIO_PROCESS, (id_t)tid, nice) ? -errno : 0;
+}
+
+/* The kernel's can_nice(): CAP_SYS_NICE, or an RLIMIT_NICE of at least 20 - nice. */
+bool util__may_lower_nice(int nice)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3];
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NICE, &rl) &&
+	    (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)(20 - nice)))
+		return true;
+	if (syscall(SYS_capget, &hdr, caps))
+		return false;
+	return caps[CAP_SYS_NICE / 32].effective & (1U << (CAP_SYS_NICE % 32));
 }

@@ -404,6 +404,56 @@ def test_cancel_from_api(tmp_path, procs):
     heartbeat_continues(src)
 
 
+def vcpu_nices(pid):
+    """{'vcpu-0': nice, ...} of a process's vCPU threads (/proc stat field 19)."""
+    nices = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        if name.startswith("vcpu-"):
+            nices[name] = int(fields[16])
+    return nices
+
+
+def test_dirtiers_yield_the_cpu_until_the_move_ends(tmp_path, procs):
+    """While memory is copied, the vCPU that dirties it (memtouch on vCPU 1) runs at
+    nice 10 and the one that does not (vCPU 0) as before; a cancelled move gives the
+    dirtier its priority back and the VM runs on. The link is slowed so that the move
+    lasts until it is cancelled."""
+    if os.geteuid() != 0:
+        pytest.skip("setting a nice value back needs CAP_SYS_NICE")
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2,
+                       memory="256M", extra=["-v"])
+    src.wait_for_pass(1, timeout=240)
+    pid = src.proc.pid
+    assert vcpu_nices(pid) == {"vcpu-0": 0, "vcpu-1": 0}
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    status, _ = src.api("PUT", "/vm/migrate", {"to": dst.uri, "max_bandwidth": 8_000_000,
+                                            "compress": "off"})
+    assert status == 202
+    deadline = time.monotonic() + 30
+    while vcpu_nices(pid).get("vcpu-1") != 10:
+        assert time.monotonic() < deadline, (vcpu_nices(pid), src.stderr()[-2000:])
+        time.sleep(0.05)
+    assert vcpu_nices(pid)["vcpu-0"] == 0
+    assert "migration: vCPU 1 yield the CPU to the move (nice 10)" in src.stderr()
+    assert src.api("GET", "/vm/migration")[1]["status"] == "active"
+    assert src.api("PUT", "/vm/migrate/cancel")[0] == 202
+    deadline = time.monotonic() + 30
+    while src.api("GET", "/vm/migration")[1]["status"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert vcpu_nices(pid) == {"vcpu-0": 0, "vcpu-1": 0}
+    assert dst.wait_exit(timeout=30) != 0
+    heartbeat_continues(src)
+
+
 def test_timeout_that_cannot_be_met(tmp_path, procs):
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 256M", cpus=2, memory="1G")
     src.wait_for_pass(1, timeout=240)

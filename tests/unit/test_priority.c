@@ -1,12 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The switchover's real-time priority: on and off for the calling thread only. */
+/*
+ * The switchover's real-time priority: on and off for the calling thread only. A
+ * thread's nice value, and whether the process may set one back down.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "godwit/util.h"
 
@@ -44,10 +52,89 @@ static void test_on_and_off(void **state)
 	assert_int_equal(util__switchover_priority(false), 0);
 }
 
+static void *nice_of_new_thread(void *arg)
+{
+	if (util__thread_nice(0, (int *)arg))
+		*(int *)arg = -100;
+	return NULL;
+}
+
+static void test_thread_nice(void **state)
+{
+	int before, nice = 99, other = 99;
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(util__thread_nice(0, &before), 0);
+	if (before >= 19)
+		skip();
+	/* Raising it takes no privilege; it is this thread's, read back by its id. */
+	assert_int_equal(util__set_thread_nice(gettid(), before + 1), 0);
+	assert_int_equal(util__thread_nice(0, &nice), 0);
+	assert_int_equal(nice, before + 1);
+	assert_int_equal(util__thread_nice(gettid(), &nice), 0);
+	assert_int_equal(nice, before + 1);
+	/* A thread started now inherits it (why the VMM sets each vCPU's by its id). */
+	assert_int_equal(pthread_create(&t, NULL, nice_of_new_thread, &other), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(other, before + 1);
+	if (!util__may_lower_nice(before))
+		skip();
+	assert_int_equal(util__set_thread_nice(0, before), 0);
+	assert_int_equal(util__thread_nice(0, &nice), 0);
+	assert_int_equal(nice, before);
+	assert_int_equal(util__thread_nice(-5, &nice), -ESRCH);
+}
+
+/* In a child: without CAP_SYS_NICE, RLIMIT_NICE alone decides. 0 when all held. */
+static int may_lower_without_cap(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3];
+	struct rlimit rl;
+
+	if (syscall(SYS_capget, &hdr, caps))
+		return 10;
+	caps[CAP_SYS_NICE / 32].effective &= ~(1U << (CAP_SYS_NICE % 32));
+	if (syscall(SYS_capset, &hdr, caps) || getrlimit(RLIMIT_NICE, &rl))
+		return 11;
+	rl.rlim_cur = 0;
+	if (setrlimit(RLIMIT_NICE, &rl))
+		return 12;
+	if (util__may_lower_nice(0) || util__may_lower_nice(19))
+		return 1;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 20)
+		return 0; /* cannot raise the soft limit to 20 here */
+	rl.rlim_cur = 20;
+	if (setrlimit(RLIMIT_NICE, &rl))
+		return 13;
+	/* 20 - nice: back to 0 allowed, below it not. */
+	if (!util__may_lower_nice(0) || !util__may_lower_nice(5) || util__may_lower_nice(-1))
+		return 2;
+	return 0;
+}
+
+static void test_may_lower_nice_follows_the_rlimit(void **state)
+{
+	int status;
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(may_lower_without_cap());
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_on_and_off),
+		cmocka_unit_test(test_thread_nice),
+		cmocka_unit_test(test_may_lower_nice_follows_the_rlimit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
