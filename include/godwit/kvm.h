@@ -17,6 +17,8 @@ struct kvm {
 	int vcpu_mmap_size;
 	int max_vcpus;
 	int is_pvm; /* /dev/kvm is kvm_pvm: KVM in software, ring 0 emulated */
+	/* KVM_DIRTY_LOG_INITIALLY_SET: logging starts all set, armed by clearing it */
+	bool dirty_log_init_set;
 };
 
 struct kvm_vcpu_fd {

@@ -96,15 +96,26 @@ static int check_caps(struct kvm *kvm)
 	return 0;
 }
 
+/*
+ * Manual clear, and where KVM has it, a log that starts all set: turning logging on
+ * then write-protects nothing, and the first pass arms the log piece by piece
+ * (ram.c), instead of KVM walking the whole slot at once while the vCPUs wait.
+ */
 static int enable_manual_dirty_clear(struct kvm *kvm)
 {
+	int have = xioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, (void *)KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
 	struct kvm_enable_cap cap = {
 		.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
-		/* Manual clear only: no initial-all-set, round 1 sends RAM by its own walk. */
 		.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE,
 	};
+	int ret;
 
-	return xioctl(kvm->vm_fd, KVM_ENABLE_CAP, &cap);
+	if (have > 0 && (have & KVM_DIRTY_LOG_INITIALLY_SET))
+		cap.args[0] |= KVM_DIRTY_LOG_INITIALLY_SET;
+	ret = xioctl(kvm->vm_fd, KVM_ENABLE_CAP, &cap);
+	if (!ret)
+		kvm->dirty_log_init_set = cap.args[0] & KVM_DIRTY_LOG_INITIALLY_SET;
+	return ret;
 }
 
 bool kvm__host_is_pvm(void)

@@ -17,6 +17,7 @@
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
 #define BATCH_PAGES 256 /* data pages per RAM record: 1 MiB */
+#define ARM_CHUNK   (64 * MiB) /* ram__arm's piece: 16384 pages, a 2 KiB clear */
 
 static size_t bitmap_longs(uint64_t nbits)
 {
@@ -29,13 +30,16 @@ int ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem)
 
 	memset(t, 0, sizeof(*t));
 	t->mem = mem;
+	t->armed = mem->size; /* nothing to arm until logging starts */
 	t->pending = calloc(longs, sizeof(unsigned long));
 	t->slot_log = calloc(longs + 1, sizeof(unsigned long));
 	t->staging = aligned_alloc(4096, BATCH_PAGES * GUEST_PAGE_SIZE);
-	if (!t->pending || !t->slot_log || !t->staging) {
+	t->ones = malloc(ARM_CHUNK / GUEST_PAGE_SIZE / 8);
+	if (!t->pending || !t->slot_log || !t->staging || !t->ones) {
 		ram__tracker_exit(t);
 		return -ENOMEM;
 	}
+	memset(t->ones, 0xff, ARM_CHUNK / GUEST_PAGE_SIZE / 8);
 	return 0;
 }
 
@@ -44,10 +48,12 @@ void ram__tracker_exit(struct ram_tracker *t)
 	free(t->pending);
 	free(t->slot_log);
 	free(t->staging);
+	free(t->ones);
 	free(t->lz4_block);
 	stream__zstd_free(t->zstd_cctx, NULL);
 	t->pending = t->slot_log = NULL;
 	t->staging = t->lz4_block = NULL;
+	t->ones = NULL;
 	t->zstd_cctx = NULL;
 }
 
@@ -66,10 +72,12 @@ static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
 }
 
 /*
- * From here on every guest write is logged: KVM write-protects the slots as
- * logging starts (manual-protect mode without initially-all-set). The VMM's own
- * bitmap is reset, because the first pass sends all of RAM anyway. kvm may be
- * NULL (tests without KVM).
+ * From here on every guest write is logged. Where KVM's log starts all set
+ * (kvm->dirty_log_init_set) turning it on write-protects nothing and the first pass
+ * arms it (ram__arm); otherwise KVM write-protects the slots now, in one walk of all
+ * guest RAM with the vCPUs waiting on it (kvm_pvm: 0.8 ms for 1 GiB, 3.8 ms for an
+ * idle 8 GiB guest, 11 ms for a busy one). The VMM's own bitmap is reset, because the
+ * first pass sends all of RAM anyway. kvm may be NULL (tests without KVM).
  */
 int ram__log_start(struct ram_tracker *t, struct kvm *kvm)
 {
@@ -78,12 +86,49 @@ int ram__log_start(struct ram_tracker *t, struct kvm *kvm)
 
 	for (i = 0; i < longs; i++)
 		__atomic_store_n(&t->mem->vmm_dirty[i], 0, __ATOMIC_RELAXED);
+	t->kvm = kvm;
+	t->armed = kvm && kvm->dirty_log_init_set ? 0 : t->mem->size;
 	if (!kvm)
 		return 0;
 	ret = set_logging(kvm, t->mem, 1);
 	if (ret)
 		pr_err("cannot start dirty logging: %s", strerror(-ret));
 	return ret;
+}
+
+/*
+ * Arms KVM's log below memfd offset `off` (rounded up to ARM_CHUNK within a region):
+ * clearing a piece of an all-set log write-protects its pages, so a write after it
+ * is logged. The first pass arms each piece before it reads the piece's pages: what
+ * was written before is what it sends. Each clear holds KVM's MMU lock for one piece.
+ */
+int ram__arm(struct ram_tracker *t, uint64_t off)
+{
+	struct guest_mem *mem = t->mem;
+	uint64_t rel, end;
+	unsigned int i;
+	int ret;
+
+	if (!t->kvm)
+		t->armed = mem->size;
+	while (t->armed < MIN(off, mem->size)) {
+		for (i = 0; i < mem->nr_regions; i++)
+			if (t->armed < mem->regions[i].fd_offset + mem->regions[i].size)
+				break;
+		if (i == mem->nr_regions)
+			return -EINVAL;
+		rel = t->armed - mem->regions[i].fd_offset;
+		end = MIN(mem->regions[i].size, rel + ARM_CHUNK);
+
+		ret = kvm__clear_dirty_log(t->kvm, i, rel / GUEST_PAGE_SIZE,
+					   (uint32_t)((end - rel) / GUEST_PAGE_SIZE), t->ones);
+		if (ret) {
+			pr_err("cannot arm KVM's dirty log: %s", strerror(-ret));
+			return ret;
+		}
+		t->armed = mem->regions[i].fd_offset + end;
+	}
+	return 0;
 }
 
 void ram__log_stop(struct ram_tracker *t, struct kvm *kvm)
@@ -152,6 +197,9 @@ int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm, bool rearm)
 		}
 		pending += merge_words(t, first / BITS_PER_LONG, t->slot_log, bitmap_longs(pages));
 	}
+	/* A piece not yet armed read as all dirty, and clearing what was read armed it. */
+	if (rearm)
+		t->armed = mem->size;
 	return (int64_t)pending;
 }
 
@@ -367,7 +415,9 @@ int ram__send_all(struct ram_sender *s)
 			hole = end;
 		for (off = (uint64_t)data & ~(GUEST_PAGE_SIZE - 1); off < (uint64_t)hole;
 		     off += GUEST_PAGE_SIZE) {
-			ret = send_offset(s, off);
+			ret = off < s->t->armed ? 0 : ram__arm(s->t, off + 1);
+			if (!ret)
+				ret = send_offset(s, off);
 			if (ret)
 				return ret;
 			touched++;
@@ -376,7 +426,9 @@ int ram__send_all(struct ram_sender *s)
 	if (data < 0 && errno != ENXIO)
 		return -errno;
 	s->skipped_pages = mem->nr_pages - touched;
-	return ram__flush(s);
+	/* The holes, too: a page first written after this pass must be logged. */
+	ret = ram__arm(s->t, mem->size);
+	return ret ? ret : ram__flush(s);
 }
 
 /* Sends and clears every page pending in the tracker. */
