@@ -492,6 +492,28 @@ def test_throttled_vcpu_runs_and_the_pause_wakes_it(tmp_path, procs):
     assert "ERROR" not in dst.output()
 
 
+def test_polishing_goes_on_until_the_predicted_pause_is_a_quarter_ms(tmp_path, procs):
+    """Once the pause fits, pre-copy goes on while rounds shrink until the predicted
+    pause is at most 250 us (at 1 ms, a guest dirtying 50 MB/s paused with the few
+    hundred pages its last round left). The round the source paused after says so,
+    and the pause's own log counts the pages it sent."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 32M 50", cpus=2,
+                       memory="256M", extra=["-v"])
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res, out = migrate(src, dst.uri)
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    assert src.wait_exit(timeout=10) == 0
+    log = src.stderr()
+    rounds = [int(p) for p in re.findall(r"round \d+: \d+ pages sent, \d+ dirty, bw \d+ MB/s, "
+                                         r"predicted pause (\d+) us", log)]
+    assert len(rounds) >= 2 and rounds[-1] <= 250, log[-3000:]
+    assert re.search(r"last RAM \(\d+ pages\) \+ state sent \d+", log), log[-2000:]
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert "ERROR" not in dst.output()
+
+
 def test_dirtiers_slowed_while_a_destination_behind_catches_up(tmp_path, procs):
     """When the pause fits but the destination is still applying older rounds, the
     vCPUs that dirty memory are slowed while it catches up (what they write meanwhile
