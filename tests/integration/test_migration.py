@@ -180,7 +180,8 @@ def test_confirm_ready_keeps_the_ready_go_handshake(tmp_path, procs):
 def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, procs, compress):
     """Over a 50 ms round trip (netem between two network namespaces, bench/slowlink.py)
     the source opens one connection per 10 ms of it, 5, and stripes the stream over
-    them, with zstd records as well; CONFIG goes in the SYN (TCP Fast Open). With LZ4 (twice zstd's bytes: a first round that
+    them, with zstd records as well; CONFIG goes in the SYN (TCP Fast Open). A wait for
+    the destination to catch up is followed by one more round. With LZ4 (twice zstd's bytes: a first round that
     takes several round trips, then more rounds) it is seen that once the pause fits and
     what is not yet acknowledged is only in flight, the source pauses without waiting a
     round trip for the acknowledgements. Memory verified."""
@@ -209,6 +210,12 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
         assert src.wait_exit(timeout=10) == 0
         # slowlink turns on Fast Open's server side in both namespaces
         assert "the header and CONFIG went in the SYN" in src.stderr()
+        # The wait for the destination to catch up (a round trip, or its backlog) is
+        # followed by one more round, so what was dirtied during it is not sent inside
+        # the pause.
+        m = re.search(r"waited \d+ us for the destination \([^)]+\): one more round for "
+                      r"what was dirtied meanwhile\n.*round \d+: ", src.stderr())
+        assert m, src.stderr()[-3000:]
         if compress == "zstd":
             assert out["zstd_pages"] > 0 and out["lz4_pages"] == 0, out
         else:
