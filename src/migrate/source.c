@@ -474,7 +474,7 @@ static int catch_up(struct source *src, bool *again)
 
 	waited = util__now_ns() - t0;
 	backlog = waited > 2 * transport__rtt_ns(src->m->fd) + CATCH_UP_SLACK_NS;
-	link = waited > CATCH_UP_SLACK_NS && !src->link_catch_ups++;
+	link = !backlog && waited > CATCH_UP_SLACK_NS && !src->link_catch_ups++;
 	*again = !ret && (backlog || link) && src->catch_ups++ < CATCH_UP_ROUNDS;
 	if (*again)
 		pr_debug("waited %llu us for the destination (%s): one more round for what was "
