@@ -21,6 +21,13 @@ struct dirtiers {
 	int nice[VM_MAX_VCPUS]; /* a yielded vCPU's nice value before */
 };
 
+/*
+ * Which vCPUs dirtied memory since faults[] was taken (migrate__find_dirtiers over
+ * the faults KVM fixed for each), and faults[] set to now: how many, or -ENOENT when
+ * KVM does not count them (the throttle then falls on every vCPU).
+ */
+int dirtiers__since(struct vm *vm, uint64_t *faults, bool *dirtier);
+
 void dirtiers__init(struct dirtiers *d, struct vm *vm);
 /* Cheap when called often: looks at most every few milliseconds. */
 void dirtiers__yield(struct dirtiers *d);

@@ -28,6 +28,20 @@
 #define DIRTIER_NICE	 10
 #define DIRTIER_CHECK_NS (10 * 1000000ULL)
 
+int dirtiers__since(struct vm *vm, uint64_t *faults, bool *dirtier)
+{
+	uint64_t delta[VM_MAX_VCPUS], now;
+	unsigned int i, n = vm->nr_vcpus;
+
+	for (i = 0; i < n; i++) {
+		if (vcpu__faults(&vm->vcpus[i], &now))
+			return -ENOENT;
+		delta[i] = now - faults[i];
+		faults[i] = now;
+	}
+	return (int)migrate__find_dirtiers(delta, n, dirtier);
+}
+
 void dirtiers__init(struct dirtiers *d, struct vm *vm)
 {
 	*d = (struct dirtiers){ .vm = vm };
@@ -59,29 +73,25 @@ static int yield_one(struct dirtiers *d, unsigned int i)
 void dirtiers__yield(struct dirtiers *d)
 {
 	unsigned int i, n = d->vm->nr_vcpus;
-	uint64_t now = util__now_ns(), delta[VM_MAX_VCPUS], count;
+	uint64_t now = util__now_ns();
 	bool dirtier[VM_MAX_VCPUS];
 	char who[160] = "";
 	size_t len = 0;
+	int found;
 
 	if (d->off || (d->primed && now - d->checked_ns < DIRTIER_CHECK_NS))
 		return;
 	d->checked_ns = now;
-	for (i = 0; i < n; i++) {
-		if (vcpu__faults(&d->vm->vcpus[i], &count)) {
-			d->off = true;
-			return;
-		}
-		delta[i] = count - d->faults[i];
-		d->faults[i] = count;
+	found = dirtiers__since(d->vm, d->faults, dirtier);
+	if (found < 0) {
+		d->off = true;
+		return;
 	}
 	if (!d->primed) {
 		d->primed = true;
 		return;
 	}
-	if (!migrate__find_dirtiers(delta, n, dirtier))
-		return;
-	for (i = 0; i < n && !d->off; i++) {
+	for (i = 0; i < n && found && !d->off; i++) {
 		if (!dirtier[i] || d->yielded[i] || yield_one(d, i))
 			continue;
 		if (len < sizeof(who))

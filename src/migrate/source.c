@@ -355,25 +355,6 @@ static bool cancelled(struct source *src)
 	return __atomic_load_n(&src->m->cancel, __ATOMIC_RELAXED);
 }
 
-/*
- * Which vCPUs dirtied memory this round (migrate__find_dirtiers over the faults KVM
- * fixed for each since the last call). -ENOENT when KVM does not count them: the
- * throttle then falls on every vCPU.
- */
-static int round_dirtiers(struct source *src, bool *dirtier)
-{
-	uint64_t delta[VM_MAX_VCPUS], now;
-	unsigned int i, n = src->vm->nr_vcpus;
-
-	for (i = 0; i < n; i++) {
-		if (vcpu__faults(&src->vm->vcpus[i], &now))
-			return -ENOENT;
-		delta[i] = now - src->faults[i];
-		src->faults[i] = now;
-	}
-	return (int)migrate__find_dirtiers(delta, n, dirtier);
-}
-
 /* Raises the throttle of the dirtiers (all vCPUs if none is known) to at least pct. */
 static void throttle(struct source *src, const bool *dirtier, int nr_dirtiers, uint32_t pct)
 {
@@ -585,7 +566,7 @@ static int precopy(struct source *src)
 	dirtiers__yield(&src->dirtiers);
 	synced_at = util__now_ns();
 	/* Each vCPU's fault count from here on is its share of the dirtying. */
-	round_dirtiers(src, found);
+	dirtiers__since(src->vm, src->faults, found);
 	for (;;) {
 		uint64_t t0 = util__now_ns(), pages0 = src->s.pages_sent, bytes0 = src->w.bytes;
 		uint64_t now, ns, dirty_bytes, predicted_us, sent, dirty_rate, since_sync;
@@ -626,7 +607,7 @@ static int precopy(struct source *src)
 		if (src->is_file)
 			return 0;
 		/* A round too short to tell (a few pages) keeps what the last one found. */
-		nr_found = round_dirtiers(src, found);
+		nr_found = dirtiers__since(src->vm, src->faults, found);
 		if (nr_found) {
 			nr_dirtiers = nr_found;
 			memcpy(dirtier, found, sizeof(dirtier));
