@@ -13,7 +13,7 @@
 /* Dirty pages waiting to be sent, in memfd page numbers. */
 struct ram_tracker {
 	struct guest_mem *mem;
-	struct kvm *kvm; /* while logging */
+	struct kvm *kvm; /* from ram__log_start (NULL: tests without KVM) */
 	uint64_t armed;	 /* memfd offset below which KVM's log records writes */
 	unsigned long *ones; /* a clear of one ARM_CHUNK */
 	unsigned long *pending;
@@ -59,8 +59,8 @@ struct ram_sender {
 int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem);
 void ram__tracker_exit(struct ram_tracker *t);
 int __must_check ram__log_start(struct ram_tracker *t, struct kvm *kvm);
-void ram__log_stop(struct ram_tracker *t, struct kvm *kvm);
-int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm, bool rearm);
+void ram__log_stop(struct ram_tracker *t);
+int64_t ram__sync(struct ram_tracker *t, bool rearm);
 /* Arms KVM's log below memfd offset off (see ram.c); 0 or -errno. */
 int __must_check ram__arm(struct ram_tracker *t, uint64_t off);
 int __must_check ram__send_all(struct ram_sender *s);

@@ -109,8 +109,7 @@ int ram__arm(struct ram_tracker *t, uint64_t off)
 	unsigned int i;
 	int ret;
 
-	if (!t->kvm)
-		t->armed = mem->size;
+	/* Below mem->size only once logging started on KVM (ram__log_start): t->kvm is set. */
 	while (t->armed < MIN(off, mem->size)) {
 		for (i = 0; i < mem->nr_regions; i++)
 			if (t->armed < mem->regions[i].fd_offset + mem->regions[i].size)
@@ -131,9 +130,9 @@ int ram__arm(struct ram_tracker *t, uint64_t off)
 	return 0;
 }
 
-void ram__log_stop(struct ram_tracker *t, struct kvm *kvm)
+void ram__log_stop(struct ram_tracker *t)
 {
-	if (set_logging(kvm, t->mem, 0))
+	if (t->kvm && set_logging(t->kvm, t->mem, 0))
 		pr_warn("cannot stop dirty logging");
 }
 
@@ -170,13 +169,14 @@ static uint64_t merge_words(struct ram_tracker *t, size_t w0, const unsigned lon
  * pages again would only lengthen it) and the VMM's bitmap (swapped out word by
  * word, the words found zero left alone: an atomic swap of each of an 8 GiB guest's
  * 32768 words cost more than the rest of the sync). Returns pages pending, or
- * -errno. kvm may be NULL (tests without KVM): only the VMM's bitmap is taken then.
+ * -errno. Logging started without KVM (tests): only the VMM's bitmap is taken then.
  * Regions start on 2 MiB boundaries and follow each other in the memfd, so each
  * region's log covers whole words of the bitmap and together they cover it all.
  */
-int64_t ram__sync(struct ram_tracker *t, struct kvm *kvm, bool rearm)
+int64_t ram__sync(struct ram_tracker *t, bool rearm)
 {
 	struct guest_mem *mem = t->mem;
+	struct kvm *kvm = t->kvm;
 	uint64_t pending = 0;
 	unsigned int i;
 	int ret;

@@ -576,7 +576,7 @@ static int precopy(struct source *src)
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
 		if (ret)
 			return ret;
-		dirty = ram__sync(&src->t, &src->vm->kvm, true);
+		dirty = ram__sync(&src->t, true);
 		if (dirty < 0)
 			return (int)dirty;
 		now = util__now_ns();
@@ -765,7 +765,7 @@ static int stop_and_copy(struct source *src)
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
 	src->quiesced = true;
-	dirty = ram__sync(&src->t, &src->vm->kvm, false);
+	dirty = ram__sync(&src->t, false);
 	if (dirty < 0)
 		return (int)dirty;
 	src->synced_ns = util__now_ns();
@@ -1063,7 +1063,7 @@ static void finish(struct source *src, int ret)
 	 * GO. A VM that moved exits here, so only a VM that stays needs it off.
 	 */
 	if (ret && src->t.pending)
-		ram__log_stop(&src->t, &src->vm->kvm);
+		ram__log_stop(&src->t);
 	vm__set_throttle(src->vm, 0);
 	if (ret == -ECANCELED)
 		fail(src, "cancelled");

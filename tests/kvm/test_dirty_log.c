@@ -58,7 +58,7 @@ static void check_armed_below_64m(struct ram_tracker *t, struct test_vm *vm, con
 	uint32_t p;
 
 	CHECK(t->armed == 64 * MiB, "armed to %llu, not 64 MiB", (unsigned long long)t->armed);
-	CHECK(ram__sync(t, &vm->kvm, false) >= 0, "sync without rearm");
+	CHECK(ram__sync(t, false) >= 0, "sync without rearm");
 	for (p = 0; p < AREA_PAGES; p++) {
 		uint64_t gpa = AREA_GPA + (uint64_t)p * 4096;
 		bool d = bit(t->pending, gpa / 4096);
@@ -99,7 +99,7 @@ int main(void)
 		if (gen == 1 && vm.kvm.dirty_log_init_set)
 			check_armed_below_64m(&t, &vm, area, before);
 		/* Every third sync does not rearm, as at the pause: nothing is lost by it. */
-		CHECK(ram__sync(&t, &vm.kvm, gen % 3 != 0) >= 0, "sync");
+		CHECK(ram__sync(&t, gen % 3 != 0) >= 0, "sync");
 		for (p = 0; p < AREA_PAGES; p++) {
 			uint32_t now = area[p * 1024];
 			bool d = bit(t.pending, AREA_GPA / 4096 + p);

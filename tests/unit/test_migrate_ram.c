@@ -140,11 +140,11 @@ static void test_later_passes_send_vmm_dirty_pages(void **state)
 	/* A device writes three pages (one straddling a boundary) after the pass. */
 	fill(&p.src, 0x3000, 0x22, 4096);
 	fill(&p.src, 0x200800, 0x33, 4096);
-	n = ram__sync(&p.t, NULL, true);
+	n = ram__sync(&p.t, true);
 	assert_int_equal(n, 3);
 	s.copy = false;
 	assert_int_equal(ram__send_pending(&s), 0);
-	assert_int_equal(ram__sync(&p.t, NULL, true), 0);
+	assert_int_equal(ram__sync(&p.t, true), 0);
 	assert_int_equal(stream__write_end(&p.w), 0);
 	apply_all(&p);
 	assert_same_ram(&p);
