@@ -56,12 +56,16 @@ static pid_t vcpu_tid(const struct vcpu *vcpu)
 
 int vcpu__nice(const struct vcpu *vcpu, int *nice)
 {
-	return vcpu_tid(vcpu) ? util__thread_nice(vcpu_tid(vcpu), nice) : -ESRCH;
+	pid_t tid = vcpu_tid(vcpu);
+
+	return tid ? util__thread_nice(tid, nice) : -ESRCH;
 }
 
 int vcpu__set_nice(const struct vcpu *vcpu, int nice)
 {
-	return vcpu_tid(vcpu) ? util__set_thread_nice(vcpu_tid(vcpu), nice) : -ESRCH;
+	pid_t tid = vcpu_tid(vcpu);
+
+	return tid ? util__set_thread_nice(tid, nice) : -ESRCH;
 }
 
 /* Called with vm->lock held. */

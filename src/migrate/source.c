@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,7 +70,7 @@ struct source {
 	uint32_t acked_round; /* the last the destination acknowledged (ROUND_ACK) */
 	uint64_t faults[VM_MAX_VCPUS]; /* each vCPU's KVM page-fault count at the last round */
 	unsigned int catch_ups;	       /* extra rounds for what was dirtied while waiting */
-	unsigned int link_catch_ups;   /* waits of the link's round trip (catch_up) */
+	bool link_catch_up;	       /* the one extra round for a wait of the link's (catch_up) */
 	bool dest_refused; /* an ERROR came back after GO: it will not run the VM */
 	bool go_sent;
 	uint64_t deadline_ns;
@@ -455,8 +454,9 @@ static int catch_up(struct source *src, bool *again)
 
 	waited = util__now_ns() - t0;
 	backlog = waited > 2 * transport__rtt_ns(src->m->fd) + CATCH_UP_SLACK_NS;
-	link = !backlog && waited > CATCH_UP_SLACK_NS && !src->link_catch_ups++;
+	link = !backlog && waited > CATCH_UP_SLACK_NS && !src->link_catch_up;
 	*again = !ret && (backlog || link) && src->catch_ups++ < CATCH_UP_ROUNDS;
+	src->link_catch_up |= link;
 	if (*again)
 		pr_debug("waited %llu us for the destination (%s): one more round for what was "
 			 "dirtied meanwhile", (unsigned long long)(waited / 1000),
@@ -1124,9 +1124,12 @@ static void finish(struct source *src, int ret)
 
 static void teardown_in_background(void)
 {
-	if (setpriority(PRIO_PROCESS, (id_t)getpid(), TEARDOWN_NICE) ||
-	    setpriority(PRIO_PROCESS, (id_t)gettid(), TEARDOWN_NICE))
-		pr_debug("migration: cannot lower the teardown's priority: %s", strerror(errno));
+	int ret = util__set_thread_nice(getpid(), TEARDOWN_NICE);
+
+	if (!ret)
+		ret = util__set_thread_nice(gettid(), TEARDOWN_NICE);
+	if (ret)
+		pr_debug("migration: cannot lower the teardown's priority: %s", strerror(-ret));
 	else
 		pr_debug("migration: handed over; this process ends at nice %d", TEARDOWN_NICE);
 }
