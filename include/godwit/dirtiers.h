@@ -19,6 +19,10 @@ struct dirtiers {
 	uint64_t faults[VM_MAX_VCPUS];
 	bool yielded[VM_MAX_VCPUS];
 	int nice[VM_MAX_VCPUS]; /* a yielded vCPU's nice value before */
+	/* While it yields: when it began, its vcpu.cpu_shares then; after: how long, how many. */
+	uint64_t yielded_ns[VM_MAX_VCPUS];
+	uint64_t shares[VM_MAX_VCPUS];
+	bool to_report[VM_MAX_VCPUS];
 };
 
 /*
@@ -31,7 +35,9 @@ int dirtiers__since(struct vm *vm, uint64_t *faults, bool *dirtier);
 void dirtiers__init(struct dirtiers *d, struct vm *vm);
 /* Cheap when called often: looks at most every few milliseconds. */
 void dirtiers__yield(struct dirtiers *d);
-/* Every yielded vCPU back to its nice value. */
+/* Every yielded vCPU back to its nice value, and to keeping its CPU between ticks. */
 void dirtiers__restore(struct dirtiers *d);
+/* -v: how often each vCPU that yielded left its CPU (after the pause: it writes a log). */
+void dirtiers__report(struct dirtiers *d);
 
 #endif

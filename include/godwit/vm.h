@@ -91,6 +91,10 @@ struct vcpu {
 	uint32_t throttle_pct; /* auto-converge: share of its time this vCPU sleeps */
 	uint64_t run_until_ns; /* throttled: when its run slice ends (CLOCK_MONOTONIC) */
 	struct kvm_vcpu_stat faults; /* KVM's pf_fixed: with dirty logging, its writes */
+	bool share_cpu;	     /* (atomic) leave the CPU to whoever waits at each kick */
+	uint64_t cpu_shares; /* (atomic) how often it did */
+	bool share_timer_made;
+	timer_t share_timer; /* kicks this thread every VCPU_SHARE_PERIOD_NS */
 };
 
 /* Why the VM ended, and the status `godwit run` exits with. */
@@ -181,6 +185,13 @@ int vcpu__faults(const struct vcpu *vcpu, uint64_t *n);
 /* The vCPU thread's nice value; -ESRCH before the thread runs. */
 int vcpu__nice(const struct vcpu *vcpu, int *nice);
 int vcpu__set_nice(const struct vcpu *vcpu, int nice);
+/*
+ * on: the vCPU thread leaves its CPU to any thread waiting for it at least every
+ * VCPU_SHARE_PERIOD_NS (a timer kicks it out of KVM_RUN, it calls sched_yield);
+ * off: it runs as before. -ESRCH before the thread runs.
+ */
+#define VCPU_SHARE_PERIOD_NS 1000000ULL
+int vcpu__share_cpu(struct vcpu *vcpu, bool on);
 
 /* console.c: the serial port's backend (stdout or a file; stdin as input). */
 int __must_check console__init(struct vm *vm);

@@ -16,6 +16,8 @@
  * with the throttle ending at 50 % instead of 75-95. Raising the migration threads
  * instead (nice -10) moved faster still (372 ms) but starved the vCPU that does not
  * dirty as well: heartbeat stalls of 20-80 ms. Nice 19 did no better than 10.
+ * A nice value decides how often a thread gets a shared CPU, not for how long: the
+ * dirtiers also leave it every millisecond (vcpu__share_cpu, core/vcpu.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -50,7 +52,7 @@ void dirtiers__init(struct dirtiers *d, struct vm *vm)
 /* 0 once yielded, -errno; a vCPU already at DIRTIER_NICE or above is left alone. */
 static int yield_one(struct dirtiers *d, unsigned int i)
 {
-	const struct vcpu *v = &d->vm->vcpus[i];
+	struct vcpu *v = &d->vm->vcpus[i];
 	int nice, ret;
 
 	ret = vcpu__nice(v, &nice);
@@ -65,8 +67,14 @@ static int yield_one(struct dirtiers *d, unsigned int i)
 	ret = vcpu__set_nice(v, DIRTIER_NICE);
 	if (ret)
 		return ret;
+	/* A lower priority alone still lets it keep a shared CPU for a whole tick. */
+	ret = vcpu__share_cpu(v, true);
+	if (ret)
+		pr_debug("migration: vCPU %u keeps its CPU between ticks: %s", i, strerror(-ret));
 	d->yielded[i] = true;
 	d->nice[i] = nice;
+	d->yielded_ns[i] = util__now_ns();
+	d->shares[i] = __atomic_load_n(&v->cpu_shares, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -107,12 +115,36 @@ void dirtiers__restore(struct dirtiers *d)
 	int ret;
 
 	for (i = 0; i < d->vm->nr_vcpus; i++) {
+		struct vcpu *v = &d->vm->vcpus[i];
+
 		if (!d->yielded[i])
 			continue;
 		d->yielded[i] = false;
-		ret = vcpu__set_nice(&d->vm->vcpus[i], d->nice[i]);
+		/* Logged later (dirtiers__report): this may be the start of the pause. */
+		d->shares[i] = __atomic_load_n(&v->cpu_shares, __ATOMIC_RELAXED) - d->shares[i];
+		d->yielded_ns[i] = util__now_ns() - d->yielded_ns[i];
+		d->to_report[i] = true;
+		ret = vcpu__share_cpu(v, false);
+		if (ret)
+			pr_warn("migration: vCPU %u still leaves its CPU every ms: %s", i,
+				strerror(-ret));
+		ret = vcpu__set_nice(v, d->nice[i]);
 		if (ret)
 			pr_warn("migration: vCPU %u stays at nice %d: %s", i, DIRTIER_NICE,
 				strerror(-ret));
+	}
+}
+
+void dirtiers__report(struct dirtiers *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->vm->nr_vcpus; i++) {
+		if (!d->to_report[i])
+			continue;
+		d->to_report[i] = false;
+		pr_debug("migration: vCPU %u left its CPU %llu times in the %llu ms it yielded", i,
+			 (unsigned long long)d->shares[i],
+			 (unsigned long long)d->yielded_ns[i] / 1000000);
 	}
 }

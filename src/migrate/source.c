@@ -1057,6 +1057,7 @@ static void finish(struct source *src, int ret)
 
 	util__switchover_priority(false);
 	dirtiers__restore(&src->dirtiers);
+	dirtiers__report(&src->dirtiers);
 	/*
 	 * Dirty logging stays on through the hand-over: turning it off re-registers
 	 * guest RAM with KVM (~8 ms per GiB on kvm_pvm), which inside the pause delayed

@@ -429,9 +429,10 @@ def vcpu_nices(pid):
 
 def test_dirtiers_yield_the_cpu_until_the_move_ends(tmp_path, procs):
     """While memory is copied, the vCPU that dirties it (memtouch on vCPU 1) runs at
-    nice 10 and the one that does not (vCPU 0) as before; a cancelled move gives the
-    dirtier its priority back and the VM runs on. The link is slowed so that the move
-    lasts until it is cancelled."""
+    nice 10 and leaves its CPU every millisecond (a timer signals it out of KVM_RUN,
+    it calls sched_yield; -v counts how often), the one that does not (vCPU 0) runs
+    as before; a cancelled move gives the dirtier its priority back and the VM runs
+    on. The link is slowed so that the move lasts until it is cancelled."""
     if os.geteuid() != 0:
         pytest.skip("setting a nice value back needs CAP_SYS_NICE")
     src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2,
@@ -450,6 +451,7 @@ def test_dirtiers_yield_the_cpu_until_the_move_ends(tmp_path, procs):
         time.sleep(0.05)
     assert vcpu_nices(pid)["vcpu-0"] == 0
     assert "migration: vCPU 1 yield the CPU to the move (nice 10)" in src.stderr()
+    time.sleep(0.5)
     assert src.api("GET", "/vm/migration")[1]["status"] == "active"
     assert src.api("PUT", "/vm/migrate/cancel")[0] == 202
     deadline = time.monotonic() + 30
@@ -457,6 +459,12 @@ def test_dirtiers_yield_the_cpu_until_the_move_ends(tmp_path, procs):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert vcpu_nices(pid) == {"vcpu-0": 0, "vcpu-1": 0}
+    left = re.findall(r"vCPU (\d+) left its CPU (\d+) times in the (\d+) ms it yielded",
+                      src.stderr())
+    assert [v for v, _, _ in left] == ["1"], src.stderr()[-2000:]
+    times, ms = int(left[0][1]), int(left[0][2])
+    # One per ms; fewer when the host's CPUs are busy (a pending signal is not queued twice).
+    assert ms >= 500 and ms // 4 <= times <= ms + 10, left
     assert dst.wait_exit(timeout=30) != 0
     heartbeat_continues(src)
 
