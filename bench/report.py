@@ -21,6 +21,12 @@ TIME_COLS = [
     ("rounds", "rounds", "{:.0f}"),
     ("throttle_pct", "max throttle %", "{:.0f}"),
 ]
+PROGRESS_COLS = [
+    ("mt_move_pps", "memtouch passes/s across the move", "{:.3g}"),
+    ("mt_window_ms", "over ms", "{:.0f}"),
+    ("mt_before_pps", "memtouch passes/s before", "{:.3g}"),
+    ("mt_pct", "% of before", "{:.0f}"),
+]
 COST_COLS = [
     ("src_cpu_s", "CPU s source", "{:.2f}"),
     ("src_vmm_cpu_s", "of which not vCPU", "{:.2f}"),
@@ -169,7 +175,24 @@ def write_results(path, records, cases, meta, plots):
         comp = f"{len(done)}/{len(recs)}" + ("" if len(ok) == len(done) else f" ({len(done) - len(ok)} bad on dst)")
         row = [case, series, comp] + [cell(stats(done, k), f) for k, _, f in TIME_COLS]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Cost", ""]
+    lines += ["", "## The guest's progress across the move", ""]
+    head = ["case", "VMM"] + [t for _, t, _ in PROGRESS_COLS]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case, series, recs in groups:
+        done = [dict(r, mt_pct=100 * r["mt_move_pps"] / r["mt_before_pps"])
+                if r.get("mt_move_pps") is not None and r.get("mt_before_pps") else r
+                for r in recs if r["status"] == "completed"]
+        if not any(r.get("mt_move_pps") is not None for r in done):
+            continue
+        row = [case, series] + [cell(stats(done, k), f) for k, _, f in PROGRESS_COLS]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "memtouch passes per second (all memtouch vCPUs together), from each one's "
+              "last pass line before the migrate command to its first on the destination "
+              "after the guest runs there (whole passes: the window holds the move and up to "
+              "a pass or two either side, its length in \"over ms\"), against the rate the "
+              "guest printed just before. The dirtiers are throttled for the last rounds: "
+              "this is how much work the guest still did.", ""]
+    lines += ["## Cost", ""]
     head = ["case", "VMM"] + [t for _, t, _ in COST_COLS]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case, series, recs in groups:

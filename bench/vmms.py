@@ -25,6 +25,8 @@ QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 QEMU_UNLIMITED_BW = 1 << 40  # bytes/s: "unlimited" (QEMU's default is 128 MiB/s)
 
 HB = re.compile(r"^hb (\d+) (\d+)$")
+PASS = re.compile(r"^memtouch: pass (\d+) ok cpu=(\d+) rate=(\d+) MB/s")
+SIZE = re.compile(r"^memtouch (\d+)([KMG])\b")
 BAD = re.compile(r"memtouch: ERROR|memtouch: pass \d+ FAILED|testguest: exception|testguest: error")
 
 # QEMU migration capabilities the benchmark can use (the variant names are reported).
@@ -115,6 +117,53 @@ def console_figures(src, dst, period_ms, t0, t1):
     return out
 
 
+def memtouch_sizes(cmdline):
+    """{vCPU: bytes a memtouch pass writes}: the test guest runs the command line's
+    ;-separated commands on vCPU 0, 1, ... in order."""
+    out = {}
+    for cpu, cmd in enumerate(c.strip() for c in cmdline.split(";")):
+        m = SIZE.match(cmd)
+        if m:
+            out[cpu] = int(m.group(1)) << {"K": 10, "M": 20, "G": 30}[m.group(2)]
+    return out
+
+
+def memtouch_figures(src, dst, cmdline, t0):
+    """The guest's progress across the move, from its memtouch lines (one at the end of a
+    pass, at most every 250 ms; host arrival times; the pass count goes on at the
+    destination). mt_move_pps: the passes per second of all memtouch vCPUs together
+    from each one's last line before the migrate command (t0) to its first on the
+    destination after the guest's first heartbeat there: whole passes over a window
+    that holds the move and up to a pass or two on either side (mt_window_ms, the
+    longest). mt_before_pps: the same from the rates the guest printed on those last
+    lines before t0 (its own MB/s of pages passed over since the line before, over
+    the pass size). None where a vCPU has no line on either side."""
+    sizes = memtouch_sizes(cmdline)
+    out = {"mt_move_pps": None, "mt_window_ms": None, "mt_before_pps": None}
+    first_dst_hb = next((t for t, text in dst.lines if HB.match(text)), None)
+    if not sizes or first_dst_hb is None:
+        return out
+    move = before = window = 0.0
+    for cpu, size in sizes.items():
+        pts = {"src": [], "dst": []}
+        for side, tail in (("src", src), ("dst", dst)):
+            for t, text in tail.lines:
+                m = PASS.match(text)
+                if m and int(m.group(2)) == cpu:
+                    pts[side].append((t, int(m.group(1)), int(m.group(3))))
+        a = [p for p in pts["src"] if p[0] <= t0]
+        b = [p for p in pts["dst"] if p[0] >= first_dst_hb]
+        if not a or not b or b[0][0] <= a[-1][0]:
+            return out
+        a, b = a[-1], b[0]
+        move += (b[1] - a[1]) / (b[0] - a[0])
+        before += a[2] * 1e6 / size
+        window = max(window, (b[0] - a[0]) * 1000)
+    out.update(mt_move_pps=round(move, 3), mt_window_ms=round(window),
+               mt_before_pps=round(before, 3))
+    return out
+
+
 class Migration:
     """Shared skeleton; subclasses start the VMM processes and drive the migration."""
 
@@ -187,6 +236,7 @@ class Migration:
             self.watcher.sync()
             self.watcher.period = 0.02
             rec.update(console_figures(self.src_tail, self.dst_tail, self.case.period_ms, t0, t1))
+            rec.update(memtouch_figures(self.src_tail, self.dst_tail, self.case.cmdline, t0))
             rec.update(self.cpu_figures(cpu0, cpu1))
             for side in ("src", "dst"):
                 kib = self.monitor.peak_mem.get(side)

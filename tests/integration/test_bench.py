@@ -74,6 +74,14 @@ def test_run_has_sane_figures(bench_run, kind, vmm):
         assert r[f"{side}_cpu_s"] is not None and r[f"{side}_cpu_s"] >= 0, detail
         assert 0 <= r[f"{side}_vmm_cpu_s"] <= r[f"{side}_cpu_s"] + 1e-9, detail
         assert r[f"{side}_mem_mib"] is not None and 0 < r[f"{side}_mem_mib"] < 1024, detail
+    if kind == "idle":
+        assert r["mt_move_pps"] is None, detail
+    elif r["dst_ok"]:
+        # The guest's memtouch progress across the move: whole passes over a window that
+        # holds the move, and the rate it printed before.
+        assert r["mt_move_pps"] is not None and r["mt_move_pps"] >= 0, detail
+        assert r["mt_window_ms"] >= r["move_ms"] - 1, detail
+        assert r["mt_before_pps"] > 0, detail
     if vmm == "godwit":
         # Our own migration must leave a working guest (QEMU's outcome is reported).
         assert r["dst_ok"] and r["guest_errors"] == 0, detail
@@ -87,6 +95,12 @@ def test_results_written(bench_run):
     for case in {r["case"] for r in records}:
         assert f"| {case} | godwit |" in text and f"| {case} | qemu " in text, case
     assert "kvm" in text and "QEMU emulator version" in text
+    assert "## The guest's progress across the move" in text
+    for kind in ("moderate", "heavy", "2vcpu"):
+        case = find(records, kind, "godwit")[0]["case"]
+        row = [l for l in text.splitlines()
+               if l.startswith(f"| {case} | godwit |") and l.count("|") == 7]
+        assert row and "–" not in row[0], (case, row)
     data = json.loads((out / "runs.json").read_text())
     assert len(data["records"]) == len(records) >= 8
     assert all(r["status"] != "error" for r in records), "\n".join(log)
