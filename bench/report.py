@@ -99,6 +99,15 @@ def cell(st, fmt):
     return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
 
 
+def cells(recs, cols):
+    return [cell(stats(recs, k), f) for k, _, f in cols]
+
+
+def md_table(head, rows):
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def series_key(rec):
     return rec["vmm"] if rec["vmm"] == "godwit" else f"qemu {rec.get('variant', '')}".strip()
 
@@ -166,26 +175,23 @@ def write_results(path, records, cases, meta, plots):
               "`BENCH_QEMU_VARIANTS=all` runs every combination to check these choices.", ""]
 
     lines += ["## Time, pause, traffic", ""]
-    head = ["case", "VMM", "completed"] + [t for _, t, _ in TIME_COLS]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups = group(records)
+    rows = []
     for case, series, recs in groups:
         done = [r for r in recs if r["status"] == "completed"]
         ok = [r for r in done if r.get("dst_ok")]
         comp = f"{len(done)}/{len(recs)}" + ("" if len(ok) == len(done) else f" ({len(done) - len(ok)} bad on dst)")
-        row = [case, series, comp] + [cell(stats(done, k), f) for k, _, f in TIME_COLS]
-        lines.append("| " + " | ".join(row) + " |")
+        rows.append([case, series, comp] + cells(done, TIME_COLS))
+    lines += md_table(["case", "VMM", "completed"] + [t for _, t, _ in TIME_COLS], rows)
     lines += ["", "## The guest's progress across the move", ""]
-    head = ["case", "VMM"] + [t for _, t, _ in PROGRESS_COLS]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for case, series, recs in groups:
         done = [dict(r, mt_pct=100 * r["mt_move_pps"] / r["mt_before_pps"])
                 if r.get("mt_move_pps") is not None and r.get("mt_before_pps") else r
                 for r in recs if r["status"] == "completed"]
-        if not any(r.get("mt_move_pps") is not None for r in done):
-            continue
-        row = [case, series] + [cell(stats(done, k), f) for k, _, f in PROGRESS_COLS]
-        lines.append("| " + " | ".join(row) + " |")
+        if any(r.get("mt_move_pps") is not None for r in done):
+            rows.append([case, series] + cells(done, PROGRESS_COLS))
+    lines += md_table(["case", "VMM"] + [t for _, t, _ in PROGRESS_COLS], rows)
     lines += ["", "memtouch passes per second (all memtouch vCPUs together), from each one's "
               "last pass line before the migrate command to its first on the destination "
               "after the guest runs there (whole passes: the window holds the move and up to "
@@ -193,12 +199,9 @@ def write_results(path, records, cases, meta, plots):
               "guest printed just before. The dirtiers are throttled for the last rounds: "
               "this is how much work the guest still did.", ""]
     lines += ["## Cost", ""]
-    head = ["case", "VMM"] + [t for _, t, _ in COST_COLS]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for case, series, recs in groups:
-        done = [r for r in recs if r["status"] == "completed"]
-        row = [case, series] + [cell(stats(done, k), f) for k, _, f in COST_COLS]
-        lines.append("| " + " | ".join(row) + " |")
+    rows = [[case, series] + cells([r for r in recs if r["status"] == "completed"], COST_COLS)
+            for case, series, recs in groups]
+    lines += md_table(["case", "VMM"] + [t for _, t, _ in COST_COLS], rows)
     lines += ["", "CPU: seconds of CPU (user + system) of each VMM process from the start of the "
               "migration to its end; \"not vCPU\" leaves out the vCPU threads (which run the "
               "guest, and also carry KVM's dirty tracking faults), i.e. what the migration itself "
