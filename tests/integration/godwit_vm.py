@@ -13,6 +13,7 @@ import subprocess
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KERNEL_TEARDOWN_S = 60
 GODWIT = os.environ.get("GODWIT", os.path.join(ROOT, "build", "godwit"))
 TESTGUEST = os.environ.get("GODWIT_TESTGUEST", os.path.join(ROOT, "build", "guest", "testguest.elf"))
 
@@ -128,8 +129,47 @@ class Godwit:
     def api(self, method, path, body=None):
         return api(self.api_path, method, path, body)
 
+    def kernel_stacks(self):
+        """{thread: (name, state, kernel stack)} of our process (root only), or {}."""
+        out = {}
+        base = f"/proc/{self.proc.pid}/task"
+        try:
+            tids = os.listdir(base)
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"{base}/{tid}/comm") as f:
+                    name = f.read().strip()
+                with open(f"{base}/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(f"{base}/{tid}/stack") as f:
+                    stack = f.read()
+            except OSError:
+                continue
+            out[tid] = (name, state, stack)
+        return out
+
     def wait_exit(self, timeout=30):
-        return self.proc.wait(timeout=timeout)
+        """The exit status. A process whose own work is done but that the kernel still
+        holds in the release of its VM gets KERNEL_TEARDOWN_S more: closing a VM's fd
+        waits for KVM's host-wide irqfd clean-up queue (kvm_vm_release), which on the
+        2-core kvm_pvm test host once took over 10 s while other VMs ran (a source
+        after a completed migration, test_devices). Anything else still fails at
+        timeout, with the threads' kernel stacks."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stacks = self.kernel_stacks()
+            if any("kvm_vm_release" in st or "kvm_destroy_vm" in st
+                   for _, _, st in stacks.values()):
+                return self.proc.wait(timeout=KERNEL_TEARDOWN_S)
+            raise AssertionError(
+                f"{self.args} still running after {timeout}s; its threads: "
+                + "; ".join(f"{tid} {n} {s} " + " < ".join(
+                    l.split()[-1].split("+")[0] for l in st.splitlines()[:3])
+                    for tid, (n, s, st) in stacks.items())
+                + f"\nstderr:\n{self.stderr()[-1500:]}")
 
     def stop(self):
         """Stops our process by PID: SIGTERM, then SIGKILL if it lingers."""
