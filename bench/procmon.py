@@ -265,7 +265,7 @@ class Monitor(threading.Thread):
             self.join(timeout=5)
 
 
-PASS_LINE = re.compile(r"^memtouch: pass (\d+) ok cpu=(\d+)")
+PASS_LINE = re.compile(r"^memtouch: pass (\d+) ok cpu=(\d+)(?: rate=(\d+) MB/s)?")
 
 
 class ConsoleTail:

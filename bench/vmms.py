@@ -25,7 +25,6 @@ QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 QEMU_UNLIMITED_BW = 1 << 40  # bytes/s: "unlimited" (QEMU's default is 128 MiB/s)
 
 HB = re.compile(r"^hb (\d+) (\d+)$")
-PASS = re.compile(r"^memtouch: pass (\d+) ok cpu=(\d+) rate=(\d+) MB/s")
 SIZE = re.compile(r"^memtouch (\d+)([KMG])\b")
 BAD = re.compile(r"memtouch: ERROR|memtouch: pass \d+ FAILED|testguest: exception|testguest: error")
 
@@ -148,8 +147,8 @@ def memtouch_figures(src, dst, cmdline, t0):
         pts = {"src": [], "dst": []}
         for side, tail in (("src", src), ("dst", dst)):
             for t, text in tail.lines:
-                m = PASS.match(text)
-                if m and int(m.group(2)) == cpu:
+                m = procmon.PASS_LINE.match(text)
+                if m and m.group(3) and int(m.group(2)) == cpu:
                     pts[side].append((t, int(m.group(1)), int(m.group(3))))
         a = [p for p in pts["src"] if p[0] <= t0]
         b = [p for p in pts["dst"] if p[0] >= first_dst_hb]

@@ -19,10 +19,9 @@ struct dirtiers {
 	uint64_t faults[VM_MAX_VCPUS];
 	bool yielded[VM_MAX_VCPUS];
 	int nice[VM_MAX_VCPUS]; /* a yielded vCPU's nice value before */
-	/* While it yields: when it began, its vcpu.cpu_shares then; after: how long, how many. */
-	uint64_t yielded_ns[VM_MAX_VCPUS];
-	uint64_t shares[VM_MAX_VCPUS];
-	bool to_report[VM_MAX_VCPUS];
+	uint64_t yield_start_ns[VM_MAX_VCPUS];
+	uint64_t yield_ns[VM_MAX_VCPUS]; /* how long it yielded, once restored */
+	bool to_report[VM_MAX_VCPUS];	 /* restored, its vcpu.cpu_shares not yet logged */
 };
 
 /*

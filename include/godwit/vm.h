@@ -92,7 +92,7 @@ struct vcpu {
 	uint64_t run_until_ns; /* throttled: when its run slice ends (CLOCK_MONOTONIC) */
 	struct kvm_vcpu_stat faults; /* KVM's pf_fixed: with dirty logging, its writes */
 	bool share_cpu;	     /* (atomic) leave the CPU to whoever waits at each kick */
-	uint64_t cpu_shares; /* (atomic) how often it did */
+	uint64_t cpu_shares; /* (atomic) how often it did since sharing began */
 	bool share_timer_made;
 	timer_t share_timer; /* kicks this thread every VCPU_SHARE_PERIOD_NS */
 };
@@ -187,8 +187,9 @@ int vcpu__nice(const struct vcpu *vcpu, int *nice);
 int vcpu__set_nice(const struct vcpu *vcpu, int nice);
 /*
  * on: the vCPU thread leaves its CPU to any thread waiting for it at least every
- * VCPU_SHARE_PERIOD_NS (a timer kicks it out of KVM_RUN, it calls sched_yield);
- * off: it runs as before. -ESRCH before the thread runs.
+ * VCPU_SHARE_PERIOD_NS (a timer kicks it out of KVM_RUN, it calls sched_yield)
+ * and cpu_shares counts from 0 how often it did; off: it runs as before (cpu_shares
+ * keeps the count). -ESRCH before the thread runs.
  */
 #define VCPU_SHARE_PERIOD_NS 1000000ULL
 int vcpu__share_cpu(struct vcpu *vcpu, bool on);

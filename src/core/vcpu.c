@@ -101,6 +101,8 @@ int vcpu__share_cpu(struct vcpu *vcpu, bool on)
 			return -errno;
 		vcpu->share_timer_made = true;
 	}
+	if (on)
+		__atomic_store_n(&vcpu->cpu_shares, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&vcpu->share_cpu, on, __ATOMIC_RELAXED);
 	if (vcpu->share_timer_made && timer_settime(vcpu->share_timer, 0, &its, NULL))
 		return -errno;

@@ -73,8 +73,7 @@ static int yield_one(struct dirtiers *d, unsigned int i)
 		pr_debug("migration: vCPU %u keeps its CPU between ticks: %s", i, strerror(-ret));
 	d->yielded[i] = true;
 	d->nice[i] = nice;
-	d->yielded_ns[i] = util__now_ns();
-	d->shares[i] = __atomic_load_n(&v->cpu_shares, __ATOMIC_RELAXED);
+	d->yield_start_ns[i] = util__now_ns();
 	return 0;
 }
 
@@ -121,8 +120,7 @@ void dirtiers__restore(struct dirtiers *d)
 			continue;
 		d->yielded[i] = false;
 		/* Logged later (dirtiers__report): this may be the start of the pause. */
-		d->shares[i] = __atomic_load_n(&v->cpu_shares, __ATOMIC_RELAXED) - d->shares[i];
-		d->yielded_ns[i] = util__now_ns() - d->yielded_ns[i];
+		d->yield_ns[i] = util__now_ns() - d->yield_start_ns[i];
 		d->to_report[i] = true;
 		ret = vcpu__share_cpu(v, false);
 		if (ret)
@@ -144,7 +142,8 @@ void dirtiers__report(struct dirtiers *d)
 			continue;
 		d->to_report[i] = false;
 		pr_debug("migration: vCPU %u left its CPU %llu times in the %llu ms it yielded", i,
-			 (unsigned long long)d->shares[i],
-			 (unsigned long long)d->yielded_ns[i] / 1000000);
+			 (unsigned long long)__atomic_load_n(&d->vm->vcpus[i].cpu_shares,
+							     __ATOMIC_RELAXED),
+			 (unsigned long long)d->yield_ns[i] / 1000000);
 	}
 }
