@@ -61,7 +61,10 @@ build/bench/stamper: bench/stamper.c
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libgodwit.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libgodwit.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libgodwit.a $(LDFLAGS) $(UNIT_LDFLAGS) $(LDLIBS) -lcmocka
+
+# Makes one disk's lock fail to release on cue (tests/unit/test_devices.c).
+$(BUILD)/tests/unit/test_devices: UNIT_LDFLAGS := -Wl,--wrap=fcntl
 
 $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/libgodwit.a
 	@mkdir -p $(dir $@)

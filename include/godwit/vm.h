@@ -213,8 +213,14 @@ unsigned int devices__acpi(const struct vm_config *cfg, struct acpi_virtio_mmio 
 /* Migration: stop and restart device I/O around the final state, hand disks over. */
 void devices__quiesce(struct vm *vm);
 void devices__resume(struct vm *vm);
+/*
+ * Releases every disk's lock, or none: on failure the ones released are taken back.
+ * Then, if one of those cannot be, devices__disks_locked() says false: the VM must not
+ * run here (see docs/design.md, "Disks").
+ */
 int __must_check devices__release_disks(struct vm *vm);
 int __must_check devices__take_disks(struct vm *vm);
+bool devices__disks_locked(const struct vm *vm);
 void devices__announce(struct vm *vm);
 /* Makes every device look at its queues once (after a restore). */
 void devices__kick(struct vm *vm);

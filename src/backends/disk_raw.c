@@ -23,15 +23,18 @@ static int set_lock(struct disk *d, short type)
 		.l_start = 0,
 		.l_len = 0, /* to the end of the file, whatever its size */
 	};
+	int err;
 
 	if (fcntl(d->fd, F_OFD_SETLK, &fl) == 0)
 		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
+	err = errno;
+	if (err == EAGAIN || err == EACCES) {
 		pr_err("disk image %s is in use by another process (locked)", d->path);
 		return -EBUSY;
 	}
-	pr_err("disk image %s: cannot lock: %s", d->path, strerror(errno));
-	return -errno;
+	pr_err("disk image %s: cannot %s: %s", d->path, type == F_UNLCK ? "unlock" : "lock",
+	       strerror(err));
+	return -err;
 }
 
 int disk__lock(struct disk *d)

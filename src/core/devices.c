@@ -250,9 +250,16 @@ void devices__resume(struct vm *vm)
 	}
 }
 
+/*
+ * All or none: after a failed release the VM runs on here, so the locks released
+ * before the failure are taken back. One that cannot be (another process took the
+ * image in between) stays unlocked; devices__disks_locked() tells the caller, which
+ * must then keep the guest from running.
+ */
 int devices__release_disks(struct vm *vm)
 {
-	unsigned int i;
+	struct virtio_blk *b;
+	unsigned int i, j;
 	int ret;
 
 	for (i = 0; i < vm->nr_vdevs; i++) {
@@ -260,9 +267,29 @@ int devices__release_disks(struct vm *vm)
 			continue;
 		ret = virtio_blk__release_lock(vm->vdevs[i].blk);
 		if (ret)
-			return ret;
+			goto err_take_back;
 	}
 	return 0;
+
+err_take_back:
+	pr_err("%s: cannot release its disk image's lock (%s); taking back those released",
+	       vm->vdevs[i].blk->name, strerror(-ret));
+	for (j = 0; j < i; j++) {
+		b = vm->vdevs[j].blk;
+		if (b && virtio_blk__take_lock(b))
+			pr_err("%s: its disk image %s is now unlocked", b->name, b->disk.path);
+	}
+	return ret;
+}
+
+bool devices__disks_locked(const struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++)
+		if (vm->vdevs[i].blk && !vm->vdevs[i].blk->disk.locked)
+			return false;
+	return true;
 }
 
 int devices__take_disks(struct vm *vm)

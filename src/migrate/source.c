@@ -728,7 +728,10 @@ static int send_go(struct source *src)
 
 	ret = devices__release_disks(src->vm);
 	if (ret) {
-		fail(src, "cannot release the disk locks: %s", strerror(-ret));
+		/* An image left unlocked keeps the VM paused here (take_back). */
+		src->disks_released = !devices__disks_locked(src->vm);
+		fail(src, "cannot release the disk locks: %s%s", strerror(-ret),
+		     src->disks_released ? "; a disk image could not be locked again" : "");
 		return ret;
 	}
 	src->disks_released = true;
@@ -1029,7 +1032,8 @@ static int run(struct source *src)
 }
 
 /*
- * After a failure: may the VM run here again? Before GO, yes. After GO, only if
+ * After a failure: may the VM run here again? Before GO, yes, once every disk is
+ * locked again (a release that failed half-way may have left one not). After GO, only if
  * the destination said it refused, or if we get the disk locks back: the
  * destination takes them before it resumes, so holding them proves it cannot.
  * Without disks and without an answer the outcome is unknown: never two copies.
@@ -1100,7 +1104,8 @@ static void finish(struct source *src, int ret)
 	}
 	pr_err("migration to %s failed: %s", m->params.to, src->err);
 	if (!take_back(src)) {
-		pr_err("the destination may have resumed the VM; it stays paused here");
+		pr_err(src->go_sent ? "the destination may have resumed the VM; it stays paused here"
+				    : "a disk image is not locked: the VM stays paused here");
 		return;
 	}
 	if (src->quiesced)
