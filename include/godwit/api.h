@@ -63,6 +63,14 @@ struct api_server;
  */
 int __must_check api__start(struct api_server **out, const char *socket_path,
 			    const struct api_route *routes, size_t nr_routes, void *opaque);
+/*
+ * api__start in two steps: api__open creates the socket (errors as above), on which
+ * clients then wait in the listen backlog until api__serve starts answering them.
+ * A server that api__serve failed on is still api__stop'ed.
+ */
+int __must_check api__open(struct api_server **out, const char *socket_path);
+int __must_check api__serve(struct api_server *srv, const struct api_route *routes,
+			    size_t nr_routes, void *opaque);
 
 /*
  * Stops the server: closes every connection, waits for running handlers, closes

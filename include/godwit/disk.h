@@ -36,6 +36,18 @@ struct disk {
  * message. An incoming migration opens unlocked and locks at the hand-over.
  */
 int __must_check disk__open(struct disk *d, const char *path, bool readonly, bool lock);
+/*
+ * For an image opened before the VM's disk is known (`godwit receive` opens its
+ * --disk images before it listens): path opened read-write, or read-only where this
+ * host allows only that, and checked as disk__open does. An fd or -errno (logged).
+ */
+int __must_check disk__open_image(const char *path);
+/*
+ * As disk__open, on such an fd, which it takes over (closed on failure too). A disk
+ * that is not readonly needs an fd open for writing: -EROFS (logged) otherwise.
+ */
+int __must_check disk__open_fd(struct disk *d, int fd, const char *path, bool readonly,
+			       bool lock);
 void disk__close(struct disk *d);
 
 /* Drops the lock (the file stays open). 0 or -errno. */

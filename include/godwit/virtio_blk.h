@@ -70,6 +70,7 @@ struct virtio_blk_opts {
 	const char *serial; /* up to 20 bytes; default: the image's file name */
 	const char *name;   /* for log lines; default "virtio-blk" */
 	bool defer_lock;    /* incoming migration: take the lock at the hand-over */
+	int *fd;	    /* the image opened already (disk__open_image): taken, *fd = -1 */
 };
 
 struct virtio_blk {

@@ -41,6 +41,20 @@ struct vm_net_cfg {
 	uint8_t mac[6];
 };
 
+/*
+ * The host's side of a VM opened before the VM itself is built: `godwit receive` learns
+ * the VM from the stream, but opens its --disk images, --net taps, --console file and
+ * --api socket before it listens, so that a bad one fails at once, not once a source
+ * has connected. vm__create takes each one it uses (its fd here becomes -1, api NULL);
+ * vm__preopened_close() closes what is left.
+ */
+struct vm_preopened {
+	int disk_fd[VM_MAX_DISKS];    /* disk__open_image */
+	struct tap tap[VM_MAX_NETS];   /* tap__open, TAP_ATTACH */
+	int console_fd;		       /* for CONSOLE_FILE */
+	struct api_server *api;	       /* bound and listening, not serving yet */
+};
+
 /* Everything `godwit run` was asked for; validated by config__parse_run(). */
 struct vm_config {
 	const char *kernel;
@@ -57,6 +71,7 @@ struct vm_config {
 	struct vm_disk_cfg disks[VM_MAX_DISKS];
 	unsigned int nr_nets;
 	struct vm_net_cfg nets[VM_MAX_NETS];
+	struct vm_preopened *pre; /* NULL: vm__create opens the backends itself */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPING };
@@ -194,7 +209,12 @@ int vcpu__set_nice(const struct vcpu *vcpu, int nice);
 #define VCPU_SHARE_PERIOD_NS 1000000ULL
 int vcpu__share_cpu(struct vcpu *vcpu, bool on);
 
+/* preopen.c: opens every backend cfg names (disks, taps, console file, API socket). */
+int __must_check vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg);
+void vm__preopened_close(struct vm_preopened *pre);
+
 /* console.c: the serial port's backend (stdout or a file; stdin as input). */
+int __must_check console__open_file(const char *path);
 int __must_check console__init(struct vm *vm);
 int __must_check console__start_input(struct vm *vm);
 void console__exit(struct vm *vm);

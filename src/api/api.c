@@ -340,8 +340,7 @@ static struct MHD_Daemon *start_daemon(struct api_server *srv)
 				MHD_OPTION_END);
 }
 
-int api__start(struct api_server **out, const char *socket_path, const struct api_route *routes,
-	       size_t nr_routes, void *opaque)
+int api__open(struct api_server **out, const char *socket_path)
 {
 	struct api_server *srv;
 	int ret;
@@ -350,9 +349,6 @@ int api__start(struct api_server **out, const char *socket_path, const struct ap
 	if (!srv)
 		return -ENOMEM;
 	srv->sock.fd = -1;
-	srv->routes = routes;
-	srv->nr_routes = nr_routes;
-	srv->opaque = opaque;
 	srv->path = strdup(socket_path);
 	if (!srv->path) {
 		ret = -ENOMEM;
@@ -361,21 +357,45 @@ int api__start(struct api_server **out, const char *socket_path, const struct ap
 	ret = api_socket__listen(&srv->sock, socket_path);
 	if (ret)
 		goto err_free;
-	srv->daemon = start_daemon(srv);
-	if (!srv->daemon) {
-		pr_err("cannot start the API server on %s", socket_path);
-		ret = -EIO;
-		goto err_close;
-	}
 	*out = srv;
 	return 0;
 
-err_close:
-	api_socket__close(&srv->sock, srv->path);
 err_free:
 	free(srv->path);
 	free(srv);
 	return ret;
+}
+
+int api__serve(struct api_server *srv, const struct api_route *routes, size_t nr_routes,
+	       void *opaque)
+{
+	srv->routes = routes;
+	srv->nr_routes = nr_routes;
+	srv->opaque = opaque;
+	srv->daemon = start_daemon(srv);
+	if (!srv->daemon) {
+		pr_err("cannot start the API server on %s", srv->path);
+		return -EIO;
+	}
+	return 0;
+}
+
+int api__start(struct api_server **out, const char *socket_path, const struct api_route *routes,
+	       size_t nr_routes, void *opaque)
+{
+	struct api_server *srv;
+	int ret;
+
+	ret = api__open(&srv, socket_path);
+	if (ret)
+		return ret;
+	ret = api__serve(srv, routes, nr_routes, opaque);
+	if (ret) {
+		api__stop(srv);
+		return ret;
+	}
+	*out = srv;
+	return 0;
 }
 
 /*
@@ -402,9 +422,11 @@ void api__stop(struct api_server *srv)
 	if (!srv)
 		return;
 	/* Quiesce first: the listen socket is ours, and closing it is ours to do. */
-	MHD_quiesce_daemon(srv->daemon);
-	drain(srv);
-	MHD_stop_daemon(srv->daemon);
+	if (srv->daemon) {
+		MHD_quiesce_daemon(srv->daemon);
+		drain(srv);
+		MHD_stop_daemon(srv->daemon);
+	}
 	api_socket__close(&srv->sock, srv->path);
 	free(srv->path);
 	free(srv);

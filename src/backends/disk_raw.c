@@ -61,56 +61,107 @@ int disk__unlock(struct disk *d)
 	return ret;
 }
 
-int disk__open(struct disk *d, const char *path, bool readonly, bool lock)
+/* fd, if it is a disk image: a regular file or block device. fd, or -errno (logged, closed). */
+static int check_image(int fd, const char *path)
 {
 	struct stat st;
-	int ret;
+	int err;
 
-	memset(d, 0, sizeof(*d));
-	d->fd = -1;
-	d->readonly = readonly;
-	d->path = strdup(path);
-	if (!d->path)
-		return -ENOMEM;
-	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (d->fd < 0) {
-		ret = -errno;
-		pr_err("disk image %s: %s", path, strerror(errno));
-		goto err_free;
+	if (fd < 0) {
+		err = errno;
+		pr_err("disk image %s: %s", path, strerror(err));
+		return -err;
 	}
-	if (fstat(d->fd, &st)) {
-		ret = -errno;
-		pr_err("disk image %s: %s", path, strerror(errno));
-		goto err_close;
+	if (fstat(fd, &st)) {
+		err = errno;
+		pr_err("disk image %s: %s", path, strerror(err));
+		close(fd);
+		return -err;
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		ret = -EINVAL;
 		pr_err("disk image %s: not a regular file or block device", path);
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
+int disk__open_image(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	/* Read-only here: enough for a readonly disk, which only the stream can tell. */
+	if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	return check_image(fd, path);
+}
+
+static int image_size(struct disk *d, uint64_t *size)
+{
+	struct stat st;
+	off_t end;
+
+	if (fstat(d->fd, &st))
+		return -errno;
+	if (!S_ISBLK(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	end = lseek(d->fd, 0, SEEK_END);
+	if (end < 0)
+		return -errno;
+	*size = (uint64_t)end;
+	return 0;
+}
+
+int disk__open_fd(struct disk *d, int fd, const char *path, bool readonly, bool lock)
+{
+	int flags, ret;
+
+	memset(d, 0, sizeof(*d));
+	d->fd = fd;
+	d->readonly = readonly;
+	d->path = strdup(path);
+	if (!d->path) {
+		ret = -ENOMEM;
+		goto err_close;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	if (!readonly && (flags & O_ACCMODE) == O_RDONLY) {
+		pr_err("disk image %s can only be read here, and the VM writes to it", path);
+		ret = -EROFS;
 		goto err_close;
 	}
 	ret = lock ? disk__lock(d) : 0;
+	if (!ret)
+		ret = image_size(d, &d->size);
 	if (ret)
 		goto err_close;
-	if (S_ISBLK(st.st_mode)) {
-		off_t end = lseek(d->fd, 0, SEEK_END);
-
-		if (end < 0) {
-			ret = -errno;
-			goto err_close;
-		}
-		d->size = (uint64_t)end;
-	} else {
-		d->size = (uint64_t)st.st_size;
-	}
 	return 0;
 
 err_close:
 	close(d->fd);
 	d->fd = -1;
-err_free:
+	d->locked = false;
 	free(d->path);
 	d->path = NULL;
 	return ret;
+}
+
+int disk__open(struct disk *d, const char *path, bool readonly, bool lock)
+{
+	int fd = check_image(open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC), path);
+
+	if (fd < 0) {
+		memset(d, 0, sizeof(*d));
+		d->fd = -1;
+		return fd;
+	}
+	return disk__open_fd(d, fd, path, readonly, lock);
 }
 
 void disk__close(struct disk *d)

@@ -92,19 +92,31 @@ static void *input_thread(void *arg)
 	return NULL;
 }
 
+int console__open_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int err;
+
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	pr_err("--console file:%s: %s", path, strerror(err));
+	return -err;
+}
+
 int console__init(struct vm *vm)
 {
+	struct vm_preopened *pre = vm->cfg.pre;
 	int ret;
 
 	vm->console_fd = STDOUT_FILENO;
-	if (vm->cfg.console == CONSOLE_FILE) {
-		vm->console_fd = open(vm->cfg.console_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-				      0644);
-		if (vm->console_fd < 0) {
-			ret = -errno;
-			pr_err("--console file:%s: %s", vm->cfg.console_path, strerror(errno));
-			return ret;
-		}
+	if (vm->cfg.console == CONSOLE_FILE && pre && pre->console_fd >= 0) {
+		vm->console_fd = pre->console_fd;
+		pre->console_fd = -1;
+	} else if (vm->cfg.console == CONSOLE_FILE) {
+		vm->console_fd = console__open_file(vm->cfg.console_path);
+		if (vm->console_fd < 0)
+			return vm->console_fd;
 	}
 	ret = serial8250__init(&vm->serial, &console_ops, vm);
 	if (ret)

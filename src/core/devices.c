@@ -86,6 +86,7 @@ static void vdev_raise(void *opaque)
 
 static int open_disk(struct vm *vm, unsigned int i)
 {
+	struct vm_preopened *pre = vm->cfg.pre;
 	struct vdev *d = &vm->vdevs[vm->nr_vdevs];
 	char name[32];
 	int ret;
@@ -99,7 +100,10 @@ static int open_disk(struct vm *vm, unsigned int i)
 			       &(struct virtio_blk_opts){ .path = vm->cfg.disks[i].path,
 							  .readonly = vm->cfg.disks[i].readonly,
 							  .name = name,
-							  .defer_lock = vm->cfg.incoming },
+							  .defer_lock = vm->cfg.incoming,
+							  .fd = pre && pre->disk_fd[i] >= 0
+									? &pre->disk_fd[i]
+									: NULL },
 			       vdev_raise, d);
 	if (ret) {
 		free(d->blk);
@@ -113,14 +117,20 @@ static int open_disk(struct vm *vm, unsigned int i)
 static int open_net(struct vm *vm, unsigned int i)
 {
 	const struct vm_net_cfg *c = &vm->cfg.nets[i];
+	struct vm_preopened *pre = vm->cfg.pre;
 	struct vdev *d = &vm->vdevs[vm->nr_vdevs];
 	struct virtio_net_params p = { .have_mac = c->have_mac };
 	char name[32];
-	int ret;
+	int ret = 0;
 
 	snprintf(name, sizeof(name), "virtio-net%u", i);
 	*d = (struct vdev){ .type = VDEV_NET, .slot = vm->nr_vdevs, .instance = i, .irq_fd = -1 };
-	ret = tap__open(&d->tap, c->tap, TAP_ATTACH);
+	if (pre && pre->tap[i].fd >= 0) {
+		d->tap = pre->tap[i];
+		pre->tap[i].fd = -1;
+	} else {
+		ret = tap__open(&d->tap, c->tap, TAP_ATTACH);
+	}
 	if (ret)
 		return ret;
 	d->tap_open = true;

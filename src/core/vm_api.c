@@ -213,9 +213,19 @@ static const struct api_route vm_routes[] = {
 
 int vm_api__start(struct vm *vm)
 {
+	struct vm_preopened *pre = vm->cfg.pre;
+	int ret;
+
 	if (!vm->cfg.api_path)
 		return 0;
-	return api__start(&vm->api, vm->cfg.api_path, vm_routes, ARRAY_SIZE(vm_routes), vm);
+	if (!pre || !pre->api)
+		return api__start(&vm->api, vm->cfg.api_path, vm_routes, ARRAY_SIZE(vm_routes), vm);
+	ret = api__serve(pre->api, vm_routes, ARRAY_SIZE(vm_routes), vm);
+	if (!ret) {
+		vm->api = pre->api;
+		pre->api = NULL;
+	}
+	return ret;
 }
 
 void vm_api__stop(struct vm *vm)

@@ -37,6 +37,7 @@ struct dest {
 	struct stream_reader r;
 	struct stream_config *cfg;
 	struct vm_config vcfg;
+	struct vm_preopened pre; /* this host's backends, opened before we listen */
 	struct vm *vm;
 	bool vm_created;
 	struct x86_vcpu_state *vcpus;
@@ -175,37 +176,59 @@ static int check_cpu(struct dest *d)
 }
 
 /*
+ * This host's side of the VM, from our options, before we listen: a bad --disk, --net,
+ * --console or --api fails at once, not once a source has connected. -EINVAL for a
+ * malformed option; every error is logged.
+ */
+static int open_backends(struct dest *d)
+{
+	const struct receive_params *p = d->p;
+	unsigned int i;
+	int ret = 0;
+
+	d->vcfg = (struct vm_config){
+		.kernel = "(incoming migration)",
+		.api_path = p->api_path,
+		.console = p->console_kind,
+		.console_path = p->console_path,
+		.incoming = true,
+		.pre = &d->pre,
+	};
+	for (i = 0; !ret && i < p->nr_disks; i++)
+		ret = config__add_disk(&d->vcfg, p->disks[i]);
+	for (i = 0; !ret && i < p->nr_nets; i++)
+		ret = config__add_net(&d->vcfg, p->nets[i]);
+	if (!ret)
+		ret = vm__preopen(&d->pre, &d->vcfg);
+	if (ret)
+		config__free(&d->vcfg);
+	return ret;
+}
+
+/*
  * The VM's devices come from the stream; this host's backends from our options,
  * in device order: the n-th disk in the stream uses the n-th --disk.
  */
 static int map_devices(struct dest *d)
 {
-	const struct receive_params *p = d->p;
 	unsigned int i, disks = 0, nets = 0;
-	int ret;
 
 	for (i = 0; i < d->cfg->nr_devices; i++) {
 		const struct stream_device *sd = &d->cfg->devices[i];
 
 		if (!strcmp(sd->type, "virtio-blk")) {
-			if (disks >= p->nr_disks) {
+			if (disks >= d->vcfg.nr_disks) {
 				fail(d, "the VM has a disk %u: give --disk PATH for each of its disks, "
 					"in order", disks);
 				return -EINVAL;
 			}
-			ret = config__add_disk(&d->vcfg, p->disks[disks]);
-			if (ret)
-				return ret;
 			d->vcfg.disks[disks++].readonly = sd->readonly;
 		} else if (!strcmp(sd->type, "virtio-net")) {
-			if (nets >= p->nr_nets) {
+			if (nets >= d->vcfg.nr_nets) {
 				fail(d, "the VM has a network card %u: give --net tap=NAME for each, "
 					"in order", nets);
 				return -EINVAL;
 			}
-			ret = config__add_net(&d->vcfg, p->nets[nets]);
-			if (ret)
-				return ret;
 			memcpy(d->vcfg.nets[nets].mac, sd->mac, 6);
 			d->vcfg.nets[nets++].have_mac = sd->has_mac;
 		} else if (strcmp(sd->type, "serial")) {
@@ -213,9 +236,9 @@ static int map_devices(struct dest *d)
 			return -EINVAL;
 		}
 	}
-	if (disks != p->nr_disks || nets != p->nr_nets) {
+	if (disks != d->vcfg.nr_disks || nets != d->vcfg.nr_nets) {
 		fail(d, "the VM has %u disks and %u network cards; %u --disk and %u --net given",
-		     disks, nets, p->nr_disks, p->nr_nets);
+		     disks, nets, d->vcfg.nr_disks, d->vcfg.nr_nets);
 		return -EINVAL;
 	}
 	return 0;
@@ -225,16 +248,9 @@ static int build_vm(struct dest *d)
 {
 	int ret;
 
-	d->vcfg = (struct vm_config){
-		.kernel = "(incoming migration)",
-		.mem_size = d->cfg->ram_size,
-		.nr_cpus = d->cfg->nr_vcpus,
-		.api_path = d->p->api_path,
-		.console = d->p->console_kind,
-		.console_path = d->p->console_path,
-		.incoming = true,
-		.cmdline = strdup(d->cfg->cmdline),
-	};
+	d->vcfg.mem_size = d->cfg->ram_size;
+	d->vcfg.nr_cpus = d->cfg->nr_vcpus;
+	d->vcfg.cmdline = strdup(d->cfg->cmdline);
 	ret = map_devices(d);
 	if (ret)
 		return ret;
@@ -733,6 +749,7 @@ static void cleanup(struct dest *d)
 	if (d->vm_created)
 		vm__destroy(d->vm);
 	free(d->vm);
+	vm__preopened_close(&d->pre);
 	config__free(&d->vcfg);
 	if (d->cfg)
 		stream__config_release(d->cfg);
@@ -753,6 +770,9 @@ int migrate__receive(const struct receive_params *p)
 	struct dest d = { .p = p, .fd = -1, .lfd = -1 };
 	int ret, status;
 
+	ret = open_backends(&d);
+	if (ret)
+		return ret == -EINVAL ? 2 : 1;
 	ret = open_source(&d);
 	if (!ret)
 		ret = stream_io__init_fd(&d.io, d.fd);

@@ -435,7 +435,13 @@ int virtio_blk__init(struct virtio_blk *b, struct guest_mem *mem,
 	memset(b, 0, sizeof(*b));
 	b->evfd = -1;
 	snprintf(b->name, sizeof(b->name), "%s", opts->name ? opts->name : "virtio-blk");
-	ret = disk__open(&b->disk, opts->path, opts->readonly, !opts->defer_lock);
+	if (opts->fd) {
+		ret = disk__open_fd(&b->disk, *opts->fd, opts->path, opts->readonly,
+				    !opts->defer_lock);
+		*opts->fd = -1;
+	} else {
+		ret = disk__open(&b->disk, opts->path, opts->readonly, !opts->defer_lock);
+	}
 	if (ret)
 		return ret;
 	b->capacity = b->disk.size / DISK_SECTOR_SIZE;

@@ -137,6 +137,34 @@ def test_receive_bad_options(godwit_bin, args, needle):
     one_error_line(res, needle)
 
 
+@pytest.mark.parametrize("args,code,needle", [
+    (["--disk", "{tmp}/none.img"], 1, "disk image {tmp}/none.img: No such file"),
+    (["--disk", "{tmp}/ok.img", "--disk", "{tmp}"], 1, "Is a directory"),
+    (["--disk", "{tmp}/ok.img,readonly=maybe"], 2, "unknown option 'readonly'"),
+    (["--net", "tapp=gw0"], 2, "unknown option 'tapp'"),
+    (["--net", "tap=gw0,mac=52:54:zz"], 2, "--net mac=52:54:zz"),
+    (["--net", "mac=52:54:00:12:34:56"], 2, "tap=NAME is required"),
+    (["--net", "tap=gw-none0"], 1, "tap gw-none0: no such device"),
+    (["--console", "file:{tmp}/no/dir/c.log"], 1, "--console file:{tmp}/no/dir/c.log"),
+    (["--api", "{tmp}/no/dir/a.sock"], 1, "cannot bind API socket {tmp}/no/dir/a.sock"),
+])
+def test_receive_checks_its_backends_before_it_listens(godwit_bin, tmp_path, args, code, needle):
+    """Every --disk, --net, --console and --api is parsed and opened before the
+    receiver listens: a typo ends it at once, not mid-migration once a source has
+    connected (it used to wait for one, then fail)."""
+    (tmp_path / "ok.img").write_bytes(b"\0" * 65536)
+    args = [a.format(tmp=tmp_path) for a in args]
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    res = run_godwit(["receive", "--listen", f"tcp:127.0.0.1:{port}", *args], timeout=10)
+    assert res.returncode == code, res.stderr
+    one_error_line(res, needle.format(tmp=tmp_path))
+    assert "waiting for an incoming migration" not in res.stderr
+    assert not os.path.exists(tmp_path / "no")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--to", "tcp:127.0.0.1:1"], "--api and --to are required"),
     (["--api", "x.sock"], "--api and --to are required"),

@@ -5,7 +5,8 @@
  * locks real OFD locks, looked at from another open file description as another
  * process would see them. The test is linked with --wrap=fcntl: a release can be
  * made to fail on one image, and another "process" can take an image the moment it
- * is free, which no real failure lets a test arrange on cue.
+ * is free, which no real failure lets a test arrange on cue. And a disk built on an
+ * image opened before (godwit receive's struct vm_preopened).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,6 +177,46 @@ static void test_lock_that_cannot_be_taken_back_is_reported(void **state)
 	assert_true(devices__disks_locked(f->vm));
 }
 
+/*
+ * `godwit receive` opens its images before it knows the VM (struct vm_preopened): the
+ * disk takes the image it was given, and refuses one it can only read if it writes.
+ */
+static void test_disk_takes_the_image_opened_before(void **state)
+{
+	struct fx *f = *state;
+	struct vm_preopened pre = { .console_fd = -1 };
+	struct vm *vm = calloc(1, sizeof(*vm));
+	unsigned int i;
+	int fd;
+
+	assert_non_null(vm);
+	for (i = 0; i < VM_MAX_DISKS; i++)
+		pre.disk_fd[i] = -1;
+	for (i = 0; i < VM_MAX_NETS; i++)
+		pre.tap[i].fd = -1;
+	vm->cfg.pre = &pre;
+	vm->cfg.incoming = true;
+	assert_int_equal(config__add_disk(&vm->cfg, f->path[0]), 0);
+
+	pre.disk_fd[0] = open(f->path[0], O_RDONLY | O_CLOEXEC);
+	assert_true(pre.disk_fd[0] >= 0);
+	assert_int_equal(devices__open(vm), -EROFS);
+	assert_int_equal(pre.disk_fd[0], -1);
+	assert_int_equal(vm->nr_vdevs, 0);
+
+	fd = pre.disk_fd[0] = open(f->path[0], O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	vm->cfg.disks[0].readonly = true;
+	assert_int_equal(devices__open(vm), 0);
+	assert_int_equal(pre.disk_fd[0], -1);
+	assert_int_equal(vm->vdevs[0].blk->disk.fd, fd);
+	assert_false(vm->vdevs[0].blk->disk.locked); /* incoming: locked at the hand-over */
+	vm__preopened_close(&pre);
+	devices__exit(vm);
+	config__free(&vm->cfg);
+	free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +225,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_lock_that_cannot_be_taken_back_is_reported,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_takes_the_image_opened_before, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
