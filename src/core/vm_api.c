@@ -61,12 +61,35 @@ static int put_pause(void *opaque, const struct api_request *req, struct api_res
 	return state_reply(vm, resp);
 }
 
+static bool paused(struct vm *vm)
+{
+	bool ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ret = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 static int put_resume(void *opaque, const struct api_request *req, struct api_response *resp)
 {
 	struct vm *vm = opaque;
 	int ret;
 
 	(void)req;
+	/*
+	 * A paused VM whose disk locks a migration let go (and could not all take back)
+	 * runs again only once they are ours: otherwise it would write to images another
+	 * process may own. An incoming VM (created) takes them at the hand-over only.
+	 */
+	if (paused(vm) && !devices__disks_locked(vm)) {
+		ret = devices__take_disks(vm);
+		if (ret) {
+			api__error(resp, 409, "cannot resume: a disk image is not locked (%s)",
+				   strerror(-ret));
+			return 0;
+		}
+	}
 	ret = vm__resume(vm);
 	if (ret) {
 		api__error(resp, 409, "cannot resume: %s", strerror(-ret));

@@ -119,3 +119,7 @@ def test_lock_that_cannot_be_taken_back_keeps_the_vm_paused(tmp_path, procs, loc
     time.sleep(1)
     assert len(re.findall(r"^hb ", src.output(), re.M)) == n
     assert src.proc.poll() is None
+    # The other process still holds the image: the API does not resume the VM either.
+    status, body = src.api("PUT", "/vm/resume")
+    assert status == 409 and "a disk image is not locked" in body["error"], body
+    assert src.api("GET", "/vm")[1]["state"] == "paused"
