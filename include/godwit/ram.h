@@ -66,6 +66,11 @@ int __must_check ram__arm(struct ram_tracker *t, uint64_t off);
 int __must_check ram__send_all(struct ram_sender *s);
 int __must_check ram__send_pending(struct ram_sender *s);
 int __must_check ram__flush(struct ram_sender *s);
+/*
+ * How long the sender must wait at now_ns to keep to s->max_bandwidth over the
+ * move (bw_bytes since bw_start_ns): 0 when it may send on.
+ */
+uint64_t ram__bandwidth_wait_ns(const struct ram_sender *s, uint64_t now_ns);
 int ram__apply_run(void *opaque, uint64_t gpa, uint32_t npages, uint32_t kind,
 		   const uint8_t *data);
 

@@ -13,6 +13,7 @@
 
 #include "godwit/log.h"
 #include "godwit/ram.h"
+#include "godwit/rate.h"
 #include "godwit/vm.h"
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
@@ -214,18 +215,25 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-static void throttle_bandwidth(struct ram_sender *s)
+uint64_t ram__bandwidth_wait_ns(const struct ram_sender *s, uint64_t now_ns)
 {
 	uint64_t elapsed, due;
-	struct timespec ts;
 
 	if (!s->max_bandwidth)
-		return;
-	elapsed = util__now_ns() - s->bw_start_ns;
-	due = s->bw_bytes * 1000000000ULL / s->max_bandwidth;
-	if (due > elapsed) {
-		ts.tv_sec = (time_t)((due - elapsed) / 1000000000ULL);
-		ts.tv_nsec = (long)((due - elapsed) % 1000000000ULL);
+		return 0;
+	elapsed = now_ns - s->bw_start_ns;
+	due = rate__ns_for(s->bw_bytes, s->max_bandwidth);
+	return due > elapsed ? due - elapsed : 0;
+}
+
+static void throttle_bandwidth(struct ram_sender *s)
+{
+	uint64_t wait = ram__bandwidth_wait_ns(s, util__now_ns());
+	struct timespec ts;
+
+	if (wait) {
+		ts.tv_sec = (time_t)(wait / 1000000000ULL);
+		ts.tv_nsec = (long)(wait % 1000000000ULL);
 		nanosleep(&ts, NULL);
 	}
 }
@@ -251,9 +259,8 @@ static void lz4_decide(struct ram_sender *s)
 	if (s->compress != MIGRATE_COMPRESS_AUTO || ++win->records < LZ4_WINDOW)
 		return;
 	if (win->in) {
-		wire_rate = (s->w->bytes - win->wire_start) * 1000000000ULL /
-			    MAX(now - win->start_ns, 1ULL);
-		lz4_rate = win->in * 1000000000ULL / MAX(win->ns, 1ULL);
+		wire_rate = rate__per_s(s->w->bytes - win->wire_start, now - win->start_ns);
+		lz4_rate = rate__per_s(win->in, win->ns);
 		s->lz4_every = win->out * 10 <= win->in * 9 && lz4_rate > wire_rate ? 1 : LZ4_SAMPLE;
 	}
 	*win = (struct ram_lz4_window){ .start_ns = now, .wire_start = s->w->bytes };

@@ -18,6 +18,7 @@
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
+#include "godwit/rate.h"
 #include "godwit/vm.h"
 #include "godwit/virtio_blk.h"
 #include "godwit/virtio_net.h"
@@ -489,7 +490,7 @@ static bool rounds_in_flight(struct source *src, uint64_t bw)
 	if (!rtt || !bw || !src->acked_round || src->last_round - src->acked_round >= ROUND_RING)
 		return false;
 	pages = src->s.pages_sent - src->round_pages[src->acked_round % ROUND_RING];
-	behind_ns = pages * GUEST_PAGE_SIZE * 1000000000ULL / bw;
+	behind_ns = rate__ns_for(pages * GUEST_PAGE_SIZE, bw);
 	if (behind_ns >= rtt / 2 || !transport__all_in_window(src->m->fd))
 		return false;
 	for (i = 0; i < src->m->nr_extra; i++)
@@ -536,17 +537,6 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	return ret ? ret : !again;
 }
 
-/* Guest RAM a round moved over how long it took, EWMA 1/2; rounds under 4 MiB say little. */
-static uint64_t bandwidth(uint64_t bw, uint64_t moved, uint64_t ns)
-{
-	uint64_t now_bw = moved * 1000000000ULL / ns;
-
-	if (bw && moved <= 4 * MiB)
-		return bw;
-	/* Pages, not wire bytes: compression makes those fewer than the pages. */
-	return MAX(bw ? (bw + now_bw) / 2 : now_bw, 1ULL);
-}
-
 /* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
 static int precopy(struct source *src)
 {
@@ -588,10 +578,10 @@ static int precopy(struct source *src)
 		since_sync = MAX(now - synced_at, 1ULL);
 		synced_at = now;
 		sent = src->s.pages_sent - pages0;
-		bw = bandwidth(bw, sent * GUEST_PAGE_SIZE, ns);
+		bw = rate__bandwidth(bw, sent * GUEST_PAGE_SIZE, ns);
 		dirty_bytes = (uint64_t)dirty * GUEST_PAGE_SIZE;
-		dirty_rate = dirty_bytes * 1000000000ULL / since_sync;
-		predicted_us = dirty_bytes * 1000000 / bw;
+		dirty_rate = rate__per_s(dirty_bytes, since_sync);
+		predicted_us = rate__ns_for(dirty_bytes, bw) / 1000;
 		ret = send_round_marker(src, round, (uint64_t)dirty, ns, pages0, bytes0);
 		if (ret)
 			return ret;
