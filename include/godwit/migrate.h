@@ -139,6 +139,9 @@ unsigned int migrate__find_dirtiers(const uint64_t *faults, unsigned int n, bool
 /* The commands (cli.c): return the process exit status. */
 int migrate_cli__migrate(int argc, char **argv);
 int migrate_cli__receive(int argc, char **argv);
+/* The progress line `godwit migrate` prints for a GET /vm/migration answer, into buf. */
+struct json_t;
+void migrate_cli__progress(const struct json_t *st, char *buf, size_t len);
 
 /* ---- pieces, shared by both sides and the tests ---- */
 

@@ -177,15 +177,23 @@ static json_int_t num(const json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
+void migrate_cli__progress(const json_t *st, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s: round %lld, %lld MiB sent, %lld MiB left, %lld MB/s, throttle %lld%%, "
+		 "%lld ms",
+		 json_string_value(json_object_get(st, "status")),
+		 (long long)num(st, "rounds"), (long long)(num(st, "bytes_sent") >> 20),
+		 (long long)(num(st, "remaining_bytes") >> 20),
+		 (long long)(num(st, "bandwidth") / 1000000), (long long)num(st, "throttle_pct"),
+		 (long long)num(st, "total_ms"));
+}
+
 static void print_progress(const json_t *st, bool tty)
 {
-	fprintf(stderr, "%s%s: round %lld, %lld MiB sent, %lld MiB left, %lld MB/s, throttle %lld%%, "
-		"%lld ms%s",
-		tty ? "\r" : "", json_string_value(json_object_get(st, "status")),
-		(long long)num(st, "rounds"), (long long)(num(st, "bytes_sent") >> 20),
-		(long long)(num(st, "remaining_bytes") >> 20),
-		(long long)(num(st, "bandwidth") / 1000000), (long long)num(st, "throttle_pct"),
-		(long long)num(st, "total_ms"), tty ? "   " : "\n");
+	char line[256];
+
+	migrate_cli__progress(st, line, sizeof(line));
+	fprintf(stderr, "%s%s%s", tty ? "\r" : "", line, tty ? "   " : "\n");
 }
 
 static void print_summary(const json_t *st)
