@@ -111,12 +111,16 @@ static int put_shutdown(void *opaque, const struct api_request *req, struct api_
 
 json_t *vm_api__migration_json(const struct migrate_stats *st)
 {
-	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-			 "s:i, s:I, s:I, s:I, s:I, s:i, s:s?}",
+	/* Guest RAM, whatever the wire carried (bytes_sent): data and zero pages, each time sent. */
+	uint64_t moved = (st->pages_sent + st->zero_pages) * GUEST_PAGE_SIZE;
+
+	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
-			 "bytes_sent", (json_int_t)st->bytes_sent, "pages_sent",
+			 "bytes_sent", (json_int_t)st->bytes_sent, "ram_moved_bytes",
+			 (json_int_t)moved, "pages_sent",
 			 (json_int_t)st->pages_sent, "zero_pages", (json_int_t)st->zero_pages,
 			 "skipped_pages", (json_int_t)st->skipped_pages, "remaining_bytes",
 			 (json_int_t)st->remaining_bytes, "bandwidth", (json_int_t)st->bandwidth,

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,9 +22,10 @@ static void usage_migrate(FILE *out)
 		"\n"
 		"Moves the running VM served on the API socket PATH to a `godwit receive`\n"
 		"listening at HOST:PORT (live: the VM runs on throughout), or saves it to a\n"
-		"snapshot file. Prints progress, then a summary; exits 0 only if the VM now\n"
-		"runs on the destination (or the snapshot is complete and synced). On any\n"
-		"failure the VM keeps running on the source.\n"
+		"snapshot file. Prints progress (guest RAM moved and still dirty, and apart\n"
+		"from it the bytes on the wire, fewer when pages compress), then a summary;\n"
+		"exits 0 only if the VM now runs on the destination (or the snapshot is\n"
+		"complete and synced). On any failure the VM keeps running on the source.\n"
 		"\n"
 		"  --downtime-ms N      the pause the guest may see (default 50)\n"
 		"  --max-bandwidth B    bytes/s on the wire, suffixes K/M/G (default: unlimited)\n"
@@ -177,23 +179,65 @@ static json_int_t num(const json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
-void migrate_cli__progress(const json_t *st, char *buf, size_t len)
+/* MiB with a decimal, so that a small move does not read 0; GiB from 10 GiB on. */
+static const char *size_str(json_int_t bytes, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s: round %lld, %lld MiB sent, %lld MiB left, %lld MB/s, throttle %lld%%, "
-		 "%lld ms",
-		 json_string_value(json_object_get(st, "status")),
-		 (long long)num(st, "rounds"), (long long)(num(st, "bytes_sent") >> 20),
-		 (long long)(num(st, "remaining_bytes") >> 20),
-		 (long long)(num(st, "bandwidth") / 1000000), (long long)num(st, "throttle_pct"),
-		 (long long)num(st, "total_ms"));
+	if (bytes >= (json_int_t)(10 * GiB))
+		snprintf(buf, len, "%.1f GiB", (double)bytes / (double)GiB);
+	else
+		snprintf(buf, len, "%.1f MiB", (double)bytes / (double)MiB);
+	return buf;
 }
 
+/* Guest RAM moved; a source older than ram_moved_bytes has its pages counted here. */
+static json_int_t ram_moved(const json_t *st)
+{
+	const json_t *moved = json_object_get(st, "ram_moved_bytes");
+
+	if (moved)
+		return json_integer_value(moved);
+	return (json_int_t)(((uint64_t)num(st, "pages_sent") + (uint64_t)num(st, "zero_pages")) *
+			    GUEST_PAGE_SIZE);
+}
+
+/*
+ * Guest RAM moved and still dirty apart from the bytes on the wire: with compression
+ * a move of 130 MiB of pages can take under 1 MiB of stream.
+ */
+void migrate_cli__progress(const json_t *st, char *buf, size_t len)
+{
+	char ram[32], dirty[32], wire[32];
+
+	snprintf(buf, len,
+		 "%s: round %lld, guest RAM %s moved (%lld MB/s), %s dirty; %s on the wire; "
+		 "throttle %lld%%, %lld ms",
+		 json_string_value(json_object_get(st, "status")), (long long)num(st, "rounds"),
+		 size_str(ram_moved(st), ram, sizeof(ram)),
+		 (long long)(num(st, "bandwidth") / 1000000),
+		 size_str(num(st, "remaining_bytes"), dirty, sizeof(dirty)),
+		 size_str(num(st, "bytes_sent"), wire, sizeof(wire)),
+		 (long long)num(st, "throttle_pct"), (long long)num(st, "total_ms"));
+}
+
+/*
+ * On a terminal the line is rewritten in place, so it must not wrap: it is cut to the
+ * terminal's width (the guest RAM figures come first).
+ */
 static void print_progress(const json_t *st, bool tty)
 {
+	struct winsize ws;
 	char line[256];
 
 	migrate_cli__progress(st, line, sizeof(line));
-	fprintf(stderr, "%s%s%s", tty ? "\r" : "", line, tty ? "   " : "\n");
+	if (!tty) {
+		fprintf(stderr, "%s\n", line);
+		return;
+	}
+	/* Three spaces after it blank the end of a longer line before. */
+	if (!ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) && ws.ws_col > 4 &&
+	    strlen(line) > ws.ws_col - 4U)
+		line[ws.ws_col - 4] = '\0';
+	fprintf(stderr, "\r%s   ", line);
 }
 
 static void print_summary(const json_t *st)
@@ -204,9 +248,10 @@ static void print_summary(const json_t *st)
 	printf("  total_ms      %lld\n  downtime_ms   %lld\n  rounds        %lld\n",
 	       (long long)num(st, "total_ms"), (long long)num(st, "downtime_ms"),
 	       (long long)num(st, "rounds"));
-	printf("  ram_bytes     %lld\n  bytes_sent    %lld\n  pages_sent    %lld\n",
-	       (long long)num(st, "ram_bytes"), (long long)num(st, "bytes_sent"),
-	       (long long)num(st, "pages_sent"));
+	printf("  ram_bytes     %lld\n  ram_moved     %lld\n  bytes_sent    %lld\n"
+	       "  pages_sent    %lld\n",
+	       (long long)num(st, "ram_bytes"), (long long)ram_moved(st),
+	       (long long)num(st, "bytes_sent"), (long long)num(st, "pages_sent"));
 	printf("  zero_pages    %lld\n  skipped_pages %lld\n  throttle_pct  %lld\n",
 	       (long long)num(st, "zero_pages"), (long long)num(st, "skipped_pages"),
 	       (long long)num(st, "max_throttle_pct"));

@@ -103,11 +103,11 @@ static void set_status(struct migration *m, enum migrate_status st)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, uint64_t dirty_rate)
+/* What has gone out so far; the caller holds the migration's lock. */
+static void copy_counts(struct source *src)
 {
 	struct migrate_stats *st = &src->m->stats;
 
-	pthread_mutex_lock(&src->m->lock);
 	st->bytes_sent = src->w.bytes;
 	st->pages_sent = src->s.pages_sent;
 	st->zero_pages = src->s.zero_pages;
@@ -116,6 +116,14 @@ static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, ui
 	st->lz4_saved = src->s.lz4_saved;
 	st->zstd_pages = src->s.zstd_pages;
 	st->zstd_saved = src->s.zstd_saved;
+}
+
+static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, uint64_t dirty_rate)
+{
+	struct migrate_stats *st = &src->m->stats;
+
+	pthread_mutex_lock(&src->m->lock);
+	copy_counts(src);
 	st->remaining_bytes = remaining;
 	if (bw)
 		st->bandwidth = bw;
@@ -974,10 +982,18 @@ static bool use_zstd(struct source *src)
 	       (src->is_file || (src->features & STREAM_FEATURE_RAM_ZSTD));
 }
 
-/* After each RAM record sent while the guest runs. */
+/*
+ * After each RAM record sent while the guest runs: the dirtiers yield, and the
+ * progress counts what went out (a first pass of a large guest takes seconds).
+ */
 static void on_record(void *arg)
 {
-	dirtiers__yield(arg);
+	struct source *src = arg;
+
+	dirtiers__yield(&src->dirtiers);
+	pthread_mutex_lock(&src->m->lock);
+	copy_counts(src);
+	pthread_mutex_unlock(&src->m->lock);
 }
 
 static int run(struct source *src)
@@ -1000,7 +1016,7 @@ static int run(struct source *src)
 	src->s = (struct ram_sender){ .t = &src->t, .w = &src->w, .cancelled = &src->m->cancel,
 				      .max_bandwidth = src->m->params.max_bandwidth,
 				      .bw_start_ns = util__now_ns(),
-				      .on_record = on_record, .on_record_arg = &src->dirtiers };
+				      .on_record = on_record, .on_record_arg = src };
 	/* A file is read back by this format's reader; a destination must have taken it. */
 	src->s.compress = src->is_file || (src->features & STREAM_FEATURE_RAM_LZ4)
 				  ? src->m->params.compress

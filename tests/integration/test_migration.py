@@ -117,6 +117,66 @@ def test_compression_modes_keep_memory_intact(tmp_path, procs, mode):
     assert "ERROR" not in dst.output()
 
 
+PROGRESS = re.compile(r"^(\w+): round (\d+), guest RAM ([\d.]+) (MiB|GiB) moved \(\d+ MB/s\), "
+                      r"([\d.]+) (MiB|GiB) dirty; ([\d.]+) (MiB|GiB) on the wire; "
+                      r"throttle \d+%, \d+ ms$")
+
+
+def progress_lines(stderr):
+    """(status, rounds, guest RAM MiB moved, MiB dirty, MiB on the wire) per progress line
+    of `godwit migrate` (not a terminal: one line per poll)."""
+    out = []
+    for line in stderr.splitlines():
+        m = PROGRESS.match(line)
+        if m:
+            mib = [float(m[i]) * (1024 if m[i + 1] == "GiB" else 1) for i in (3, 5, 7)]
+            out.append((m[1], int(m[2]), *mib))
+    return out
+
+
+def test_progress_shows_guest_ram_apart_from_the_wire(tmp_path, procs):
+    """memtouch's pages compress about 100:1: the progress line shows the guest RAM
+    moved (it once said "0 MiB sent" of the compressed stream) and the wire's bytes
+    apart; so do the summary and the JSON (ram_moved_bytes)."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res = run_godwit(["migrate", "--api", src.api_path, "--to", dst.uri], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = progress_lines(res.stderr)
+    assert lines and lines[-1][0] == "completed", res.stderr
+    status, rounds, moved, dirty, wire = lines[-1]
+    assert moved >= 64 and dirty == 0 and wire < moved / 4, res.stderr
+    summary = dict(line.split() for line in res.stdout.splitlines()[1:] if line.strip())
+    assert int(summary["ram_moved"]) >= 64 << 20, res.stdout
+    assert int(summary["ram_moved"]) == (int(summary["pages_sent"]) +
+                                         int(summary["zero_pages"])) * 4096, res.stdout
+    assert int(summary["bytes_sent"]) < int(summary["ram_moved"]) // 4, res.stdout
+    assert src.wait_exit(timeout=10) == 0
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert "ERROR" not in dst.output()
+
+
+def test_progress_counts_the_first_pass_as_it_goes(tmp_path, procs):
+    """The first pass of 64 MiB, held to 20 MiB/s on the wire, takes seconds: the
+    progress shows its guest RAM and wire bytes growing record by record, not only once
+    a round has ended."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 64M", cpus=2, memory="256M")
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst")
+    procs.append(dst)
+    res = run_godwit(["migrate", "--api", src.api_path, "--to", dst.uri, "--compress", "off",
+                      "--max-bandwidth", "20M"], timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    first = [ln for ln in progress_lines(res.stderr) if ln[0] == "active" and ln[1] == 0]
+    moved = sorted({ln[2] for ln in first if ln[2] > 0})
+    assert len(moved) >= 3, res.stderr
+    wire = sorted({ln[4] for ln in first if ln[4] > 0})
+    assert len(wire) >= 3, res.stderr
+    assert src.wait_exit(timeout=10) == 0
+
+
 @pytest.mark.parametrize("connections", [4, 16])
 def test_several_connections_keep_memory_intact(tmp_path, procs, connections):
     """The stream striped over several TCP connections (format 1.3) restores the same
