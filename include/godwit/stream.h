@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 5
+#define STREAM_VERSION_MINOR 6
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32

@@ -381,8 +381,10 @@ static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
 		snprintf(why, whylen, "no such device, or sent twice");
 		return -EBADMSG;
 	}
-	ret = blk ? vmstate__get_blob(body, &d->blk[hdr->instance], sizeof(d->blk[0]), why, whylen)
-		  : vmstate__get_blob(body, &d->net[hdr->instance], sizeof(d->net[0]), why, whylen);
+	ret = blk ? vmstate__get_virtio_blk(body, hdr->version, d->r.hdr.minor,
+					    &d->blk[hdr->instance], why, whylen)
+		  : vmstate__get_virtio_net(body, hdr->version, d->r.hdr.minor,
+					    &d->net[hdr->instance], why, whylen);
 	seen[hdr->instance] = !ret;
 	return ret;
 }
@@ -392,12 +394,15 @@ static int take_state(struct dest *d, const struct stream_record *rec)
 	struct stream_state_hdr hdr;
 	struct stream_tlv_reader body;
 	char why[200] = "";
+	bool virtio;
 	int ret;
 
 	ret = stream__state_parse(rec->payload, rec->length, &hdr, &body, why, sizeof(why));
 	if (ret)
 		goto bad;
-	if (hdr.version != VMSTATE_VERSION) {
+	virtio = !strcmp(hdr.id, "virtio-blk") || !strcmp(hdr.id, "virtio-net");
+	/* virtio sections have versions of their own, checked against the stream's minor. */
+	if (!virtio && hdr.version != VMSTATE_VERSION) {
 		snprintf(why, sizeof(why), "version %u, this godwit reads %u", hdr.version,
 			 VMSTATE_VERSION);
 		ret = -EPROTO;
@@ -411,7 +416,7 @@ static int take_state(struct dest *d, const struct stream_record *rec)
 		}
 		ret = vmstate__get_vcpu(&body, &d->vcpus[hdr.instance], why, sizeof(why));
 		d->vcpu_seen[hdr.instance] = !ret;
-	} else if (!strcmp(hdr.id, "virtio-blk") || !strcmp(hdr.id, "virtio-net")) {
+	} else if (virtio) {
 		ret = take_device_state(d, &hdr, &body, why, sizeof(why));
 	} else if (!strcmp(hdr.id, "serial") && hdr.instance == 0 && !d->serial_seen) {
 		ret = vmstate__get_serial(&body, d->serial, why, sizeof(why));

@@ -646,12 +646,12 @@ static int send_device_state(struct source *src)
 			struct virtio_blk_state st;
 
 			virtio_blk__save(d->blk, &st);
-			ret = vmstate__put_blob(&src->w, "virtio-blk", d->instance, &st, sizeof(st));
+			ret = vmstate__put_virtio_blk(&src->w, d->instance, &st);
 		} else {
 			struct virtio_net_state st;
 
 			virtio_net__save(d->net, &st);
-			ret = vmstate__put_blob(&src->w, "virtio-net", d->instance, &st, sizeof(st));
+			ret = vmstate__put_virtio_net(&src->w, d->instance, &st);
 		}
 	}
 	return ret;
