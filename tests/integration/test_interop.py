@@ -15,15 +15,15 @@ from test_migration import Receiver, migrate, procs, start_source  # noqa: F401
 OLD_COMMIT = "b10c0d6"
 
 
-@pytest.fixture(scope="module")
-def old_godwit(tmp_path_factory):
-    """Path to the 1.3 godwit, built once for the module."""
-    have = subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"],
+def build_godwit(commit, tmp_path_factory):
+    """Path to the godwit of an earlier commit, built from this clone's history (or a
+    skip when the clone does not have it)."""
+    have = subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{commit}^{{commit}}"],
                           capture_output=True)
     if have.returncode or shutil.which("make") is None:
-        pytest.skip(f"commit {OLD_COMMIT} is not in this clone's history")
-    tree = tmp_path_factory.mktemp("godwit-1.3")
-    archive = subprocess.run(["git", "-C", ROOT, "archive", OLD_COMMIT],
+        pytest.skip(f"commit {commit} is not in this clone's history")
+    tree = tmp_path_factory.mktemp(f"godwit-{commit}")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit],
                              capture_output=True, check=True, timeout=120)
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True,
                    timeout=120)
@@ -32,6 +32,12 @@ def old_godwit(tmp_path_factory):
                     f"BUILD={build}", f"{build}/godwit"], check=True, capture_output=True,
                    timeout=900)
     return str(build / "godwit")
+
+
+@pytest.fixture(scope="module")
+def old_godwit(tmp_path_factory):
+    """Path to the 1.3 godwit, built once for the module."""
+    return build_godwit(OLD_COMMIT, tmp_path_factory)
 
 
 def runs(binary):
