@@ -123,20 +123,27 @@ void vcpu__kick(struct vcpu *vcpu)
  * Auto-converge: when its run slice ends the throttle timer marks the vCPU, and it
  * sleeps pct/(100-pct) of a slice (its own pct: migration throttles only the vCPUs
  * that dirty memory), so it runs (100-pct)% of the time; its next slice ends a
- * slice after it wakes. A pause or exit request cuts the sleep short. Called with
- * vm->lock held.
+ * slice after it wakes. A pause or exit request cuts the sleep short: both
+ * broadcast vm->cond, so SIGUSR1 stays blocked while it sleeps; otherwise the timer
+ * of a vCPU that shares its CPU (vcpu__share_cpu) wakes the sleeper every ms for
+ * nothing, and on a busy host each wake-up waits its turn for a CPU at nice 10.
+ * Called with vm->lock held.
  */
 static void throttle_sleep(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	uint32_t pct = __atomic_load_n(&v->throttle_pct, __ATOMIC_RELAXED);
 	uint64_t ns, wake;
+	sigset_t kick, old;
 
 	if (!__atomic_exchange_n(&v->throttle_due, false, __ATOMIC_RELAXED) || !pct || pct >= 100)
 		return;
 	ns = THROTTLE_SLICE_NS * pct / (100 - pct);
 	wake = util__now_ns() + ns;
 	__atomic_store_n(&v->run_until_ns, wake + THROTTLE_SLICE_NS, __ATOMIC_RELAXED);
+	sigemptyset(&kick);
+	sigaddset(&kick, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &kick, &old);
 	for (;;) {
 		uint64_t now = util__now_ns();
 
@@ -144,6 +151,8 @@ static void throttle_sleep(struct vcpu *v)
 			break;
 		vm__cond_wait_ns(vm, wake - now);
 	}
+	/* What came meanwhile is delivered now, to a handler with nothing to do. */
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* Parks while a pause is requested; returns true when the vCPU must stop. */
