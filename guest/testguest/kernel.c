@@ -205,6 +205,10 @@ u64 kcall_handle(u64 op, u64 port, u64 value, const char *buf)
 		return 0;
 	case KCALL_HALT:
 		halt_forever();
+	case KCALL_IOPORT:
+		/* This vCPU's struct cpu is at the base of its ring-0 stack. */
+		ioport_enter(*(struct cpu **)((u64)&op & ~(u64)(KSTACK_SIZE - 1)), value, (u64)buf);
+		break;
 	}
 	return ~0UL;
 }

@@ -78,6 +78,7 @@ enum workload_kind {
 	WL_BLKLOG,
 	WL_BLKBENCH,
 	WL_NETBENCH,
+	WL_IOPORT,
 };
 
 #define MAX_EXTENTS 16
@@ -149,8 +150,9 @@ void println(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void println_emergency(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vm_exit(u32 code) __attribute__((noreturn));
 
-/* Port I/O itself: ring 0 only (kernel.c). kvm_pvm runs ring 3 as host user code and
- * ignores IOPL there, so an in/out in ring 3 raises #GP. */
+/* Port I/O itself: ring 0 only (kernel.c), and ioport.c. kvm_pvm runs ring 3 as host
+ * user code and ignores IOPL there: only a TSS I/O bitmap, which ours lacks, would
+ * let ring 3 reach a port. */
 static inline void raw_outb(u16 port, u8 v)
 {
 	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
@@ -173,8 +175,14 @@ enum kcall_op {
 	KCALL_OUTL,
 	KCALL_CONSOLE, /* write `value` bytes at `buf` to COM1 */
 	KCALL_HALT,    /* park this vCPU for good */
+	KCALL_IOPORT,  /* ioport.c: enter ring 3 again, as `value` (the mode) says */
 };
 u64 kcall_handle(u64 op, u64 port, u64 value, const char *buf);
+
+/* ioport.c: the `ioport MODE` workload, its ring-0 half, its argument. */
+void ioport(struct cpu *c);
+void ioport_enter(struct cpu *c, u64 mode, u64 rsp);
+u64 ioport_mode(const char *name);
 
 /* From any ring: ring 3 through a #UD at `ud2; "kc"`, ring 0 directly. */
 static inline u64 kcall(enum kcall_op op, u16 port, u64 value, const void *buf)

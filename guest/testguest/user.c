@@ -346,6 +346,9 @@ static void parse_one(char *seg, u32 cpu)
 	} else if (!memcmp(name, "blkbench", 9)) {
 		minargs = maxargs = 1;
 		wl->kind = WL_BLKBENCH;
+	} else if (!memcmp(name, "ioport", 7)) {
+		minargs = maxargs = 1;
+		wl->kind = WL_IOPORT;
 	} else {
 		fail("unknown workload '%s' for vcpu %u", name, cpu);
 	}
@@ -374,6 +377,9 @@ static void parse_one(char *seg, u32 cpu)
 		break;
 	case WL_BLKBENCH:
 		wl->arg1 = need_num(w[1], false, 1, 1UL << 20, "blkbench size (MiB)");
+		break;
+	case WL_IOPORT:
+		wl->arg1 = ioport_mode(w[1]);
 		break;
 	case WL_BLKLOG:
 		if (n > 1)
@@ -713,6 +719,9 @@ static void run_workload(struct cpu *c)
 		break;
 	case WL_BLKBENCH:
 		blkbench(c);
+		break;
+	case WL_IOPORT:
+		ioport(c);
 		break;
 	case WL_FAULT:
 		println("testguest: fault: cpu=%u writes to an unmapped address", c->index);

@@ -1,4 +1,5 @@
 """The test guest on godwit (needs /dev/kvm): boot, workloads, API, exit codes."""
+import os
 import re
 import signal
 import time
@@ -85,6 +86,33 @@ def test_api_shutdown_ends_process(vms):
 def test_exit_code_passes_through(tmp_path):
     res = run_godwit(["run", "--kernel", TESTGUEST, "--cmdline", "exit 3"], timeout=60)
     assert res.returncode == 3, res.stderr
+
+
+# kvm_pvm runs guest ring 3 as host user code: its IOPL does not count there, only the
+# TSS's I/O bitmap does (docs/design.md, "The machines we build on").
+PVM = os.path.isdir("/sys/module/kvm_pvm")
+
+
+@pytest.mark.parametrize("mode,on_pvm", [
+    ("bitmap", "exit"),        # IOPL 0, a bitmap that allows the ports
+    ("iopl", "#GP"),           # IOPL 3, no bitmap
+    ("pvh-tr", "triple"),      # IOPL 3, TR as godwit's PVH entry gives it (base 0, 0x67)
+    ("reset-tr", "exit"),      # IOPL 3, TR as QEMU's PVH entry leaves it (base 0, 0xffff)
+])
+def test_ring3_outb(tmp_path, mode, on_pvm):
+    """outb from ring 3: exit code 90 where it is allowed (with IOPL 3 it always is on
+    KVM with VMX or SVM); on kvm_pvm a #GP (exit 99) where the bitmap refuses, and a
+    triple fault where that #GP must be delivered through a TSS at address 0."""
+    res = run_godwit(["run", "--kernel", TESTGUEST, "--cmdline", f"ioport {mode}"],
+                     timeout=60)
+    expect = on_pvm if PVM else "exit"
+    if expect == "exit":
+        assert res.returncode == 90, (res.stdout, res.stderr)
+    elif expect == "#GP":
+        assert res.returncode == 99, (res.stdout, res.stderr)
+        assert re.search(r"exception vector=13 \(#GP\) .* ring=3", res.stdout), res.stdout
+    else:
+        assert res.returncode == 1 and "triple fault" in res.stderr, (res.stdout, res.stderr)
 
 
 def test_malformed_guest_cmdline(tmp_path):

@@ -319,8 +319,19 @@ def test_exit_port(guest, cmdline, smp, code):
     assert parse([l for _, l in g.lines], rf"^testguest: exit {code} from cpu=\d+$")
 
 
+@pytest.mark.parametrize("mode", ["iopl", "bitmap", "pvh-tr", "reset-tr"])
+def test_ring3_outb(guest, mode):
+    """As the SDM says: IOPL 3 lets ring 3 use every port whatever TR holds (no bitmap
+    read at all), and with IOPL 0 the TSS's bitmap decides. On kvm_pvm the first and
+    the third fault (test_testguest_kvm.py)."""
+    g = guest(f"ioport {mode}")
+    assert g.wait_exit(timeout=30) == qemu_status(90), [l for _, l in g.lines]
+
+
 @pytest.mark.parametrize("cmdline,smp,what", [
     ("bogus 1", 1, "unknown workload 'bogus'"),
+    ("ioport", 1, "ioport on vcpu 0 takes"),
+    ("ioport iopl3", 1, "ioport: unknown mode 'iopl3'"),
     ("memtouch 12X", 1, "bad memtouch size '12X'"),
     ("heartbeat", 1, "heartbeat on vcpu 0 takes"),
     ("heartbeat 0", 1, "bad heartbeat period"),
