@@ -93,6 +93,7 @@ struct workload {
 		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1);
 		     blkbench: MiB; netbench: IPv4 as netecho */
 	u64 arg2; /* memtouch: MB/s (0: unpaced) */
+	bool random; /* memtouch: pseudo-random page contents (memrand.c) */
 	u32 nextents;
 	struct extent ext[MAX_EXTENTS];
 };
@@ -135,6 +136,16 @@ void netecho(struct cpu *c);
 void blklog(struct cpu *c);
 void netbench(struct cpu *c);
 void blkbench(struct cpu *c);
+
+/* memtouch: the first word of a page that did not hold what the last pass wrote. */
+struct memtouch_miss {
+	u64 gpa;
+	u64 expected;
+	u64 found;
+};
+/* memrand.c: checks the page at gpa against pass - 1's random contents (from pass 2
+ * on), then fills it with pass's; true if it did not match (*miss: the first word). */
+bool memrand_page(u64 gpa, u64 pass, struct memtouch_miss *miss);
 
 /* lib.c */
 void *memcpy(void *dst, const void *src, size_t n);

@@ -308,8 +308,8 @@ static bool parse_ipv4(const char *s, u64 *out)
 
 static void parse_one(char *seg, u32 cpu)
 {
-	char *w[4];
-	u32 n = split_words(seg, w, 3);
+	char *w[5];
+	u32 n = split_words(seg, w, 4);
 	struct workload *wl = &cpus[cpu].wl;
 	if (n == 0)
 		return;
@@ -321,6 +321,9 @@ static void parse_one(char *seg, u32 cpu)
 	if (!memcmp(name, "memtouch", 9)) {
 		minargs = 1, maxargs = 2;
 		wl->kind = WL_MEMTOUCH;
+		/* A trailing mode word, so that SIZE [MBPS] keep their places. */
+		wl->random = n > 2 && n <= 4 && !memcmp(w[n - 1], "random", 7);
+		n -= wl->random;
 	} else if (!memcmp(name, "heartbeat", 10)) {
 		minargs = maxargs = 1;
 		wl->kind = WL_HEARTBEAT;
@@ -353,7 +356,8 @@ static void parse_one(char *seg, u32 cpu)
 		fail("unknown workload '%s' for vcpu %u", name, cpu);
 	}
 	if (n - 1 < minargs || n - 1 > maxargs)
-		fail("%s on vcpu %u takes %u..%u arguments", name, cpu, minargs, maxargs);
+		fail("%s on vcpu %u takes %u..%u arguments%s", name, cpu, minargs, maxargs,
+		     wl->kind == WL_MEMTOUCH ? " and an optional last word 'random'" : "");
 	switch (wl->kind) {
 	case WL_MEMTOUCH:
 		wl->arg1 = need_num(w[1], true, PAGE_SIZE, 1UL << 46, "memtouch size");
@@ -560,6 +564,26 @@ static inline u64 tail_tag(u64 gpa, u64 pass)
 	return gpa ^ (pass * 0x9e3779b97f4a7c15UL);
 }
 
+/* The default pattern: two words per page, so a pass is quick and its pages compress. */
+static bool memtouch_pattern_page(u64 gpa, u64 pass, struct memtouch_miss *miss)
+{
+	volatile u64 *p = (volatile u64 *)gpa;
+	bool bad = false;
+	if (pass > 1) {
+		u64 h = p[0], t = p[511];
+		u64 eh = pass - 1, et = tail_tag(gpa, pass - 1);
+		if (h != eh || t != et) {
+			bad = true;
+			miss->gpa = gpa;
+			miss->expected = h != eh ? eh : et;
+			miss->found = h != eh ? h : t;
+		}
+	}
+	p[0] = pass;
+	p[511] = tail_tag(gpa, pass);
+	return bad;
+}
+
 static void memtouch(struct cpu *c)
 {
 	struct workload *wl = &c->wl;
@@ -568,39 +592,34 @@ static void memtouch(struct cpu *c)
 	u64 errors_printed = 0, pass_errors;
 	u64 start = now_ns(c), last_print = 0, last_print_pages = 0, pages_done = 0;
 	u64 pace_base = start, pace_pages = 0;
+	const char *mode = wl->random ? ", random pages" : "";
 	if (mbps)
-		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, paced at %lu MB/s",
-			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mbps);
+		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, paced at %lu MB/s%s",
+			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mbps, mode);
 	else
-		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, unpaced", c->index,
-			wl->arg1 / 1024, wl->nextents, wl->ext[0].start);
+		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, unpaced%s",
+			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mode);
 	for (u64 pass = 1;; pass++) {
 		pass_errors = 0;
 		for (u32 x = 0; x < wl->nextents; x++) {
 			u64 end = wl->ext[x].start + wl->ext[x].len;
 			for (u64 gpa = wl->ext[x].start; gpa < end; gpa += PAGE_SIZE) {
-				volatile u64 *p = (volatile u64 *)gpa;
-				if (pass > 1) {
-					u64 h = p[0], t = p[511];
-					u64 eh = pass - 1, et = tail_tag(gpa, pass - 1);
-					if (h != eh || t != et) {
-						pass_errors++;
-						if (errors_printed < MEMTOUCH_MAX_ERRORS) {
-							errors_printed++;
-							println(
-							    "memtouch: ERROR gpa=0x%lx expected "
-							    "0x%lx "
-							    "found 0x%lx cpu=%u pass=%lu%s",
-							    gpa, h != eh ? eh : et, h != eh ? h : t,
-							    c->index, pass,
-							    errors_printed == MEMTOUCH_MAX_ERRORS
-								? " (further errors not printed)"
-								: "");
-						}
+				struct memtouch_miss miss;
+				bool bad = wl->random ? memrand_page(gpa, pass, &miss)
+						      : memtouch_pattern_page(gpa, pass, &miss);
+				if (bad) {
+					pass_errors++;
+					if (errors_printed < MEMTOUCH_MAX_ERRORS) {
+						errors_printed++;
+						println("memtouch: ERROR gpa=0x%lx expected 0x%lx "
+							"found 0x%lx cpu=%u pass=%lu%s",
+							miss.gpa, miss.expected, miss.found, c->index,
+							pass,
+							errors_printed == MEMTOUCH_MAX_ERRORS
+							    ? " (further errors not printed)"
+							    : "");
 					}
 				}
-				p[0] = pass;
-				p[511] = tail_tag(gpa, pass);
 				pages_done++;
 				if (mbps && (++pace_pages & 15) == 0) {
 					/* pages * 4096 B / (mbps * 1e6 B/s) in ns */

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import struct
 import time
 
 import pytest
@@ -26,6 +27,78 @@ def test_memtouch_runs_clean(vms):
     vm = vms("memtouch 64M", memory="256M")
     vm.wait_for_pass(5, timeout=240)
     assert "memtouch: ERROR" not in vm.output()
+
+
+def guest_ram_address(pid, gpa):
+    """Where godwit maps guest physical address gpa (below the 3 GiB hole) in its
+    address space: its guest RAM is one shared mapping of a memfd, offset = gpa."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            if "memfd:godwit-ram" in line:
+                span, _, offset = line.split()[:3]
+                assert int(offset, 16) == 0, line
+                return int(span.split("-")[0], 16) + gpa
+    raise AssertionError(f"no guest RAM mapping in /proc/{pid}/maps")
+
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def memrand_page(gpa, npass):
+    """The 512 words memtouch's random mode writes at gpa in pass npass, as
+    guest/testguest/README.md specifies them."""
+    seed = mix64(gpa ^ mix64((npass * GOLDEN) & M64))
+    out = []
+    for i in range(512):
+        y = (seed + (i + 1) * GOLDEN) & M64
+        z = ((y ^ (y >> 32)) * 0xD6E8FEB86659FD93) & M64
+        out.append(z ^ (z >> 32))
+    return out
+
+
+def test_memtouch_random_runs_and_reports_a_changed_byte(vms):
+    """Random mode: every word of a page is checked, so one byte changed in the middle
+    of a page behind the guest's back (through /proc/PID/mem, with the VM paused so
+    the change cannot race the vCPU) is reported at its word, and the pass fails."""
+    vm = vms("heartbeat 100 ; memtouch 16M random", cpus=2, memory="256M")
+    m = vm.wait_for(r"^memtouch: cpu=1 16384 KiB in 1 range\(s\) from 0x([0-9a-f]+), "
+                    r"unpaced, random pages$", timeout=60)
+    vm.wait_for_pass(3, timeout=240)
+    assert "ERROR" not in vm.output() and "FAILED" not in vm.output()
+    word = int(m[0], 16) + 100 * 4096 + 1232  # word 154 of page 100
+    assert vm.api("PUT", "/vm/pause")[0] == 200
+    with open(f"/proc/{vm.proc.pid}/mem", "r+b", buffering=0) as mem:
+        # The page holds what the README's formula gives for the pass that wrote it.
+        page = word & ~4095
+        mem.seek(guest_ram_address(vm.proc.pid, page))
+        got = list(struct.unpack("<512Q", mem.read(4096)))
+        npass = next(p for p in range(1, vm.passes() + 10000)
+                     if memrand_page(page, p)[0] == got[0])
+        assert got == memrand_page(page, npass), npass
+        addr = guest_ram_address(vm.proc.pid, word) + 2
+        mem.seek(addr)
+        old = mem.read(1)[0]
+        mem.seek(addr)
+        mem.write(bytes([old ^ 0xFF]))
+    assert vm.api("PUT", "/vm/resume")[0] == 200
+    err = vm.wait_for(r"^memtouch: ERROR gpa=0x([0-9a-f]+) expected 0x([0-9a-f]+) "
+                      r"found 0x([0-9a-f]+) cpu=1 pass=\d+$", timeout=60)
+    assert len(err) == 1, err
+    gpa, expected, found = (int(x, 16) for x in err[0])
+    assert gpa == word
+    assert expected ^ found == 0xFF << 16
+    vm.wait_for(r"^memtouch: pass \d+ FAILED errors=1 cpu=1$", timeout=60)
+    failed = vm.output().index("FAILED")
+    vm.wait_for_pass(vm.passes() + 2, timeout=60)  # and it goes on, clean
+    assert re.search(r"^memtouch: pass \d+ ok", vm.output()[failed:], re.M)
+    assert vm.output().count("memtouch: ERROR") == 1
 
 
 def test_heartbeat_ticks_at_its_rate(vms):

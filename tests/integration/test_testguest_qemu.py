@@ -202,6 +202,22 @@ def test_memtouch_passes_without_errors(guest):
     assert max(rates[1:] or rates) <= 300, rates
 
 
+def test_memtouch_random_passes_without_errors(guest):
+    g = guest("memtouch 8M random; memtouch 4M 100 random", smp=2)
+    check_header(g, 2, "memtouch 8M random; memtouch 4M 100 random")
+
+    def passes(lines, cpu):
+        return [int(m.group(1)) for m in parse(lines, rf"^memtouch: pass (\d+) ok cpu={cpu}\b")]
+
+    g.collect_until(lambda ls: max(passes(ls, 0), default=0) >= 3
+                    and max(passes(ls, 1), default=0) >= 3, timeout=60)
+    lines = [l for _, l in g.lines]
+    assert not parse(lines, r"ERROR|FAILED|exception")
+    for cpu, how in ((0, "unpaced"), (1, "paced at 100 MB/s")):
+        assert parse(lines, rf"^memtouch: cpu={cpu} \d+ KiB in 1 range\(s\) from 0x[0-9a-f]+, "
+                            rf"{how}, random pages$"), lines
+
+
 class GdbStub:
     """Just enough of the GDB remote protocol to write guest memory through QEMU's -gdb."""
 
@@ -247,12 +263,15 @@ class GdbStub:
         self.sock.close()
 
 
-def test_memtouch_reports_a_corrupted_page(guest, tmp_path):
-    """The checker is not vacuous: a page changed behind the guest's back is reported."""
+@pytest.mark.parametrize("mode,offset", [("", 0), (" random", 1232)])
+def test_memtouch_reports_a_corrupted_page(guest, tmp_path, mode, offset):
+    """The checker is not vacuous: a page changed behind the guest's back is reported.
+    The default pattern checks a page's first and last word; random mode every word,
+    so the change goes into the middle of the page there."""
     sock = str(tmp_path / "gdb.sock")
-    g = guest("memtouch 4M", extra=("-gdb", f"unix:{sock},server=on,wait=off"))
+    g = guest(f"memtouch 4M{mode}", extra=("-gdb", f"unix:{sock},server=on,wait=off"))
     m = g.wait_for(r"^memtouch: cpu=0 4096 KiB in 1 range\(s\) from 0x([0-9a-f]+)", timeout=30)
-    bad = int(m.group(1), 16) + 100 * 4096
+    bad = int(m.group(1), 16) + 100 * 4096 + offset
     g.wait_for(r"^memtouch: pass ([3-9]|\d\d+) ok cpu=0", timeout=30)
     stub = GdbStub(sock)
     try:
@@ -338,6 +357,9 @@ def test_ring3_outb(guest, mode):
     ("ticks fast", 1, "bad ticks rate"),
     ("exit 256", 1, "bad exit code '256'"),
     ("memtouch 1M 5 6", 1, "memtouch on vcpu 0 takes"),
+    ("memtouch 1M 5 6 random", 1, "memtouch on vcpu 0 takes 1..2 arguments and an optional last word 'random'"),
+    ("memtouch 1M random 5", 1, "an optional last word 'random'"),
+    ("memtouch random", 1, "bad memtouch size 'random'"),
     ("heartbeat 10; heartbeat 10", 1, "more workloads than vcpus"),
     ("memtouch 64M; memtouch 64M; memtouch 64M", 2, "more workloads than vcpus"),
     ("memtouch 1G", 1, "not enough RAM"),
