@@ -7,7 +7,9 @@ bench/results/runs.json, the summary to bench/results/RESULTS.md, plots to *.png
 
 Environment:
   BENCH_RUNS=3            runs per case and VMM
-  BENCH_CASES=PAT,...     only cases whose name matches a pattern (fnmatch: 'idle-*,far-*')
+  BENCH_CASES=PAT,...     only cases whose name matches a pattern (fnmatch: 'idle-*,far-*';
+                          dirtying cases write incompressible pages, their twins
+                          NAME-compressible memtouch's default pattern: 'heavy-1G*' both)
   BENCH_QUICK=1           tiny sizes (256 MiB guests, 32 MiB working sets, 5 ms far link,
                           20 s timeout): checks the machinery, measures nothing worth keeping
   BENCH_VMMS=godwit,qemu  which VMMs
@@ -67,27 +69,44 @@ class Case:
         return 60 + 10 * max(1, self.ram_mib // 1024)
 
 
+# The dirtying cases write pseudo-random pages (memtouch's `random` mode), which no
+# compressor shrinks, as most real guest memory barely shrinks; each has a twin named
+# NAME-compressible with memtouch's default pattern (mostly zeros, ~130:1 under LZ4).
+PAGE_MODES = (("", " random"), ("-compressible", ""))
+
+
 def make_cases(quick=False):
     sizes = ["256M"] if quick else ["1G", "8G"]
     mt = "32M" if quick else "256M"
     hb = "heartbeat 1"
-    workloads = [  # kind, command line, vCPUs, memtouch vCPUs, QEMU capabilities
-        ("idle", hb, 2, (), "plain"),
-        ("moderate", f"{hb} ; memtouch {mt} 100", 2, (1,), "multifd"),
-        ("heavy", f"{hb} ; memtouch {mt}", 2, (1,), "multifd+auto-converge"),
-        ("2vcpu", f"{hb} ; memtouch {mt} ; memtouch {mt}", 3, (1, 2), "multifd+auto-converge"),
+    workloads = [  # kind, memtouch commands, vCPUs, memtouch vCPUs, QEMU capabilities
+        ("idle", [], 2, (), "plain"),
+        ("moderate", [f"memtouch {mt} 100"], 2, (1,), "multifd"),
+        ("heavy", [f"memtouch {mt}"], 2, (1,), "multifd+auto-converge"),
+        ("2vcpu", [f"memtouch {mt}"] * 2, 3, (1, 2), "multifd+auto-converge"),
     ]
     extra = dict(boot_timeout_s=60, warm_timeout_s=60, check_timeout_s=10) if quick else {}
+
+    def variants(mts):
+        """(name suffix, command line) per page mode; one plain one without memtouch."""
+        if not mts:
+            return [("", hb)]
+        return [(suffix, " ; ".join([hb] + [m + mode for m in mts]))
+                for suffix, mode in PAGE_MODES]
+
     cases = []
     for size in sizes:
         mib = int(size[:-1]) * (1024 if size.endswith("G") else 1)
-        for kind, cmd, cpus, mtv, variant in workloads:
-            cases.append(Case(f"{kind}-{size}", kind, size, mib, cpus, cmd, mtv, variant, **extra))
+        for kind, mts, cpus, mtv, variant in workloads:
+            for suffix, cmd in variants(mts):
+                cases.append(Case(f"{kind}-{size}{suffix}", kind, size, mib, cpus, cmd, mtv,
+                                  variant, **extra))
     far_size = sizes[0]
     far_mib = int(far_size[:-1]) * (1024 if far_size.endswith("G") else 1)
-    cases.append(Case(f"far-moderate-{far_size}", "far", far_size, far_mib, 2,
-                      f"{hb} ; memtouch {mt} 100", (1,), "multifd+zstd+auto-converge",
-                      multifd_channels=16, link=(5 if quick else 75, 1_000_000_000), **extra))
+    for suffix, cmd in variants([f"memtouch {mt} 100"]):
+        cases.append(Case(f"far-moderate-{far_size}{suffix}", "far", far_size, far_mib, 2,
+                          cmd, (1,), "multifd+zstd+auto-converge", multifd_channels=16,
+                          link=(5 if quick else 75, 1_000_000_000), **extra))
     return cases
 
 
@@ -120,7 +139,8 @@ def one_line(rec):
     if rec["status"] == "completed":
         s += (f": move {f('move_ms', ' ms')}, total {f('total_ms', ' ms')}, downtime {f('downtime_ms', ' ms')}, "
               f"pause {f('pause_ms', ' ms')} (guest clock {f('pause_guest_ms', ' ms')}), "
-              f"{(rec.get('bytes') or 0) / 1e6:.0f} MB, {f('rounds')} rounds, "
+              f"{(rec.get('bytes') or 0) / 1e6:.0f} MB ({(rec.get('guest_bytes') or 0) / 1e6:.0f} "
+              f"MB of guest pages), {f('rounds')} rounds, "
               f"cpu src/dst {f('src_cpu_s')}/{f('dst_cpu_s')} s "
               f"(not vCPU {f('src_vmm_cpu_s')}/{f('dst_vmm_cpu_s')}), own mem "
               f"{f('src_mem_mib')}/{f('dst_mem_mib')} MiB"

@@ -87,7 +87,9 @@ def console_figures(src, dst, period_ms, t0, t1):
     the period (the switchover as the guest's output shows it); pause_guest_ms: the
     same in the guest's own clock (the NS field); max_stall_ms: the largest gap between
     consecutive heartbeat lines (source then destination) from the start of the
-    migration to 1 s after its end, minus the period (throttling stalls included);
+    migration to 1 s after its end or to the destination's third beat if that is later
+    (a destination that starts the guest over a second after its VMM reported the end
+    still shows its pause here), minus the period (throttling stalls included);
     move_ms: from t0 (the migrate command) to the first heartbeat on the destination."""
     src_lines = list(src.lines)
     dst_lines = list(dst.lines)
@@ -109,7 +111,8 @@ def console_figures(src, dst, period_ms, t0, t1):
         # The same clock for both VMMs: from the migrate command to the guest's first line
         # on the destination (QEMU's total-time ends before its destination has loaded).
         out["move_ms"] = round((bd[0][0] - t0) * 1000)
-    window = [x for x in bs + bd if t0 - 0.001 <= x[0] <= t1 + 1.0]
+    end = max(t1 + 1.0, bd[2][0] if len(bd) > 2 else 0)
+    window = [x for x in bs + bd if t0 - 0.001 <= x[0] <= end]
     gaps = [(y[0] - x[0]) * 1000 for x, y in zip(window, window[1:])]
     if gaps:
         out["max_stall_ms"] = round(max(gaps) - period_ms, 1)
@@ -349,6 +352,7 @@ class GodwitMigration(Migration):
         info = {"status": o.get("status"), "error": o.get("error"),
                 "total_ms": o.get("total_ms"), "downtime_ms": o.get("downtime_ms"),
                 "bytes": o.get("bytes_sent"), "rounds": o.get("rounds"),
+                "guest_bytes": None if o.get("pages_sent") is None else o["pages_sent"] * 4096,
                 "throttle_pct": o.get("max_throttle_pct", o.get("throttle_pct")),
                 "vmm_report": o}
         if info["status"] != "completed":
@@ -471,7 +475,7 @@ class QemuMigration(Migration):
         ram = q.get("ram", {})
         return {"total_ms": q.get("total-time"), "downtime_ms": q.get("downtime"),
                 "bytes": ram.get("transferred"), "rounds": ram.get("dirty-sync-count"),
-                "vmm_report": q}
+                "guest_bytes": ram.get("normal-bytes"), "vmm_report": q}
 
     def cleanup(self):
         for q in (self.qmp_src, self.qmp_dst):
