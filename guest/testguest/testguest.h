@@ -93,7 +93,8 @@ struct workload {
 		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1);
 		     blkbench: MiB; netbench: IPv4 as netecho */
 	u64 arg2; /* memtouch: MB/s (0: unpaced) */
-	bool random; /* memtouch: pseudo-random page contents (memrand.c) */
+	/* memtouch: pseudo-random page contents (memrand.c) */
+	bool random;
 	u32 nextents;
 	struct extent ext[MAX_EXTENTS];
 };

@@ -597,8 +597,8 @@ static void memtouch(struct cpu *c)
 		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, paced at %lu MB/s%s",
 			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mbps, mode);
 	else
-		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, unpaced%s",
-			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mode);
+		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, unpaced%s", c->index,
+			wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mode);
 	for (u64 pass = 1;; pass++) {
 		pass_errors = 0;
 		for (u32 x = 0; x < wl->nextents; x++) {
@@ -613,8 +613,8 @@ static void memtouch(struct cpu *c)
 						errors_printed++;
 						println("memtouch: ERROR gpa=0x%lx expected 0x%lx "
 							"found 0x%lx cpu=%u pass=%lu%s",
-							miss.gpa, miss.expected, miss.found, c->index,
-							pass,
+							miss.gpa, miss.expected, miss.found,
+							c->index, pass,
 							errors_printed == MEMTOUCH_MAX_ERRORS
 							    ? " (further errors not printed)"
 							    : "");
