@@ -8,7 +8,9 @@
 
 #include "godwit/dump.h"
 #include "godwit/log.h"
+#include "godwit/migrate.h"
 #include "godwit/vm.h"
+#include "godwit/vm_api.h"
 
 #define GODWIT_VERSION "0.1.0"
 
@@ -63,7 +65,7 @@ static int cmd_run(int argc, char **argv)
 		config__free(&cfg);
 		return 1;
 	}
-	ret = vm__create(vm, &cfg);
+	ret = vm__create(vm, &cfg, &vm_api__control);
 	if (ret) {
 		free(vm);
 		config__free(&cfg);
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
 		return migrate_cli__migrate(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "receive")) {
 		block_signals();
-		return migrate_cli__receive(argc - 1, argv + 1);
+		return migrate_cli__receive(argc - 1, argv + 1, &vm_api__control);
 	}
 	if (!strcmp(argv[1], "dump-stream"))
 		return dump__main(argc - 1, argv + 1, stdout);

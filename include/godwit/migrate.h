@@ -11,6 +11,7 @@
 #include "godwit/util.h"
 
 struct vm;
+struct vm_control;
 
 /* ---- parameters and progress (source side) ---- */
 
@@ -97,8 +98,15 @@ bool migrate__status_final(enum migrate_status s);
 /* The same, for the name a client read from the API. */
 bool migrate__status_final_name(const char *name);
 
-void migrate__init(struct migration *m);
-void migrate__exit(struct migration *m);
+/*
+ * The VM's outgoing-migration slot (vm->mig), made and torn down by what serves the
+ * routes that start migrations (src/control/). migrate__stop cancels a migration and
+ * waits for its thread, leaving the final status readable; migrate__exit does that too
+ * and frees the slot.
+ */
+int __must_check migrate__init(struct vm *vm);
+void migrate__stop(struct vm *vm);
+void migrate__exit(struct vm *vm);
 /* Starts an outgoing migration on its own thread; -EBUSY if one runs. */
 int __must_check migrate__start(struct vm *vm, const struct migrate_params *p, char *err,
 				size_t errlen);
@@ -121,6 +129,7 @@ struct receive_params {
 	unsigned int nr_disks, nr_nets;
 	const char *disks[8];
 	const char *nets[8];
+	const struct vm_control *control; /* what drives the VM once it runs here (its API) */
 };
 
 /*
@@ -138,7 +147,7 @@ unsigned int migrate__find_dirtiers(const uint64_t *faults, unsigned int n, bool
 
 /* The commands (cli.c): return the process exit status. */
 int migrate_cli__migrate(int argc, char **argv);
-int migrate_cli__receive(int argc, char **argv);
+int migrate_cli__receive(int argc, char **argv, const struct vm_control *control);
 /* The progress line `godwit migrate` prints for a GET /vm/migration answer, into buf. */
 struct json_t;
 void migrate_cli__progress(const struct json_t *st, char *buf, size_t len);

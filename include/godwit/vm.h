@@ -11,10 +11,8 @@
 #include "godwit/acpi.h"
 #include "godwit/bus.h"
 #include "godwit/console.h"
-#include <jansson.h>
 #include "godwit/kvm.h"
 #include "godwit/memory.h"
-#include "godwit/migrate.h"
 #include "godwit/serial8250.h"
 #include "godwit/tap.h"
 #include "godwit/virtio_blk.h"
@@ -41,6 +39,11 @@ struct vm_net_cfg {
 	uint8_t mac[6];
 };
 
+struct vm;
+struct vm_control;
+struct api_server;
+struct migration;
+
 /*
  * The host's side of a VM opened before the VM itself is built: `godwit receive` learns
  * the VM from the stream, but opens its --disk images, --net taps, --console file and
@@ -52,6 +55,7 @@ struct vm_preopened {
 	int disk_fd[VM_MAX_DISKS];    /* disk__open_image */
 	struct tap tap[VM_MAX_NETS];   /* tap__open, TAP_ATTACH */
 	int console_fd;		       /* for CONSOLE_FILE */
+	const struct vm_control *control; /* opened api, and closes it if unused */
 	struct api_server *api;	       /* bound and listening, not serving yet */
 };
 
@@ -91,7 +95,20 @@ struct vdev {
 	bool tap_open;
 };
 
-struct vm;
+/*
+ * What drives the VM from outside (src/control/: the API's routes, and the outgoing
+ * migration they start); the VM only says when. start runs in vm__create once all
+ * that needs no KVM has been checked (so a bad API socket is reported alike on every
+ * host), stop runs first in vm__destroy, and in vm__create when it fails after start.
+ * preopen runs in vm__preopen, after the backends (it opens the API socket), and
+ * preclose in vm__preopened_close, for what start did not take over.
+ */
+struct vm_control {
+	int (*preopen)(struct vm_preopened *pre, const struct vm_config *cfg);
+	void (*preclose)(struct vm_preopened *pre);
+	int (*start)(struct vm *vm);
+	void (*stop)(struct vm *vm);
+};
 
 struct vcpu {
 	struct vm *vm;
@@ -131,12 +148,13 @@ struct vm {
 	int console_fd;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	unsigned int nr_vcpus;
-	struct api_server *api;
+	const struct vm_control *control; /* NULL: nothing drives it from outside */
+	struct api_server *api;		  /* the control layer's */
 	struct boot_setup boot;
 	uint8_t uuid[16];
 	uint32_t msr_indices[64];
 	uint32_t nr_msr_indices;
-	struct migration mig;
+	struct migration *mig; /* the outgoing migration's slot (src/migrate/), NULL when none */
 	uint32_t throttle_pct; /* the highest vCPU throttle: the timer runs while not 0 */
 	pthread_t throttle_thread;
 	bool throttle_started;
@@ -156,7 +174,8 @@ struct vm {
 	bool input_started;
 };
 
-int __must_check vm__create(struct vm *vm, const struct vm_config *cfg);
+int __must_check vm__create(struct vm *vm, const struct vm_config *cfg,
+			    const struct vm_control *control);
 int __must_check vm__start(struct vm *vm);
 /*
  * An incoming VM's vCPU threads, started parked before its state arrives, so that the
@@ -209,8 +228,12 @@ int vcpu__set_nice(const struct vcpu *vcpu, int nice);
 #define VCPU_SHARE_PERIOD_NS 1000000ULL
 int vcpu__share_cpu(struct vcpu *vcpu, bool on);
 
-/* preopen.c: opens every backend cfg names (disks, taps, console file, API socket). */
-int __must_check vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg);
+/*
+ * preopen.c: opens every backend cfg names (disks, taps, console file), then what
+ * control opens early (the API socket); control may be NULL.
+ */
+int __must_check vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg,
+			     const struct vm_control *control);
 void vm__preopened_close(struct vm_preopened *pre);
 
 /* console.c: the serial port's backend (stdout or a file; stdin as input). */
@@ -244,12 +267,6 @@ bool devices__disks_locked(const struct vm *vm);
 void devices__announce(struct vm *vm);
 /* Makes every device look at its queues once (after a restore). */
 void devices__kick(struct vm *vm);
-
-/* vm_api.c: the VM's routes on the API socket. */
-int __must_check vm_api__start(struct vm *vm);
-void vm_api__stop(struct vm *vm);
-/* The progress object of GET /vm/migration and `godwit migrate --json`. */
-json_t *vm_api__migration_json(const struct migrate_stats *st);
 
 /* config.c */
 int __must_check config__parse_run(int argc, char **argv, struct vm_config *cfg);

@@ -5,16 +5,16 @@
  */
 #include <unistd.h>
 
-#include "godwit/api.h"
 #include "godwit/disk.h"
 #include "godwit/vm.h"
 
-int vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg)
+int vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg,
+		const struct vm_control *control)
 {
 	unsigned int i;
 	int ret = 0;
 
-	*pre = (struct vm_preopened){ .console_fd = -1 };
+	*pre = (struct vm_preopened){ .console_fd = -1, .control = control };
 	for (i = 0; i < VM_MAX_DISKS; i++)
 		pre->disk_fd[i] = -1;
 	for (i = 0; i < VM_MAX_NETS; i++)
@@ -29,8 +29,8 @@ int vm__preopen(struct vm_preopened *pre, const struct vm_config *cfg)
 		pre->console_fd = console__open_file(cfg->console_path);
 		ret = pre->console_fd < 0 ? pre->console_fd : 0;
 	}
-	if (!ret && cfg->api_path)
-		ret = api__open(&pre->api, cfg->api_path);
+	if (!ret && control)
+		ret = control->preopen(pre, cfg);
 	if (ret)
 		vm__preopened_close(pre);
 	return ret;
@@ -50,6 +50,6 @@ void vm__preopened_close(struct vm_preopened *pre)
 	if (pre->console_fd >= 0)
 		close(pre->console_fd);
 	pre->console_fd = -1;
-	api__stop(pre->api);
-	pre->api = NULL;
+	if (pre->control)
+		pre->control->preclose(pre);
 }

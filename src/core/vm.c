@@ -284,7 +284,6 @@ static int init_sync(struct vm *vm)
 	/* The VM's identity in migration streams; a failure only weakens a check. */
 	if (getrandom(vm->uuid, sizeof(vm->uuid), 0) != sizeof(vm->uuid))
 		pr_debug("no random UUID for this VM");
-	migrate__init(&vm->mig);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* vm__cond_wait_ns */
@@ -301,12 +300,13 @@ static int init_sync(struct vm *vm)
  * socket) is done before KVM is opened, so those errors are reported alike on
  * any host.
  */
-int vm__create(struct vm *vm, const struct vm_config *cfg)
+int vm__create(struct vm *vm, const struct vm_config *cfg, const struct vm_control *control)
 {
 	int ret;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
+	vm->control = control;
 	vm->kvm.sys_fd = vm->kvm.vm_fd = -1;
 	ret = init_sync(vm);
 	if (ret)
@@ -324,12 +324,12 @@ int vm__create(struct vm *vm, const struct vm_config *cfg)
 	ret = console__init(vm);
 	if (ret)
 		goto err_devices;
-	ret = vm_api__start(vm);
+	ret = vm->control ? vm->control->start(vm) : 0;
 	if (ret)
 		goto err_console;
 	ret = kvm__open(&vm->kvm);
 	if (ret)
-		goto err_api;
+		goto err_control;
 	ret = kvm__create_irqchip(&vm->kvm);
 	if (!ret)
 		ret = x86__msr_list(&vm->kvm, vm->msr_indices, &vm->nr_msr_indices);
@@ -345,8 +345,9 @@ int vm__create(struct vm *vm, const struct vm_config *cfg)
 
 err_kvm:
 	kvm__close(&vm->kvm);
-err_api:
-	vm_api__stop(vm);
+err_control:
+	if (vm->control)
+		vm->control->stop(vm);
 err_console:
 	console__exit(vm);
 err_devices:
@@ -354,7 +355,6 @@ err_devices:
 err_mem:
 	guest_mem__exit(&vm->mem);
 err_sync:
-	migrate__exit(&vm->mig);
 	close(vm->event_fd);
 	return ret;
 }
@@ -469,13 +469,13 @@ void vm__destroy(struct vm *vm)
 	unsigned int i;
 
 	vm__request_exit(vm, vm->exit.code, "VM destroyed");
-	migrate__exit(&vm->mig);
+	if (vm->control)
+		vm->control->stop(vm);
 	vm__set_throttle(vm, 0);
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
 	}
-	vm_api__stop(vm);
 	console__exit(vm);
 	devices__exit(vm);
 	for (i = 0; i < vm->nr_vcpus; i++)

@@ -362,7 +362,7 @@ int migrate_cli__migrate(int argc, char **argv)
 	return ret;
 }
 
-int migrate_cli__receive(int argc, char **argv)
+int migrate_cli__receive(int argc, char **argv, const struct vm_control *control)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
@@ -375,7 +375,7 @@ int migrate_cli__receive(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct receive_params p = { .console_kind = CONSOLE_STDIO };
+	struct receive_params p = { .console_kind = CONSOLE_STDIO, .control = control };
 	const char *listen = NULL, *from = NULL;
 	char host[256], port[16];
 	int ch;

@@ -199,7 +199,7 @@ static int open_backends(struct dest *d)
 	for (i = 0; !ret && i < p->nr_nets; i++)
 		ret = config__add_net(&d->vcfg, p->nets[i]);
 	if (!ret)
-		ret = vm__preopen(&d->pre, &d->vcfg);
+		ret = vm__preopen(&d->pre, &d->vcfg, p->control);
 	if (ret)
 		config__free(&d->vcfg);
 	return ret;
@@ -260,7 +260,7 @@ static int build_vm(struct dest *d)
 	d->serial = calloc(1, sizeof(*d->serial));
 	if (!d->vm || !d->vcpus || !d->vcpu_seen || !d->serial || !d->vcfg.cmdline)
 		return -ENOMEM;
-	ret = vm__create(d->vm, &d->vcfg);
+	ret = vm__create(d->vm, &d->vcfg, d->p->control);
 	if (ret) {
 		fail(d, "cannot create the incoming VM: %s", strerror(-ret));
 		return ret;

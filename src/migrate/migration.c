@@ -2,6 +2,7 @@
 /* The VM's outgoing-migration slot: start, cancel, progress, for the API. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -81,12 +82,17 @@ bool migrate__status_final_name(const char *name)
 			!strcmp(name, "cancelled"));
 }
 
-void migrate__init(struct migration *m)
+int migrate__init(struct vm *vm)
 {
-	memset(m, 0, sizeof(*m));
+	struct migration *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	m->fd = -1;
+	vm->mig = m;
+	return 0;
 }
 
 /* Joins a finished migration thread; the caller holds no lock. */
@@ -103,13 +109,17 @@ static void reap(struct migration *m)
 		pthread_join(m->thread, NULL);
 }
 
-void migrate__exit(struct migration *m)
+void migrate__stop(struct vm *vm)
 {
+	struct migration *m = vm->mig;
 	unsigned int i;
 	bool running;
 
+	if (!m)
+		return;
 	pthread_mutex_lock(&m->lock);
 	running = m->running;
+	m->running = false; /* joined here, not by a later reap() */
 	m->cancel = true;
 	/* Unblocks a send or receive stuck on a dead peer. */
 	if (m->fd >= 0)
@@ -119,8 +129,19 @@ void migrate__exit(struct migration *m)
 	pthread_mutex_unlock(&m->lock);
 	if (running)
 		pthread_join(m->thread, NULL);
+}
+
+void migrate__exit(struct vm *vm)
+{
+	struct migration *m = vm->mig;
+
+	if (!m)
+		return;
+	migrate__stop(vm);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
+	free(m);
+	vm->mig = NULL;
 }
 
 static uint64_t default_timeout_s(uint64_t ram_bytes)
@@ -131,7 +152,7 @@ static uint64_t default_timeout_s(uint64_t ram_bytes)
 
 int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
 {
-	struct migration *m = &vm->mig;
+	struct migration *m = vm->mig;
 	int ret;
 
 	reap(m);
@@ -174,7 +195,7 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 
 int migrate__cancel(struct vm *vm)
 {
-	struct migration *m = &vm->mig;
+	struct migration *m = vm->mig;
 	int ret = 0;
 
 	pthread_mutex_lock(&m->lock);
@@ -188,7 +209,7 @@ int migrate__cancel(struct vm *vm)
 
 void migrate__get_stats(struct vm *vm, struct migrate_stats *out)
 {
-	struct migration *m = &vm->mig;
+	struct migration *m = vm->mig;
 
 	pthread_mutex_lock(&m->lock);
 	*out = m->stats;
@@ -199,7 +220,7 @@ void migrate__get_stats(struct vm *vm, struct migrate_stats *out)
 
 int migrate__ack(struct vm *vm)
 {
-	struct migration *m = &vm->mig;
+	struct migration *m = vm->mig;
 	int ret = -ENOENT;
 
 	pthread_mutex_lock(&m->lock);

@@ -1153,13 +1153,13 @@ static void *migration_thread(void *arg)
 	int ret;
 
 	if (!src) {
-		set_status(&vm->mig, MIG_FAILED);
+		set_status(vm->mig, MIG_FAILED);
 		return NULL;
 	}
 	/* Not the name of the API thread that started it (perf, top, /proc). */
 	pthread_setname_np(pthread_self(), "migration");
 	src->vm = vm;
-	src->m = &vm->mig;
+	src->m = vm->mig;
 	dirtiers__init(&src->dirtiers, vm);
 	src->deadline_ns = util__now_ns() + src->m->params.timeout_s * 1000000000ULL;
 	ret = run(src);
@@ -1177,5 +1177,5 @@ static void *migration_thread(void *arg)
 
 int migrate__launch(struct vm *vm)
 {
-	return -pthread_create(&vm->mig.thread, NULL, migration_thread, vm);
+	return -pthread_create(&vm->mig->thread, NULL, migration_thread, vm);
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "godwit/migrate.h"
-#include "godwit/vm.h"
+#include "godwit/vm_api.h"
 
 static void line_of(const struct migrate_stats *st, char *buf, size_t len)
 {

@@ -5,7 +5,9 @@
 
 #include "godwit/api.h"
 #include "godwit/log.h"
+#include "godwit/migrate.h"
 #include "godwit/vm.h"
+#include "godwit/vm_api.h"
 
 static json_t *config_json(const struct vm_config *cfg)
 {
@@ -238,7 +240,22 @@ static const struct api_route vm_routes[] = {
 	{ "PUT", "/vm/migration/ack", put_migration_ack },
 };
 
-int vm_api__start(struct vm *vm)
+/*
+ * `godwit receive` opens the API socket before it listens (vm__preopen), so that a bad
+ * --api fails at once; its clients wait in the backlog until start() serves them.
+ */
+static int preopen(struct vm_preopened *pre, const struct vm_config *cfg)
+{
+	return cfg->api_path ? api__open(&pre->api, cfg->api_path) : 0;
+}
+
+static void preclose(struct vm_preopened *pre)
+{
+	api__stop(pre->api);
+	pre->api = NULL;
+}
+
+static int serve(struct vm *vm)
 {
 	struct vm_preopened *pre = vm->cfg.pre;
 	int ret;
@@ -255,8 +272,30 @@ int vm_api__start(struct vm *vm)
 	return ret;
 }
 
-void vm_api__stop(struct vm *vm)
+static int start(struct vm *vm)
 {
+	int ret = migrate__init(vm);
+
+	if (ret)
+		return ret;
+	ret = serve(vm);
+	if (ret)
+		migrate__exit(vm);
+	return ret;
+}
+
+/*
+ * The migration ends first, while its watcher can still read the outcome and
+ * acknowledge it; the slot goes only once no handler can reach it.
+ */
+static void stop(struct vm *vm)
+{
+	migrate__stop(vm);
 	api__stop(vm->api);
 	vm->api = NULL;
+	migrate__exit(vm);
 }
+
+const struct vm_control vm_api__control = {
+	.preopen = preopen, .preclose = preclose, .start = start, .stop = stop,
+};
