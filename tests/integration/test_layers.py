@@ -1,0 +1,72 @@
+"""The layers of docs/design.md ("The parts") hold: a layer includes and calls only
+those below it. Read from the sources with the compiler (include closure, gcc -MM)
+and from the objects it makes (undefined symbols, nm -u); needs no KVM.
+"""
+import glob
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CFLAGS = ["-std=gnu11", "-D_GNU_SOURCE", "-Iinclude"]
+
+# What the VM (src/core/) must not see: the migration layer and its wire format,
+# the API's server and routes, and JSON.
+NOT_IN_CORE_HEADERS = {
+    "include/godwit/migrate.h", "include/godwit/stream.h", "include/godwit/ram.h",
+    "include/godwit/vmstate.h", "include/godwit/dirtiers.h", "include/godwit/dump.h",
+    "include/godwit/api.h", "include/godwit/api_client.h", "include/godwit/vm_api.h",
+}
+NOT_IN_CORE_CALLS = re.compile(r"^(migrate|migrate_cli|stream|stream_io|ram|vmstate|dirtiers|"
+                               r"transport|connections|dump|api|api_client|vm_api)__|^json_")
+
+
+def sources(pattern):
+    found = sorted(glob.glob(os.path.join(ROOT, pattern)))
+    assert found, f"no file matches {pattern}"
+    return [os.path.relpath(f, ROOT) for f in found]
+
+
+def included(path):
+    out = subprocess.run(["gcc", *CFLAGS, "-M", path], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    deps = out.replace("\\\n", " ").split(":", 1)[1].split()
+    return {os.path.relpath(os.path.realpath(os.path.join(ROOT, d)), ROOT) if not
+            os.path.isabs(d) else d for d in deps}
+
+
+def undefined(path, tmp_path):
+    obj = tmp_path / (os.path.basename(path) + ".o")
+    subprocess.run(["gcc", *CFLAGS, "-O0", "-c", "-o", str(obj), path], cwd=ROOT,
+                   check=True)
+    out = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True,
+                         check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("path", sources("src/core/*.c") + ["include/godwit/vm.h"])
+def test_core_includes_nothing_of_the_layers_above(path):
+    deps = included(path)
+    above = sorted(d for d in deps if d in NOT_IN_CORE_HEADERS or d.endswith("/jansson.h"))
+    assert not above, f"{path} includes {above}"
+
+
+@pytest.mark.parametrize("path", sources("src/core/*.c"))
+def test_core_calls_nothing_of_the_layers_above(path, tmp_path):
+    calls = sorted(s for s in undefined(path, tmp_path) if NOT_IN_CORE_CALLS.match(s))
+    assert not calls, f"{path} calls {calls}"
+
+
+@pytest.mark.parametrize("path", sources("src/migrate/*.c"))
+def test_migration_does_not_know_the_api_routes(path, tmp_path):
+    assert "include/godwit/vm_api.h" not in included(path)
+    calls = sorted(s for s in undefined(path, tmp_path) if s.startswith("vm_api__"))
+    assert not calls, f"{path} calls {calls}"
+
+
+@pytest.mark.parametrize("path", sources("src/api/*.c"))
+def test_the_http_server_knows_no_vm(path):
+    deps = included(path)
+    assert "include/godwit/vm.h" not in deps and "include/godwit/migrate.h" not in deps
