@@ -179,11 +179,11 @@ int __must_check vm__create(struct vm *vm, const struct vm_config *cfg,
 int __must_check vm__start(struct vm *vm);
 /*
  * An incoming VM's vCPU threads, started parked before its state arrives, so that the
- * hand-over only wakes them: creating them at GO took 100-300 us of the guest's pause.
+ * hand-over only wakes them: created at GO, their start-up was part of the pause.
  * The VM stays VM_CREATED (vm__resume() refuses it); its state may be set meanwhile.
  * vm__run_parked() lets them run and starts the console's input, as vm__start() does;
- * it does not wait for each thread to get a CPU (on a busy 2-core host the second one
- * waited 1-3 ms behind the first, and with it the destination's RESUMED).
+ * it does not wait for each thread to get a CPU (on a busy host one waits behind
+ * another for milliseconds, and with it the destination's RESUMED).
  */
 int __must_check vm__start_parked(struct vm *vm);
 int __must_check vm__run_parked(struct vm *vm);

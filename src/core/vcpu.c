@@ -76,9 +76,9 @@ int vcpu__set_nice(const struct vcpu *vcpu, int nice)
 /*
  * Why: the scheduler hands a CPU over at its tick (4 ms with HZ=250) unless a waking
  * thread preempts. A vCPU that runs its guest without exits therefore keeps a CPU it
- * shares for a whole tick, even at nice 10: on the 2-core bench host the dirtying
- * vCPU, back from a throttle sleep, held the CPU of the guest's other vCPU for 4 ms
- * just before the pause, a 4 ms gap in that vCPU's heartbeat. The timer signals only
+ * shares for a whole tick, even at nice 10: a dirtying vCPU back from a throttle sleep
+ * can hold the CPU of the guest's other vCPU for a tick just before the pause, a gap
+ * of that long in that vCPU's heartbeat. The timer signals only
  * this thread (SIGEV_THREAD_ID) from the host's timer interrupt: no thread wakes for
  * it, and a vCPU alone on its CPU only pays the exit (sched_yield returns at once).
  */

@@ -17,9 +17,9 @@
 /*
  * On a long link each connection's congestion window starts at ten segments and
  * doubles once per round trip, so a first round of a few MB waits on round trips,
- * not on the link: measured over 1 Gbit/s and 150 ms, 2.3 MB took 1.2 s on one
- * connection and 0.76 s split over eight. On a short link extra connections only
- * cost sockets. Hence one per RTT_PER_CONNECTION_NS of round trip, at most 16.
+ * not on the link, and n connections open n windows at once. On a short link extra
+ * connections only cost sockets. Hence one per RTT_PER_CONNECTION_NS of round trip,
+ * at most 16.
  */
 #define RTT_PER_CONNECTION_NS 10000000ULL
 /*
@@ -32,9 +32,8 @@
  * A fresh connection's first flight is ten segments, ~14 KB. With 64 KiB chunks (1.3)
  * a burst smaller than n chunks (a last round, the final state) went to a few
  * connections and each needed several round trips to pass it, while the others sat
- * idle: over 1 Gbit/s and 150 ms a zstd move's pause took an extra round trip
- * (380 vs 238 ms) and LZ4 moves took 1.10 s instead of 1.01 s. Chunks of about one
- * first flight spread every burst over all the windows there are.
+ * idle: on a long link a round trip more of pause. Chunks of about one first flight
+ * spread every burst over all the windows there are.
  */
 #define STRIPE_CHUNK (16 * KiB)
 

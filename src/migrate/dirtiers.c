@@ -7,15 +7,9 @@
  * less dirtying and less throttling. The throttle (source.c) still decides how much
  * of the time they run at all; this decides who runs first when the CPU is short.
  *
- * Measured on the 2-core bench host (bench/ 2vcpu-1G: three vCPUs, two of them
- * dirtying without pause, both VMMs on the host): the migration thread had waited on
- * the run queue twice as long as it ran (/proc schedstat, 320 ms against 154 ms), the
- * destination's likewise. With the dirtiers yielding, the move took 503 ms instead of
- * 706 (medians of 6 interleaved runs), the heartbeat vCPU's longest stall 8 ms
- * instead of 11, the pause unchanged (about 2 ms); heavy-1G 251 instead of 326 ms,
- * with the throttle ending at 50 % instead of 75-95. Raising the migration threads
- * instead (nice -10) moved faster still (372 ms) but starved the vCPU that does not
- * dirty as well: heartbeat stalls of 20-80 ms. Nice 19 did no better than 10.
+ * Lowering the dirtiers rather than raising the migration's threads: a raised
+ * migration thread moves faster still but starves the vCPUs that do not dirty as
+ * well (docs/bench.md, "Measurements behind design choices").
  * A nice value decides how often a thread gets a shared CPU, not for how long: the
  * dirtiers also leave it every millisecond (vcpu__share_cpu, core/vcpu.c).
  */

@@ -50,8 +50,8 @@ int migrate__compress_parse(const char *s, enum migrate_compress *c)
 
 /*
  * With dirty logging on, the first write to a page after each sync is a fault KVM
- * fixes, so the count follows the pages a vCPU dirtied (measured on kvm_pvm in one
- * round: a memtouch vCPU 140,236, a paced one 39,924, the heartbeat vCPU 11). A vCPU
+ * fixes, so the count follows the pages a vCPU dirtied (in one round, tens of thousands
+ * for a vCPU that writes memory, a handful for one that does not). A vCPU
  * with at least half of an even share (total / 2n) dirties; below DIRTIER_MIN_FAULTS
  * in all, nobody does (a round that short says nothing).
  */

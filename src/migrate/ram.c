@@ -76,8 +76,8 @@ static int set_logging(struct kvm *kvm, struct guest_mem *mem, int on)
  * From here on every guest write is logged. Where KVM's log starts all set
  * (kvm->dirty_log_init_set) turning it on write-protects nothing and the first pass
  * arms it (ram__arm); otherwise KVM write-protects the slots now, in one walk of all
- * guest RAM with the vCPUs waiting on it (kvm_pvm: 0.8 ms for 1 GiB, 3.8 ms for an
- * idle 8 GiB guest, 11 ms for a busy one). The VMM's own bitmap is reset, because the
+ * guest RAM with the vCPUs waiting on it (milliseconds for a large guest, as long as an
+ * idle guest's whole pause or longer). The VMM's own bitmap is reset, because the
  * first pass sends all of RAM anyway. kvm may be NULL (tests without KVM).
  */
 int ram__log_start(struct ram_tracker *t, struct kvm *kvm)

@@ -37,10 +37,9 @@
  * the predicted pause is below PAUSE_FLOOR_US (where the pause's fixed costs,
  * stopping vCPUs and the state, dominate) or the set stops shrinking and the
  * vCPUs that dirty it cannot be slowed more (polish_throttle), at most
- * MAX_POLISH_ROUNDS times. At 1000 us a moderate-1G move (bench/) paused with the
- * 125-651 pages dirtied in the last round and the wait after it, 0.8-2.7 ms of pause;
- * at 250 us one short round more leaves 3-20 pages, 0.6-0.8 ms (the fixed costs,
- * ~0.5 ms on loopback), and the moves took as long.
+ * MAX_POLISH_ROUNDS times. A higher floor left hundreds of pages dirtied in the last
+ * round and the wait after it to the pause, for a move no shorter (docs/bench.md,
+ * "Measurements behind design choices").
  */
 #define PAUSE_FLOOR_US	    250
 /* Rounds whose marker is remembered (rounds_in_flight); more unacknowledged is a backlog. */
@@ -442,15 +441,13 @@ static int wait_caught_up(struct source *src);
 
 /*
  * Before the pause the destination catches up (wait_caught_up). What the vCPUs
- * dirtied meanwhile would all fall into the pause (measured under load: 73 pages
- * left by the last round, 28 ms of pause after a 20 ms wait): when the wait took
+ * dirtied meanwhile would all fall into the pause: when the wait took
  * longer than two round trips and CATCH_UP_SLACK_NS, the destination was behind and
  * one more round sends it first (*again), at most CATCH_UP_ROUNDS times. A wait of
  * a round trip or two is the link's, not a backlog, and the next round's would be
  * as long, unless that round need not wait (rounds_in_flight): on a long link it
- * need not, so the first such wait gets one more round too. On the far link (150 ms)
- * the pause had carried the 5900-6900 pages dirtied during the wait, sent through
- * the 1 Gbit/s link inside the pause: 89-91 ms of pause where the link's one way is 75.
+ * need not, so the first such wait gets one more round too: otherwise the pages
+ * dirtied during a long link's wait cross that link inside the pause.
  */
 #define CATCH_UP_SLACK_NS 1000000ULL
 #define CATCH_UP_ROUNDS	  3
@@ -481,14 +478,14 @@ static int catch_up(struct source *src, bool *again)
  * the final state as fast as it would before an acknowledgement) and the pages sent
  * since the last acknowledged round take the destination under half a round trip at
  * the measured rate. Never while round 1 is unacknowledged: the measured rate is how
- * fast the sockets took it, and the destination applying all touched RAM took longer
- * (a far-link move paused after round 2: 473 ms instead of 230). Then the pause comes
- * at once: at most a little longer, a round trip shorter a move.
+ * fast the sockets took it, and the destination applying all touched RAM takes
+ * longer. Then the pause comes at once: at most a little longer, a round trip
+ * shorter a move.
  *
  * The round trip is the link's smallest, not the smoothed one: queueing on a busy
- * host inflates that to several ms even on loopback, where it let 1578 pages (2.4 ms
- * for the destination to apply) into the pause. Only the link's delay is saved by not
- * waiting; on loopback only a last round of a few pages goes without the wait.
+ * host inflates that to several ms even on loopback, enough to let milliseconds of
+ * unapplied pages into the pause. Only the link's delay is saved by not waiting; on
+ * loopback only a last round of a few pages goes without the wait.
  */
 static bool rounds_in_flight(struct source *src, uint64_t bw)
 {
@@ -526,9 +523,9 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 		return 0;
 	/*
 	 * A destination still applying rounds before the last is behind: the wait for it
-	 * will be long (a 2-vCPU guest on a busy host: 0.4-1.3 s behind after round 1's
-	 * 512 MiB), and what the dirtiers write meanwhile only adds to what it must apply
-	 * (150-400 MB more). They are slowed while it catches up, as when polishing.
+	 * will be long (up to seconds on a busy host after a large first round), and what
+	 * the dirtiers write meanwhile only adds to what it must apply. They are slowed
+	 * while it catches up, as when polishing.
 	 */
 	if (src->features & STREAM_FEATURE_ROUND_ACK) {
 		ret = read_acks(src, false);
@@ -970,11 +967,10 @@ static void send_abort(struct source *src)
 }
 
 /*
- * zstd only when asked for (--compress zstd) and taken. It leaves a fifth to a half of
- * the bytes LZ4 does on the test guest's pages, at a third of its speed, but auto does
- * not pick it: on the far link (1 Gbit/s, 150 ms, 15 connections, Fast Open) its
- * smaller first round did not shorten the move (869-880 vs 807-871 ms with LZ4, 3 runs
- * each); its longer pause there came from 1.3's 64 KiB stripes (connections.c).
+ * zstd only when asked for (--compress zstd) and taken. It leaves fewer bytes than
+ * LZ4 at a third of its speed, but auto does not pick it: even on a long link its
+ * smaller first round did not shorten the move (docs/bench.md, "Measurements behind
+ * design choices").
  */
 static bool use_zstd(struct source *src)
 {
@@ -1128,9 +1124,8 @@ static void finish(struct source *src, int ret)
  * for a large guest) should yield to what runs, on this host the other VMs' vCPUs.
  * The main thread, whose TID is the PID, does it, and this thread ends: both go to
  * nice TEARDOWN_NICE (about a tenth of a CPU against busy threads, so that the
- * process still ends soon; SCHED_IDLE could starve it for seconds). On a 2-core test
- * host the destination's first heartbeat had come 3.7 ms after it resumed while the
- * source tore down 8 GiB.
+ * process still ends soon; SCHED_IDLE could starve it for seconds). On a host where
+ * both ends share CPUs the teardown had delayed the resumed guest's first steps.
  */
 #define TEARDOWN_NICE 10
 

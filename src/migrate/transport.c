@@ -54,9 +54,9 @@ int transport__parse_tcp(const char *uri, char *host, size_t hostlen, char *port
 
 /*
  * No SO_SNDBUF/SO_RCVBUF: setting them turns off the kernel's buffer autotuning, which
- * grows the window to the path's bandwidth-delay product (net.ipv4.tcp_rmem/wmem). A
- * fixed 4 MiB held one stream at 35 MB/s over a 150 ms link where autotuning reached
- * 80 MB/s (bench/, far link), and did not help on loopback.
+ * grows the window to the path's bandwidth-delay product (net.ipv4.tcp_rmem/wmem); a
+ * fixed size held a long link's stream to less than half of that, and did not help on
+ * loopback.
  */
 static void tune(int fd)
 {
