@@ -8,6 +8,7 @@
 #include "godwit/kvm.h"
 #include "godwit/memory.h"
 #include "godwit/migrate.h"
+#include "godwit/ram_digest.h"
 #include "godwit/stream.h"
 
 /* Dirty pages waiting to be sent, in memfd page numbers. */
@@ -54,6 +55,7 @@ struct ram_sender {
 	uint64_t lz4_saved; /* bytes LZ4 kept off the wire */
 	bool zstd; /* records are compressed with zstd (RAM_ZSTD), not LZ4 */
 	uint64_t zstd_pages, zstd_saved;
+	struct ram_digest *digest; /* each page sent is hashed into it (NULL: not verifying) */
 };
 
 int __must_check ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem);

@@ -25,7 +25,7 @@ struct guest_mem;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 6
+#define STREAM_VERSION_MINOR 7
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -349,9 +349,11 @@ enum stream_config_tag {
 #define STREAM_FEATURE_STRIPE_CHUNK (1U << 3) /* format 1.4: STRIPE_CHUNKED */
 /* format 1.5: GO follows END at once; the destination sends no READY */
 #define STREAM_FEATURE_GO_WITH_END (1U << 4)
+/* format 1.7: VERIFY carries chunk digests of page digests (ram_digest.h), not of the bytes */
+#define STREAM_FEATURE_VERIFY_PAGES (1U << 5)
 #define STREAM_FEATURES_KNOWN                                                                      \
 	(STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_RAM_ZSTD |             \
-	 STREAM_FEATURE_STRIPE_CHUNK | STREAM_FEATURE_GO_WITH_END)
+	 STREAM_FEATURE_STRIPE_CHUNK | STREAM_FEATURE_GO_WITH_END | STREAM_FEATURE_VERIFY_PAGES)
 
 enum stream_device_tag {
 	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */

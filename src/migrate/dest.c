@@ -52,6 +52,9 @@ struct dest {
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
+	/* Format 1.7: the VERIFY digests of our RAM, updated at each ROUND (ram_digest.h). */
+	struct ram_digest digest;
+	bool paged_verify;
 	bool realtime; /* from the first STATE record: util__switchover_priority */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
@@ -461,6 +464,36 @@ static int ack_round(struct dest *d, const struct stream_record *rec)
 	return ret;
 }
 
+/*
+ * A source that verifies (format 1.7) has the digests of the pages it sent; ours are
+ * of what we hold, from our RAM. Every write into guest RAM marks its page in the VMM's
+ * bitmap (guest_mem__write), a later round's included; at each ROUND we rehash the pages
+ * marked since the last, before acknowledging it, so that after END only the last
+ * pages are left to hash, in the pause.
+ */
+static int start_digests(struct dest *d)
+{
+	int ret;
+
+	if (d->is_file || !(d->cfg->features & STREAM_FEATURE_VERIFY_PAGES))
+		return 0;
+	ret = ram_digest__init(&d->digest, &d->vm->mem);
+	if (ret)
+		return ret;
+	/* What our RAM holds before the first record: nothing, usually (all holes). */
+	ram_digest__hash_all(&d->digest);
+	d->paged_verify = true;
+	return 0;
+}
+
+static void update_digests(struct dest *d)
+{
+	if (!d->paged_verify)
+		return;
+	ram_digest__refresh(&d->digest);
+	ram_digest__combine(&d->digest);
+}
+
 /* RAM_LZ4 or RAM_ZSTD: expanded into d->lz4_pages, then applied. */
 static int take_ram_packed(struct dest *d, const struct stream_record *rec)
 {
@@ -501,6 +534,7 @@ static int receive_records(struct dest *d)
 			ret = take_ram_packed(d, &rec);
 			break;
 		case STREAM_REC_ROUND:
+			update_digests(d);
 			ret = ack_round(d, &rec);
 			break;
 		case STREAM_REC_STATE:
@@ -609,14 +643,33 @@ static int restore(struct dest *d)
 	return 0;
 }
 
+/* Format 1.7: only the pages written since the last ROUND are hashed now. */
+static int verify_pages(struct dest *d, uint64_t *bad_gpa)
+{
+	uint64_t t0 = util__now_ns(), pages = ram_digest__refresh(&d->digest);
+	size_t chunks = ram_digest__combine(&d->digest);
+	int ret;
+
+	ret = stream__ram_digest_compare(d->cfg, d->digests, d->nr_digests, d->digest.chunk,
+					 d->digest.nr_chunks, bad_gpa);
+	pr_debug("verify: %llu pages hashed since the last round, %zu of %zu chunk digests "
+		 "recomputed, %llu us", (unsigned long long)pages, chunks, d->digest.nr_chunks,
+		 (unsigned long long)((util__now_ns() - t0) / 1000));
+	return ret;
+}
+
 static int verify(struct dest *d)
 {
 	uint64_t *mine, bad_gpa = 0;
-	size_t n;
+	size_t n = d->nr_digests;
 	int ret;
 
 	if (!d->have_verify)
 		return 0;
+	if (d->paged_verify) {
+		ret = verify_pages(d, &bad_gpa);
+		goto out;
+	}
 	/* Hashing all of RAM is no short, bounded step: not at real-time priority. */
 	util__switchover_priority(false);
 	ret = stream__ram_digest(&d->vm->mem, &mine, &n);
@@ -626,9 +679,13 @@ static int verify(struct dest *d)
 		return ret;
 	ret = stream__ram_digest_compare(d->cfg, d->digests, d->nr_digests, mine, n, &bad_gpa);
 	free(mine);
-	if (ret)
+out:
+	if (ret == -EBADMSG)
 		fail(d, "RAM verification failed: the 2 MiB chunk at gpa 0x%llx differs from the "
 			"source's", (unsigned long long)bad_gpa);
+	else if (ret)
+		fail(d, "RAM verification failed: %zu digests from the source, %zu expected",
+		     d->nr_digests, stream__digest_count(d->cfg));
 	else
 		pr_info("RAM verified: %zu chunks match the source", n);
 	return ret;
@@ -763,6 +820,7 @@ static void cleanup(struct dest *d)
 	free(d->vcpu_seen);
 	free(d->serial);
 	free(d->digests);
+	ram_digest__exit(&d->digest);
 	free(d->lz4_pages);
 	stream__zstd_free(NULL, d->zstd_dctx);
 	stream__reader_exit(&d->r);
@@ -787,6 +845,8 @@ int migrate__receive(const struct receive_params *p)
 		ret = read_config(&d);
 	if (!ret)
 		ret = build_vm(&d);
+	if (!ret)
+		ret = start_digests(&d);
 	if (!ret && !d.is_file)
 		ret = send_accepted(&d);
 	if (!ret)

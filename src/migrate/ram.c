@@ -385,13 +385,21 @@ static int add_page(struct ram_sender *s, uint64_t gpa, const uint8_t *hva)
 		s->runs[s->nr_runs++] = (struct stream_ram_run){ .gpa = gpa, .npages = 1, .kind = kind };
 	}
 	if (kind == STREAM_RAM_DATA) {
+		uint8_t *copy = s->t->staging + (size_t)s->nr_data * GUEST_PAGE_SIZE;
+
 		/* While vCPUs run, a page is copied first: its checksum must match what is sent. */
 		if (s->copy)
-			memcpy(s->t->staging + (size_t)s->nr_data * GUEST_PAGE_SIZE, hva,
-			       GUEST_PAGE_SIZE);
+			memcpy(copy, hva, GUEST_PAGE_SIZE);
+		/* The digest, too: of the bytes sent, which the destination will hold. */
+		if (s->digest)
+			ram_digest__page(s->digest, (uint64_t)(hva - s->t->mem->base) / GUEST_PAGE_SIZE,
+					 s->copy ? copy : hva);
 		s->nr_data++;
 		s->pages_sent++;
 	} else {
+		if (s->digest)
+			ram_digest__page(s->digest, (uint64_t)(hva - s->t->mem->base) / GUEST_PAGE_SIZE,
+					 NULL);
 		s->zero_pages++;
 	}
 	return 0;

@@ -55,6 +55,7 @@ struct source {
 	struct stream_writer w;
 	struct ram_tracker t;
 	struct ram_sender s;
+	struct ram_digest digest; /* the VERIFY digests as pages go (format 1.7, --verify) */
 	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
@@ -78,6 +79,7 @@ struct source {
 	/* When each step of the pause ended (util__now_ns), for the debug log. */
 	uint64_t paused_ns, synced_ns, sent_ns, ready_ns;
 	uint64_t final_pages; /* dirty at the final sync */
+	uint64_t pause_digests; /* page digests computed before the final sync */
 	char err[256];
 };
 
@@ -331,6 +333,8 @@ static int send_config(struct source *src)
 			c->features |= STREAM_FEATURE_GO_WITH_END;
 		if (src->m->params.compress != MIGRATE_COMPRESS_OFF)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
+		if (!src->is_file && src->m->params.verify)
+			c->features |= STREAM_FEATURE_VERIFY_PAGES;
 		c->connections = src->offer;
 		memcpy(c->token, src->token, sizeof(c->token));
 		ret = stream__write_config(&src->w, c);
@@ -571,6 +575,8 @@ static int precopy(struct source *src)
 		ret = round == 1 ? ram__send_all(&src->s) : ram__send_pending(&src->s);
 		if (ret)
 			return ret;
+		if (src->s.digest)
+			ram_digest__combine(src->s.digest);
 		dirty = ram__sync(&src->t, true);
 		if (dirty < 0)
 			return (int)dirty;
@@ -689,12 +695,33 @@ out:
 	return ret;
 }
 
+/*
+ * Format 1.7 (the destination took STREAM_FEATURE_VERIFY_PAGES): the page digests
+ * are up to date (each page was hashed as it was sent, the last ones just now), and
+ * only the chunks those last pages are in need their digest again.
+ */
+static int send_verify_pages(struct source *src, uint64_t t0)
+{
+	struct ram_digest *rd = src->s.digest;
+	size_t chunks = ram_digest__combine(rd);
+	int ret;
+
+	ret = stream__write_verify(&src->w, rd->chunk, rd->nr_chunks);
+	pr_debug("verify: %llu page digests from the last RAM, %zu of %zu chunk digests "
+		 "recomputed, %llu us",
+		 (unsigned long long)(rd->pages - src->pause_digests),
+		 chunks, rd->nr_chunks, (unsigned long long)((util__now_ns() - t0) / 1000));
+	return ret;
+}
+
 static int send_verify(struct source *src)
 {
-	uint64_t *digests;
+	uint64_t *digests, t0 = util__now_ns();
 	size_t n;
 	int ret;
 
+	if (src->s.digest)
+		return send_verify_pages(src, t0);
 	/* Hashing all of RAM is no short, bounded step: not at real-time priority. */
 	util__switchover_priority(false);
 	ret = stream__ram_digest(&src->vm->mem, &digests, &n);
@@ -704,6 +731,8 @@ static int send_verify(struct source *src)
 		return ret;
 	ret = stream__write_verify(&src->w, digests, n);
 	free(digests);
+	pr_debug("verify: all %zu chunks of RAM hashed in the pause, %llu us", n,
+		 (unsigned long long)((util__now_ns() - t0) / 1000));
 	return ret;
 }
 
@@ -768,6 +797,7 @@ static int stop_and_copy(struct source *src)
 		return (int)dirty;
 	src->synced_ns = util__now_ns();
 	src->final_pages = (uint64_t)dirty;
+	src->pause_digests = src->digest.pages;
 	src->s.copy = false; /* nothing writes guest RAM now: send straight from it */
 	stream_io__cork(&src->io, true);
 	ret = ram__send_pending(&src->s);
@@ -1020,6 +1050,12 @@ static int run(struct source *src)
 	src->s.lz4_every = src->s.compress == MIGRATE_COMPRESS_OFF ? 0 : 1;
 	src->s.lz4_win.start_ns = util__now_ns();
 	src->s.zstd = use_zstd(src);
+	if (src->m->params.verify && (src->features & STREAM_FEATURE_VERIFY_PAGES)) {
+		ret = ram_digest__init(&src->digest, &src->vm->mem);
+		if (ret)
+			return ret;
+		src->s.digest = &src->digest;
+	}
 	set_status(src->m, MIG_ACTIVE);
 	ret = precopy(src);
 	if (!ret && cancelled(src))
@@ -1087,6 +1123,7 @@ static void finish(struct source *src, int ret)
 	stream__writer_exit(&src->w);
 	stream_io__exit(&src->io);
 	ram__tracker_exit(&src->t);
+	ram_digest__exit(&src->digest);
 
 	st = !ret ? MIG_COMPLETED : ret == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
 	pthread_mutex_lock(&m->lock);
