@@ -412,38 +412,54 @@ static int send_offset(struct ram_sender *s, uint64_t off)
 	return add_page(s, guest_mem__offset_to_gpa(mem, off), mem->base + off);
 }
 
+/* Sends the pages of memfd offsets [from, to) that hold data. */
+static int send_written(struct ram_sender *s, uint64_t from, uint64_t to, uint64_t *touched)
+{
+	int fd = s->t->mem->memfd;
+	off_t data, hole;
+	uint64_t off;
+	int ret;
+
+	for (data = lseek(fd, (off_t)from, SEEK_DATA); data >= 0 && (uint64_t)data < to;
+	     data = lseek(fd, hole, SEEK_DATA)) {
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > to)
+			hole = (off_t)to;
+		for (off = (uint64_t)data & ~(GUEST_PAGE_SIZE - 1); off < (uint64_t)hole;
+		     off += GUEST_PAGE_SIZE) {
+			ret = send_offset(s, off);
+			if (ret)
+				return ret;
+			(*touched)++;
+		}
+	}
+	return data < 0 && errno != ENXIO ? -errno : 0;
+}
+
 /*
  * The first pass: every page that was ever written. Holes in the memfd (found
- * with SEEK_DATA/SEEK_HOLE) were never touched and are not even read.
+ * with SEEK_DATA/SEEK_HOLE) were never touched and are not even read. Each piece
+ * of KVM's log is armed before its holes are looked for: a hole found before the
+ * arm could be written by the guest in between, and the arm would then clear the
+ * only trace of that write.
  */
 int ram__send_all(struct ram_sender *s)
 {
 	struct guest_mem *mem = s->t->mem;
-	off_t data, hole, end = (off_t)mem->size;
-	uint64_t off, touched = 0;
+	uint64_t pos, piece_end, touched = 0;
 	int ret;
 
-	for (data = lseek(mem->memfd, 0, SEEK_DATA); data >= 0 && data < end;
-	     data = lseek(mem->memfd, hole, SEEK_DATA)) {
-		hole = lseek(mem->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		for (off = (uint64_t)data & ~(GUEST_PAGE_SIZE - 1); off < (uint64_t)hole;
-		     off += GUEST_PAGE_SIZE) {
-			ret = off < s->t->armed ? 0 : ram__arm(s->t, off + 1);
-			if (!ret)
-				ret = send_offset(s, off);
-			if (ret)
-				return ret;
-			touched++;
-		}
+	for (pos = 0; pos < mem->size; pos = piece_end) {
+		ret = ram__arm(s->t, pos + 1);
+		if (ret)
+			return ret;
+		piece_end = MIN(MAX(s->t->armed, pos + GUEST_PAGE_SIZE), mem->size);
+		ret = send_written(s, pos, piece_end, &touched);
+		if (ret)
+			return ret;
 	}
-	if (data < 0 && errno != ENXIO)
-		return -errno;
 	s->skipped_pages = mem->nr_pages - touched;
-	/* The holes, too: a page first written after this pass must be logged. */
-	ret = ram__arm(s->t, mem->size);
-	return ret ? ret : ram__flush(s);
+	return ram__flush(s);
 }
 
 /* Sends and clears every page pending in the tracker. */
