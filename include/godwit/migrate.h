@@ -43,6 +43,15 @@ struct migrate_params {
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 };
 
+/*
+ * What a migration may be asked, from `godwit migrate` and PUT /vm/migrate alike: a
+ * pause of up to an hour and a timeout of up to a week. Far beyond them the source's
+ * deadline (timeout_s in ns) and pause budget (downtime_ms in us) wrap: a timeout_s
+ * of 2^62 put the deadline in the past.
+ */
+#define MIGRATE_DOWNTIME_MS_MAX 3600000ULL
+#define MIGRATE_TIMEOUT_S_MAX	(7 * 86400ULL)
+
 enum migrate_status {
 	MIG_NONE,
 	MIG_SETUP,
@@ -107,7 +116,13 @@ bool migrate__status_final_name(const char *name);
 int __must_check migrate__init(struct vm *vm);
 void migrate__stop(struct vm *vm);
 void migrate__exit(struct vm *vm);
-/* Starts an outgoing migration on its own thread; -EBUSY if one runs. */
+/*
+ * -EINVAL, with why in err, if p asks for a pause of 0 or over
+ * MIGRATE_DOWNTIME_MS_MAX, or a timeout over MIGRATE_TIMEOUT_S_MAX (0: the default).
+ */
+int __must_check migrate__check_params(const struct migrate_params *p, char *err,
+				       size_t errlen);
+/* Starts an outgoing migration on its own thread; -EBUSY if one runs, -EINVAL for bad p. */
 int __must_check migrate__start(struct vm *vm, const struct migrate_params *p, char *err,
 				size_t errlen);
 int __must_check migrate__cancel(struct vm *vm);

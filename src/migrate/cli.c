@@ -125,8 +125,9 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		case 'j': c->json = true; break;
 		case 'h': return 1;
 		case 'd':
-			if (util__parse_u64(optarg, 1, 3600000, &v)) {
-				pr_err("--downtime-ms '%s': a number of milliseconds, 1 or more", optarg);
+			if (util__parse_u64(optarg, 1, MIGRATE_DOWNTIME_MS_MAX, &v)) {
+				pr_err("--downtime-ms '%s': a number of milliseconds, 1 to %llu",
+				       optarg, MIGRATE_DOWNTIME_MS_MAX);
 				return -EINVAL;
 			}
 			json_object_set_new(c->req, "downtime_ms", json_integer((json_int_t)v));
@@ -147,8 +148,9 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 			json_object_set_new(c->req, "connections", json_integer((json_int_t)v));
 			break;
 		case 'T':
-			if (util__parse_u64(optarg, 1, 86400 * 7, &v)) {
-				pr_err("--timeout '%s': a number of seconds, 1 or more", optarg);
+			if (util__parse_u64(optarg, 1, MIGRATE_TIMEOUT_S_MAX, &v)) {
+				pr_err("--timeout '%s': a number of seconds, 1 to %llu (a week)",
+				       optarg, MIGRATE_TIMEOUT_S_MAX);
 				return -EINVAL;
 			}
 			json_object_set_new(c->req, "timeout_s", json_integer((json_int_t)v));

@@ -150,11 +150,29 @@ static uint64_t default_timeout_s(uint64_t ram_bytes)
 	return 60 + 10 * (ram_bytes / GiB);
 }
 
+int migrate__check_params(const struct migrate_params *p, char *err, size_t errlen)
+{
+	if (!p->downtime_ms || p->downtime_ms > MIGRATE_DOWNTIME_MS_MAX) {
+		snprintf(err, errlen, "'downtime_ms' must be 1 to %llu (an hour)",
+			 MIGRATE_DOWNTIME_MS_MAX);
+		return -EINVAL;
+	}
+	if (p->timeout_s > MIGRATE_TIMEOUT_S_MAX) {
+		snprintf(err, errlen, "'timeout_s' must be 1 to %llu (a week), or 0 for the default",
+			 MIGRATE_TIMEOUT_S_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
 {
 	struct migration *m = vm->mig;
 	int ret;
 
+	ret = migrate__check_params(p, err, errlen);
+	if (ret)
+		return ret;
 	reap(m);
 	pthread_mutex_lock(&vm->lock);
 	ret = vm->state == VM_RUNNING ? 0 : -EBUSY;

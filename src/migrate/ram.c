@@ -226,16 +226,25 @@ uint64_t ram__bandwidth_wait_ns(const struct ram_sender *s, uint64_t now_ns)
 	return due > elapsed ? due - elapsed : 0;
 }
 
+static bool sender_cancelled(const struct ram_sender *s)
+{
+	return s->cancelled && __atomic_load_n(s->cancelled, __ATOMIC_RELAXED);
+}
+
+/*
+ * At a low --max-bandwidth one record's wait is long (a 1 MiB record at 1 KB/s: 17
+ * minutes), so it is slept in slices of at most BANDWIDTH_SLICE_NS, and a cancel (or
+ * the VM's end) ends it within one.
+ */
+#define BANDWIDTH_SLICE_NS (50 * 1000000ULL)
+
 static void throttle_bandwidth(struct ram_sender *s)
 {
-	uint64_t wait = ram__bandwidth_wait_ns(s, util__now_ns());
-	struct timespec ts;
+	uint64_t wait;
 
-	if (wait) {
-		ts.tv_sec = (time_t)(wait / 1000000000ULL);
-		ts.tv_nsec = (long)(wait % 1000000000ULL);
-		nanosleep(&ts, NULL);
-	}
+	while ((wait = ram__bandwidth_wait_ns(s, util__now_ns())) && !sender_cancelled(s))
+		nanosleep(&(struct timespec){ .tv_nsec = (long)MIN(wait, BANDWIDTH_SLICE_NS) },
+			  NULL);
 }
 
 /*
@@ -353,7 +362,7 @@ int ram__flush(struct ram_sender *s)
 	throttle_bandwidth(s);
 	if (s->copy && s->on_record)
 		s->on_record(s->on_record_arg);
-	if (s->cancelled && __atomic_load_n(s->cancelled, __ATOMIC_RELAXED))
+	if (sender_cancelled(s))
 		return -ECANCELED;
 	return 0;
 }

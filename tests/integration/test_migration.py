@@ -389,6 +389,30 @@ def test_connection_refused_leaves_vm_running(tmp_path, procs):
     assert src.api("GET", "/vm/migration")[1]["status"] == "failed"
 
 
+def test_api_refuses_out_of_range_downtime_and_timeout(tmp_path, procs):
+    """PUT /vm/migrate takes the bounds `godwit migrate` has (MIGRATE_DOWNTIME_MS_MAX,
+    MIGRATE_TIMEOUT_S_MAX): beyond them it says 400 and why, and starts nothing (a
+    timeout_s of 2^62 had wrapped the deadline to now; downtime_ms * 1000 the same).
+    The largest values allowed are taken."""
+    src = start_source(tmp_path, procs, "heartbeat 10")
+    src.wait_for(r"^hb 3 ")
+    to = f"tcp:127.0.0.1:{free_port()}"
+    for key, val in [("downtime_ms", 0), ("downtime_ms", 3_600_001), ("downtime_ms", 2**62),
+                     ("timeout_s", 604_801), ("timeout_s", 2**62)]:
+        status, body = src.api("PUT", "/vm/migrate", {"to": to, key: val})
+        assert status == 400 and f"'{key}' must be 1 to" in body["error"], (key, val, body)
+        assert src.api("GET", "/vm/migration")[1]["status"] == "none", (key, val)
+    status, _ = src.api("PUT", "/vm/migrate", {"to": to, "downtime_ms": 3_600_000,
+                                            "timeout_s": 604_800})
+    assert status == 202
+    deadline = time.monotonic() + 30
+    while (st := src.api("GET", "/vm/migration")[1])["status"] != "failed":
+        assert time.monotonic() < deadline, st
+        time.sleep(0.1)
+    assert "connect" in st["error"], st
+    heartbeat_continues(src)
+
+
 def test_destination_refusal_comes_before_any_ram(tmp_path, procs):
     """A destination that cannot take the VM (here: a --disk for a VM without disks) says
     so right after CONFIG (format 1.1, ACCEPTED): not a page of RAM moves, the VM runs on."""

@@ -10,8 +10,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
@@ -194,6 +198,63 @@ static void test_many_pages_split_into_bounded_records(void **state)
 }
 
 /* Throttling falls on the vCPUs with half an even share of a round's faults or more. */
+struct cancel_later {
+	bool *flag;
+	unsigned int ms;
+};
+
+static void *cancel_later(void *arg)
+{
+	struct cancel_later *c = arg;
+
+	nanosleep(&(struct timespec){ .tv_sec = c->ms / 1000, .tv_nsec = c->ms % 1000 * 1000000L },
+		  NULL);
+	__atomic_store_n(c->flag, true, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void wake_up(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * At 1 byte/s the wait after the first record is days long: a cancel must end it. Should
+ * it not, SIGALRM interrupts the sleep after 3 s so that the test fails, not hangs.
+ */
+static void test_bandwidth_wait_ends_on_cancel(void **state)
+{
+	struct sigaction sa = { .sa_handler = wake_up }, old;
+	bool cancel = false;
+	struct cancel_later c = { &cancel, 100 };
+	struct ram_sender s;
+	struct pair p;
+	pthread_t th;
+	uint64_t t0, took_ms;
+	int ret;
+
+	(void)state;
+	setup(&p, 64 * MiB);
+	fill(&p.src, 0x100000, 0xab, 2 * MiB);
+	s = (struct ram_sender){ .t = &p.t, .w = &p.w, .cancelled = &cancel,
+				 .compress = MIGRATE_COMPRESS_OFF, .max_bandwidth = 1,
+				 .bw_start_ns = util__now_ns() };
+	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+	assert_int_equal(pthread_create(&th, NULL, cancel_later, &c), 0);
+	alarm(3);
+	t0 = util__now_ns();
+	ret = ram__send_all(&s);
+	took_ms = (util__now_ns() - t0) / 1000000;
+	alarm(0);
+	pthread_join(th, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	assert_int_equal(ret, -ECANCELED);
+	assert_true(took_ms >= 100 && took_ms < 1000);
+	/* The first record went out; the wait after it ended the pass. */
+	assert_int_equal(s.pages_sent, 256);
+	teardown(&p);
+}
+
 static void test_dirtiers(void **state)
 {
 	const uint64_t one[3] = { 11, 140236, 39924 }, two[4] = { 5, 900, 1000, 200 };
@@ -221,6 +282,7 @@ int main(void)
 		cmocka_unit_test(test_later_passes_send_vmm_dirty_pages),
 		cmocka_unit_test(test_large_guest_across_the_hole),
 		cmocka_unit_test(test_many_pages_split_into_bounded_records),
+		cmocka_unit_test(test_bandwidth_wait_ends_on_cancel),
 		cmocka_unit_test(test_dirtiers),
 	};
 
