@@ -268,7 +268,9 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
     the destination to catch up is followed by one more round. With LZ4 (twice zstd's bytes: a first round that
     takes several round trips, then more rounds) it is seen that once the pause fits and
     what is not yet acknowledged is only in flight, the source pauses without waiting a
-    round trip for the acknowledgements. Memory verified."""
+    round trip for the acknowledgements. Memory verified. (Where the link is
+    bench/delayline.py, it runs at real-time priority: at the ordinary one, on a loaded
+    host, its delay grew by up to 77 ms and the source rightly opened 7-12.)"""
     why = slowlink.unavailable_reason()
     if why:
         pytest.skip(why)
@@ -290,7 +292,8 @@ def test_long_link_uses_several_connections_and_no_extra_round_trip(tmp_path, pr
         res, out = migrate(src, f"tcp:{link.ip['b']}:{port}", "--verify", "--compress",
                            compress, timeout=180)
         assert res.returncode == 0 and out["status"] == "completed", res.stderr
-        assert out["connections"] == 5, out
+        said = re.search(r"round trip \d+ us \(the handshake's\).*", src.stderr())
+        assert out["connections"] == 5, (out, said and said.group(0), link.method)
         assert src.wait_exit(timeout=10) == 0
         # slowlink turns on Fast Open's server side in both namespaces
         assert "the header and CONFIG went in the SYN" in src.stderr()
