@@ -261,6 +261,7 @@ static int connect_target(struct source *src)
 	int fds[STREAM_MAX_CONNECTIONS];
 	unsigned int i, n = MAX(src->offer, 1U);
 	const uint8_t *first;
+	uint64_t rtt;
 	size_t len;
 	int ret;
 
@@ -278,7 +279,10 @@ static int connect_target(struct source *src)
 	pthread_mutex_unlock(&src->m->lock);
 	if (transport__fast_opened(fds[0]))
 		pr_debug("migration: the header and CONFIG went in the SYN (TCP Fast Open)");
-	src->want = connections__wanted(src->m->params.connections, transport__rtt_ns(fds[0]));
+	rtt = transport__rtt_ns(fds[0]);
+	src->want = connections__wanted(src->m->params.connections, rtt);
+	pr_debug("migration: round trip %llu us (the handshake's): %u connection(s) wanted",
+		 (unsigned long long)(rtt / 1000), src->want);
 	return stream_io__mem_to_fd(&src->io, fds[0]);
 }
 
@@ -500,11 +504,18 @@ static bool rounds_in_flight(struct source *src, uint64_t bw)
 		return false;
 	pages = src->s.pages_sent - src->round_pages[src->acked_round % ROUND_RING];
 	behind_ns = rate__ns_for(pages * GUEST_PAGE_SIZE, bw);
-	if (behind_ns >= rtt / 2 || !transport__all_in_window(src->m->fd))
+	if (behind_ns >= rtt / 2) {
+		pr_debug("not pausing before the acknowledgements: %llu pages take %llu us to "
+			 "apply, half the round trip or more (%llu us)", (unsigned long long)pages,
+			 (unsigned long long)(behind_ns / 1000), (unsigned long long)(rtt / 1000));
 		return false;
-	for (i = 0; i < src->m->nr_extra; i++)
-		if (!transport__all_in_window(src->m->extra_fd[i]))
+	}
+	for (i = 0; i <= src->m->nr_extra; i++)
+		if (!transport__all_in_window(i ? src->m->extra_fd[i - 1] : src->m->fd)) {
+			pr_debug("not pausing before the acknowledgements: connection %u has more "
+				 "queued than its congestion window", i);
 			return false;
+		}
 	pr_debug("the rounds not yet acknowledged are in flight: pausing now (%llu pages, "
 		 "%llu us to apply, round trip %llu us)",
 		 (unsigned long long)pages, (unsigned long long)(behind_ns / 1000),
