@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,8 +95,19 @@ static void striped_stream_arrives_whole(uint32_t chunk, bool read_ahead)
 	a.data = data;
 	assert_int_equal(pthread_create(&t, NULL, writer, &a), 0);
 
-	/* Let the first chunk arrive, so that reading the head reads into it. */
-	usleep(50000);
+	/*
+	 * Let the first chunk arrive, so that reading the head reads into it: wait until
+	 * more than the head is queued (a fixed sleep was too short on a loaded host).
+	 */
+	for (i = 0; i < 5000; i++) {
+		int queued = 0;
+
+		assert_int_equal(ioctl(rfds[0], FIONREAD, &queued), 0);
+		if ((size_t)queued > sizeof(head))
+			break;
+		usleep(1000);
+	}
+	assert_true(i < 5000);
 	assert_int_equal(stream_io__init_fd(&io, rfds[0]), 0);
 	if (!read_ahead)
 		stream_io__unbuffered(&io, true);
