@@ -43,3 +43,12 @@ def vms(tmp_path):
     yield start
     for g in started:
         g.stop()
+
+
+@pytest.fixture
+def procs():
+    """godwit processes a test started (append them), stopped by PID at its end."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()

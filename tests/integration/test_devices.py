@@ -77,14 +77,6 @@ def migrate(src, lab, side):
     assert src.wait_exit(timeout=10) == 0
 
 
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
-
-
 class UdpProbe(threading.Thread):
     """Sends a numbered UDP request every millisecond from the client namespace."""
 

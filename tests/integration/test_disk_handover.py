@@ -9,14 +9,13 @@ import fcntl
 import json
 import os
 import re
-import socket
 import struct
 import subprocess
 import time
 
 import pytest
 
-from godwit_vm import ROOT, Godwit, run_godwit
+from godwit_vm import free_port, ROOT, Godwit, run_godwit
 
 pytestmark = pytest.mark.kvm
 
@@ -28,22 +27,6 @@ def lockfault(tmp_path_factory):
                     str(so), os.path.join(ROOT, "tests", "integration", "lockfault.c"), "-ldl"],
                    check=True)
     return str(so)
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def locked_elsewhere(path):

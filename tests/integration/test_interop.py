@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from godwit_vm import ROOT
-from test_migration import Receiver, migrate, procs, start_source  # noqa: F401
+from test_migration import Receiver, migrate, start_source
 
 OLD_COMMIT = "b10c0d6"
 

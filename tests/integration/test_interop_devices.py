@@ -9,7 +9,7 @@ import time
 import pytest
 
 from godwit_vm import TESTGUEST, Godwit, run_godwit
-from test_devices import UdpProbe, lab, procs, read_records, receiver  # noqa: F401
+from test_devices import UdpProbe, lab, read_records, receiver  # noqa: F401
 from test_interop import build_godwit, runs
 
 pytestmark = pytest.mark.kvm

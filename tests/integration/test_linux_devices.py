@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from test_devices import NsGodwit, lab, migrate, procs, receiver  # noqa: F401 (fixtures)
+from test_devices import NsGodwit, lab, migrate, receiver  # noqa: F401 (fixtures)
 from test_linux import CMDLINE, INITRD, STEP_TIMEOUT, TIMEOUT, VMLINUX, _need_image
 
 pytestmark = [pytest.mark.linux, pytest.mark.kvm]

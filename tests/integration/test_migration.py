@@ -15,21 +15,13 @@ import time
 
 import pytest
 
-from godwit_vm import GODWIT, ROOT, Godwit, run_godwit
+from godwit_vm import free_port, GODWIT, ROOT, Godwit, run_godwit
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import slowlink  # noqa: E402
 
 pytestmark = pytest.mark.kvm
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Receiver(Godwit):
@@ -59,14 +51,6 @@ def migrate(src, to, *extra, timeout=120):
                      timeout=timeout)
     out = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
     return res, out
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def start_source(tmp_path, procs, cmdline, cpus=1, memory="512M", name="src", extra=(),
