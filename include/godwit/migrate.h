@@ -145,6 +145,8 @@ struct receive_params {
 	const char *disks[8];
 	const char *nets[8];
 	const struct vm_control *control; /* what drives the VM once it runs here (its API) */
+	/* How long the source may send nothing (or not read) once it is taken; 0: default. */
+	int io_timeout_ms;
 };
 
 /*
@@ -210,13 +212,23 @@ int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token
  */
 struct connections_waiting {
 	int fd[STREAM_MAX_CONNECTIONS + 8];
+	uint64_t since_ns[STREAM_MAX_CONNECTIONS + 8]; /* accepted at */
+	uint8_t *opening[STREAM_MAX_CONNECTIONS + 8];  /* what it sent of header and CONFIG */
+	size_t got[STREAM_MAX_CONNECTIONS + 8];
 	unsigned int n;
 };
 /*
- * Accepts on lfd until a connection opens with a stream header: *fd, and 0. Connections
- * still silent wait in w; those that send anything else or close are closed. -errno.
+ * Accepts on lfd until a connection has sent a stream's opening: the magic, the rest
+ * of the header and a whole first record (CONFIG, at most STREAM_CONFIG_MAX_LEN): *fd,
+ * and those bytes, read off it, in *opening (*len; the caller frees it); 0. Connections
+ * still silent wait in w; those that send anything but the magic first, close, or have
+ * not sent the whole opening within timeout_ms of their accept are closed; with w
+ * full, the one waiting longest is. Never waits on one connection: a peer that trickles
+ * bytes holds only its place in w. -EINTR once stop_fd (>= 0) is readable, or -errno.
  */
-int __must_check connections__accept_source(int lfd, struct connections_waiting *w, int *fd);
+int __must_check connections__accept_source(int lfd, struct connections_waiting *w, int *fd,
+					    uint8_t **opening, size_t *len, int timeout_ms,
+					    int stop_fd);
 /*
  * Takes JOINs from w's connections and new ones on lfd until fds[1..n-1] hold the
  * source's extra connections (fds[0] is the first); others are closed (at most a

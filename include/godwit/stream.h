@@ -160,6 +160,10 @@ struct stream_io {
 	uint32_t stripe_chunk;
 	/* Reads take exactly what is asked (stream_io__unbuffered): nothing read ahead. */
 	bool unbuffered;
+	/* stream_io__bound: how long a read or write may wait, and what ends the wait. */
+	int wait_ms; /* 0: blocking I/O, no bound */
+	int stop_fd; /* readable: give up with -EINTR; -1: none */
+	int gave_up;	      /* -ETIMEDOUT or -EINTR: why a bounded wait ended */
 };
 
 int __must_check stream_io__init_fd(struct stream_io *io, int fd);
@@ -197,6 +201,17 @@ int __must_check stream_io__stripe(struct stream_io *io, const int *fds, unsigne
  * a record read just before striping does not read ahead into another connection's chunk.
  */
 void stream_io__unbuffered(struct stream_io *io, bool on);
+/*
+ * Bounds every wait of io's connections (the ones striped over too): a read or write
+ * that makes no progress for ms fails with -ETIMEDOUT, and once stop_fd (>= 0; a
+ * signalfd) is readable with -EINTR. Sets the connections non-blocking. 0 or -errno.
+ */
+int __must_check stream_io__bound(struct stream_io *io, int ms, int stop_fd);
+/*
+ * Puts len bytes already read off io's connection (its opening bytes) back in front of
+ * whatever comes next. Only on a fresh io: 0, -ENOMEM or -EINVAL.
+ */
+int __must_check stream_io__unread(struct stream_io *io, const void *buf, size_t len);
 /*
  * TCP_CORK on every connection io writes to (nothing for a file or memory): only full
  * segments leave until it is turned off, which sends the rest at once.

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -76,8 +77,20 @@ static void usage_receive(FILE *out)
 		"                           storage: the same file); one per disk, in order\n"
 		"  --net tap=NAME           this host's tap for the VM's next network card;\n"
 		"                           its MAC travels with the VM; one per card, in order\n"
+		"  --io-timeout SECONDS     fail (the VM not started) once the source has sent\n"
+		"                           nothing, or read nothing we sent, for this long;\n"
+		"                           1..3600, default 30\n"
 		"  -v, --verbose            debug messages, stamped with CLOCK_MONOTONIC seconds\n"
-		"  -h, --help               this text\n");
+		"  -h, --help               this text\n"
+		"\n"
+		"The listener: a connection must send the stream's magic within 10 s of its\n"
+		"accept, then the header and CONFIG within 10 s more; one that does not, or\n"
+		"sends anything else, is closed and the listener goes on (a bad header is\n"
+		"answered with ERROR first). At most 24 connections wait at once; a new one\n"
+		"closes the one waiting longest. Once a well-formed CONFIG came, that\n"
+		"connection is the source: a refusal, a broken stream or --io-timeout ends\n"
+		"the receive with status 1. SIGINT or SIGTERM end it at any point before the\n"
+		"VM runs, without starting it.\n");
 }
 
 struct migrate_cli {
@@ -364,6 +377,21 @@ int migrate_cli__migrate(int argc, char **argv)
 	return ret;
 }
 
+static int parse_io_timeout(const char *s, int *ms)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 1 || v > 3600) {
+		pr_err("--io-timeout '%s': expected whole seconds, 1..3600", s);
+		return -EINVAL;
+	}
+	*ms = (int)v * 1000;
+	return 0;
+}
+
 int migrate_cli__receive(int argc, char **argv, const struct vm_control *control)
 {
 	static const struct option opts[] = {
@@ -373,6 +401,7 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 		{ "console", required_argument, NULL, 'C' },
 		{ "disk", required_argument, NULL, 'D' },
 		{ "net", required_argument, NULL, 'N' },
+		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -408,6 +437,10 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 				return 2;
 			}
 			p.nets[p.nr_nets++] = optarg;
+			break;
+		case 'T':
+			if (parse_io_timeout(optarg, &p.io_timeout_ms))
+				return 2;
 			break;
 		case ':':
 			pr_err("option %s needs a value", argv[optind - 1]);

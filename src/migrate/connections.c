@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -137,30 +138,49 @@ int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token
 
 void connections__close_waiting(struct connections_waiting *w)
 {
-	while (w->n)
-		close(w->fd[--w->n]);
+	while (w->n) {
+		w->n--;
+		close(w->fd[w->n]);
+		free(w->opening[w->n]);
+	}
+}
+
+/* w's slot i goes; the last one takes its place. */
+static void forget_waiting(struct connections_waiting *w, unsigned int i)
+{
+	w->n--;
+	w->fd[i] = w->fd[w->n];
+	w->since_ns[i] = w->since_ns[w->n];
+	w->opening[i] = w->opening[w->n];
+	w->got[i] = w->got[w->n];
 }
 
 static void drop_waiting(struct connections_waiting *w, unsigned int i)
 {
 	close(w->fd[i]);
-	w->fd[i] = w->fd[--w->n];
+	free(w->opening[i]);
+	forget_waiting(w, i);
 }
 
 /* Accepts one more into w; with w full, the one waiting longest is closed. 0 or -errno. */
 static int accept_waiting(int lfd, struct connections_waiting *w)
 {
+	unsigned int i, oldest = 0;
 	int fd, ret = transport__accept(lfd, &fd);
 
 	if (ret)
 		return ret;
 	if (w->n == ARRAY_SIZE(w->fd)) {
-		pr_warn("closed an incoming connection that said nothing: too many are waiting");
-		close(w->fd[0]);
-		memmove(w->fd, w->fd + 1, (w->n - 1) * sizeof(w->fd[0]));
-		w->n--;
+		pr_warn("closed the incoming connection waiting longest: too many are waiting");
+		for (i = 1; i < w->n; i++)
+			if (w->since_ns[i] < w->since_ns[oldest])
+				oldest = i;
+		drop_waiting(w, oldest);
 	}
-	w->fd[w->n++] = fd;
+	w->fd[w->n] = fd;
+	w->since_ns[w->n] = util__now_ns();
+	w->opening[w->n] = NULL;
+	w->got[w->n++] = 0;
 	return 0;
 }
 
@@ -201,37 +221,79 @@ static int wait_any(int lfd, const struct connections_waiting *w, uint64_t deadl
 	}
 }
 
-/*
- * What a waiting connection's first bytes say: 1 for a stream header, 0 for not
- * yet, -EBADMSG for anything else or its end. A header cut short waits up to a second.
- */
-static int opens_a_stream(int fd)
-{
-	uint8_t magic[STREAM_MAGIC_LEN];
-	uint64_t deadline = util__now_ns() + 1000000000ULL;
-	ssize_t n;
+#define OPENING_HDR_LEN (STREAM_HEADER_LEN + STREAM_RECORD_HDR_LEN)
 
-	for (;;) {
-		n = recv(fd, magic, sizeof(magic), MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			return 0;
-		if (n <= 0 || memcmp(magic, STREAM_MAGIC, (size_t)n))
-			return -EBADMSG;
-		if (n == sizeof(magic))
-			return 1;
-		if (wait_in(fd, deadline) || util__now_ns() >= deadline)
-			return -EBADMSG;
-		usleep(1000);
-	}
+/* The opening's length as far as its got bytes tell; 0 for a first record too long. */
+static size_t opening_len(const uint8_t *buf, size_t got)
+{
+	uint64_t len;
+
+	if (got < OPENING_HDR_LEN)
+		return OPENING_HDR_LEN;
+	len = stream_get64(buf + STREAM_HEADER_LEN + 8);
+	return len > STREAM_CONFIG_MAX_LEN ? 0 : OPENING_HDR_LEN + (size_t)len;
 }
 
-int connections__accept_source(int lfd, struct connections_waiting *w, int *out)
+/*
+ * Reads what a readable waiting connection sent of the opening, never more and never
+ * waiting: 1 once all of it came, 0 for not yet, -EBADMSG for anything else (the
+ * magic is checked as it comes, the rest by the stream reader) or its end.
+ */
+static int opens_a_stream(struct connections_waiting *w, unsigned int i)
 {
-	int i, ret, stop = util__stop_signal_fd(); /* SIGINT, SIGTERM end the wait */
+	size_t got = w->got[i], want = opening_len(w->opening[i], got);
+	uint8_t *p;
+	ssize_t n;
+
+	if (!want)
+		return -EBADMSG;
+	p = realloc(w->opening[i], want);
+	if (!p)
+		return -EBADMSG;
+	w->opening[i] = p;
+	n = recv(w->fd[i], p + got, want - got, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n <= 0 || (got < STREAM_MAGIC_LEN &&
+		       memcmp(p + got, STREAM_MAGIC + got, MIN((size_t)n, STREAM_MAGIC_LEN - got))))
+		return -EBADMSG;
+	w->got[i] = got + (size_t)n;
+	want = opening_len(p, w->got[i]);
+	if (!want)
+		return -EBADMSG;
+	return w->got[i] == want;
+}
+
+/* Closes the waiting connections older than timeout_ms; the next such deadline, or 0. */
+static uint64_t expire_waiting(struct connections_waiting *w, int timeout_ms)
+{
+	uint64_t now = util__now_ns(), limit = (uint64_t)timeout_ms * 1000000ULL, next = 0;
+	unsigned int i = 0;
+
+	while (i < w->n) {
+		if (now - w->since_ns[i] >= limit) {
+			pr_warn("closed an incoming connection that did not send a stream's header "
+				"and CONFIG within %d ms", timeout_ms);
+			drop_waiting(w, i);
+			continue;
+		}
+		if (!next || w->since_ns[i] + limit < next)
+			next = w->since_ns[i] + limit;
+		i++;
+	}
+	return next;
+}
+
+int connections__accept_source(int lfd, struct connections_waiting *w, int *out,
+			       uint8_t **opening, size_t *len, int timeout_ms, int stop_fd)
+{
+	int i, ret;
 
 	for (;;) {
-		i = wait_any(lfd, w, 0, stop);
-		ret = i < -1 ? i : i == -1 ? accept_waiting(lfd, w) : opens_a_stream(w->fd[i]);
+		i = wait_any(lfd, w, expire_waiting(w, timeout_ms), stop_fd);
+		if (i == -ETIMEDOUT)
+			continue;
+		ret = i < -1 ? i : i == -1 ? accept_waiting(lfd, w) : opens_a_stream(w, (unsigned int)i);
 		if (ret < 0 && i >= 0) {
 			pr_warn("closed an incoming connection that is not a migration stream");
 			drop_waiting(w, (unsigned int)i);
@@ -241,11 +303,11 @@ int connections__accept_source(int lfd, struct connections_waiting *w, int *out)
 	}
 	if (ret > 0) {
 		*out = w->fd[i];
-		w->fd[i] = w->fd[--w->n];
+		*opening = w->opening[i];
+		*len = w->got[i];
+		forget_waiting(w, (unsigned int)i);
 		ret = 0;
 	}
-	if (stop >= 0)
-		close(stop);
 	return ret;
 }
 
@@ -259,7 +321,7 @@ static int take_join(struct connections_waiting *w, unsigned int i, const uint8_
 	index = read_exact(fd, msg, sizeof(msg), deadline);
 	if (!index)
 		index = connections__join_parse(msg, sizeof(msg), token, n, fds);
-	w->fd[i] = w->fd[--w->n];
+	forget_waiting(w, i);
 	if (index < 0) {
 		close(fd);
 		pr_warn("closed an incoming connection that is not this migration's (%s)",

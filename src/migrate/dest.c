@@ -8,6 +8,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +20,20 @@
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
+#include "godwit/stream_check.h"
 #include "godwit/vm.h"
 #include "godwit/vmstate.h"
 #include "godwit/x86.h"
 
 #define GO_TIMEOUT_MS 60000
+/*
+ * What an unknown peer gets to send the stream's header and CONFIG, from its accept (a
+ * source sends them in its first flight). One that does not is closed and the
+ * listener goes on.
+ */
+#define HANDSHAKE_TIMEOUT_MS 10000
+/* The source's silence (or not reading) that ends a receive: --io-timeout's default. */
+#define IO_TIMEOUT_MS 30000
 /* From STRIPE, how long the source's extra connections may take to join. */
 #define JOIN_TIMEOUT_MS 10000
 
@@ -40,15 +52,12 @@ struct dest {
 	struct vm_preopened pre; /* this host's backends, opened before we listen */
 	struct vm *vm;
 	bool vm_created;
-	struct x86_vcpu_state *vcpus;
-	bool *vcpu_seen;
-	struct x86_vm_state vms;
-	unsigned int vm_seen;
-	struct serial8250_state *serial;
-	bool serial_seen;
-	struct virtio_blk_state blk[VM_MAX_DISKS];
-	struct virtio_net_state net[VM_MAX_NETS];
-	bool blk_seen[VM_MAX_DISKS], net_seen[VM_MAX_NETS];
+	struct stream_check chk; /* the STATE sections, checked */
+	int stop;		 /* signalfd: SIGINT, SIGTERM end the receive */
+	int io_timeout_ms;
+	char peer[80];
+	bool proven;		/* the first record after ACCEPTED read well */
+	bool first_read_failed; /* reading that record failed */
 	uint64_t *digests;
 	size_t nr_digests;
 	bool have_verify;
@@ -74,10 +83,52 @@ static void fail(struct dest *d, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void name_peer(struct dest *d)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[64], port[8];
+
+	snprintf(d->peer, sizeof(d->peer), "an unknown peer");
+	if (getpeername(d->fd, (struct sockaddr *)&ss, &len) ||
+	    getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		return;
+	snprintf(d->peer, sizeof(d->peer), "%s port %s", host, port);
+}
+
+/* The next connection that sends a stream's opening, within the handshake time. */
+static int take_connection(struct dest *d)
+{
+	uint8_t *opening = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = connections__accept_source(d->lfd, &d->waiting, &d->fd, &opening, &len,
+					 HANDSHAKE_TIMEOUT_MS, d->stop);
+	if (ret == -EINTR)
+		fail(d, "stopped by a signal while waiting for a source on %s", d->p->from);
+	else if (ret)
+		fail(d, "accept on %s: %s", d->p->from, strerror(-ret));
+	if (ret)
+		return ret;
+	name_peer(d);
+	ret = stream_io__init_fd(&d->io, d->fd);
+	/* accept_source read the header and CONFIG off the connection: they come first. */
+	if (!ret)
+		ret = stream_io__unread(&d->io, opening, len);
+	free(opening);
+	if (!ret)
+		ret = stream_io__bound(&d->io, d->io_timeout_ms, d->stop);
+	if (!ret)
+		ret = stream__reader_init(&d->r, &d->io, STREAM_CTX_DATA);
+	return ret;
+}
+
 static int open_source(struct dest *d)
 {
 	const char *from = d->p->from;
-	int lfd, ret;
+	int ret;
 
 	if (!strncmp(from, "file:", 5)) {
 		d->is_file = true;
@@ -86,21 +137,17 @@ static int open_source(struct dest *d)
 			fail(d, "cannot open %s: %s", from + 5, strerror(errno));
 			return -errno;
 		}
-		return 0;
+		ret = stream_io__init_fd(&d->io, d->fd);
+		return ret ? ret : stream__reader_init(&d->r, &d->io, STREAM_CTX_DATA);
 	}
-	ret = transport__listen(from, &lfd, d->err, sizeof(d->err));
+	ret = transport__listen(from, &d->lfd, d->err, sizeof(d->err));
 	if (ret)
 		return ret;
 	pr_info("waiting for an incoming migration on %s", from);
-	ret = connections__accept_source(lfd, &d->waiting, &d->fd);
-	/* Open until CONFIG says whether more connections will come. */
-	d->lfd = lfd;
-	if (ret == -EINTR)
-		fail(d, "stopped by a signal while waiting for a source on %s", from);
-	else if (ret)
-		fail(d, "accept on %s: %s", from, strerror(-ret));
-	return ret;
+	return 0;
 }
+
+static void send_error(struct dest *d);
 
 static int read_record(struct dest *d, struct stream_record *rec)
 {
@@ -131,17 +178,52 @@ static int read_config(struct dest *d)
 	if (!d->cfg)
 		return -ENOMEM;
 	ret = stream__config_decode(rec.payload, rec.length, d->cfg, why, sizeof(why));
-	if (ret) {
+	if (ret)
 		fail(d, "bad VM configuration in the stream: %s", why);
-		return ret;
+	return ret;
+}
+
+/* Forgets a connection that did not open a stream, keeping the listener. */
+static void drop_connection(struct dest *d)
+{
+	if (d->cfg)
+		stream__config_release(d->cfg);
+	free(d->cfg);
+	d->cfg = NULL;
+	stream__reader_exit(&d->r);
+	memset(&d->r, 0, sizeof(d->r));
+	stream_io__exit(&d->io);
+	close(d->fd);
+	d->fd = -1;
+	d->err[0] = 0;
+}
+
+/*
+ * Until a connection has sent the magic, a header this godwit reads and a well-formed
+ * CONFIG, within the handshake time, it is no source: it is closed (a bad header
+ * answered with ERROR, so that a newer source learns why) and the listener goes on.
+ * Once one has, it is the source, given --io-timeout from then on.
+ */
+static int take_source(struct dest *d)
+{
+	int ret;
+
+	for (;;) {
+		ret = take_connection(d);
+		if (ret && d->fd < 0)
+			return ret; /* a signal, or the listener failed */
+		if (!ret)
+			ret = read_config(d);
+		if (!ret || ret == -ENOMEM || d->io.gave_up == -EINTR)
+			break;
+		pr_warn("closed the connection from %s: %s", d->peer, d->err);
+		if (!d->io.gave_up)
+			send_error(d);
+		drop_connection(d);
 	}
-	if (d->cfg->nr_vcpus > VM_MAX_VCPUS || d->cfg->ram_size < VM_MIN_MEMORY ||
-	    d->cfg->ram_size > VM_MAX_MEMORY || d->cfg->ram_size % (2 * MiB)) {
-		fail(d, "the incoming VM (%u vCPUs, %llu MiB) is outside what godwit runs",
-		     d->cfg->nr_vcpus, (unsigned long long)(d->cfg->ram_size >> 20));
-		return -EINVAL;
-	}
-	return 0;
+	if (!ret)
+		pr_info("receiving a migration from %s", d->peer);
+	return ret;
 }
 
 static int check_layout(struct dest *d)
@@ -159,6 +241,50 @@ static int check_layout(struct dest *d)
 bad:
 	fail(d, "the incoming VM's memory layout differs from this godwit's");
 	return -EINVAL;
+}
+
+/*
+ * Guest RAM is a memfd filled as pages arrive: what the host can never back is
+ * refused here, before any of it moves (the source's VM goes on). The rule: the
+ * VM's RAM must fit in this host's RAM plus swap (MemTotal + SwapTotal); KVM and
+ * the kernel allow more, as the guest may never touch all of it, but a migration
+ * writes every page the guest has touched. Less than MemAvailable + SwapFree only
+ * warns: that changes by the second.
+ */
+static int check_host_memory(struct dest *d)
+{
+	uint64_t total = 0, swap = 0, avail = 0, swap_free = 0, v;
+	char line[128], key[64];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return 0; /* nothing to go by: KVM and the kernel decide */
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %" SCNu64, key, &v) != 2)
+			continue;
+		v *= KiB;
+		if (!strcmp(key, "MemTotal"))
+			total = v;
+		else if (!strcmp(key, "SwapTotal"))
+			swap = v;
+		else if (!strcmp(key, "MemAvailable"))
+			avail = v;
+		else if (!strcmp(key, "SwapFree"))
+			swap_free = v;
+	}
+	fclose(f);
+	if (total && d->cfg->ram_size > total + swap) {
+		fail(d, "the incoming VM has %llu MiB of RAM; this host has %llu MiB of RAM and "
+			"%llu MiB of swap",
+		     (unsigned long long)(d->cfg->ram_size >> 20), (unsigned long long)(total >> 20),
+		     (unsigned long long)(swap >> 20));
+		return -ENOMEM;
+	}
+	if (avail && d->cfg->ram_size > avail + swap_free)
+		pr_warn("the incoming VM has %llu MiB of RAM; %llu MiB are available here now",
+			(unsigned long long)(d->cfg->ram_size >> 20),
+			(unsigned long long)((avail + swap_free) >> 20));
+	return 0;
 }
 
 static int check_cpu(struct dest *d)
@@ -234,9 +360,6 @@ static int map_devices(struct dest *d)
 			}
 			memcpy(d->vcfg.nets[nets].mac, sd->mac, 6);
 			d->vcfg.nets[nets++].have_mac = sd->has_mac;
-		} else if (strcmp(sd->type, "serial")) {
-			fail(d, "the VM has a device this godwit does not know: %s", sd->type);
-			return -EINVAL;
 		}
 	}
 	if (disks != d->vcfg.nr_disks || nets != d->vcfg.nr_nets) {
@@ -249,8 +372,17 @@ static int map_devices(struct dest *d)
 
 static int build_vm(struct dest *d)
 {
+	char why[256] = "";
 	int ret;
 
+	ret = stream_check__config(&d->chk, d->cfg, d->r.hdr.minor, why, sizeof(why));
+	if (ret) {
+		fail(d, "%s", why);
+		return ret;
+	}
+	ret = check_host_memory(d);
+	if (ret)
+		return ret;
 	d->vcfg.mem_size = d->cfg->ram_size;
 	d->vcfg.nr_cpus = d->cfg->nr_vcpus;
 	d->vcfg.cmdline = strdup(d->cfg->cmdline);
@@ -258,10 +390,7 @@ static int build_vm(struct dest *d)
 	if (ret)
 		return ret;
 	d->vm = calloc(1, sizeof(*d->vm));
-	d->vcpus = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpus));
-	d->vcpu_seen = calloc(d->cfg->nr_vcpus, sizeof(*d->vcpu_seen));
-	d->serial = calloc(1, sizeof(*d->serial));
-	if (!d->vm || !d->vcpus || !d->vcpu_seen || !d->serial || !d->vcfg.cmdline)
+	if (!d->vm || !d->vcfg.cmdline)
 		return -ENOMEM;
 	ret = vm__create(d->vm, &d->vcfg, d->p->control);
 	if (ret) {
@@ -300,6 +429,8 @@ static int join_connections(struct dest *d, uint32_t taken)
 		return ret;
 	stream_io__unbuffered(&d->io, true);
 	ret = stream__read_record(&r, &rec);
+	d->first_read_failed = !!ret;
+	d->proven = !ret;
 	/*
 	 * STRIPE_CHUNKED only once taken, and it may use fewer than taken (the round trip
 	 * was not known when CONFIG offered them); a 1.3 source's STRIPE uses all.
@@ -347,8 +478,6 @@ static int send_accepted(struct dest *d)
 	struct stream_writer cw;
 	int ret;
 
-	if (taken < 2)
-		close_listener(d);
 	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
 	if (ret)
 		return ret;
@@ -372,70 +501,14 @@ static int start_parked(struct dest *d)
 	return ret;
 }
 
-static int take_device_state(struct dest *d, const struct stream_state_hdr *hdr,
-			     struct stream_tlv_reader *body, char *why, size_t whylen)
-{
-	bool blk = !strcmp(hdr->id, "virtio-blk");
-	unsigned int n = blk ? d->vcfg.nr_disks : d->vcfg.nr_nets;
-	bool *seen = blk ? d->blk_seen : d->net_seen;
-	int ret;
-
-	if (hdr->instance >= n || seen[hdr->instance]) {
-		snprintf(why, whylen, "no such device, or sent twice");
-		return -EBADMSG;
-	}
-	ret = blk ? vmstate__get_virtio_blk(body, hdr->version, d->r.hdr.minor,
-					    &d->blk[hdr->instance], why, whylen)
-		  : vmstate__get_virtio_net(body, hdr->version, d->r.hdr.minor,
-					    &d->net[hdr->instance], why, whylen);
-	seen[hdr->instance] = !ret;
-	return ret;
-}
-
 static int take_state(struct dest *d, const struct stream_record *rec)
 {
-	struct stream_state_hdr hdr;
-	struct stream_tlv_reader body;
-	char why[200] = "";
-	bool virtio;
-	int ret;
+	char why[256] = "";
+	int ret = stream_check__state(&d->chk, rec, why, sizeof(why));
 
-	ret = stream__state_parse(rec->payload, rec->length, &hdr, &body, why, sizeof(why));
 	if (ret)
-		goto bad;
-	virtio = !strcmp(hdr.id, "virtio-blk") || !strcmp(hdr.id, "virtio-net");
-	/* virtio sections have versions of their own, checked against the stream's minor. */
-	if (!virtio && hdr.version != VMSTATE_VERSION) {
-		snprintf(why, sizeof(why), "version %u, this godwit reads %u", hdr.version,
-			 VMSTATE_VERSION);
-		ret = -EPROTO;
-		goto bad;
-	}
-	if (!strcmp(hdr.id, "vcpu")) {
-		if (hdr.instance >= d->cfg->nr_vcpus || d->vcpu_seen[hdr.instance]) {
-			snprintf(why, sizeof(why), "vCPU %u unexpected", hdr.instance);
-			ret = -EBADMSG;
-			goto bad;
-		}
-		ret = vmstate__get_vcpu(&body, &d->vcpus[hdr.instance], why, sizeof(why));
-		d->vcpu_seen[hdr.instance] = !ret;
-	} else if (virtio) {
-		ret = take_device_state(d, &hdr, &body, why, sizeof(why));
-	} else if (!strcmp(hdr.id, "serial") && hdr.instance == 0 && !d->serial_seen) {
-		ret = vmstate__get_serial(&body, d->serial, why, sizeof(why));
-		d->serial_seen = !ret;
-	} else {
-		ret = vmstate__get_vm(hdr.id, hdr.instance, &body, &d->vms, &d->vm_seen, why,
-				      sizeof(why));
-		if (ret == -ENOENT)
-			snprintf(why, sizeof(why), "unknown or repeated section");
-	}
-	if (!ret)
-		return 0;
-bad:
-	fail(d, "bad state section '%.31s'/%u (record %llu): %s", hdr.id, hdr.instance,
-	     (unsigned long long)rec->index, why);
-	return ret < 0 ? ret : -EBADMSG;
+		fail(d, "%s", why);
+	return ret;
 }
 
 /*
@@ -511,6 +584,17 @@ static int take_ram_packed(struct dest *d, const struct stream_record *rec)
 	return ret;
 }
 
+/* SIGINT or SIGTERM came: a source that never lets the reads block is stopped too. */
+static bool stopped(struct dest *d)
+{
+	struct pollfd p = { .fd = d->stop, .events = POLLIN };
+
+	if (d->stop < 0 || poll(&p, 1, 0) <= 0)
+		return false;
+	d->io.gave_up = -EINTR;
+	return true;
+}
+
 static int receive_records(struct dest *d)
 {
 	struct stream_record rec;
@@ -519,8 +603,16 @@ static int receive_records(struct dest *d)
 
 	for (;;) {
 		ret = read_record(d, &rec);
+		if (!d->proven) {
+			d->first_read_failed = !!ret;
+			d->proven = !ret;
+			if (!ret)
+				close_listener(d);
+		}
 		if (ret)
 			return ret;
+		if (stopped(d))
+			return -EINTR;
 		switch (rec.type) {
 		case STREAM_REC_RAM:
 			ret = stream__ram_record_parse(d->cfg, rec.payload, rec.length, ram__apply_run,
@@ -551,7 +643,12 @@ static int receive_records(struct dest *d)
 				fail(d, "bad VERIFY record: %s", why);
 			break;
 		case STREAM_REC_END:
-			return 0;
+			ret = stream_check__complete(&d->chk, why, sizeof(why));
+			if (!ret && d->is_file)
+				ret = stream_check__file_ends(&d->io, why, sizeof(why));
+			if (ret)
+				fail(d, "%s", why);
+			return ret;
 		default:
 			fail(d, "record %llu: %s has no place in a data stream",
 			     (unsigned long long)rec.index, stream__type_name(rec.type));
@@ -570,15 +667,9 @@ static int restore_devices(struct dest *d)
 
 	for (i = 0; i < vm->nr_vdevs; i++) {
 		struct vdev *v = &vm->vdevs[i];
-		bool seen = v->blk ? d->blk_seen[v->instance] : d->net_seen[v->instance];
 
-		if (!seen) {
-			fail(d, "the stream ended without the state of %s %u",
-			     v->blk ? "disk" : "network card", v->instance);
-			return -EBADMSG;
-		}
-		ret = v->blk ? virtio_blk__load(v->blk, &d->blk[v->instance])
-			     : virtio_net__load(v->net, &d->net[v->instance]);
+		ret = v->blk ? virtio_blk__load(v->blk, &d->chk.blk[v->instance])
+			     : virtio_net__load(v->net, &d->chk.net[v->instance]);
 		if (ret) {
 			fail(d, "invalid state for %s %u in the stream (see the log)",
 			     v->blk ? "disk" : "network card", v->instance);
@@ -596,25 +687,14 @@ static int restore(struct dest *d)
 	int ret;
 
 	for (i = 0; i < d->cfg->nr_vcpus; i++) {
-		if (!d->vcpu_seen[i]) {
-			fail(d, "the stream ended without the state of vCPU %u", i);
-			return -EBADMSG;
-		}
-	}
-	if (d->vm_seen != VMSTATE_SEEN_VM_ALL || !d->serial_seen) {
-		fail(d, "the stream ended without the interrupt controller, timer, clock or "
-			"serial state");
-		return -EBADMSG;
-	}
-	for (i = 0; i < d->cfg->nr_vcpus; i++) {
-		ret = x86__vcpu_restore(&vm->vcpus[i].kfd, &d->vcpus[i]);
+		ret = x86__vcpu_restore(&vm->vcpus[i].kfd, &d->chk.vcpus[i]);
 		if (ret) {
 			fail(d, "KVM refused the state of vCPU %u: %s", i, strerror(-ret));
 			return ret;
 		}
 	}
 	t_vcpus = util__now_ns();
-	ret = serial8250__load(&vm->serial, d->serial);
+	ret = serial8250__load(&vm->serial, d->chk.serial);
 	if (ret) {
 		fail(d, "invalid serial port state in the stream");
 		return ret;
@@ -623,7 +703,7 @@ static int restore(struct dest *d)
 	if (ret)
 		return ret;
 	t_devices = util__now_ns();
-	ret = x86__vm_restore(&vm->kvm, &d->vms);
+	ret = x86__vm_restore(&vm->kvm, &d->chk.vms);
 	if (ret) {
 		fail(d, "KVM refused the interrupt controller, timer or clock state: %s",
 		     strerror(-ret));
@@ -806,8 +886,11 @@ static void close_connections(struct dest *d)
 	d->fd = -1;
 }
 
-static void cleanup(struct dest *d)
+/* All of one connection's attempt, the VM included; the listener stays. */
+static void cleanup_attempt(struct dest *d)
 {
+	uint32_t i;
+
 	if (d->vm_created)
 		vm__destroy(d->vm);
 	free(d->vm);
@@ -816,43 +899,94 @@ static void cleanup(struct dest *d)
 	if (d->cfg)
 		stream__config_release(d->cfg);
 	free(d->cfg);
-	free(d->vcpus);
-	free(d->vcpu_seen);
-	free(d->serial);
+	stream_check__exit(&d->chk);
 	free(d->digests);
 	ram_digest__exit(&d->digest);
 	free(d->lz4_pages);
 	stream__zstd_free(NULL, d->zstd_dctx);
 	stream__reader_exit(&d->r);
 	stream_io__exit(&d->io);
+	for (i = 1; i < d->joined; i++)
+		close(d->extra_fd[i]);
+	if (d->fd >= 0)
+		close(d->fd);
+}
+
+static void cleanup(struct dest *d)
+{
+	cleanup_attempt(d);
+	d->fd = -1;
+	d->joined = 0;
 	close_connections(d);
+	if (d->stop >= 0)
+		close(d->stop);
+}
+
+/*
+ * The connection had its CONFIG accepted but then sent nothing usable: it goes, the
+ * VM built for it too, and the listener takes the next.
+ */
+static int next_attempt(struct dest *d)
+{
+	struct dest fresh = { .p = d->p, .fd = -1, .lfd = d->lfd, .waiting = d->waiting,
+			      .stop = d->stop, .io_timeout_ms = d->io_timeout_ms };
+	unsigned int i;
+
+	pr_warn("closed the connection from %s: nothing usable came after ACCEPTED (%s)",
+		d->peer, d->err);
+	if (!d->io.gave_up)
+		send_error(d);
+	cleanup_attempt(d);
+	*d = fresh;
+	/* The VM had taken this host's backends: open them again for the next one. */
+	d->pre.console_fd = -1;
+	for (i = 0; i < VM_MAX_DISKS; i++)
+		d->pre.disk_fd[i] = -1;
+	for (i = 0; i < VM_MAX_NETS; i++)
+		d->pre.tap[i].fd = -1;
+	return open_backends(d);
+}
+
+/* A bounded wait ended the receive: say so, over whatever the read or write said. */
+static void gave_up(struct dest *d)
+{
+	d->err[0] = 0;
+	if (d->io.gave_up == -EINTR)
+		fail(d, "stopped by a signal; the VM was not started");
+	else
+		fail(d, "%s sent nothing, or read nothing we sent, for %d s (--io-timeout); the "
+			"VM was not started", d->peer, d->io_timeout_ms / 1000);
 }
 
 int migrate__receive(const struct receive_params *p)
 {
-	struct dest d = { .p = p, .fd = -1, .lfd = -1 };
+	struct dest d = { .p = p, .fd = -1, .lfd = -1, .stop = util__stop_signal_fd() };
 	int ret, status;
 
+	d.io_timeout_ms = p->io_timeout_ms ? p->io_timeout_ms : IO_TIMEOUT_MS;
 	ret = open_backends(&d);
-	if (ret)
+	if (ret) {
+		if (d.stop >= 0)
+			close(d.stop);
 		return ret == -EINVAL ? 2 : 1;
+	}
 	ret = open_source(&d);
-	if (!ret)
-		ret = stream_io__init_fd(&d.io, d.fd);
-	if (!ret)
-		ret = stream__reader_init(&d.r, &d.io, STREAM_CTX_DATA);
-	if (!ret)
-		ret = read_config(&d);
-	if (!ret)
-		ret = build_vm(&d);
-	if (!ret)
-		ret = start_digests(&d);
-	if (!ret && !d.is_file)
-		ret = send_accepted(&d);
-	if (!ret)
-		ret = start_parked(&d);
-	if (!ret)
-		ret = receive_records(&d);
+	while (!ret) {
+		ret = d.is_file ? read_config(&d) : take_source(&d);
+		if (!ret)
+			ret = build_vm(&d);
+		if (!ret)
+			ret = start_digests(&d);
+		if (!ret && !d.is_file)
+			ret = send_accepted(&d);
+		if (!ret)
+			ret = start_parked(&d);
+		if (!ret)
+			ret = receive_records(&d);
+		if (!ret || d.is_file || !d.first_read_failed || d.io.gave_up == -EINTR)
+			break;
+		ret = next_attempt(&d);
+	}
 	/* Verify first: restoring the vCPUs makes KVM write guest RAM (kvmclock). */
 	if (!ret)
 		ret = verify(&d);
@@ -861,6 +995,8 @@ int migrate__receive(const struct receive_params *p)
 	if (!ret)
 		ret = d.is_file ? start_from_file(&d) : handover(&d);
 	util__switchover_priority(false);
+	if (ret && d.io.gave_up)
+		gave_up(&d);
 	if (ret) {
 		if (!d.err[0])
 			fail(&d, "%s", strerror(-ret));

@@ -16,6 +16,7 @@
 
 #include "godwit/dump.h"
 #include "godwit/stream.h"
+#include "godwit/stream_check.h"
 
 #define TEXT_LIST_MAX 8 /* text lines show the first few runs/digests only */
 #define EM_DEPTH      6
@@ -37,6 +38,9 @@ struct dump {
 	struct emitter em;
 	struct stream_config cfg;
 	bool have_cfg;
+	struct stream_check chk; /* what a destination checks, from CONFIG on */
+	uint16_t minor;		 /* the header's */
+	bool have_chk;
 	void *zstd_dctx; /* made for the first RAM_ZSTD record, kept for the others */
 	char err[256];
 };
@@ -232,7 +236,8 @@ static int dump_config(struct dump *d, const struct stream_record *rec)
 	for (i = 0; i < c->nr_devices; i++)
 		dump_device(e, &c->devices[i]);
 	em_close(e);
-	return 0;
+	d->have_chk = true;
+	return stream_check__config(&d->chk, c, d->minor, d->err, sizeof(d->err));
 }
 
 struct ram_sum {
@@ -358,10 +363,12 @@ static int dump_state(struct dump *d, const struct stream_record *rec)
 	while ((ret = stream__tlv_next(&tr, &t)) > 0)
 		dump_field(&d->em, &t);
 	em_close(&d->em);
-	if (ret < 0)
+	if (ret < 0) {
 		snprintf(d->err, sizeof(d->err), "STATE field at byte %zu runs past the end",
 			 STREAM_STATE_HDR_LEN + tr.pos);
-	return ret;
+		return ret;
+	}
+	return stream_check__state(&d->chk, rec, d->err, sizeof(d->err));
 }
 
 static int dump_verify(struct dump *d, const struct stream_record *rec)
@@ -410,7 +417,7 @@ static int dump_payload(struct dump *d, const struct stream_record *rec)
 	case STREAM_REC_END:
 		em_u64(&d->em, "records", stream_get64(rec->payload), DEC);
 		em_u64(&d->em, "checksum", stream_get64(rec->payload + 8), HASH);
-		return 0;
+		return stream_check__complete(&d->chk, d->err, sizeof(d->err));
 	}
 	return 0;
 }
@@ -473,6 +480,7 @@ static int dump_stream(struct dump *d, struct stream_reader *r)
 		return 1;
 	}
 	dump_header(d, &hdr);
+	d->minor = hdr.minor;
 	for (;;) {
 		if (stream__read_record(r, &rec)) {
 			dump_error(d, r->err);
@@ -487,6 +495,10 @@ static int dump_stream(struct dump *d, struct stream_reader *r)
 		}
 		if (rec.type == STREAM_REC_END)
 			break;
+	}
+	if (stream_check__file_ends(r->io, d->err, sizeof(d->err))) {
+		dump_error(d, d->err);
+		return 1;
 	}
 	dump_summary(d, r);
 	return 0;
@@ -532,6 +544,8 @@ err_io:
 err_close:
 	close(fd);
 err_free:
+	if (d->have_chk)
+		stream_check__exit(&d->chk);
 	stream__config_release(&d->cfg);
 	stream__zstd_free(NULL, d->zstd_dctx);
 	free(d);

@@ -19,6 +19,7 @@
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
 #include "godwit/rate.h"
+#include "godwit/stream_check.h"
 #include "godwit/vm.h"
 #include "godwit/virtio_blk.h"
 #include "godwit/virtio_net.h"
@@ -321,7 +322,7 @@ static int send_config(struct source *src)
 		return -ENOMEM;
 	c->ram_size = vm->mem.size;
 	c->nr_vcpus = vm->nr_vcpus;
-	c->machine_version = 1;
+	c->machine_version = STREAM_MACHINE_VERSION;
 	snprintf(c->cmdline, sizeof(c->cmdline), "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
 	c->nr_regions = vm->mem.nr_regions;
 	for (i = 0; i < vm->mem.nr_regions; i++)

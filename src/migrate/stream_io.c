@@ -4,6 +4,7 @@
  * memory buffer (tests, fuzzing, dump of an in-memory capture).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -111,17 +112,48 @@ static int read_fd(const struct stream_io *io, size_t *max)
 	return fd;
 }
 
+/*
+ * A bounded io's fd would block: waits for it (events) for up to io->wait_ms, or until
+ * io->stop_fd is readable. 0, -ETIMEDOUT, -EINTR (stop) or -errno.
+ */
+static int fd_wait(struct stream_io *io, int fd, short events)
+{
+	struct pollfd p[2] = {
+		{ .fd = fd, .events = events },
+		{ .fd = io->stop_fd, .events = POLLIN },
+	};
+	int r;
+
+	do {
+		r = poll(p, io->stop_fd >= 0 ? 2 : 1, io->wait_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (!r || (io->stop_fd >= 0 && p[1].revents)) {
+		io->gave_up = r ? -EINTR : -ETIMEDOUT;
+		return io->gave_up;
+	}
+	return 0;
+}
+
 /* One read(2) of at most len: bytes read, -ENODATA at EOF, -errno. */
 static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
 {
 	int fd = read_fd(io, &len);
 	ssize_t n;
 
-	do {
+	for (;;) {
 		n = read(fd, dst, len);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN || !io->wait_ms)
+			return -errno;
+		n = fd_wait(io, fd, POLLIN);
+		if (n)
+			return n;
+	}
 	if (n == 0)
 		return -ENODATA;
 	if (striped(io, true))
@@ -296,6 +328,13 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 		w = writev(fd, batch, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EAGAIN && io->wait_ms) {
+			int ret = fd_wait(io, fd, POLLOUT);
+
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (w < 0)
 			return -errno;
 		if (w == 0)
@@ -321,6 +360,48 @@ int stream_io__stripe(struct stream_io *io, const int *fds, unsigned int n, uint
 	io->stripe_reads = reads;
 	io->stripe_pos = reads ? ahead : 0;
 	io->unbuffered = false;
+	return io->wait_ms ? stream_io__bound(io, io->wait_ms, io->stop_fd) : 0;
+}
+
+static int set_nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+int stream_io__bound(struct stream_io *io, int ms, int stop_fd)
+{
+	unsigned int i;
+	int ret;
+
+	if (io->fd < 0 || ms <= 0)
+		return -EINVAL;
+	io->wait_ms = ms;
+	io->stop_fd = stop_fd;
+	ret = set_nonblocking(io->fd);
+	for (i = 1; !ret && i < io->nr_stripes; i++)
+		ret = set_nonblocking(io->stripe_fd[i]);
+	return ret;
+}
+
+int stream_io__unread(struct stream_io *io, const void *buf, size_t len)
+{
+	if (io->fd < 0 || io->rbuf_len || io->bytes_read)
+		return -EINVAL;
+	if (len > io->rbuf_cap) {
+		uint8_t *p = realloc(io->rbuf, len);
+
+		if (!p)
+			return -ENOMEM;
+		io->rbuf = p;
+		io->rbuf_cap = len;
+	}
+	memcpy(io->rbuf, buf, len);
+	io->rbuf_pos = 0;
+	io->rbuf_len = len;
 	return 0;
 }
 
@@ -352,13 +433,20 @@ int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int io
 int stream_io__wait_readable(struct stream_io *io, int ms)
 {
 	size_t max = 1;
-	struct pollfd p = { .fd = read_fd(io, &max), .events = POLLIN };
-	int r;
+	struct pollfd p[2] = {
+		{ .fd = read_fd(io, &max), .events = POLLIN },
+		{ .fd = io->stop_fd, .events = POLLIN },
+	};
+	int r, n = io->wait_ms && io->stop_fd >= 0 ? 2 : 1;
 
 	if (io->fd < 0 || io->rbuf_pos < io->rbuf_len)
 		return 0;
 	do {
-		r = poll(&p, 1, ms);
+		r = poll(p, (nfds_t)n, ms);
 	} while (r < 0 && errno == EINTR);
+	if (r > 0 && n == 2 && p[1].revents) {
+		io->gave_up = -EINTR;
+		return -EINTR;
+	}
 	return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : -errno;
 }

@@ -343,6 +343,48 @@ static void test_stripe_record(void **state)
 }
 
 /* A listener on a free loopback port; uri says where. */
+/* A source's first bytes: header and CONFIG, then "more" (malloc'ed). */
+static uint8_t *opening(size_t *len, size_t *more_at)
+{
+	struct stream_config cfg = { .ram_size = 64 * MiB, .nr_vcpus = 1, .nr_regions = 1 };
+	struct stream_writer w;
+	struct stream_io io;
+	const uint8_t *data;
+	uint8_t *buf;
+
+	cfg.regions[0] = (struct stream_region){ 0, 64 * MiB };
+	stream_io__init_mem_writer(&io);
+	assert_int_equal(stream__writer_init(&w, &io, STREAM_CTX_DATA), 0);
+	assert_int_equal(stream__write_header(&w), 0);
+	assert_int_equal(stream__write_config(&w, &cfg), 0);
+	data = stream_io__mem_data(&io, len);
+	buf = malloc(*len + 4);
+	assert_non_null(buf);
+	memcpy(buf, data, *len);
+	memcpy(buf + *len, "more", 4);
+	*more_at = *len;
+	*len += 4;
+	stream__writer_exit(&w);
+	stream_io__exit(&io);
+	return buf;
+}
+
+/* accept_source's answer is the whole opening, and the connection goes on after it. */
+static int take_source(int lfd, struct connections_waiting *w, int *fd, int timeout_ms)
+{
+	size_t len, want, more_at;
+	uint8_t *got = NULL, *expect = opening(&want, &more_at);
+	int ret = connections__accept_source(lfd, w, fd, &got, &len, timeout_ms, -1);
+
+	if (!ret) {
+		assert_int_equal(len, more_at);
+		assert_memory_equal(got, expect, len);
+	}
+	free(got);
+	free(expect);
+	return ret;
+}
+
 static int listen_on_loopback(char uri[64])
 {
 	struct sockaddr_storage ss;
@@ -362,15 +404,15 @@ static void test_accept_joins(void **state)
 	struct connections_waiting w = { .n = 0 };
 	char uri[64], err[128];
 	int lfd, fds[3], c[3], stray, i;
-	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
-	size_t len;
+	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN], *op;
+	size_t len, more_at;
 
 	(void)state;
 	lfd = listen_on_loopback(uri);
-	assert_int_equal(transport__connect(uri, STREAM_MAGIC, STREAM_MAGIC_LEN, 1, &c[0], err,
-					     sizeof(err)),
-			 0);
-	assert_int_equal(connections__accept_source(lfd, &w, &fds[0]), 0);
+	op = opening(&len, &more_at);
+	assert_int_equal(transport__connect(uri, op, more_at, 1, &c[0], err, sizeof(err)), 0);
+	free(op);
+	assert_int_equal(take_source(lfd, &w, &fds[0], 10000), 0);
 	assert_int_equal(w.n, 0);
 	/* A stray that sends garbage, then the two extra connections (index 2 first). */
 	assert_int_equal(transport__connect_more(c[0], &stray), 0);
@@ -411,7 +453,8 @@ static void test_extra_connections_before_the_first(void **state)
 	struct connections_waiting w = { .n = 0 };
 	char uri[64], err[128];
 	int lfd, fds[3], c[3], gone, garbage, first, i;
-	uint8_t b;
+	size_t len, more_at;
+	uint8_t b, *op;
 
 	(void)state;
 	lfd = listen_on_loopback(uri);
@@ -422,13 +465,13 @@ static void test_extra_connections_before_the_first(void **state)
 	close(gone);
 	assert_int_equal(transport__connect(uri, "GODWITXX", 8, 1, &garbage, err, sizeof(err)), 0);
 	usleep(20000);
-	assert_int_equal(transport__connect(uri, STREAM_MAGIC "rest of the header",
-					     STREAM_MAGIC_LEN + 18, 1, &c[0], err, sizeof(err)),
-			 0);
-	assert_int_equal(connections__accept_source(lfd, &w, &first), 0);
+	op = opening(&len, &more_at);
+	assert_int_equal(transport__connect(uri, op, len, 1, &c[0], err, sizeof(err)), 0);
+	free(op);
+	assert_int_equal(take_source(lfd, &w, &first, 10000), 0);
 	assert_int_equal(w.n, 2); /* the extras; the one gone and the garbage are closed */
-	assert_int_equal(read(first, &b, 1), 1);
-	assert_int_equal(b, 'G');
+	assert_int_equal(read(first, &b, 1), 1); /* header and CONFIG were read off it */
+	assert_int_equal(b, 'm');
 	assert_true(read(garbage, &b, 1) <= 0); /* closed, maybe reset: its bytes were unread */
 	close(garbage);
 	for (i = 1; i <= 2; i++)
@@ -443,6 +486,63 @@ static void test_extra_connections_before_the_first(void **state)
 		close(c[i]);
 	}
 	close(lfd);
+}
+
+/*
+ * Peers that send part of the opening and hold their connection cost the source no
+ * wait: the source's connection is taken at once, each stalled one keeps only its
+ * place in w, and each goes at its deadline; so does one whose CONFIG is too long.
+ */
+static void test_partial_openings_stall_nothing(void **state)
+{
+	struct connections_waiting w = { .n = 0 };
+	char uri[64], err[128];
+	int lfd, first, src, stall[16], i;
+	size_t len, more_at;
+	uint8_t b, *op;
+	uint64_t t0;
+
+	(void)state;
+	lfd = listen_on_loopback(uri);
+	op = opening(&len, &more_at);
+	for (i = 0; i < (int)ARRAY_SIZE(stall); i++)
+		assert_int_equal(transport__connect(uri, op, i < 8 ? 3 : more_at - 1, 1, &stall[i],
+						     err, sizeof(err)),
+				 0);
+	assert_int_equal(transport__connect(uri, op, len, 1, &src, err, sizeof(err)), 0);
+	t0 = util__now_ns();
+	assert_int_equal(take_source(lfd, &w, &first, 10000), 0);
+	assert_true(util__now_ns() - t0 < 500000000ULL);
+	assert_int_equal(read(first, &b, 1), 1);
+	assert_int_equal(b, 'm');
+	close(first);
+	close(src);
+	/* One that trickles its opening is taken once it is whole. */
+	assert_int_equal(transport__connect(uri, op, 5, 1, &src, err, sizeof(err)), 0);
+	usleep(10000);
+	assert_int_equal(write(src, op + 5, len - 5), (ssize_t)(len - 5));
+	assert_int_equal(take_source(lfd, &w, &first, 200), 0);
+	close(first);
+	close(src);
+	/* A first record longer than any CONFIG is no source. */
+	stream_put64(op + STREAM_HEADER_LEN + 8, STREAM_CONFIG_MAX_LEN + 1);
+	assert_int_equal(transport__connect(uri, op, more_at, 1, &first, err, sizeof(err)), 0);
+	/* The stalled ones expire; the wait goes on for a source. */
+	usleep(250000);
+	stream_put64(op + STREAM_HEADER_LEN + 8, more_at - STREAM_HEADER_LEN - STREAM_RECORD_HDR_LEN);
+	assert_int_equal(transport__connect(uri, op, len, 1, &src, err, sizeof(err)), 0);
+	assert_int_equal(take_source(lfd, &w, &i, 200), 0);
+	assert_int_equal(w.n, 0);
+	assert_true(read(first, &b, 1) <= 0);
+	close(first);
+	close(i);
+	for (i = 0; i < (int)ARRAY_SIZE(stall); i++) {
+		assert_true(read(stall[i], &b, 1) <= 0);
+		close(stall[i]);
+	}
+	close(src);
+	close(lfd);
+	free(op);
 }
 
 static int corked(int fd)
@@ -520,6 +620,7 @@ int main(void)
 	    cmocka_unit_test(test_stripe_record),
 	    cmocka_unit_test(test_accept_joins),
 	    cmocka_unit_test(test_extra_connections_before_the_first),
+	    cmocka_unit_test(test_partial_openings_stall_nothing),
 	    cmocka_unit_test(test_cork_every_connection),
 	    cmocka_unit_test(test_round_trips),
 	};
