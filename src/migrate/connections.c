@@ -255,7 +255,7 @@ static int opens_a_stream(struct connections_waiting *w, unsigned int i)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n <= 0 || (got < STREAM_MAGIC_LEN &&
-		       memcmp(p + got, STREAM_MAGIC + got, MIN((size_t)n, STREAM_MAGIC_LEN - got))))
+		       memcmp(p + got, &STREAM_MAGIC[got], MIN((size_t)n, STREAM_MAGIC_LEN - got))))
 		return -EBADMSG;
 	w->got[i] = got + (size_t)n;
 	want = opening_len(p, w->got[i]);
