@@ -83,14 +83,17 @@ static void usage_receive(FILE *out)
 		"  -v, --verbose            debug messages, stamped with CLOCK_MONOTONIC seconds\n"
 		"  -h, --help               this text\n"
 		"\n"
-		"The listener: a connection must send the stream's magic within 10 s of its\n"
-		"accept, then the header and CONFIG within 10 s more; one that does not, or\n"
-		"sends anything else, is closed and the listener goes on (a bad header is\n"
-		"answered with ERROR first). At most 24 connections wait at once; a new one\n"
-		"closes the one waiting longest. Once a well-formed CONFIG came, that\n"
-		"connection is the source: a refusal, a broken stream or --io-timeout ends\n"
-		"the receive with status 1. SIGINT or SIGTERM end it at any point before the\n"
-		"VM runs, without starting it.\n");
+		"The listener: a connection must send the stream's header and CONFIG within\n"
+		"10 s of its accept; its bytes are read as they come, so a slow or silent\n"
+		"one holds up no other. One that does not, or whose opening is bad (answered\n"
+		"with ERROR), is closed and the listener goes on. At most 24 wait at once; a\n"
+		"new one closes the one waiting longest. A well-formed CONFIG this host\n"
+		"refuses ends the receive (status 1). After ACCEPTED, a peer whose first\n"
+		"record does not come within --io-timeout is dropped with the VM built for\n"
+		"it (the API socket is opened again) and the listener goes on; from that\n"
+		"record on it is the source: a broken stream or --io-timeout ends the\n"
+		"receive (status 1). SIGINT or SIGTERM end it at any point before the VM\n"
+		"runs, without starting it.\n");
 }
 
 struct migrate_cli {
