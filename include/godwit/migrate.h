@@ -232,10 +232,12 @@ int __must_check connections__accept_source(int lfd, struct connections_waiting 
 /*
  * Takes JOINs from w's connections and new ones on lfd until fds[1..n-1] hold the
  * source's extra connections (fds[0] is the first); others are closed (at most a
- * few), all within timeout_ms. 0, or -errno with fds[1..n-1] closed.
+ * few), all within timeout_ms. 0, or -errno (-EINTR once stop_fd, if >= 0, is
+ * readable) with fds[1..n-1] closed.
  */
 int __must_check connections__accept(int lfd, struct connections_waiting *w,
-				     const uint8_t *token, uint32_t n, int *fds, int timeout_ms);
+				     const uint8_t *token, uint32_t n, int *fds, int timeout_ms,
+				     int stop_fd);
 void connections__close_waiting(struct connections_waiting *w);
 /* The kernel's smoothed round-trip time of a TCP connection; 0 when it has none (a file). */
 uint64_t transport__rtt_ns(int fd);

@@ -333,7 +333,7 @@ static int take_join(struct connections_waiting *w, unsigned int i, const uint8_
 }
 
 int connections__accept(int lfd, struct connections_waiting *w, const uint8_t *token, uint32_t n,
-			int *fds, int timeout_ms)
+			int *fds, int timeout_ms, int stop_fd)
 {
 	uint64_t deadline = util__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 	unsigned int joined = 1, strays = 0, i;
@@ -342,7 +342,7 @@ int connections__accept(int lfd, struct connections_waiting *w, const uint8_t *t
 	for (i = 1; i < n; i++)
 		fds[i] = -1;
 	while (joined < n) {
-		int which = wait_any(lfd, w, deadline, -1);
+		int which = wait_any(lfd, w, deadline, stop_fd);
 
 		if (which < -1) {
 			ret = which;

@@ -453,7 +453,9 @@ static int join_connections(struct dest *d, uint32_t taken)
 	}
 	d->extra_fd[0] = d->fd;
 	ret = connections__accept(d->lfd, &d->waiting, d->cfg->token, n, d->extra_fd,
-				  JOIN_TIMEOUT_MS);
+				  JOIN_TIMEOUT_MS, d->stop);
+	if (ret == -EINTR)
+		d->io.gave_up = -EINTR;
 	close_listener(d);
 	if (ret) {
 		fail(d, "the source's %u connections did not all join: %s", n, strerror(-ret));

@@ -424,7 +424,7 @@ static void test_accept_joins(void **state)
 		assert_int_equal(transport__connect_finish(c[i]), 0);
 		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
 	}
-	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000), 0);
+	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000, -1), 0);
 	for (i = 1; i <= 2; i++) {
 		len = (size_t)write(c[i], "x", 1);
 		assert_int_equal(len, 1);
@@ -436,7 +436,7 @@ static void test_accept_joins(void **state)
 	assert_int_equal(read(stray, msg, 1), 0);
 	close(stray);
 	/* Nobody else comes: a timeout, nothing left open. */
-	assert_int_equal(connections__accept(lfd, &w, token, 2, fds, 50), -ETIMEDOUT);
+	assert_int_equal(connections__accept(lfd, &w, token, 2, fds, 50, -1), -ETIMEDOUT);
 	connections__close_waiting(&w);
 	close(fds[0]);
 	close(c[0]);
@@ -477,7 +477,7 @@ static void test_extra_connections_before_the_first(void **state)
 	for (i = 1; i <= 2; i++)
 		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
 	fds[0] = first;
-	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000), 0);
+	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000, -1), 0);
 	assert_int_equal(w.n, 0);
 	for (i = 0; i <= 2; i++) {
 		assert_int_equal(write(c[i], "y", 1), 1);
