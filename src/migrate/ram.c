@@ -421,28 +421,43 @@ static int send_offset(struct ram_sender *s, uint64_t off)
 	return add_page(s, guest_mem__offset_to_gpa(mem, off), mem->base + off);
 }
 
-/* Sends the pages of memfd offsets [from, to) that hold data. */
-static int send_written(struct ram_sender *s, uint64_t from, uint64_t to, uint64_t *touched)
+/*
+ * Sends the pages of memfd offsets [from, to) that hold data. *data_end is the end of
+ * the last data range found, which may lie past `to`: SEEK_HOLE walks a whole range,
+ * so asking again in each piece walked a long range once per piece (quadratic in the
+ * memory written). Data stays data: nothing punches holes in a source's memfd. Holes
+ * are looked for again in each piece, after it is armed (ram__send_all).
+ */
+static int send_written(struct ram_sender *s, uint64_t from, uint64_t to, uint64_t *data_end,
+			uint64_t *touched)
 {
-	int fd = s->t->mem->memfd;
-	off_t data, hole;
-	uint64_t off;
+	struct guest_mem *mem = s->t->mem;
+	uint64_t pos = from, off, stop;
+	off_t found;
 	int ret;
 
-	for (data = lseek(fd, (off_t)from, SEEK_DATA); data >= 0 && (uint64_t)data < to;
-	     data = lseek(fd, hole, SEEK_DATA)) {
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > to)
-			hole = (off_t)to;
-		for (off = (uint64_t)data & ~(GUEST_PAGE_SIZE - 1); off < (uint64_t)hole;
-		     off += GUEST_PAGE_SIZE) {
+	while (pos < to) {
+		if (pos >= *data_end) {
+			found = lseek(mem->memfd, (off_t)pos, SEEK_DATA);
+			if (found < 0)
+				return errno == ENXIO ? 0 : -errno;
+			if ((uint64_t)found >= to)
+				return 0;
+			pos = (uint64_t)found & ~(GUEST_PAGE_SIZE - 1);
+			found = lseek(mem->memfd, found, SEEK_HOLE);
+			*data_end = found < 0 || (uint64_t)found > mem->size ? mem->size
+									     : (uint64_t)found;
+		}
+		stop = MIN(*data_end, to);
+		for (off = pos; off < stop; off += GUEST_PAGE_SIZE) {
 			ret = send_offset(s, off);
 			if (ret)
 				return ret;
 			(*touched)++;
 		}
+		pos = stop;
 	}
-	return data < 0 && errno != ENXIO ? -errno : 0;
+	return 0;
 }
 
 /*
@@ -455,7 +470,7 @@ static int send_written(struct ram_sender *s, uint64_t from, uint64_t to, uint64
 int ram__send_all(struct ram_sender *s)
 {
 	struct guest_mem *mem = s->t->mem;
-	uint64_t pos, piece_end, touched = 0;
+	uint64_t pos, piece_end, data_end = 0, touched = 0;
 	int ret;
 
 	for (pos = 0; pos < mem->size; pos = piece_end) {
@@ -463,7 +478,7 @@ int ram__send_all(struct ram_sender *s)
 		if (ret)
 			return ret;
 		piece_end = MIN(MAX(s->t->armed, pos + GUEST_PAGE_SIZE), mem->size);
-		ret = send_written(s, pos, piece_end, &touched);
+		ret = send_written(s, pos, piece_end, &data_end, &touched);
 		if (ret)
 			return ret;
 	}
