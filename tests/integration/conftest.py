@@ -9,6 +9,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from godwit_vm import GODWIT, Godwit, kvm_unusable_reason  # noqa: E402
 
+# Each test's outcome on disk as it ends, when GODWIT_TEST_RESULTS is set.
+pytest_plugins = ["outcomes"]
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
