@@ -37,7 +37,8 @@ def test_a_passes():
     pass
 
 @linux
-def test_b_fails():
+def test_b_fails(tmp_path):
+    (tmp_path / "b.console").write_text("the console of the failing test")
     print("what the failing test printed")
     assert MODE == "pass", "b failed as asked"
 
@@ -108,6 +109,9 @@ def test_a_dying_vm_leaves_every_outcome_reported(tmp_path):
     text = reports[0].read_text()
     assert "b failed as asked" in text and "what the failing test printed" in text, text
     assert f"report: {reports[0]}" in res.stdout, res.stdout
+    # And the files it left in its tmp_path (consoles, godwit's stderr).
+    kept = out / "boot-1" / (reports[0].stem + "-files") / "b.console"
+    assert kept.read_text() == "the console of the failing test"
 
 
 def test_a_silent_vm_is_stopped_and_the_rest_run(tmp_path):
