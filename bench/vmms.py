@@ -440,6 +440,8 @@ class QemuMigration(Migration):
                 break
             if not self.src.alive():
                 raise RunError(f"QEMU source exited ({self.src.exit_code}) during migration")
+        if status == "completed":
+            last = self.settled(q, last)
         info = self.figures(last)
         info["throttle_pct"] = max_throttle
         if status == "completed":
@@ -469,6 +471,22 @@ class QemuMigration(Migration):
                             "throttle_pct": max_throttle,
                             "dirty_pages_rate": ram.get("dirty-pages-rate")}
         return info
+
+    @staticmethod
+    def settled(q, last):
+        """The final query-migrate, once QEMU has filled in its times.
+
+        QEMU 7.2 sets COMPLETED in the migration thread and computes total-time and
+        downtime later, in migration_iteration_finish under the BQL, right before it
+        sets the run state to postmigrate; a query in between reads both as 0 (fixed
+        upstream by computing them first). Waiting for postmigrate closes the window.
+        """
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if (q.command("query-status") or {}).get("status") == "postmigrate":
+                return q.command("query-migrate") or last
+            time.sleep(0.02)
+        raise RunError("QEMU source said completed but never reached postmigrate in 10 s")
 
     @staticmethod
     def figures(q):

@@ -124,3 +124,30 @@ def test_results_written(bench_run):
     data = json.loads((out / "runs.json").read_text())
     assert len(data["records"]) == len(records) >= 14
     assert all(r["status"] != "error" for r in records), "\n".join(log)
+
+
+class ReplayedQMP:
+    """The answers a QEMU 7.2 source gave in CI, in order: COMPLETED read before the
+    migration thread had filled in its times (total-time and downtime 0)."""
+
+    def __init__(self):
+        self.states = ["finish-migrate", "finish-migrate", "postmigrate"]
+        self.asked = []
+
+    def command(self, name, **_):
+        self.asked.append(name)
+        if name == "query-status":
+            return {"status": self.states.pop(0)}
+        done = not self.states
+        return {"status": "completed", "total-time": 3547 if done else 0,
+                "downtime": 36 if done else 0, "ram": {"transferred": 291152901}}
+
+
+def test_qemu_figures_are_read_after_postmigrate():
+    import vmms
+    q = ReplayedQMP()
+    early = q.command("query-migrate")
+    assert early["total-time"] == 0
+    final = vmms.QemuMigration.figures(vmms.QemuMigration.settled(q, early))
+    assert final["total_ms"] == 3547 and final["downtime_ms"] == 36
+    assert q.asked.count("query-status") == 3
