@@ -25,6 +25,7 @@ static void usage(FILE *out)
 		"  run           boot a VM (godwit run --help)\n"
 		"  migrate       move a running VM to another host, or save it (godwit migrate --help)\n"
 		"  receive       accept a migrating VM, or resume a snapshot (godwit receive --help)\n"
+		"  disk-move     move a running VM's disk to a new image file (godwit disk-move --help)\n"
 		"  dump-stream   decode a migration stream or snapshot file (godwit dump-stream --help)\n"
 		"  help          this text\n"
 		"  version       print the version\n");
@@ -95,6 +96,8 @@ int main(int argc, char **argv)
 		block_signals();
 		return migrate_cli__receive(argc - 1, argv + 1, &vm_api__control);
 	}
+	if (!strcmp(argv[1], "disk-move"))
+		return disk_cli__move(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dump-stream"))
 		return dump__main(argc - 1, argv + 1, stdout);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

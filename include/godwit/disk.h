@@ -55,6 +55,9 @@ int __must_check disk__unlock(struct disk *d);
 /* Takes the lock again: 0, -EBUSY (logged, as for open) or -errno. */
 int __must_check disk__lock(struct disk *d);
 
+/* Makes the disk readonly, its lock (if held) a read lock: one fcntl, never unlocked. */
+int __must_check disk__set_readonly(struct disk *d);
+
 /*
  * Whole transfers at byte offset off: short reads and writes are continued, EINTR
  * retried; the iovec array is used as scratch (modified). 0, -EIO at end of file,

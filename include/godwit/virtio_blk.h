@@ -73,6 +73,41 @@ struct virtio_blk_opts {
 	int *fd;	    /* the image opened already (disk__open_image): taken, *fd = -1 */
 };
 
+struct disk_mirror;
+
+/* A disk move (virtio_blk__move_start): where it is and how it went. */
+enum blk_move_status {
+	BLK_MOVE_NONE,
+	BLK_MOVE_COPYING,  /* the pass, guest writes mirrored */
+	BLK_MOVE_SWITCHING, /* the pass is done: syncing, then the switch */
+	BLK_MOVE_COMPLETED,
+	BLK_MOVE_FAILED,
+	BLK_MOVE_CANCELLED,
+};
+
+struct blk_move_stats {
+	enum blk_move_status status;
+	char from[4096], to[4096];
+	uint64_t size;		    /* bytes */
+	uint64_t copied;	    /* the pass's position, holes included */
+	uint64_t data_bytes;	    /* read and written by the pass */
+	uint64_t mirrored_bytes;    /* guest writes that went to both files */
+	uint64_t mirrored_requests;
+	uint64_t start_ns, total_ms;
+	uint64_t switch_us; /* the device's I/O held for the switch (the guest's vCPUs run on) */
+	char error[256];
+};
+
+struct blk_move {
+	pthread_mutex_t lock; /* the fields below */
+	bool running;	      /* the thread exists (joined at the next start or at exit) */
+	bool cancel;
+	uint64_t max_bandwidth; /* bytes/s of the pass's data; 0: as fast as it goes */
+	pthread_t thread;
+	struct disk_mirror *mirror; /* while the thread may use it */
+	struct blk_move_stats stats;
+};
+
 struct virtio_blk {
 	struct virtio_mmio mmio; /* the bus handler's opaque is &mmio */
 	struct virtio_dev_ops ops;
@@ -90,6 +125,10 @@ struct virtio_blk {
 	unsigned int paused; /* quiesce depth */
 	bool busy;	     /* the I/O thread is serving the queue */
 	bool stop;
+
+	/* Set and cleared with the I/O thread quiesced: the guest's writes go through it. */
+	struct disk_mirror *mirror;
+	struct blk_move move;
 
 	/* I/O thread scratch. */
 	struct virtq_chain chain;
@@ -121,6 +160,26 @@ void virtio_blk__resume(struct virtio_blk *b);
 /* Migration hand-over of the image: see disk__unlock / disk__lock. */
 int __must_check virtio_blk__release_lock(struct virtio_blk *b);
 int __must_check virtio_blk__take_lock(struct virtio_blk *b);
+
+/*
+ * blk_move.c: moves the image to a new file at path while the guest runs (a mirror,
+ * include/godwit/disk_mirror.h), then switches the device to it and closes the old one
+ * (left as it was; the new file's lock is taken before the old one's goes). Checks and
+ * creates the file here (-EEXIST, -EINVAL for the image itself, -EBUSY for a move
+ * under way, other -errno; err says it), then copies in a thread of its own, at most
+ * max_bandwidth bytes of data a second (0: no limit). On a
+ * failure or a cancel the device stays on its image and the new file is removed.
+ */
+int __must_check virtio_blk__move_start(struct virtio_blk *b, const char *path,
+					uint64_t max_bandwidth, char *err, size_t errlen);
+/* -ENOENT if no move is under way. */
+int virtio_blk__move_cancel(struct virtio_blk *b);
+void virtio_blk__move_stats(struct virtio_blk *b, struct blk_move_stats *st);
+bool virtio_blk__moving(struct virtio_blk *b);
+const char *virtio_blk__move_status_name(enum blk_move_status s);
+bool virtio_blk__move_status_final(enum blk_move_status s);
+/* Cancels a move under way and waits for its thread (removing the partial file). */
+void virtio_blk__move_stop(struct virtio_blk *b);
 
 struct virtio_blk_state {
 	struct virtio_mmio_state transport;

@@ -265,6 +265,10 @@ int __must_check devices__release_disks(struct vm *vm);
 int __must_check devices__take_disks(struct vm *vm);
 bool devices__disks_locked(const struct vm *vm);
 void devices__announce(struct vm *vm);
+/* Disk id (0.. in command-line order), or NULL. */
+struct virtio_blk *devices__disk(struct vm *vm, unsigned int id);
+/* The id of a disk being moved (virtio_blk__move_start), or -1. */
+int devices__disk_moving(struct vm *vm);
 /* Makes every device look at its queues once (after a restore). */
 void devices__kick(struct vm *vm);
 

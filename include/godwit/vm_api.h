@@ -17,4 +17,7 @@ extern const struct vm_control vm_api__control;
 /* The progress object of GET /vm/migration and `godwit migrate --json`. */
 json_t *vm_api__migration_json(const struct migrate_stats *st);
 
+/* `godwit disk-move`, a client of PUT/GET /vm/disks/ID/move: its exit status. */
+int disk_cli__move(int argc, char **argv);
+
 #endif

@@ -126,6 +126,30 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const
 	return ret;
 }
 
+/*
+ * Does @path match the route's @pattern? A "*" segment of the pattern matches one
+ * non-empty segment of the path (a disk's ID in /vm/disks/ * /move); the rest matches
+ * exactly.
+ */
+static bool path_matches(const char *pattern, const char *path)
+{
+	size_t n;
+
+	while (*pattern && *path) {
+		if (pattern[0] == '*' && (pattern[1] == '/' || !pattern[1])) {
+			n = strcspn(path, "/");
+			if (!n)
+				return false;
+			pattern++;
+			path += n;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return false;
+	}
+	return !*pattern && !*path;
+}
+
 /* "GET, PUT": every method some route serves on @path, each once. */
 static void allowed_methods(const struct api_server *srv, const char *path, char *buf, size_t size)
 {
@@ -133,10 +157,10 @@ static void allowed_methods(const struct api_server *srv, const char *path, char
 
 	buf[0] = '\0';
 	for (i = 0; i < srv->nr_routes; i++) {
-		if (strcmp(srv->routes[i].path, path))
+		if (!path_matches(srv->routes[i].path, path))
 			continue;
 		for (j = 0; j < i; j++) {
-			if (!strcmp(srv->routes[j].path, path) &&
+			if (path_matches(srv->routes[j].path, path) &&
 			    !strcmp(srv->routes[j].method, srv->routes[i].method))
 				break;
 		}
@@ -160,7 +184,7 @@ static const struct api_route *find_route(const struct api_server *srv,
 	size_t i;
 
 	for (i = 0; i < srv->nr_routes; i++) {
-		if (strcmp(srv->routes[i].path, path))
+		if (!path_matches(srv->routes[i].path, path))
 			continue;
 		path_known = true;
 		if (!strcmp(srv->routes[i].method, method))

@@ -61,6 +61,13 @@ int disk__unlock(struct disk *d)
 	return ret;
 }
 
+int disk__set_readonly(struct disk *d)
+{
+	d->readonly = true;
+	/* F_OFD_SETLK on a lock we hold converts it in place. */
+	return d->locked ? set_lock(d, F_RDLCK) : 0;
+}
+
 /* fd, if it is a disk image: a regular file or block device. fd, or -errno (logged, closed). */
 static int check_image(int fd, const char *path)
 {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The VM's resources on the API socket (docs/api.md). Handlers run on API threads. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "godwit/api.h"
@@ -181,6 +182,11 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 		api__error(resp, 400, "'compress' must be \"auto\", \"lz4\", \"zstd\" or \"off\"");
 		return 0;
 	}
+	ret = devices__disk_moving(vm);
+	if (ret >= 0) {
+		api__error(resp, 409, "disk %d is being moved; migrate once the move has ended", ret);
+		return 0;
+	}
 	verify = json_object_get(req->body, "verify");
 	p.verify = json_is_true(verify);
 	p.confirm_ready = json_is_true(json_object_get(req->body, "confirm_ready"));
@@ -229,6 +235,134 @@ static int put_migration_ack(void *opaque, const struct api_request *req,
 	return 0;
 }
 
+/* ---- disks ------------------------------------------------------------------------ */
+
+/* The disk a /vm/disks/ID/... path names; NULL with a 404 in resp. */
+static struct virtio_blk *path_disk(struct vm *vm, const char *path, unsigned int *id,
+				    struct api_response *resp)
+{
+	const char *s = path + strlen("/vm/disks/");
+	struct virtio_blk *b = NULL;
+	char *end;
+	unsigned long v;
+
+	if (*s >= '0' && *s <= '9' && (s[0] != '0' || s[1] == '/')) {
+		v = strtoul(s, &end, 10);
+		if (*end == '/' && v < VM_MAX_DISKS) {
+			*id = (unsigned int)v;
+			b = devices__disk(vm, *id);
+		}
+	}
+	if (!b)
+		api__error(resp, 404, "no such disk: %.*s (this VM has %u: IDs 0 up, in --disk order)",
+			   (int)strcspn(s, "/"), s, vm->cfg.nr_disks);
+	return b;
+}
+
+static json_t *disk_move_json(unsigned int id, const struct blk_move_stats *st)
+{
+	bool started = st->status != BLK_MOVE_NONE;
+
+	return json_pack("{s:i, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "disk",
+			 (int)id, "status", virtio_blk__move_status_name(st->status), "from",
+			 started ? st->from : NULL, "to", started ? st->to : NULL, "size_bytes",
+			 (json_int_t)st->size, "copied_bytes", (json_int_t)st->copied,
+			 "data_bytes", (json_int_t)st->data_bytes, "mirrored_bytes",
+			 (json_int_t)st->mirrored_bytes, "mirrored_requests",
+			 (json_int_t)st->mirrored_requests, "total_ms", (json_int_t)st->total_ms,
+			 "switch_us", (json_int_t)st->switch_us, "error",
+			 st->error[0] ? st->error : NULL);
+}
+
+static bool migrating(struct vm *vm)
+{
+	struct migrate_stats st;
+
+	migrate__get_stats(vm, &st);
+	return st.status != MIG_NONE && !migrate__status_final(st.status);
+}
+
+static int put_disk_move(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct vm *vm = opaque;
+	uint64_t max_bandwidth = 0;
+	struct virtio_blk *b;
+	enum vm_state state;
+	const json_t *to;
+	unsigned int id;
+	char err[256];
+	int ret;
+
+	b = path_disk(vm, req->path, &id, resp);
+	if (!b)
+		return 0;
+	to = req->body ? json_object_get(req->body, "to") : NULL;
+	if (!json_is_string(to) || !json_string_length(to) ||
+	    json_string_length(to) >= sizeof(b->move.stats.to)) {
+		api__error(resp, 400, "body must be {\"to\": \"PATH\"}, the new image's path");
+		return 0;
+	}
+	if (!opt_uint(req->body, "max_bandwidth", &max_bandwidth, resp))
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	state = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	if (state != VM_RUNNING && state != VM_PAUSED) {
+		api__error(resp, 409, "the VM is %s", vm__state_name(state));
+		return 0;
+	}
+	if (migrating(vm)) {
+		api__error(resp, 409, "a migration is under way");
+		return 0;
+	}
+	ret = virtio_blk__move_start(b, json_string_value(to), max_bandwidth, err, sizeof(err));
+	if (ret) {
+		api__error(resp, ret == -EBUSY || ret == -EEXIST ? 409 : ret == -ENOMEM ? 500 : 400,
+			   "%s", err);
+		return 0;
+	}
+	resp->status = 202;
+	resp->body = json_pack("{s:s}", "status", "copying");
+	return 0;
+}
+
+static int get_disk_move(void *opaque, const struct api_request *req, struct api_response *resp)
+{
+	struct blk_move_stats *st;
+	struct virtio_blk *b;
+	unsigned int id;
+
+	b = path_disk(opaque, req->path, &id, resp);
+	if (!b)
+		return 0;
+	/* Two paths of 4 KiB: not on an API thread's stack. */
+	st = malloc(sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	virtio_blk__move_stats(b, st);
+	resp->body = disk_move_json(id, st);
+	free(st);
+	return resp->body ? 0 : -ENOMEM;
+}
+
+static int put_disk_move_cancel(void *opaque, const struct api_request *req,
+				struct api_response *resp)
+{
+	struct virtio_blk *b;
+	unsigned int id;
+
+	b = path_disk(opaque, req->path, &id, resp);
+	if (!b)
+		return 0;
+	if (virtio_blk__move_cancel(b)) {
+		api__error(resp, 409, "disk %u is not being moved", id);
+		return 0;
+	}
+	resp->status = 202;
+	resp->body = json_pack("{s:s}", "status", "cancelling");
+	return 0;
+}
+
 static const struct api_route vm_routes[] = {
 	{ "GET", "/vm", get_vm },
 	{ "PUT", "/vm/pause", put_pause },
@@ -238,6 +372,9 @@ static const struct api_route vm_routes[] = {
 	{ "GET", "/vm/migration", get_migration },
 	{ "PUT", "/vm/migrate/cancel", put_migrate_cancel },
 	{ "PUT", "/vm/migration/ack", put_migration_ack },
+	{ "PUT", "/vm/disks/*/move", put_disk_move },
+	{ "GET", "/vm/disks/*/move", get_disk_move },
+	{ "PUT", "/vm/disks/*/move/cancel", put_disk_move_cancel },
 };
 
 /*

@@ -317,6 +317,26 @@ int devices__take_disks(struct vm *vm)
 	return 0;
 }
 
+struct virtio_blk *devices__disk(struct vm *vm, unsigned int id)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++)
+		if (vm->vdevs[i].blk && vm->vdevs[i].instance == id)
+			return vm->vdevs[i].blk;
+	return NULL;
+}
+
+int devices__disk_moving(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vdevs; i++)
+		if (vm->vdevs[i].blk && virtio_blk__moving(vm->vdevs[i].blk))
+			return (int)vm->vdevs[i].instance;
+	return -1;
+}
+
 void devices__announce(struct vm *vm)
 {
 	unsigned int i;

@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "godwit/disk_mirror.h"
 #include "godwit/log.h"
 #include "godwit/memory.h"
 #include "godwit/virtio_blk.h"
@@ -91,7 +92,7 @@ static uint8_t do_read(struct virtio_blk *b, const struct virtq_chain *c, uint64
 static uint8_t do_write(struct virtio_blk *b, const struct virtq_chain *c, uint64_t sector)
 {
 	uint64_t len = c->readable_len - VIRTIO_BLK_HDR_SIZE;
-	int n;
+	int n, ret;
 
 	if (b->disk.readonly || len % DISK_SECTOR_SIZE || !in_range(b, sector, len))
 		return VIRTIO_BLK_S_IOERR;
@@ -101,8 +102,11 @@ static uint8_t do_write(struct virtio_blk *b, const struct virtq_chain *c, uint6
 			     VIRTQ_MAX_SIZE);
 	if (n < 0)
 		return VIRTIO_BLK_S_IOERR;
-	return disk__pwritev(&b->disk, b->iov, n, sector << SECTOR_SHIFT) ? VIRTIO_BLK_S_IOERR
-									  : VIRTIO_BLK_S_OK;
+	if (b->mirror)
+		ret = disk_mirror__pwritev(b->mirror, b->iov, n, sector << SECTOR_SHIFT);
+	else
+		ret = disk__pwritev(&b->disk, b->iov, n, sector << SECTOR_SHIFT);
+	return ret ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
 static uint8_t do_get_id(struct virtio_blk *b, const struct virtq_chain *c, uint32_t *written)
@@ -139,11 +143,15 @@ static uint8_t do_range(struct virtio_blk *b, uint32_t type, const uint8_t *seg)
 	if (!len)
 		return VIRTIO_BLK_S_OK;
 	if (type == VIRTIO_BLK_T_DISCARD) {
-		ret = disk__discard(&b->disk, off, len);
+		ret = b->mirror ? disk_mirror__discard(b->mirror, off, len)
+				: disk__discard(&b->disk, off, len);
 		/* Discard is a hint: a file system without holes may ignore it. */
 		return ret && ret != -EOPNOTSUPP ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 	}
-	ret = disk__write_zeroes(&b->disk, off, len, flags & VIRTIO_BLK_DWZ_F_UNMAP);
+	if (b->mirror)
+		ret = disk_mirror__write_zeroes(b->mirror, off, len, flags & VIRTIO_BLK_DWZ_F_UNMAP);
+	else
+		ret = disk__write_zeroes(&b->disk, off, len, flags & VIRTIO_BLK_DWZ_F_UNMAP);
 	return ret ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
@@ -178,6 +186,8 @@ static uint8_t execute(struct virtio_blk *b, const struct virtq_chain *c,
 	case VIRTIO_BLK_T_OUT:
 		return do_write(b, c, h->sector);
 	case VIRTIO_BLK_T_FLUSH:
+		if (b->mirror)
+			return disk_mirror__flush(b->mirror) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		return disk__flush(&b->disk) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
 		return do_get_id(b, c, written);
@@ -224,14 +234,24 @@ static int64_t handle(struct virtio_blk *b, const struct virtq_chain *c)
 	return (int64_t)written + 1;
 }
 
+/*
+ * A quiesce asked for: the pass stops between two requests rather than drain the
+ * queue first, so a quiesce waits for one request at most (virtio_blk__resume kicks
+ * the thread to look at the queue again).
+ */
+static bool quiesce_asked(struct virtio_blk *b)
+{
+	return __atomic_load_n(&b->paused, __ATOMIC_ACQUIRE) != 0;
+}
+
 /* Pops and serves until the queue is empty; false if the device broke. */
 static bool drain(struct virtio_blk *b)
 {
 	bool pushed = false;
 	int64_t len;
-	int ret;
+	int ret = 0;
 
-	while ((ret = virtio_mmio__pop(&b->mmio, 0, &b->chain)) > 0) {
+	while (!quiesce_asked(b) && (ret = virtio_mmio__pop(&b->mmio, 0, &b->chain)) > 0) {
 		len = handle(b, &b->chain);
 		if (len < 0) {
 			virtio_mmio__set_needs_reset(&b->mmio, "request could not be answered");
@@ -256,7 +276,8 @@ static void serve_queue(struct virtio_blk *b)
 		virtq__disable_notify(vq);
 		if (!drain(b))
 			return;
-	} while (virtio_mmio__queue_live(&b->mmio, 0) && virtq__enable_notify(vq));
+	} while (!quiesce_asked(b) && virtio_mmio__queue_live(&b->mmio, 0) &&
+		 virtq__enable_notify(vq));
 }
 
 /* Waits for a notification; false when the thread must end. Sets busy. */
@@ -301,7 +322,7 @@ static void wait_idle_locked(struct virtio_blk *b)
 void virtio_blk__quiesce(struct virtio_blk *b)
 {
 	pthread_mutex_lock(&b->lock);
-	b->paused++;
+	__atomic_add_fetch(&b->paused, 1, __ATOMIC_RELEASE);
 	wait_idle_locked(b);
 	pthread_mutex_unlock(&b->lock);
 }
@@ -310,7 +331,7 @@ void virtio_blk__resume(struct virtio_blk *b)
 {
 	pthread_mutex_lock(&b->lock);
 	if (b->paused)
-		b->paused--;
+		__atomic_sub_fetch(&b->paused, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	/* Look at the queue again: kicks may have come in while paused. */
@@ -420,7 +441,16 @@ static int init_sync(struct virtio_blk *b)
 		return ret;
 	ret = -pthread_cond_init(&b->cond, NULL);
 	if (ret)
-		pthread_mutex_destroy(&b->lock);
+		goto err_lock;
+	ret = -pthread_mutex_init(&b->move.lock, NULL);
+	if (ret)
+		goto err_cond;
+	return 0;
+
+err_cond:
+	pthread_cond_destroy(&b->cond);
+err_lock:
+	pthread_mutex_destroy(&b->lock);
 	return ret;
 }
 
@@ -468,6 +498,7 @@ int virtio_blk__init(struct virtio_blk *b, struct guest_mem *mem,
 err_mmio:
 	virtio_mmio__exit(&b->mmio);
 err_sync:
+	pthread_mutex_destroy(&b->move.lock);
 	pthread_cond_destroy(&b->cond);
 	pthread_mutex_destroy(&b->lock);
 err_evfd:
@@ -480,6 +511,8 @@ err_disk:
 
 void virtio_blk__exit(struct virtio_blk *b)
 {
+	/* Its thread needs the I/O thread to detach the mirror. */
+	virtio_blk__move_stop(b);
 	if (b->thread_started) {
 		pthread_mutex_lock(&b->lock);
 		b->stop = true;
@@ -490,6 +523,7 @@ void virtio_blk__exit(struct virtio_blk *b)
 		b->thread_started = false;
 	}
 	virtio_mmio__exit(&b->mmio);
+	pthread_mutex_destroy(&b->move.lock);
 	pthread_cond_destroy(&b->cond);
 	pthread_mutex_destroy(&b->lock);
 	close(b->evfd);

@@ -83,6 +83,7 @@ static const struct api_route routes[] = {
 	{ "PUT", "/vm/fail", put_fail },
 	{ "PUT", "/vm/echo", put_echo },
 	{ "POST", "/vm/echo", put_echo },
+	{ "PUT", "/vm/things/*/echo", put_echo },
 };
 
 struct fixture {
@@ -321,6 +322,31 @@ static void test_unknown_path_is_404(void **state)
 	/* Not a prefix match. */
 	assert_int_equal(http(f->path, "GET", "/vm/", NULL, &r), 0);
 	assert_int_equal(r.status, 404);
+}
+
+/* A "*" segment matches one non-empty segment; the handler reads it from the path. */
+static void test_wildcard_segment(void **state)
+{
+	static const char *const misses[] = { "/vm/things//echo", "/vm/things/echo",
+					      "/vm/things/1/2/echo", "/vm/things/1/echo/",
+					      "/vm/things/1/ech" };
+	struct fixture *f = *state;
+	struct reply r;
+	unsigned int i;
+	json_t *j;
+
+	assert_int_equal(http(f->path, "PUT", "/vm/things/17/echo", NULL, &r), 0);
+	assert_int_equal(r.status, 200);
+	j = reply_json(&r);
+	assert_string_equal(json_string_value(json_object_get(j, "path")), "/vm/things/17/echo");
+	json_decref(j);
+	for (i = 0; i < ARRAY_SIZE(misses); i++) {
+		assert_int_equal(http(f->path, "PUT", misses[i], NULL, &r), 0);
+		assert_int_equal(r.status, 404);
+	}
+	assert_int_equal(http(f->path, "GET", "/vm/things/x/echo", NULL, &r), 0);
+	assert_int_equal(r.status, 405);
+	assert_non_null(strcasestr(r.head, "\r\nAllow: PUT"));
 }
 
 static void test_wrong_method_is_405(void **state)
@@ -683,6 +709,7 @@ int main(void)
 		SERVER_TEST(test_body_reaches_handler),
 		SERVER_TEST(test_unknown_path_is_404),
 		SERVER_TEST(test_wrong_method_is_405),
+		SERVER_TEST(test_wildcard_segment),
 		SERVER_TEST(test_malformed_json_is_400),
 		SERVER_TEST(test_large_body_is_413),
 		SERVER_TEST(test_large_chunked_body_is_413),

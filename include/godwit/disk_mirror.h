@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_DISK_MIRROR_H
+#define GODWIT_DISK_MIRROR_H
+
+/*
+ * A disk image copied to a new file while the guest uses it, the mirror of ESX's
+ * Storage vMotion (Mashtizadeh et al., USENIX ATC 2011): one pass copies the image
+ * front to back, and every guest write (and discard, write-zeroes, flush) that lands
+ * below the copy's position goes synchronously to both files before the guest hears
+ * of it. A write to the piece being copied waits until that piece is in the new file,
+ * then goes to both. So when the pass reaches the end the two files are equal and stay
+ * so: the move always converges, whatever the guest writes (docs/devices.md, "Moving
+ * a disk").
+ *
+ * The new file stays sparse: the pass skips the source's holes (SEEK_DATA/SEEK_HOLE)
+ * and the all-zero blocks of its data, and no guest write above the copy's position
+ * reaches the new file, so what the pass skips is a hole there.
+ *
+ * One thread copies (disk_mirror__copy_step); one thread (the disk's I/O thread)
+ * issues the guest's requests through disk_mirror__pwritev etc. Neither may be
+ * called once disk_mirror__destroy has begun.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "godwit/disk.h"
+
+/* The copy's step: a write to the piece being copied waits for at most one of these. */
+#define DISK_MIRROR_CHUNK (512 * KiB)
+/* The guest's requests have at most this many segments. */
+#define DISK_MIRROR_MAX_IOV 1024
+
+struct disk_mirror {
+	struct disk *src; /* the device's image, not owned */
+	struct disk dst;  /* the new image, created here and locked */
+	dev_t dst_dev;	  /* the new file as created: removed only if the path still names it */
+	ino_t dst_ino;
+	uint64_t size;
+	uint8_t *buf; /* DISK_MIRROR_CHUNK, for the copy thread */
+
+	pthread_mutex_t lock; /* the fields below */
+	pthread_cond_t cond;
+	uint64_t copied;	 /* [0, copied) is in dst: guest writes there go to both */
+	uint64_t claim_end;	 /* > copied: [copied, claim_end) is being copied */
+	bool writing;		 /* a guest request is in flight */
+	int error;		 /* the first failure on dst: the move fails */
+	uint64_t data_bytes;	 /* the pass read from src and wrote to dst */
+	uint64_t mirrored_bytes; /* guest writes (data, discards, zeroes) sent to dst too */
+	uint64_t mirrored_requests;
+
+	struct iovec iov[DISK_MIRROR_MAX_IOV]; /* the I/O thread's: the guest's data for dst */
+};
+
+/*
+ * Creates path (O_EXCL, the source's permission bits, as large as the source, all
+ * holes) and takes its OFD write lock. -EEXIST if path exists, -EINVAL if it is the
+ * source itself, other -errno; err says it in a sentence.
+ */
+int __must_check disk_mirror__create(struct disk_mirror *m, struct disk *src, const char *path,
+				     char *err, size_t errlen);
+/* Closes the new file and removes it (unless the path now names another file). */
+void disk_mirror__destroy(struct disk_mirror *m);
+/*
+ * Hands the new file over: *out is the open, locked image (the caller closes it), and
+ * destroy then only frees what is left.
+ */
+void disk_mirror__take(struct disk_mirror *m, struct disk *out);
+
+/*
+ * Copies the next piece of data, or skips the next hole. *done once the pass has
+ * reached the end. 0, or -errno of the read or write that failed (err says which).
+ */
+int __must_check disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err,
+					size_t errlen);
+/* fdatasync of the new file and fsync of its directory: the copy survives a crash. */
+int __must_check disk_mirror__sync(struct disk_mirror *m, char *err, size_t errlen);
+
+/*
+ * The guest's requests, as disk__pwritev etc. on the source, each also applied to the
+ * new file where it lies below the copy's position. The result is the source's: a
+ * failure on the new file only fails the move (disk_mirror__error), never the guest.
+ * The iovec array is used as scratch, as disk__pwritev does.
+ */
+int __must_check disk_mirror__pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt,
+				      uint64_t off);
+int __must_check disk_mirror__discard(struct disk_mirror *m, uint64_t off, uint64_t len);
+int __must_check disk_mirror__write_zeroes(struct disk_mirror *m, uint64_t off, uint64_t len,
+					   bool may_unmap);
+int __must_check disk_mirror__flush(struct disk_mirror *m);
+
+/* The first failure on the new file (0: none). */
+int disk_mirror__error(struct disk_mirror *m);
+
+struct disk_mirror_progress {
+	uint64_t size, copied, data_bytes, mirrored_bytes, mirrored_requests;
+};
+void disk_mirror__progress(struct disk_mirror *m, struct disk_mirror_progress *p);
+
+#endif

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The disk mirror (src/backends/disk_mirror.c) on real files: the pass copies data and
+ * leaves holes and zero blocks as holes; guest requests issued by another thread while
+ * the pass runs (writes, discards, write-zeroes, flushes, many of them on the piece
+ * being copied) leave the two files equal; the refusals (existing file, the image
+ * itself, a missing directory); the new file's lock; its removal, and only of the file
+ * the mirror made.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "godwit/disk_mirror.h"
+
+#define SIZE (32 * MiB)
+
+struct fx {
+	char dir[64];
+	char src_path[96];
+	char dst_path[96];
+	struct disk src;
+	struct disk_mirror m;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+	/* xorshift64*: the test's own random numbers, repeatable by seed. */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static void fill_random(uint8_t *p, size_t len, uint64_t *seed)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = rng_next(seed);
+
+		memcpy(p + i, &v, 8);
+	}
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/var/tmp/godwit-mirror-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->src_path, sizeof(f->src_path), "%s/src.img", f->dir);
+	snprintf(f->dst_path, sizeof(f->dst_path), "%s/dst.img", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	disk__close(&f->src);
+	unlink(f->src_path);
+	unlink(f->dst_path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* A sparse source: data at a few places, a written run of zeros, holes elsewhere. */
+static void make_src(struct fx *f, bool random_all)
+{
+	uint8_t *buf = malloc(MiB);
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	int fd = open(f->src_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	uint64_t off;
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, SIZE), 0);
+	for (off = 0; off < SIZE; off += MiB) {
+		if (!random_all && off != 0 && off != 10 * MiB && off != SIZE - MiB)
+			continue;
+		fill_random(buf, MiB, &seed);
+		assert_int_equal(pwrite(fd, buf, MiB, (off_t)off), (ssize_t)MiB);
+	}
+	if (!random_all) {
+		memset(buf, 0, MiB);
+		assert_int_equal(pwrite(fd, buf, MiB, 20 * MiB), (ssize_t)MiB);
+		/* Zeros inside a data piece too. */
+		assert_int_equal(pwrite(fd, buf, 64 * KiB, 10 * MiB + 128 * KiB),
+				 (ssize_t)(64 * KiB));
+	}
+	close(fd);
+	free(buf);
+	assert_int_equal(disk__open(&f->src, f->src_path, false, true), 0);
+}
+
+static void run_pass(struct fx *f)
+{
+	char err[256];
+	bool done = false;
+	int steps = 0;
+
+	while (!done) {
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+		assert_true(++steps < 100000);
+	}
+}
+
+static void assert_same(const char *a, const char *b)
+{
+	uint8_t *x = malloc(MiB), *y = malloc(MiB);
+	int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+	struct stat sa, sb;
+	ssize_t n;
+
+	assert_true(fa >= 0 && fb >= 0);
+	assert_int_equal(fstat(fa, &sa), 0);
+	assert_int_equal(fstat(fb, &sb), 0);
+	assert_int_equal(sa.st_size, sb.st_size);
+	while ((n = read(fa, x, MiB)) > 0) {
+		assert_int_equal(read(fb, y, (size_t)n), n);
+		assert_memory_equal(x, y, (size_t)n);
+	}
+	close(fa);
+	close(fb);
+	free(x);
+	free(y);
+}
+
+static void test_pass_copies_data_and_keeps_holes(void **state)
+{
+	struct fx *f = *state;
+	struct disk_mirror_progress p;
+	struct stat st;
+	char err[256];
+	int fd;
+
+	make_src(f, false);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
+	run_pass(f);
+	assert_int_equal(disk_mirror__sync(&f->m, err, sizeof(err)), 0);
+	disk_mirror__progress(&f->m, &p);
+	assert_int_equal(p.copied, SIZE);
+	/* Only the data pieces were read: 3 MiB of data and the 1 MiB of written zeros. */
+	assert_true(p.data_bytes <= 4 * MiB);
+	assert_same(f->src_path, f->dst_path);
+
+	fd = open(f->dst_path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	/* 3 MiB of data less the 64 KiB of zeros in it, in 512-byte blocks. */
+	assert_true((uint64_t)st.st_blocks * 512 <= 3 * MiB);
+	assert_true(lseek(fd, 20 * MiB, SEEK_DATA) >= (off_t)(SIZE - MiB));
+	assert_true(lseek(fd, 10 * MiB + 128 * KiB, SEEK_DATA) >= (off_t)(10 * MiB + 192 * KiB));
+	close(fd);
+	disk_mirror__destroy(&f->m);
+	/* Not taken: the copy is removed. */
+	assert_int_equal(access(f->dst_path, F_OK), -1);
+}
+
+struct writer {
+	struct fx *f;
+	bool stop;
+	unsigned int ops;
+};
+
+/* The I/O thread's part: requests at random, half of them next to the pass's position. */
+static void *writer_thread(void *arg)
+{
+	struct writer *w = arg;
+	struct disk_mirror *m = &w->f->m;
+	struct disk_mirror_progress p;
+	uint64_t seed = 12345, off, len, r;
+	uint8_t *buf = malloc(256 * KiB);
+	struct iovec iov[3];
+	unsigned int after = 0;
+
+	assert_non_null(buf);
+	while (after < 200) {
+		if (__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE))
+			after++;
+		disk_mirror__progress(m, &p);
+		r = rng_next(&seed);
+		len = ((r % 64) + 1) * 512;
+		off = (rng_next(&seed) % (SIZE / 512)) * 512;
+		if (!(r & 1))
+			off = (p.copied + off % (2 * MiB)) & ~511ULL;
+		if (off >= MiB && !(r & 1))
+			off -= MiB;
+		off = MIN(off, SIZE - 64 * KiB);
+		switch ((r >> 8) % 8) {
+		case 0:
+			assert_int_equal(disk_mirror__discard(m, off & ~4095ULL, 64 * KiB), 0);
+			break;
+		case 1:
+			assert_int_equal(disk_mirror__write_zeroes(m, off, len, r & 0x1000), 0);
+			break;
+		case 2:
+			assert_int_equal(disk_mirror__flush(m), 0);
+			break;
+		default:
+			fill_random(buf, (size_t)len, &seed);
+			/* Three segments of uneven lengths. */
+			iov[0] = (struct iovec){buf, 512};
+			iov[1] = (struct iovec){buf + 512, len > 1024 ? len - 1024 : 0};
+			iov[2] =
+			    (struct iovec){buf + 512 + iov[1].iov_len, len - 512 - iov[1].iov_len};
+			assert_int_equal(disk_mirror__pwritev(m, iov, 3, off), 0);
+		}
+		w->ops++;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_guest_requests_during_the_pass(void **state)
+{
+	struct fx *f = *state;
+	struct writer w = {.f = f};
+	struct disk_mirror_progress p;
+	pthread_t t;
+	char err[256];
+	bool done = false;
+
+	make_src(f, true);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
+	assert_int_equal(pthread_create(&t, NULL, writer_thread, &w), 0);
+	while (!done)
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	assert_int_equal(disk_mirror__error(&f->m), 0);
+	disk_mirror__progress(&f->m, &p);
+	assert_true(p.mirrored_requests > 0);
+	assert_true(w.ops > 200);
+	assert_same(f->src_path, f->dst_path);
+	disk_mirror__destroy(&f->m);
+}
+
+static void test_refusals(void **state)
+{
+	struct fx *f = *state;
+	char err[256], link_path[128], missing[128];
+	int fd;
+
+	make_src(f, false);
+	fd = open(f->dst_path, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep", 4), 4);
+	close(fd);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)),
+			 -EEXIST);
+	assert_non_null(strstr(err, "exists"));
+	assert_int_equal(access(f->dst_path, F_OK), 0);
+	unlink(f->dst_path);
+
+	/* The image itself, under another name. */
+	snprintf(link_path, sizeof(link_path), "%s/same.img", f->dir);
+	assert_int_equal(link(f->src_path, link_path), 0);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, link_path, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "own image"));
+	unlink(link_path);
+
+	snprintf(missing, sizeof(missing), "%s/no/such/dir.img", f->dir);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, missing, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot create"));
+}
+
+static void test_lock_take_and_removal(void **state)
+{
+	struct fx *f = *state;
+	char err[256], moved[128];
+	struct disk other, taken;
+	int fd;
+
+	make_src(f, false);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
+	/* Locked from its creation: nobody else can use the new image. */
+	assert_int_equal(disk__open(&other, f->dst_path, false, true), -EBUSY);
+	run_pass(f);
+	disk_mirror__take(&f->m, &taken);
+	disk_mirror__destroy(&f->m);
+	assert_int_equal(access(f->dst_path, F_OK), 0);
+	assert_true(taken.locked);
+	assert_int_equal(disk__open(&other, f->dst_path, false, true), -EBUSY);
+	disk__close(&taken);
+	unlink(f->dst_path);
+
+	/* A file that replaced the partial copy is not removed. */
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
+	snprintf(moved, sizeof(moved), "%s/moved.img", f->dir);
+	assert_int_equal(rename(f->dst_path, moved), 0);
+	fd = open(f->dst_path, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	disk_mirror__destroy(&f->m);
+	assert_int_equal(access(f->dst_path, F_OK), 0);
+	unlink(moved);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(test_pass_copies_data_and_keeps_holes),
+	    T(test_guest_requests_during_the_pass),
+	    T(test_refusals),
+	    T(test_lock_take_and_removal),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
