@@ -40,7 +40,7 @@ def test_help_and_version(godwit_bin):
     assert res.returncode == 0 and res.stdout.startswith("godwit ")
 
 
-@pytest.mark.parametrize("cmd", ["run", "migrate", "receive", "dump-stream"])
+@pytest.mark.parametrize("cmd", ["run", "migrate", "receive", "dump-stream", "disk-move"])
 def test_help_lists_each_option_on_its_own_line(godwit_bin, cmd):
     """A missing newline once ran --connections' text into --json's."""
     res = run_godwit([cmd, "--help"])
@@ -287,3 +287,17 @@ def test_kvm_device_that_is_not_a_device(godwit_bin, guest, tmp_path):
     res = run_godwit(["run", "--kernel", guest], env=dict(os.environ, GODWIT_KVM_DEVICE=str(fake)))
     assert res.returncode == 1
     one_error_line(res, "not a KVM device")
+
+
+def test_disk_move_checks_its_options(godwit_bin):
+    for args, needle in ((["--disk", "0", "--to", "x"], "required"),
+                         (["--api", "s", "--to", "x"], "required"),
+                         (["--api", "s", "--disk", "0"], "required"),
+                         (["--api", "s", "--disk", "0", "--to", "x", "--cancel"], "required"),
+                         (["--api", "s", "--disk", "9", "--to", "x"], "0 to 7"),
+                         (["--api", "s", "--disk", "x", "--to", "x"], "0 to 7"),
+                         (["--api", "s", "--disk", "0", "--to", "x", "--max-bandwidth", "0"],
+                          "bytes per second"),
+                         (["--frob"], "unknown option")):
+        res = run_godwit(["disk-move", *args])
+        assert res.returncode == 2 and needle in res.stderr, (args, res.stderr)
