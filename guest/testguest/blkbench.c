@@ -1,5 +1,6 @@
 /*
- * godwit test guest, ring 3: `blkbench MIB` on the first virtio-blk device. Writes MIB
+ * godwit test guest, ring 3: `blkbench MIB [latency]` on the first virtio-blk device
+ * (with `latency`: see latency() below). Writes MIB
  * MiB sequentially from sector 0 in requests of BB_REQ bytes with up to BB_DEPTH requests
  * in the queue at once, then one FLUSH, then reads the same range back the same way and
  * checks every 64-bit word; prints the time of each phase (guest clock) and exits 0.
@@ -149,6 +150,74 @@ static u64 pass(struct blkbench *b, struct cpu *c, u32 type, u64 sectors)
 	return now_ns(c) - t0;
 }
 
+/*
+ * Latency histogram buckets: a quarter of an octave each, bucket 4 * msb + the next two
+ * bits of the time in ns (so bucket b starts at (4 + b % 4) << (b / 4 - 2) ns).
+ */
+#define BB_BUCKETS	256
+#define BB_WINDOW	(500 * 1000 * 1000UL) /* ns of guest time per printed window */
+#define BB_LAT_PER_LINE 16
+
+static u32 lat_bucket(u64 ns)
+{
+	if (ns < 4)
+		return (u32)ns;
+	u32 msb = 63 - (u32)__builtin_clzl(ns);
+	return msb * 4 + (u32)((ns >> (msb - 2)) & 3);
+}
+
+static void print_window(u64 *hist, u64 n, u64 max_ns)
+{
+	char line[400];
+	u32 used = 0, k = 0;
+	for (u32 i = 0; i < BB_BUCKETS; i++) {
+		if (!hist[i])
+			continue;
+		used += (u32)fmt(line + used, sizeof(line) - used, " %u:%lu", i, hist[i]);
+		hist[i] = 0;
+		if (++k == BB_LAT_PER_LINE) {
+			println("blkbench: lat h%s", line);
+			used = k = 0;
+		}
+	}
+	if (k)
+		println("blkbench: lat h%s", line);
+	println("blkbench: lat n %lu max %lu us", n, max_ns / 1000);
+}
+
+/*
+ * `blkbench MIB latency`: 4 KiB writes, one at a time (no flush), at pseudo-random
+ * 4 KiB-aligned places in the first MIB MiB, until the VM is stopped; every BB_WINDOW of
+ * guest time the latencies of that window's writes (submission to completion seen) as
+ * a histogram. For the write latency a disk move costs the guest (bench/disk_move.py).
+ */
+static void latency(struct blkbench *b, struct cpu *c, u64 mib)
+{
+	static u64 hist[BB_BUCKETS];
+	u64 blocks = mib * MIB / 4096, x = b->seed, n = 0, max_ns = 0;
+	u64 window_end = now_ns(c) + BB_WINDOW;
+	for (;;) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		u64 sector = (x % blocks) * (4096 / SECTOR);
+		fill((u64 *)bb_buf[0], sector, 4096, b->seed);
+		u64 t0 = now_ns(c);
+		submit(b, 0, VIRTIO_BLK_T_OUT, sector, 4096);
+		b->kicks += virtq_kick_if_needed(&b->q);
+		complete(b, c, "write");
+		u64 t1 = now_ns(c), d = t1 - t0;
+		hist[lat_bucket(d)]++;
+		n++;
+		max_ns = d > max_ns ? d : max_ns;
+		if (t1 >= window_end) {
+			print_window(hist, n, max_ns);
+			n = max_ns = 0;
+			window_end = t1 + BB_WINDOW;
+		}
+	}
+}
+
 void blkbench(struct cpu *c)
 {
 	static struct blkbench bb;
@@ -172,6 +241,8 @@ void blkbench(struct cpu *c)
 	println("blkbench: virtio-blk at 0x%lx, features 0x%lx, capacity %lu sectors, "
 		"requests of %u KiB, depth %u, seed 0x%lx",
 		b->dev.base, b->dev.features, b->capacity, BB_REQ / 1024, BB_DEPTH, b->seed);
+	if (c->wl.arg2)
+		latency(b, c, mib);
 
 	b->kicks = 0;
 	u64 t = pass(b, c, VIRTIO_BLK_T_OUT, sectors);

@@ -92,7 +92,7 @@ struct workload {
 	u64 arg1; /* memtouch: bytes; heartbeat: ms; ticks: hz; exit: code; netecho: IPv4
 		     (a.b.c.d as a << 24 | ...); blklog: records per write (0: 1);
 		     blkbench: MiB; netbench: IPv4 as netecho */
-	u64 arg2; /* memtouch: MB/s (0: unpaced) */
+	u64 arg2; /* memtouch: MB/s (0: unpaced); blkbench: 1 for `latency` */
 	/* memtouch: pseudo-random page contents (memrand.c) */
 	bool random;
 	u32 nextents;

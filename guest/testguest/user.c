@@ -347,7 +347,7 @@ static void parse_one(char *seg, u32 cpu)
 		minargs = maxargs = 1;
 		wl->kind = WL_NETBENCH;
 	} else if (!memcmp(name, "blkbench", 9)) {
-		minargs = maxargs = 1;
+		minargs = 1, maxargs = 2;
 		wl->kind = WL_BLKBENCH;
 	} else if (!memcmp(name, "ioport", 7)) {
 		minargs = maxargs = 1;
@@ -381,6 +381,9 @@ static void parse_one(char *seg, u32 cpu)
 		break;
 	case WL_BLKBENCH:
 		wl->arg1 = need_num(w[1], false, 1, 1UL << 20, "blkbench size (MiB)");
+		if (n > 2 && memcmp(w[2], "latency", 8))
+			fail("blkbench: the second word is 'latency' or nothing, not '%s'", w[2]);
+		wl->arg2 = n > 2;
 		break;
 	case WL_IOPORT:
 		wl->arg1 = ioport_mode(w[1]);

@@ -372,6 +372,8 @@ def test_ring3_outb(guest, mode):
     ("blklog 65", 1, "bad blklog records per write"),
     ("blkbench", 1, "blkbench on vcpu 0 takes"),
     ("blkbench 0", 1, "bad blkbench size"),
+    ("blkbench 4 fast", 1, "the second word is 'latency' or nothing, not 'fast'"),
+    ("blkbench 4 latency 2", 1, "blkbench on vcpu 0 takes 1..2 arguments"),
     ("netbench 192.0.2", 1, "bad IPv4 address '192.0.2' for netbench"),
     ("blklog; blkbench 8", 2, "at most one netecho or netbench and one blklog or blkbench"),
     ("netecho 192.0.2.10; netbench 192.0.2.11", 2, "at most one netecho or netbench"),
@@ -566,6 +568,42 @@ def test_blkbench_writes_flushes_and_reads_back(microvm, tmp_path):
     assert g.wait_exit(timeout=30) == qemu_status(0)
     assert blkbench_image_ok(image, 4, seed)
     assert image.read_bytes()[4 << 20:] == b"\xa5" * (1 << 20)  # nothing written beyond
+
+
+def test_blkbench_latency_counts_every_write_it_makes(microvm, tmp_path):
+    """`blkbench MIB latency`: each window's histogram holds its n writes, and every 4 KiB
+    block of the first MIB MiB is either untouched or holds blkbench's pattern."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\xa5" * (5 << 20))
+    g = microvm("blkbench 4 latency", extra=blk_args(image))
+    m = g.wait_for(r"^blkbench: virtio-blk at .* seed 0x([0-9a-f]+)$", timeout=30)
+    seed = int(m.group(1), 16)
+    for _ in range(3):
+        g.wait_for(r"^blkbench: lat n \d+ max \d+ us$", timeout=60)
+    g.kill()
+    total, windows = 0, 0
+    for _, line in g.lines:
+        h = re.match(r"^blkbench: lat h((?: \d+:\d+)+)$", line)
+        if h:
+            total += sum(int(p.split(":")[1]) for p in h.group(1).split())
+        w = re.match(r"^blkbench: lat n (\d+) max (\d+) us$", line)
+        if w:
+            assert total == int(w.group(1)) > 0, g.console()
+            total, windows = 0, windows + 1
+    assert windows >= 3
+    data = image.read_bytes()
+    written = 0
+    for blk in range(1024):
+        chunk = data[blk * 4096:(blk + 1) * 4096]
+        if chunk == b"\xa5" * 4096:
+            continue
+        for k in range(8):
+            sector = blk * 8 + k
+            w = struct.unpack_from("<64Q", chunk, k * SECTOR)
+            assert all(w[j] == ((sector * GOLDEN + j) & M64) ^ seed for j in range(64)), blk
+        written += 1
+    assert written > 0
+    assert data[4 << 20:] == b"\xa5" * (1 << 20)
 
 
 def test_blkbench_larger_than_the_disk_exits_2(microvm, tmp_path):
