@@ -147,6 +147,14 @@ bench-devices: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(PYTHON) bench/devices.py
 
+# Moving a disk: godwit's mirror against cp --sparse=always and QEMU's blockdev-mirror
+# (docs/devices.md, "Moving a disk"); writes bench/results/DISK_MOVE.md.
+# DISK_MOVE_MIB (1024), DISK_MOVE_RUNS (3), DISK_MOVE_VMMS.
+.PHONY: bench-disk-move
+bench-disk-move: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(PYTHON) bench/disk_move.py
+
 format:
 	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')
 

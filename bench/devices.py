@@ -82,7 +82,7 @@ class VM:
     guest's exit is charged)."""
 
     def __init__(self, kind, workdir, name, cmdline, disk=None, tap=None, netns=None,
-                 memory="256M"):
+                 memory="256M", extra=()):
         self.kind = kind
         self.console = os.path.join(workdir, f"{name}.console")
         prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -107,6 +107,7 @@ class VM:
             if tap:
                 args += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,"
                          "vhost=off", "-device", f"virtio-net-device,netdev=n0,mac={MAC}"]
+        args += list(extra)
         self.proc = procmon.Proc(prefix + args, name, workdir)
         self.tail = procmon.ConsoleTail(self.console)
         self.samples = []  # (monotonic, total s, vcpu s)

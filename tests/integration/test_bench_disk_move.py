@@ -1,0 +1,57 @@
+"""bench/disk_move.py (`make bench-disk-move`), so that it cannot rot: one tiny run (64
+MiB image) through godwit and QEMU's blockdev-mirror in both copy modes, with sane
+figures and DISK_MOVE.md written; and its reading of blkbench's latency buckets.
+Measures nothing worth keeping.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from godwit_vm import ROOT, TESTGUEST
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import disk_move  # noqa: E402
+
+
+def guest_bucket(ns):
+    """blkbench's bucket of a time in ns (guest/testguest/README.md, `blkbench MIB latency`)."""
+    if ns < 4:
+        return ns
+    msb = ns.bit_length() - 1
+    return msb * 4 + ((ns >> (msb - 2)) & 3)
+
+
+def test_bucket_middles_are_within_the_bucket():
+    for ns in (5, 999, 4096, 53_000, 61_440, 2_883_584, 10**9 + 7):
+        us = disk_move.bucket_us(guest_bucket(ns))
+        assert abs(us * 1000 - ns) <= 0.125 * ns + 1, (ns, us)
+    hist = {guest_bucket(50_000): 98, guest_bucket(5_000_000): 2}
+    assert abs(disk_move.percentile(hist, 0.5) - 50) < 6
+    assert abs(disk_move.percentile(hist, 0.99) - 5000) < 600
+
+
+@pytest.mark.kvm
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                    reason="qemu-system-x86_64 is not installed")
+@pytest.mark.skipif(not os.path.exists(TESTGUEST), reason=f"{TESTGUEST} missing: run make")
+def test_tiny_run_has_sane_figures(tmp_path):
+    out = tmp_path / "DISK_MOVE.md"
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "disk_move.py"),
+                          "--mib", "64", "--runs", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    figures = json.loads(res.stdout.strip().splitlines()[-1])
+    (tp,) = figures["throughput"]
+    assert tp["cp_mbps"] > 0 and tp["move_mbps"] > 0 and tp["data_bytes"] == 48 << 20
+    assert sorted(r["vmm"] for r in figures["load"]) == ["godwit #1", "qemu-background #1",
+                                                        "qemu-write-blocking #1"]
+    for r in figures["load"]:
+        assert r["move_s"] > 0 and r["idle_n"] > 0 and r["idle_p99"] >= r["idle_p50"] > 0, r
+    text = out.read_text()
+    assert "## Copy throughput" in text and "| godwit |" not in text and "godwit #1" in text
