@@ -159,6 +159,11 @@ struct vm {
 	pthread_t throttle_thread;
 	bool throttle_started;
 	uint64_t start_ns;
+	/*
+	 * The control layer's: held while it checks that nothing else moves the VM's
+	 * state and starts a migration or a disk move, so that two never overlap.
+	 */
+	pthread_mutex_t control_lock;
 
 	/* lock protects everything below; cond signals every change of it. */
 	pthread_mutex_t lock;

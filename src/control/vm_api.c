@@ -182,16 +182,20 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 		api__error(resp, 400, "'compress' must be \"auto\", \"lz4\", \"zstd\" or \"off\"");
 		return 0;
 	}
-	ret = devices__disk_moving(vm);
-	if (ret >= 0) {
-		api__error(resp, 409, "disk %d is being moved; migrate once the move has ended", ret);
-		return 0;
-	}
 	verify = json_object_get(req->body, "verify");
 	p.verify = json_is_true(verify);
 	p.confirm_ready = json_is_true(json_object_get(req->body, "confirm_ready"));
 	p.watch = json_is_true(json_object_get(req->body, "watch"));
+	/* A disk that switched files mid-migration would leave the destination on the old. */
+	pthread_mutex_lock(&vm->control_lock);
+	ret = devices__disk_moving(vm);
+	if (ret >= 0) {
+		pthread_mutex_unlock(&vm->control_lock);
+		api__error(resp, 409, "disk %d is being moved; migrate once the move has ended", ret);
+		return 0;
+	}
 	ret = migrate__start(vm, &p, err, sizeof(err));
+	pthread_mutex_unlock(&vm->control_lock);
 	if (ret) {
 		api__error(resp, ret == -EINVAL ? 400 : 409, "%s", err);
 		return 0;
@@ -311,11 +315,14 @@ static int put_disk_move(void *opaque, const struct api_request *req, struct api
 		api__error(resp, 409, "the VM is %s", vm__state_name(state));
 		return 0;
 	}
+	pthread_mutex_lock(&vm->control_lock);
 	if (migrating(vm)) {
+		pthread_mutex_unlock(&vm->control_lock);
 		api__error(resp, 409, "a migration is under way");
 		return 0;
 	}
 	ret = virtio_blk__move_start(b, json_string_value(to), max_bandwidth, err, sizeof(err));
+	pthread_mutex_unlock(&vm->control_lock);
 	if (ret) {
 		api__error(resp, ret == -EBUSY || ret == -EEXIST ? 409 : ret == -ENOMEM ? 500 : 400,
 			   "%s", err);

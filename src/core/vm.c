@@ -285,6 +285,7 @@ static int init_sync(struct vm *vm)
 	if (getrandom(vm->uuid, sizeof(vm->uuid), 0) != sizeof(vm->uuid))
 		pr_debug("no random UUID for this VM");
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->control_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* vm__cond_wait_ns */
 	pthread_cond_init(&vm->cond, &attr);
@@ -484,5 +485,6 @@ void vm__destroy(struct vm *vm)
 	guest_mem__exit(&vm->mem);
 	close(vm->event_fd);
 	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->control_lock);
 	pthread_mutex_destroy(&vm->lock);
 }

@@ -7,11 +7,13 @@ record is in the new image, and every sector blklog did not reach still holds th
 the old image had. A cancel (SIGINT to the client, or --cancel) and every failure
 leave the VM on its image and no new file.
 """
+import fcntl
 import json
 import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import time
 
@@ -261,3 +263,38 @@ def test_refusals_and_failures_leave_the_disk_where_it_is(tmp_path, procs, small
     assert sorted(p.name for p in tmp_path.glob("*.img")) == ["exists.img", "link.img",
                                                              "old.img"]
 
+
+
+def ofd_lock_taken(path, kind):
+    """Can another open file description take an OFD lock of this kind on path?"""
+    fd = os.open(path, os.O_RDONLY if kind == fcntl.F_RDLCK else os.O_RDWR)
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqi4x", kind, 0, 0, 0, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_readonly_disk_moves_and_stays_shared(tmp_path, procs):
+    """A readonly disk moves too; its new image is read-locked, as the old one was."""
+    log, ro, new = tmp_path / "log.img", tmp_path / "ro.img", tmp_path / "ro-new.img"
+    with open(log, "wb") as f:
+        f.truncate(16 * MiB)
+    random_image(ro, 16 * MiB, seed=23)
+    vm = Godwit.run_testguest(tmp_path, "blklog", extra=["--disk", str(log), "--disk",
+                                                         f"{ro},readonly=on"])
+    procs.append(vm)
+    vm.wait_for(r"blklog: acked \d+", count=3, timeout=60)
+    res = run_godwit(["disk-move", "--api", vm.api_path, "--disk", "1", "--to", str(new),
+                      "--json"], timeout=120)
+    out = json.loads(res.stdout)
+    assert res.returncode == 0 and out["status"] == "completed", res.stdout + res.stderr
+    assert new.read_bytes() == ro.read_bytes()
+    # Readers may share it, no writer may take it; the old image is nobody's now.
+    assert ofd_lock_taken(new, fcntl.F_RDLCK) and not ofd_lock_taken(new, fcntl.F_WRLCK)
+    assert ofd_lock_taken(ro, fcntl.F_WRLCK)
+    # Disk 0 was not touched.
+    assert vm.api("GET", "/vm/disks/0/move")[1]["status"] == "none"
+    more_acks(vm)
