@@ -6,7 +6,9 @@
  * stream (header, checksums, END) so that mutations reach the payloads instead of
  * dying at a checksum, then reads it back as the destination does: CONFIG through
  * stream_check__config, every STATE through stream_check__state, END through
- * stream_check__complete and stream_check__file_ends. A stream that passes has its
+ * stream_check__complete and stream_check__file_ends, every plain RAM record through
+ * stream__ram_record_receive into a 64 MiB guest RAM in place (the checks of its runs
+ * against CONFIG's regions and the RAM's own). A stream that passes has its
  * UART state loaded into a real 8250 (serial8250__load) and each disk's and network
  * card's transport state into a virtio-mmio device built as blk.c and net.c build
  * theirs (virtio_mmio__load). Nothing may crash, read out of bounds or leak.
@@ -19,6 +21,7 @@
 
 #include "godwit/log.h"
 #include "godwit/memory.h"
+#include "godwit/ram_receive.h"
 #include "godwit/stream_check.h"
 #include "godwit/virtio.h"
 
@@ -139,6 +142,19 @@ static void load_devices(const struct stream_check *c)
 		load_transport(&c->net[i].transport, false);
 }
 
+/* A plain RAM record, into guest RAM in place as the destination takes it (no helper). */
+static int receive_ram(struct stream_reader *r, const struct stream_record *rec,
+		       const struct stream_config *cfg)
+{
+	struct ram_receiver rcv = { .mem = fuzz_mem() };
+	char why[256];
+
+	if (!rcv.mem)
+		return -1;
+	return stream__ram_record_receive(r, rec, cfg, ram_receiver__fill, ram_receiver__apply,
+					  &rcv, why, sizeof(why));
+}
+
 static void receive(struct stream_reader *r, struct stream_io *io)
 {
 	struct stream_config cfg = { 0 };
@@ -154,7 +170,9 @@ static void receive(struct stream_reader *r, struct stream_io *io)
 	have_chk = true;
 	if (stream_check__config(&c, &cfg, hdr.minor, why, sizeof(why)))
 		goto out;
-	while (!stream__read_record(r, &rec)) {
+	while (stream__read_record_open(r, &rec, STREAM_REC_RAM) >= 0) {
+		if (rec.type == STREAM_REC_RAM && receive_ram(r, &rec, &cfg))
+			break;
 		if (rec.type == STREAM_REC_STATE && stream_check__state(&c, &rec, why, sizeof(why)))
 			break;
 		if (rec.type != STREAM_REC_END)

@@ -3,6 +3,7 @@
 #define GODWIT_MEMORY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "godwit/util.h"
@@ -56,6 +57,20 @@ void *guest_mem__ptr(struct guest_mem *mem, uint64_t gpa, uint64_t len);
  */
 int __must_check guest_mem__write(struct guest_mem *mem, uint64_t gpa, const void *src,
 				  uint64_t len);
+/*
+ * The one way a reader fills guest RAM in place (the destination's RAM records, read
+ * from the stream straight into the mapping): checks the range, lets read(ctx, dst,
+ * len) fill it, and marks every page of it dirty whatever read returned (it may have
+ * written part). 0, -EFAULT or read's return value.
+ */
+int __must_check guest_mem__receive(struct guest_mem *mem, uint64_t gpa, uint64_t len,
+				    int (*read)(void *ctx, void *dst, size_t len), void *ctx);
+/*
+ * Allocates the pages of memfd [offset, offset + len) without changing what they read
+ * (a hole reads as zeros, and so does the page allocated for it): no write, so nothing
+ * to mark dirty. 0 or -errno.
+ */
+int __must_check guest_mem__populate(struct guest_mem *mem, uint64_t offset, uint64_t len);
 int __must_check guest_mem__read(struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
 
 /* Marks [gpa, gpa+len) dirty after writing through a pointer from guest_mem__ptr(). */

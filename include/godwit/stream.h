@@ -242,6 +242,10 @@ struct stream_reader {
 	uint8_t *buf;
 	size_t buf_cap;
 	uint64_t nr_skipped;
+	/* A record opened by stream__read_record_open: its payload is read in parts. */
+	bool open;
+	enum stream_phase open_next; /* the phase once it is closed */
+	uint64_t open_left, open_start;
 	char err[256];
 };
 
@@ -259,6 +263,22 @@ int __must_check stream__read_header(struct stream_reader *r, struct stream_head
  * -ENOMEM; r->err then says which record, at which offset, and why.
  */
 int __must_check stream__read_record(struct stream_reader *r, struct stream_record *rec);
+/*
+ * As stream__read_record, except that a record of type `type` is only opened (1): its
+ * header is checked (type, flags, length, order) but its payload is left on the wire,
+ * for the caller to read in parts with stream__read_part, straight to where it belongs,
+ * and to end with stream__read_close, which checks the checksum over all of it. Until
+ * then nothing else is read. What the parts wrote is unchecked until the close says
+ * 0: a caller writing it in place must throw it all away on any error (the
+ * destination fails the move). 0 as stream__read_record when another record came.
+ */
+int __must_check stream__read_record_open(struct stream_reader *r, struct stream_record *rec,
+					  uint32_t type);
+/* The next len bytes of the open record's payload into dst. 0, -EBADMSG, -EIO. */
+int __must_check stream__read_part(struct stream_reader *r, const struct stream_record *rec,
+				   void *dst, size_t len);
+/* The whole payload was read: 0, or -EBADMSG (bytes left, checksum mismatch). */
+int __must_check stream__read_close(struct stream_reader *r, const struct stream_record *rec);
 
 /* ---- writer ------------------------------------------------------------ */
 
@@ -445,6 +465,33 @@ typedef int (*stream_ram_fn)(void *opaque, uint64_t gpa, uint32_t npages, uint32
 int __must_check stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *payload,
 					  size_t len, stream_ram_fn fn, void *opaque, char *err,
 					  size_t errlen);
+/* Reads the next len bytes of a payload into dst: 0 or -errno. */
+typedef int (*stream_part_fn)(void *ctx, void *dst, size_t len);
+struct stream_part {
+	struct stream_reader *r;
+	const struct stream_record *rec;
+};
+/*
+ * Receives a checked DATA run's npages pages in place by calling part(part_ctx, ...);
+ * called for ZERO runs too, in their order, with part NULL (nothing to read).
+ */
+typedef int (*stream_ram_fill_fn)(void *opaque, uint64_t gpa, uint32_t npages,
+				  stream_part_fn part, void *part_ctx);
+/*
+ * A plain RAM record opened by stream__read_record_open(r, rec, STREAM_REC_RAM), read
+ * off the wire without a copy in between: its runs are read and checked against cfg's
+ * regions as stream__ram_record_parse does, before any data is read; then fill gets
+ * each run in order (a DATA run's pages to read), the checksum is checked, and only
+ * then apply is called for each ZERO run. A run that fails its checks writes nothing, but pages
+ * filled before a checksum mismatch (or a short read) hold what came: the caller must
+ * then give up all it received (the destination fails the move). -EBADMSG, -EIO (with
+ * err) or fill's or apply's return value.
+ */
+int __must_check stream__ram_record_receive(struct stream_reader *r,
+					    const struct stream_record *rec,
+					    const struct stream_config *cfg,
+					    stream_ram_fill_fn fill, stream_ram_fn apply,
+					    void *opaque, char *err, size_t errlen);
 /* data[i] points at runs[i].npages pages for DATA runs (ignored for ZERO). */
 int __must_check stream__write_ram(struct stream_writer *w, const struct stream_ram_run *runs,
 				   unsigned int nr_runs, const uint8_t *const *data);

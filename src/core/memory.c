@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -187,6 +188,35 @@ int guest_mem__write(struct guest_mem *mem, uint64_t gpa, const void *src, uint6
 	memcpy(dst + done, (const uint8_t *)src + done, len - done);
 	guest_mem__mark_dirty(mem, gpa, len);
 	return 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+int guest_mem__populate(struct guest_mem *mem, uint64_t offset, uint64_t len)
+{
+	if (offset > mem->size || len > mem->size - offset)
+		return -EINVAL;
+	if (!len || !madvise(mem->base + offset, len, MADV_POPULATE_WRITE))
+		return 0;
+	if (mem->memfd >= 0 &&
+	    !fallocate(mem->memfd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len))
+		return 0;
+	return -errno;
+}
+
+int guest_mem__receive(struct guest_mem *mem, uint64_t gpa, uint64_t len,
+		       int (*read)(void *ctx, void *dst, size_t len), void *ctx)
+{
+	uint8_t *dst = guest_mem__ptr(mem, gpa, len);
+	int ret;
+
+	if (!dst || !len)
+		return -EFAULT;
+	ret = read(ctx, dst, len);
+	guest_mem__mark_dirty(mem, gpa, len);
+	return ret;
 }
 
 int guest_mem__read(struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len)

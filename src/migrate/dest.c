@@ -20,6 +20,7 @@
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
+#include "godwit/ram_receive.h"
 #include "godwit/stream_check.h"
 #include "godwit/vm.h"
 #include "godwit/vmstate.h"
@@ -65,6 +66,7 @@ struct dest {
 	struct ram_digest digest;
 	bool paged_verify;
 	bool realtime; /* from the first STATE record: util__switchover_priority */
+	struct ram_receiver ram; /* plain RAM records, received in place */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
 	char err[256];
@@ -597,6 +599,36 @@ static bool stopped(struct dest *d)
 	return true;
 }
 
+/*
+ * A plain RAM record goes from the stream straight into guest RAM, with no copy in a
+ * buffer and no pwrite from it: nothing runs here before GO, so pages a record wrote
+ * before its checksum failed are never used (the move fails, the VM is thrown away).
+ */
+static int receive_ram(struct dest *d, const struct stream_record *rec)
+{
+	char why[STREAM_ERROR_MSG_MAX] = "";
+	int ret;
+
+	ret = stream__ram_record_receive(&d->r, rec, d->cfg, ram_receiver__fill,
+					 ram_receiver__apply, &d->ram, why, sizeof(why));
+	if (ret)
+		fail(d, "bad RAM record %llu: %s", (unsigned long long)rec->index,
+		     why[0] ? why : strerror(-ret));
+	return ret;
+}
+
+/* The next record; a RAM record is received in place here, whole. */
+static int next_record(struct dest *d, struct stream_record *rec)
+{
+	int ret = stream__read_record_open(&d->r, rec, STREAM_REC_RAM);
+
+	if (ret == 1)
+		return receive_ram(d, rec);
+	if (ret)
+		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
+	return ret;
+}
+
 static int receive_records(struct dest *d)
 {
 	struct stream_record rec;
@@ -604,7 +636,7 @@ static int receive_records(struct dest *d)
 	int ret;
 
 	for (;;) {
-		ret = read_record(d, &rec);
+		ret = next_record(d, &rec);
 		if (!d->proven) {
 			d->first_read_failed = !!ret;
 			d->proven = !ret;
@@ -617,17 +649,13 @@ static int receive_records(struct dest *d)
 			return -EINTR;
 		switch (rec.type) {
 		case STREAM_REC_RAM:
-			ret = stream__ram_record_parse(d->cfg, rec.payload, rec.length, ram__apply_run,
-						       &d->vm->mem, why, sizeof(why));
-			if (ret)
-				fail(d, "bad RAM record %llu: %s", (unsigned long long)rec.index,
-				     why[0] ? why : strerror(-ret));
-			break;
+			break; /* in guest RAM already */
 		case STREAM_REC_RAM_LZ4:
 		case STREAM_REC_RAM_ZSTD:
 			ret = take_ram_packed(d, &rec);
 			break;
 		case STREAM_REC_ROUND:
+			ram_receiver__stop(&d->ram);
 			update_digests(d);
 			ret = ack_round(d, &rec);
 			break;
@@ -645,6 +673,7 @@ static int receive_records(struct dest *d)
 				fail(d, "bad VERIFY record: %s", why);
 			break;
 		case STREAM_REC_END:
+			ram_receiver__stop(&d->ram);
 			ret = stream_check__complete(&d->chk, why, sizeof(why));
 			if (!ret && d->is_file)
 				ret = stream_check__file_ends(&d->io, why, sizeof(why));
@@ -893,6 +922,7 @@ static void cleanup_attempt(struct dest *d)
 {
 	uint32_t i;
 
+	ram_receiver__stop(&d->ram);
 	if (d->vm_created)
 		vm__destroy(d->vm);
 	free(d->vm);
@@ -983,8 +1013,10 @@ int migrate__receive(const struct receive_params *p)
 			ret = send_accepted(&d);
 		if (!ret)
 			ret = start_parked(&d);
-		if (!ret)
+		if (!ret) {
+			ram_receiver__start(&d.ram, &d.vm->mem);
 			ret = receive_records(&d);
+		}
 		if (!ret || d.is_file || !d.first_read_failed || d.io.gave_up == -EINTR)
 			break;
 		ret = next_attempt(&d);

@@ -360,8 +360,37 @@ static int check_end(struct stream_reader *r, const struct stream_record *rec)
 	return 0;
 }
 
-/* One record off the wire; *known tells whether the caller must see it. */
-static int read_one(struct stream_reader *r, struct stream_record *rec, bool *known)
+/* After a record's payload: the order and the chain move on. */
+static void accept_record(struct stream_reader *r, const struct stream_record *rec,
+			  enum stream_phase phase)
+{
+	r->phase = phase;
+	r->nr_records++;
+	r->running = chain(r->running, rec->checksum);
+}
+
+/* The payload of rec is left to the caller (stream__read_part); its hash starts here. */
+static int open_payload(struct stream_reader *r, const struct stream_record *rec,
+			enum stream_phase phase)
+{
+	uint8_t h[16];
+
+	encode_rec_hdr(h, rec->type, rec->flags, rec->length);
+	XXH3_64bits_reset(r->xxh);
+	XXH3_64bits_update(r->xxh, h, sizeof(h));
+	r->open = true;
+	r->open_next = phase;
+	r->open_left = rec->length;
+	r->open_start = r->io->bytes_read;
+	return 1;
+}
+
+/*
+ * One record off the wire; *known tells whether the caller must see it. A record of
+ * type open_type is opened (1), not read.
+ */
+static int read_one(struct stream_reader *r, struct stream_record *rec, bool *known,
+		    uint32_t open_type)
 {
 	enum stream_phase phase = r->phase;
 	const struct type_info *ti;
@@ -374,6 +403,9 @@ static int read_one(struct stream_reader *r, struct stream_record *rec, bool *kn
 	ret = check_rec_hdr(r, rec, ti, &phase);
 	if (ret)
 		return ret;
+	*known = ti != NULL;
+	if (ti && rec->type == open_type)
+		return open_payload(r, rec, phase);
 	ret = read_payload(r, rec);
 	if (ret)
 		return ret;
@@ -382,29 +414,65 @@ static int read_one(struct stream_reader *r, struct stream_record *rec, bool *kn
 		if (ret)
 			return ret;
 	}
-	r->phase = phase;
-	r->nr_records++;
-	r->running = chain(r->running, rec->checksum);
-	*known = ti != NULL;
+	accept_record(r, rec, phase);
 	return 0;
 }
 
-int stream__read_record(struct stream_reader *r, struct stream_record *rec)
+int stream__read_record_open(struct stream_reader *r, struct stream_record *rec, uint32_t type)
 {
 	bool known = false;
 	int ret;
 
-	if (r->phase == STREAM_PHASE_DONE) {
-		snprintf(r->err, sizeof(r->err), "read past END");
+	if (r->open || r->phase == STREAM_PHASE_DONE) {
+		snprintf(r->err, sizeof(r->err), "%s",
+			 r->open ? "a record is still open" : "read past END");
 		return -EPROTO;
 	}
 	do {
-		ret = read_one(r, rec, &known);
-		if (ret)
+		ret = read_one(r, rec, &known, type);
+		if (ret < 0)
 			return ret;
 		if (!known)
 			r->nr_skipped++;
 	} while (!known);
+	return ret;
+}
+
+int stream__read_record(struct stream_reader *r, struct stream_record *rec)
+{
+	/* STREAM_REC_INVALID never gets past check_rec_hdr: nothing is opened. */
+	return stream__read_record_open(r, rec, STREAM_REC_INVALID);
+}
+
+int stream__read_part(struct stream_reader *r, const struct stream_record *rec, void *dst,
+		      size_t len)
+{
+	int ret;
+
+	if (!r->open || len > r->open_left)
+		return rec_fail(r, rec, -EBADMSG, "payload read past its %llu bytes",
+				(unsigned long long)rec->length);
+	ret = stream_io__read_full(r->io, dst, len);
+	if (ret == -ENODATA)
+		return rec_fail(r, rec, -EIO, "truncated payload (%llu of %llu bytes)",
+				(unsigned long long)(r->io->bytes_read - r->open_start),
+				(unsigned long long)rec->length);
+	if (ret)
+		return rec_fail(r, rec, -EIO, "read: %s", strerror(-ret));
+	XXH3_64bits_update(r->xxh, dst, len);
+	r->open_left -= len;
+	return 0;
+}
+
+int stream__read_close(struct stream_reader *r, const struct stream_record *rec)
+{
+	if (!r->open || r->open_left)
+		return rec_fail(r, rec, -EBADMSG, "%llu payload bytes left unread",
+				(unsigned long long)r->open_left);
+	r->open = false;
+	if (XXH3_64bits_digest(r->xxh) != rec->checksum)
+		return rec_fail(r, rec, -EBADMSG, "checksum mismatch");
+	accept_record(r, rec, r->open_next);
 	return 0;
 }
 

@@ -154,6 +154,107 @@ int stream__ram_record_parse(const struct stream_config *cfg, const uint8_t *pay
 	return ret ? ret : apply_runs(runs, nr_runs, runs + runs_len, fn, opaque);
 }
 
+/* The reader failed: its message, which names the record and the offset. */
+static int reader_fail(const struct stream_reader *r, int ret, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", r->err[0] ? r->err : strerror(-ret));
+	return ret;
+}
+
+static int read_part(void *ctx, void *dst, size_t len)
+{
+	struct stream_part *p = ctx;
+
+	return stream__read_part(p->r, p->rec, dst, len);
+}
+
+static int receive_data(const uint8_t *runs, uint32_t nr_runs, stream_ram_fill_fn fill,
+			void *opaque, struct stream_part *part)
+{
+	struct stream_ram_run run;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < nr_runs; i++) {
+		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
+		ret = fill(opaque, run.gpa, run.npages, run.kind == STREAM_RAM_DATA ? read_part : NULL,
+			   part);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int apply_zero_runs(const uint8_t *runs, uint32_t nr_runs, stream_ram_fn fn, void *opaque)
+{
+	struct stream_ram_run run;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < nr_runs; i++) {
+		get_run(runs + (size_t)i * STREAM_RAM_RUN_LEN, &run);
+		if (run.kind != STREAM_RAM_ZERO)
+			continue;
+		ret = fn(opaque, run.gpa, run.npages, run.kind, NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * The runs failed their checks: the rest of the record is read into scratch and
+ * dropped, so that a record damaged on the way is named by its checksum, as it was
+ * when records were checked whole before their runs.
+ */
+static int bad_runs(struct stream_reader *r, const struct stream_record *rec, uint8_t *scratch,
+		    size_t cap, int ret, char *err, size_t errlen)
+{
+	int rd = 0;
+
+	while (!rd && r->open_left)
+		rd = stream__read_part(r, rec, scratch, MIN(cap, r->open_left));
+	if (!rd)
+		rd = stream__read_close(r, rec);
+	return rd ? reader_fail(r, rd, err, errlen) : ret;
+}
+
+int stream__ram_record_receive(struct stream_reader *r, const struct stream_record *rec,
+			       const struct stream_config *cfg, stream_ram_fill_fn fill,
+			       stream_ram_fn apply, void *opaque, char *err, size_t errlen)
+{
+	uint8_t head[STREAM_RAM_HDR_LEN], runs[STREAM_RAM_MAX_RUNS * STREAM_RAM_RUN_LEN];
+	struct stream_part part = { .r = r, .rec = rec };
+	uint32_t nr_runs;
+	size_t runs_len;
+	int ret;
+
+	if (rec->type != STREAM_REC_RAM || rec->length < STREAM_RAM_HDR_LEN)
+		return ram_fail(err, errlen, "not an open RAM record");
+	r->err[0] = 0;
+	ret = stream__read_part(r, rec, head, sizeof(head));
+	if (ret)
+		return reader_fail(r, ret, err, errlen);
+	/* parse_head reads the 8 bytes of head and bounds the runs by the record's length. */
+	ret = parse_head(head, rec->length, &nr_runs, &runs_len, err, errlen);
+	if (ret)
+		return ret;
+	ret = stream__read_part(r, rec, runs, runs_len);
+	if (ret)
+		return reader_fail(r, ret, err, errlen);
+	ret = check_runs(cfg, runs, nr_runs, rec->length - STREAM_RAM_HDR_LEN - runs_len, err,
+			 errlen);
+	if (ret)
+		return bad_runs(r, rec, runs, sizeof(runs), ret, err, errlen);
+	ret = receive_data(runs, nr_runs, fill, opaque, &part);
+	if (ret)
+		return r->err[0] ? reader_fail(r, ret, err, errlen) : ret;
+	ret = stream__read_close(r, rec);
+	if (ret)
+		return reader_fail(r, ret, err, errlen);
+	return apply_zero_runs(runs, nr_runs, apply, opaque);
+}
+
 static uint64_t data_pages_of(const uint8_t *runs, uint32_t nr_runs)
 {
 	struct stream_ram_run run;

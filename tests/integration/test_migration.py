@@ -795,8 +795,10 @@ class CorruptingProxy:
     to match: a page corrupted where no checksum can see it (a bad NIC, a bug in the
     sender or the apply path); only --verify can."""
 
-    def __init__(self, to_port):
+    def __init__(self, to_port, reseal=True, skip=0):
         self.to_port = to_port
+        self.reseal = reseal  # False: the record checksums are left as sent
+        self.skip = skip  # plain RAM records with data to pass on unchanged first
         self.lsock = socket.socket()
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(1)
@@ -818,6 +820,10 @@ class CorruptingProxy:
 
     def _corrupt(self, payload):
         nr_runs = int.from_bytes(payload[0:4], "little")
+        if self.skip and any(int.from_bytes(payload[20 + i * 16:24 + i * 16], "little") == 1
+                             for i in range(nr_runs)):
+            self.skip -= 1
+            return False
         data = 8 + nr_runs * 16
         for i in range(nr_runs):
             run = payload[8 + i * 16:24 + i * 16]
@@ -862,7 +868,8 @@ class CorruptingProxy:
                 if rtype == 6:  # END: the chain of the checksums as sent on
                     assert int.from_bytes(payload[0:8], "little") == count
                     payload[8:16] = chain.to_bytes(8, "little")
-                if (rtype == 2 and self._corrupt(payload)) or rtype == 6:
+                changed = rtype == 2 and self._corrupt(payload)
+                if (changed and self.reseal) or rtype == 6:
                     hdr[16:24] = xxh3(hdr[0:16] + payload).to_bytes(8, "little")
                 chain = xxh3(hdr[16:24], chain)
                 count += 1
@@ -899,6 +906,31 @@ def test_verify_catches_a_page_corrupted_on_the_way(tmp_path, procs):
     beats = len(src.wait_for(r"^hb \d+ "))
     src.wait_for(r"^hb \d+ ", count=beats + 3)
     assert src.proc.poll() is None
+
+
+def test_ram_record_damaged_mid_stream_fails_the_move(tmp_path, procs):
+    """A byte of a plain RAM record's pages changed in flight, many records into the
+    first round: the destination receives RAM records straight into guest RAM, so the
+    page is there before the record's checksum is checked; the mismatch must still fail
+    the move, the destination exit without running the VM, and the guest run on at the
+    source with its memory intact."""
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 32M random", cpus=2,
+                       memory="256M")
+    src.wait_for_pass(1, timeout=240)
+    dst = Receiver(tmp_path, "dst", extra=["-v"])
+    procs.append(dst)
+    proxy = CorruptingProxy(dst.port, reseal=False, skip=10)
+    res, out = migrate(src, f"tcp:127.0.0.1:{proxy.port}", "--compress", "off",
+                       "--connections", "1")
+    assert res.returncode != 0 and out["status"] == "failed", (res.stderr, out)
+    assert proxy.changed == 1, proxy.changed
+    assert dst.wait_exit(timeout=30) != 0
+    assert re.search(r"incoming migration failed: bad RAM record \d+: .*checksum mismatch",
+                     dst.stderr()), dst.stderr()[-2000:]
+    assert "VM resumed here" not in dst.stderr()
+    src.wait_for(r"^hb \d+ ", count=len(src.wait_for(r"^hb \d+ ")) + 3)
+    src.wait_for_pass(src.passes() + 1, timeout=240)
+    assert "ERROR" not in src.output() and src.proc.poll() is None
 
 
 def corrupt_stream_test(tmp_path, procs, flip_at, compress="off"):

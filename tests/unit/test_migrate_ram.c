@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,7 @@
 
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
+#include "godwit/ram_receive.h"
 
 struct pair {
 	struct guest_mem src, dst;
@@ -61,33 +63,52 @@ static void teardown(struct pair *p)
 	guest_mem__exit(&p->dst);
 }
 
-/* Reads everything written so far (it must end with END) into dst. */
-static void apply_all(struct pair *p)
+/*
+ * Reads stream bytes into dst as the destination does: plain RAM records in place,
+ * through the receiver (and its helper allocating ahead), packed ones expanded and
+ * applied. 0, or the first error with err set.
+ */
+static int receive(struct pair *p, const struct stream_config *cfg, const uint8_t *data,
+		   size_t len, char *err, size_t errlen)
 {
+	struct ram_receiver rcv;
 	struct stream_header hdr;
 	struct stream_record rec;
 	struct stream_reader r;
 	struct stream_io rio;
-	const uint8_t *data;
-	char err[256];
-	size_t len;
+	int ret;
 
-	data = stream_io__mem_data(&p->wio, &len);
 	stream_io__init_mem_reader(&rio, data, len);
 	assert_int_equal(stream__reader_init(&r, &rio, STREAM_CTX_DATA), 0);
 	assert_int_equal(stream__read_header(&r, &hdr), 0);
+	ram_receiver__start(&rcv, &p->dst);
 	for (;;) {
-		assert_int_equal(stream__read_record(&r, &rec), 0);
-		if (rec.type == STREAM_REC_END)
+		ret = stream__read_record_open(&r, &rec, STREAM_REC_RAM);
+		if (ret == 1)
+			ret = stream__ram_record_receive(&r, &rec, cfg, ram_receiver__fill,
+							 ram_receiver__apply, &rcv, err, errlen);
+		else if (ret)
+			snprintf(err, errlen, "%s", r.err);
+		if (ret || rec.type == STREAM_REC_END)
 			break;
-		if (rec.type != STREAM_REC_RAM)
-			continue;
-		assert_int_equal(stream__ram_record_parse(&p->cfg, rec.payload, rec.length,
-							  ram__apply_run, &p->dst, err, sizeof(err)),
-				 0);
+		if (rec.type == STREAM_REC_RAM_LZ4)
+			fail_msg("no packed records in these tests");
 	}
+	ram_receiver__stop(&rcv);
 	stream__reader_exit(&r);
 	stream_io__exit(&rio);
+	return ret;
+}
+
+/* Reads everything written so far (it must end with END) into dst. */
+static void apply_all(struct pair *p)
+{
+	const uint8_t *data;
+	char err[256] = "";
+	size_t len;
+
+	data = stream_io__mem_data(&p->wio, &len);
+	assert_int_equal(receive(p, &p->cfg, data, len, err, sizeof(err)), 0);
 }
 
 static void assert_same_ram(struct pair *p)
@@ -275,6 +296,84 @@ static void test_dirtiers(void **state)
 	assert_int_equal(migrate__find_dirtiers(even, 0, d), 0);
 }
 
+static bool vmm_dirty(const struct guest_mem *m, uint64_t gpa)
+{
+	uint64_t pfn = gpa / GUEST_PAGE_SIZE;
+
+	return m->vmm_dirty[pfn / (8 * sizeof(long))] >> (pfn % (8 * sizeof(long))) & 1;
+}
+
+/* Two records of 1 MiB each at 1 MiB and 3 MiB; *second: where the second's data starts. */
+static uint8_t *two_records(struct pair *p, size_t *len, size_t *second)
+{
+	struct ram_sender s = { .t = &p->t, .w = &p->w, .copy = true };
+	const uint8_t *data;
+	uint8_t *copy;
+
+	fill(&p->src, 1 * MiB, 0x11, 1 * MiB);
+	fill(&p->src, 3 * MiB, 0x33, 1 * MiB);
+	assert_int_equal(ram__send_all(&s), 0);
+	assert_int_equal(stream__write_end(&p->w), 0);
+	data = stream_io__mem_data(&p->wio, len);
+	copy = malloc(*len);
+	memcpy(copy, data, *len);
+	/* The last RAM record's data ends just before END (24 + 16 bytes). */
+	*second = *len - STREAM_RECORD_HDR_LEN - STREAM_END_LEN - 1 * MiB;
+	assert_int_equal(copy[*second], 0x33);
+	return copy;
+}
+
+/*
+ * A byte changed in the second record's data: it went into guest RAM before its
+ * checksum could be checked, so the receive fails (the destination then fails the
+ * move), with every page it wrote marked dirty.
+ */
+static void test_in_place_receive_fails_on_a_bad_checksum(void **state)
+{
+	char err[256] = "";
+	size_t len, second;
+	struct pair p;
+	uint8_t *bad;
+
+	(void)state;
+	setup(&p, 64 * MiB);
+	bad = two_records(&p, &len, &second);
+	bad[second + 5000] ^= 0x40;
+	assert_int_equal(receive(&p, &p.cfg, bad, len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "checksum mismatch"));
+	assert_memory_equal(p.dst.base + 1 * MiB, p.src.base + 1 * MiB, 1 * MiB);
+	assert_int_equal(p.dst.base[3 * MiB + 5000], 0x33 ^ 0x40);
+	assert_true(vmm_dirty(&p.dst, 1 * MiB) && vmm_dirty(&p.dst, 4 * MiB - 4096));
+	free(bad);
+	teardown(&p);
+}
+
+/* A run outside the RAM the CONFIG gave: refused before a byte of its record is written. */
+static void test_in_place_receive_checks_runs_before_writing(void **state)
+{
+	struct stream_config small;
+	char err[256] = "";
+	size_t len, second;
+	struct pair p;
+	uint8_t *good;
+
+	(void)state;
+	setup(&p, 64 * MiB);
+	good = two_records(&p, &len, &second);
+	small = p.cfg;
+	small.regions[0].size = 2 * MiB; /* the record at 3 MiB lies beyond */
+	assert_int_equal(receive(&p, &small, good, len, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "not inside one RAM region"));
+	assert_int_equal(p.dst.base[1 * MiB], 0x11);
+	assert_int_equal(p.dst.base[3 * MiB], 0);
+	assert_false(vmm_dirty(&p.dst, 3 * MiB));
+	/* Truncated in the middle of the data: a short read, nothing accepted. */
+	assert_int_equal(receive(&p, &p.cfg, good, second + 4096, err, sizeof(err)), -EIO);
+	assert_non_null(strstr(err, "truncated payload"));
+	free(good);
+	teardown(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +383,8 @@ int main(void)
 		cmocka_unit_test(test_many_pages_split_into_bounded_records),
 		cmocka_unit_test(test_bandwidth_wait_ends_on_cancel),
 		cmocka_unit_test(test_dirtiers),
+		cmocka_unit_test(test_in_place_receive_fails_on_a_bad_checksum),
+		cmocka_unit_test(test_in_place_receive_checks_runs_before_writing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
