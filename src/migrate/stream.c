@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include "godwit/stream.h"
+#include "godwit/xxh3.h"
 
 struct type_info {
 	uint32_t type;
@@ -336,10 +337,10 @@ static int read_payload(struct stream_reader *r, struct stream_record *rec)
 	if (ret)
 		return rec_fail(r, rec, -EIO, "read: %s", strerror(-ret));
 	encode_rec_hdr(h, rec->type, rec->flags, rec->length);
-	XXH3_64bits_reset(r->xxh);
-	XXH3_64bits_update(r->xxh, h, sizeof(h));
-	XXH3_64bits_update(r->xxh, r->buf, rec->length);
-	if (XXH3_64bits_digest(r->xxh) != rec->checksum)
+	util__xxh3_reset(r->xxh);
+	util__xxh3_update(r->xxh, h, sizeof(h));
+	util__xxh3_update(r->xxh, r->buf, rec->length);
+	if (util__xxh3_digest(r->xxh) != rec->checksum)
 		return rec_fail(r, rec, -EBADMSG, "checksum mismatch");
 	rec->payload = r->buf;
 	return 0;
@@ -376,8 +377,8 @@ static int open_payload(struct stream_reader *r, const struct stream_record *rec
 	uint8_t h[16];
 
 	encode_rec_hdr(h, rec->type, rec->flags, rec->length);
-	XXH3_64bits_reset(r->xxh);
-	XXH3_64bits_update(r->xxh, h, sizeof(h));
+	util__xxh3_reset(r->xxh);
+	util__xxh3_update(r->xxh, h, sizeof(h));
 	r->open = true;
 	r->open_next = phase;
 	r->open_left = rec->length;
@@ -459,7 +460,7 @@ int stream__read_part(struct stream_reader *r, const struct stream_record *rec, 
 				(unsigned long long)rec->length);
 	if (ret)
 		return rec_fail(r, rec, -EIO, "read: %s", strerror(-ret));
-	XXH3_64bits_update(r->xxh, dst, len);
+	util__xxh3_update(r->xxh, dst, len);
 	r->open_left -= len;
 	return 0;
 }
@@ -470,7 +471,7 @@ int stream__read_close(struct stream_reader *r, const struct stream_record *rec)
 		return rec_fail(r, rec, -EBADMSG, "%llu payload bytes left unread",
 				(unsigned long long)r->open_left);
 	r->open = false;
-	if (XXH3_64bits_digest(r->xxh) != rec->checksum)
+	if (util__xxh3_digest(r->xxh) != rec->checksum)
 		return rec_fail(r, rec, -EBADMSG, "checksum mismatch");
 	accept_record(r, rec, r->open_next);
 	return 0;
@@ -596,11 +597,11 @@ int stream__write_record(struct stream_writer *w, uint32_t type, uint32_t flags,
 	if (ret)
 		return ret;
 	encode_rec_hdr(hdr, type, flags, len);
-	XXH3_64bits_reset(w->xxh);
-	XXH3_64bits_update(w->xxh, hdr, 16);
+	util__xxh3_reset(w->xxh);
+	util__xxh3_update(w->xxh, hdr, 16);
 	for (i = 0; i < iovcnt; i++)
-		XXH3_64bits_update(w->xxh, iov[i].iov_base, iov[i].iov_len);
-	sum = XXH3_64bits_digest(w->xxh);
+		util__xxh3_update(w->xxh, iov[i].iov_base, iov[i].iov_len);
+	sum = util__xxh3_digest(w->xxh);
 	stream_put64(hdr + 16, sum);
 	ret = wr_frame(w, hdr, iov, iovcnt);
 	if (ret)
