@@ -11,7 +11,8 @@ Environment:
                           dirtying cases write incompressible pages, their twins
                           NAME-compressible memtouch's default pattern: 'heavy-1G*' both)
   BENCH_QUICK=1           tiny sizes (256 MiB guests, 32 MiB working sets, 5 ms far link,
-                          20 s timeout): checks the machinery, measures nothing worth keeping
+                          20 s timeout, no large-* cases): checks the machinery, measures
+                          nothing worth keeping
   BENCH_VMMS=godwit,qemu  which VMMs
   BENCH_QEMU_VARIANTS=    empty: each case's QEMU capabilities; 'all', or a list of
                           ('case' = the case's own choice; 'case,multifd+zstd+auto-converge'),
@@ -23,6 +24,10 @@ Environment:
   BENCH_OUT=bench/results output directory
   GODWIT, QEMU, GODWIT_TESTGUEST   binaries (default build/godwit, qemu-system-x86_64,
                           build/guest/testguest.elf)
+
+The large-2G and large-8G cases (1 GiB of random pages rewritten in a 2 or 8 GiB guest)
+run in the full bench only; the loopback TCP and memcpy limits are measured before and
+after the cases, in the same run (bench/limits.py).
 """
 import contextlib
 import dataclasses
@@ -40,6 +45,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import limits  # noqa: E402
 import report  # noqa: E402
 import slowlink  # noqa: E402
 import vmms  # noqa: E402
@@ -101,6 +107,12 @@ def make_cases(quick=False):
             for suffix, cmd in variants(mts):
                 cases.append(Case(f"{kind}-{size}{suffix}", kind, size, mib, cpus, cmd, mtv,
                                   variant, **extra))
+    if not quick:
+        # The issue's large case: a 1 GiB working set of random pages in a 2 GiB and in an
+        # 8 GiB guest (incompressible only; the cases above have the compressible twins).
+        for size in ("2G", "8G"):
+            cases.append(Case(f"large-{size}", "large", size, int(size[:-1]) * 1024, 2,
+                              f"{hb} ; memtouch 1G random", (1,), "multifd+auto-converge"))
     far_size = sizes[0]
     far_mib = int(far_size[:-1]) * (1024 if far_size.endswith("G") else 1)
     for suffix, cmd in variants([f"memtouch {mt} 100"]):
@@ -174,6 +186,9 @@ def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "q
     for stale in ("logs",):
         shutil.rmtree(os.path.join(outdir, stale), ignore_errors=True)
     records, links = [], {}
+    # The physical limits, before and after the cases: the same run's figures.
+    limits_before = limits.measure(quick)
+    log(f"bench: limits before: {limits_before}")
     plan = sum(runs * sum(len(qemu_variants(c, variants_spec)) if v == "qemu" else 1
                           for v in vmm_list) for c in cases)
     n = 0
@@ -219,7 +234,10 @@ def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "q
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the far link failed
             log(f"bench: {case.name}: the far link failed: {e}")
             links[case.name] = f"failed: {e}"
+    limits_after = limits.measure(quick)
+    log(f"bench: limits after: {limits_after}")
     meta = {"runs": runs, "quick": quick, "downtime_ms": downtime_ms, "links": links,
+            "limits": {"before": limits_before, "after": limits_after},
             "qemu_variants": variants_spec,
             "machine": report.machine_info(vmms.GODWIT, vmms.QEMU, vmms.TESTGUEST)}
     with open(os.path.join(outdir, "runs.json"), "w") as f:

@@ -216,6 +216,8 @@ def write_results(path, records, cases, meta, plots):
               "costs. Own memory: the peak, over the process's life, of its resident memory "
               "minus the guest RAM it holds.", ""]
 
+    lines += limits_section(meta.get("limits"))
+    lines += goals_section(groups)
     other = [r for r in records if r["status"] != "completed"]
     bad_dst = [r for r in records if r["status"] == "completed" and not r.get("dst_ok")]
     if other or bad_dst:
@@ -246,6 +248,79 @@ def write_results(path, records, cases, meta, plots):
         lines += ["(No plots: python3-matplotlib is not installed; `make bench` installs it as root.)", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def _span(vals):
+    return f"{min(vals):.2f}–{max(vals):.2f}" if vals else "?"
+
+
+def limits_section(lim):
+    if not lim:
+        return []
+    lines = ["## The physical limits, same run", "",
+             "| when | loopback TCP GB/s (one stream, 1 MiB sends) | memcpy GB/s (256 MiB) "
+             "| memcpy GB/s (4 KiB pieces) |", "|---|---|---|---|"]
+    for when in ("before", "after"):
+        m = lim.get(when) or {}
+        if "error" in m:
+            lines.append(f"| {when} the cases | not measured: {m['error']} | | |")
+            continue
+        lines.append(f"| {when} the cases | {_span(m.get('tcp_gbs', []))} | "
+                     f"{_span(m.get('memcpy_gbs', []))} | {_span(m.get('memcpy_4k_gbs', []))} |")
+    return lines + ["", "`bench/limits/tcp_bw.c` and `memcpy_bw.c`, built and run by "
+                    "`bench/limits.py` (min–max of the passes).", ""]
+
+
+def _median(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _cpu_per_gib(r):
+    if r.get("src_vmm_cpu_s") is None or r.get("dst_vmm_cpu_s") is None or not r.get("guest_bytes"):
+        return None
+    return (r["src_vmm_cpu_s"] + r["dst_vmm_cpu_s"]) / (r["guest_bytes"] / 2**30)
+
+
+def goals_section(groups):
+    """Issue 17's goals on the incompressible dirtying cases: godwit against the QEMU
+    series with the shortest median move (ratios of medians)."""
+    by_case = {}
+    for case, series, recs in groups:
+        done = [r for r in recs if r["status"] == "completed"]
+        if done and not case.endswith("-compressible") and not case.startswith("idle"):
+            by_case.setdefault(case, []).append((series, done))
+    rows = []
+    for case, series_list in by_case.items():
+        g = [d for s, d in series_list if s == "godwit"]
+        q = [d for s, d in series_list if s != "godwit"]
+        if not g:
+            continue
+        g = g[0]
+        rate = _median([r["guest_bytes"] / 1e9 / (r["move_ms"] / 1e3) for r in g
+                        if r.get("guest_bytes") and r.get("move_ms")])
+        gm, gp = _median([r.get("move_ms") for r in g]), _median([r.get("pause_ms") for r in g])
+        gc = _median([_cpu_per_gib(r) for r in g])
+        qbest = min(q, key=lambda d: _median([r.get("move_ms") for r in d]) or 1e12) if q else None
+        qm = qp = qc = None
+        if qbest:
+            qm, qp = _median([r.get("move_ms") for r in qbest]), _median([r.get("pause_ms") for r in qbest])
+            qc = _median([_cpu_per_gib(r) for r in qbest])
+
+        def ratio(a, b):
+            return f"{a / b:.2f}" if a is not None and b else "?"
+
+        def num(v, f="{:.2f}"):
+            return "?" if v is None else f.format(v)
+        rows.append([case, num(rate), ratio(gm, qm), ratio(gp, qp), f"{num(gc)} / {num(qc)}"])
+    if not rows:
+        return []
+    return ["## Goals (issue 17), incompressible cases", ""] + md_table(
+        ["case", "godwit guest GB/s moved (goal ≥ 1.2)", "move, godwit / QEMU (goal ≤ 0.5)",
+         "pause, godwit / QEMU (goal ≤ 0.2)", "not-vCPU CPU s per GiB moved, godwit / QEMU"],
+        rows) + ["", "Guest GB/s: guest pages moved (4 KiB each) over the move time, median of "
+                 "the runs; ratios: of the medians, against the QEMU series with the shortest "
+                 "median move.", ""]
 
 
 PLOTS = [

@@ -53,7 +53,9 @@ int main(int argc,char**argv){
 		pid_t p=fork();
 		if(!p){int s=socket(AF_INET,SOCK_STREAM,0);connect(s,(void*)&a,l);char*b=malloc(REC);
 			for(size_t i=0;i<REC;i++)b[i]=rand();
-			for(size_t o=0;o<total;o+=REC)if(send(s,b,REC,MSG_WAITALL)!=REC)_exit(1);_exit(0);}
+			for(size_t o=0;o<total;o+=REC)
+				if(send(s,b,REC,MSG_WAITALL)!=REC)_exit(1);
+			_exit(0);}
 		int c=accept(ls,0,0);receive(c,total,mode,ahead);int st;waitpid(p,&st,0);close(c);close(ls);}
 	return 0;
 }
