@@ -26,7 +26,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
 	-Wstrict-prototypes -Wold-style-definition -Wundef -Wwrite-strings -Wvla
 CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARNINGS) -Iinclude -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
-LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl
+LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl -lssl -lcrypto
 
 LIB_SRC := $(sort $(filter-out src/main.c,$(shell find src -name '*.c')))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -8,11 +8,12 @@ PKGS=(
 	libcmocka-dev                                 # unit tests
 	libmicrohttpd-dev libjansson-dev              # API: HTTP server, JSON
 	libcurl4-openssl-dev                          # API: HTTP client (godwit migrate)
+	libssl-dev openssl                            # TLS on migration streams; tests make their certificates
 	libxxhash-dev                                 # stream checksums
 	liblz4-dev                                    # stream compression (RAM_LZ4)
 	libzstd-dev                                   # stream compression on long links (RAM_ZSTD)
 	acpica-tools                                  # iasl -d checks the ACPI tables
-	python3 python3-pytest                        # integration tests
+	python3 python3-pytest python3-cryptography  # integration tests (and their TLS certificates)
 	qemu-system-x86                               # boots the test guest under TCG; bench
 	curl iproute2                                 # API by hand; test networks
 	kmod lz4 xz-utils zstd                        # guest-linux: modinfo, vmlinux payload

@@ -8,6 +8,7 @@
 
 #include "godwit/console.h"
 #include "godwit/stream.h"
+#include "godwit/tls.h"
 #include "godwit/util.h"
 
 struct vm;
@@ -41,6 +42,7 @@ struct migrate_params {
 	 */
 	bool confirm_ready;
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
+	struct tls_params tls; /* tcp: only; the key is wiped once the move has taken it */
 };
 
 /*
@@ -83,9 +85,12 @@ struct migrate_stats {
 	uint32_t throttle_pct;
 	uint32_t max_throttle_pct;
 	uint32_t connections; /* TCP connections the stream went over */
+	const char *encryption; /* "none", "tls-x509" or "tls-psk": what the stream went over */
 	char to[256];
 	char error[256];
 };
+
+#define MIGRATE_SPENT_PSKS 64
 
 struct migration {
 	pthread_mutex_t lock;
@@ -100,6 +105,10 @@ struct migration {
 	int fd; /* the stream's socket or file, -1 when none */
 	int extra_fd[STREAM_MAX_CONNECTIONS - 1]; /* more connections (source.c) */
 	unsigned int nr_extra;
+	struct tls_ctx *tls; /* the move's, from migrate__start; the thread frees it */
+	/* Digests of the one-time keys moves from here have used: none serves twice. */
+	uint8_t spent_psk[MIGRATE_SPENT_PSKS][TLS_PSK_DIGEST_LEN];
+	unsigned int nr_spent_psk;
 };
 
 const char *migrate__status_name(enum migrate_status s);
@@ -147,6 +156,7 @@ struct receive_params {
 	const struct vm_control *control; /* what drives the VM once it runs here (its API) */
 	/* How long the source may send nothing (or not read) once it is taken; 0: default. */
 	int io_timeout_ms;
+	struct tls_params tls; /* settled by tls__check_params */
 };
 
 /*
@@ -197,8 +207,9 @@ int __must_check transport__connect_finish(int fd);
 unsigned int connections__wanted(uint64_t asked, uint64_t rtt_ns);
 /* The chunk a source stripes in, given the features the destination took (0: STRIPE's). */
 uint32_t connections__stripe_chunk(uint32_t features);
-/* The JOIN an extra connection opens with: 0 or -errno. */
-int __must_check connections__send_join(int fd, const uint8_t *token, uint32_t index);
+/* The JOIN an extra connection opens with (through tls unless NULL): 0 or -errno. */
+int __must_check connections__send_join(int fd, struct tls_conn *tls, const uint8_t *token,
+					uint32_t index);
 /*
  * A JOIN read from a new connection: the index it joins as, or -EBADMSG if it is
  * not this migration's (token), out of 1..n-1, or for an index fds[] already has.
@@ -215,7 +226,22 @@ struct connections_waiting {
 	uint64_t since_ns[STREAM_MAX_CONNECTIONS + 8]; /* accepted at */
 	uint8_t *opening[STREAM_MAX_CONNECTIONS + 8];  /* what it sent of header and CONFIG */
 	size_t got[STREAM_MAX_CONNECTIONS + 8];
+	/* With TLS: each one's session, made when its first byte says it speaks TLS. */
+	struct tls_conn *conn[STREAM_MAX_CONNECTIONS + 8];
+	bool secured[STREAM_MAX_CONNECTIONS + 8]; /* its handshake is done */
+	short events[STREAM_MAX_CONNECTIONS + 8]; /* what its handshake waits for */
 	unsigned int n;
+	/*
+	 * Set by the caller: what a connection must be. With mode required a plaintext
+	 * opening is refused (ERROR), with off a TLS one is closed; tls is the server's
+	 * context (NULL with off). The session of the connection taken goes to taken_tls
+	 * (connections__accept_source) or join_tls[index] (connections__accept); the
+	 * caller owns it from there.
+	 */
+	enum tls_mode mode;
+	struct tls_ctx *tls;
+	struct tls_conn *taken_tls;
+	struct tls_conn *join_tls[STREAM_MAX_CONNECTIONS];
 };
 /*
  * Accepts on lfd until a connection has sent a stream's opening: the magic, the rest

@@ -19,6 +19,7 @@
 #include "godwit/util.h"
 
 struct guest_mem;
+struct tls_conn;
 
 /* ---- header ------------------------------------------------------------ */
 
@@ -164,6 +165,15 @@ struct stream_io {
 	int wait_ms; /* 0: blocking I/O, no bound */
 	int stop_fd; /* readable: give up with -EINTR; -1: none */
 	int gave_up;	      /* -ETIMEDOUT or -EINTR: why a bounded wait ended */
+	/*
+	 * TLS (stream_io__set_tls): the session on each connection, [0] on fd, [i] on
+	 * stripe_fd[i]; NULL: plaintext. Owned: stream_io__exit frees them. Writes are
+	 * gathered into whole records (wstage) for the connection wstage_conn.
+	 */
+	struct tls_conn *tls[STREAM_MAX_CONNECTIONS];
+	uint8_t *wstage;
+	size_t wstage_len;
+	unsigned int wstage_conn;
 };
 
 int __must_check stream_io__init_fd(struct stream_io *io, int fd);
@@ -177,7 +187,19 @@ const uint8_t *stream_io__mem_data(const struct stream_io *io, size_t *len);
  * first bytes of a connection) and is dropped; the byte count goes on. 0 or -ENOMEM.
  */
 int __must_check stream_io__mem_to_fd(struct stream_io *io, int fd);
-/* Frees the buffers; never closes the fd (the caller owns it). */
+/*
+ * From now on connection i (0: fd, else stripe_fd[i]) goes through the TLS session c,
+ * which io owns from here. 0 or -EINVAL, -ENOMEM.
+ */
+int __must_check stream_io__set_tls(struct stream_io *io, unsigned int i, struct tls_conn *c);
+/*
+ * stream_io__mem_to_fd for a connection with TLS: the bytes the memory writer holds
+ * go out through c (which io owns from here, even on failure) as the first ones.
+ */
+int __must_check stream_io__mem_to_tls(struct stream_io *io, int fd, struct tls_conn *c);
+/* Why the channel failed: TLS on a connection (tls__conn_error), or NULL. */
+const char *stream_io__channel_error(const struct stream_io *io);
+/* Frees the buffers and TLS sessions; never closes the fd (the caller owns it). */
 void stream_io__exit(struct stream_io *io);
 /* Exactly len bytes: 0, -ENODATA on end of input before len bytes, -errno. */
 int __must_check stream_io__read_full(struct stream_io *io, void *buf, size_t len);

@@ -118,7 +118,7 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 	uint64_t moved = (st->pages_sent + st->zero_pages) * GUEST_PAGE_SIZE;
 
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?}",
+			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?, s:s?}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -132,7 +132,7 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 "lz4_pages", (json_int_t)st->lz4_pages, "lz4_saved_bytes",
 			 (json_int_t)st->lz4_saved, "zstd_pages", (json_int_t)st->zstd_pages,
 			 "zstd_saved_bytes", (json_int_t)st->zstd_saved, "connections",
-			 (int)st->connections, "error",
+			 (int)st->connections, "encryption", st->encryption, "error",
 			 st->error[0] ? st->error : NULL);
 }
 
@@ -150,6 +150,43 @@ static bool opt_uint(const json_t *body, const char *key, uint64_t *out,
 	}
 	*out = (uint64_t)json_integer_value(v);
 	return true;
+}
+
+/* An optional string field into buf; false (and a 400) if it is not a string that fits. */
+static bool opt_str(const json_t *body, const char *key, char *buf, size_t len,
+		    struct api_response *resp)
+{
+	const json_t *v = json_object_get(body, key);
+
+	if (!v)
+		return true;
+	if (!json_is_string(v) || !json_string_length(v) || json_string_length(v) >= len) {
+		api__error(resp, 400, "'%s' must be a string of 1 to %zu characters", key, len - 1);
+		return false;
+	}
+	snprintf(buf, len, "%s", json_string_value(v));
+	return true;
+}
+
+/* The encryption fields of PUT /vm/migrate into p: false (and a 400) on a malformed one. */
+static bool tls_fields(const json_t *body, struct migrate_params *p, struct api_response *resp)
+{
+	const json_t *mode = json_object_get(body, "encrypt"), *psk = json_object_get(body, "tls_psk");
+	struct tls_params *tp = &p->tls;
+
+	if (mode && (!json_is_string(mode) || tls__mode_parse(json_string_value(mode), &tp->mode))) {
+		api__error(resp, 400, "'encrypt' must be \"required\", \"opportunistic\" or \"off\"");
+		return false;
+	}
+	if (psk && (!json_is_string(psk) || tls__psk_parse_hex(json_string_value(psk), tp->psk))) {
+		api__error(resp, 400, "'tls_psk' must be a key of 64 hex digits");
+		return false;
+	}
+	tp->has_psk = !!psk;
+	return opt_str(body, "tls_cert", tp->cert, sizeof(tp->cert), resp) &&
+	       opt_str(body, "tls_key", tp->key, sizeof(tp->key), resp) &&
+	       opt_str(body, "tls_ca", tp->ca, sizeof(tp->ca), resp) &&
+	       opt_str(body, "tls_peer_name", tp->peer_name, sizeof(tp->peer_name), resp);
 }
 
 static int put_migrate(void *opaque, const struct api_request *req, struct api_response *resp)
@@ -186,16 +223,20 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	p.verify = json_is_true(verify);
 	p.confirm_ready = json_is_true(json_object_get(req->body, "confirm_ready"));
 	p.watch = json_is_true(json_object_get(req->body, "watch"));
+	if (!tls_fields(req->body, &p, resp))
+		return 0;
 	/* A disk that switched files mid-migration would leave the destination on the old. */
 	pthread_mutex_lock(&vm->control_lock);
 	ret = devices__disk_moving(vm);
 	if (ret >= 0) {
 		pthread_mutex_unlock(&vm->control_lock);
+		explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
 		api__error(resp, 409, "disk %d is being moved; migrate once the move has ended", ret);
 		return 0;
 	}
 	ret = migrate__start(vm, &p, err, sizeof(err));
 	pthread_mutex_unlock(&vm->control_lock);
+	explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
 	if (ret) {
 		api__error(resp, ret == -EINVAL ? 400 : 409, "%s", err);
 		return 0;

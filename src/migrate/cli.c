@@ -48,6 +48,20 @@ static void usage_migrate(FILE *out)
 		"                       long link each connection's window starts small and\n"
 		"                       grows once per round trip: several start together.\n"
 		"                       A destination older than format 1.3 takes one\n"
+		"  --encrypt MODE       required (the default with credentials): TLS 1.3 or\n"
+		"                       nothing, checked before any memory moves; opportunistic:\n"
+		"                       TLS if the destination speaks it, else unencrypted (with\n"
+		"                       a warning, and \"encryption\": \"none\" in the status);\n"
+		"                       off (the default without credentials)\n"
+		"  --tls-cert FILE      this host's certificate (PEM), shown to the destination\n"
+		"  --tls-key FILE       its private key (PEM)\n"
+		"  --tls-ca FILE        the CA (PEM) the destination's certificate must chain to\n"
+		"  --tls-peer-name NAME the name the destination's certificate must carry\n"
+		"                       (default: HOST of --to, a DNS name or an IP address)\n"
+		"  --tls-psk-file FILE  a one-time key for this move instead of certificates: 64\n"
+		"                       hex digits (openssl rand -hex 32), the same file the\n"
+		"                       destination got; a key serves one move only\n"
+		"                       (docs/encryption.md)\n"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }
@@ -80,6 +94,19 @@ static void usage_receive(FILE *out)
 		"  --io-timeout SECONDS     fail (the VM not started) once the source has sent\n"
 		"                           nothing, or read nothing we sent, for this long;\n"
 		"                           1..3600, default 30\n"
+		"  --encrypt MODE           required (the default with credentials): only TLS\n"
+		"                           1.3 streams, a plaintext one is refused with an\n"
+		"                           ERROR; opportunistic: TLS or plaintext (warned);\n"
+		"                           off (the default without credentials): plaintext\n"
+		"  --tls-cert FILE          this host's certificate (PEM), shown to the source\n"
+		"  --tls-key FILE           its private key (PEM)\n"
+		"  --tls-ca FILE            the CA (PEM) the source's certificate must chain to\n"
+		"  --tls-peer-name NAME     the name the source's certificate must carry\n"
+		"                           (default: any certificate of that CA)\n"
+		"  --tls-psk-file FILE      a one-time key instead of certificates (64 hex\n"
+		"                           digits): the first source that has it gets this\n"
+		"                           receive, and after its move (or failed attempt) the\n"
+		"                           key opens nothing (docs/encryption.md)\n"
 		"  -v, --verbose            debug messages, stamped with CLOCK_MONOTONIC seconds\n"
 		"  -h, --help               this text\n"
 		"\n"
@@ -94,6 +121,112 @@ static void usage_receive(FILE *out)
 		"record on it is the source: a broken stream or --io-timeout ends the\n"
 		"receive (status 1). SIGINT or SIGTERM end it at any point before the VM\n"
 		"runs, without starting it.\n");
+}
+
+/* Both commands' TLS options (docs/encryption.md). */
+#define TLS_OPTIONS                                                                                \
+	{ "encrypt", required_argument, NULL, 'E' },                                               \
+	{ "tls-cert", required_argument, NULL, 'X' },                                              \
+	{ "tls-key", required_argument, NULL, 'K' },                                               \
+	{ "tls-ca", required_argument, NULL, 'A' },                                                \
+	{ "tls-peer-name", required_argument, NULL, 'P' },                                         \
+	{ "tls-psk-file", required_argument, NULL, 'S' }
+
+static int read_key(const char *opt, const char *path, uint8_t key[TLS_PSK_LEN])
+{
+	char err[256];
+
+	if (tls__psk_read_file(path, key, err, sizeof(err))) {
+		pr_err("%s: %s", opt, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *hex_key(const uint8_t key[TLS_PSK_LEN], char hex[2 * TLS_PSK_LEN + 1])
+{
+	unsigned int i;
+
+	for (i = 0; i < TLS_PSK_LEN; i++)
+		sprintf(hex + 2 * i, "%02x", key[i]);
+	return hex;
+}
+
+/*
+ * A path the process that uses it finds: the source's VM process opens them, from
+ * its own working directory.
+ */
+static int tls_path(const char *opt, const char *arg, char *out, size_t len)
+{
+	char *abs = realpath(arg, NULL);
+
+	if (!abs) {
+		pr_err("--%s '%s': %s", opt, arg, strerror(errno));
+		return -EINVAL;
+	}
+	if (strlen(abs) >= len) {
+		pr_err("--%s '%s': the path is too long", opt, arg);
+		free(abs);
+		return -EINVAL;
+	}
+	snprintf(out, len, "%s", abs);
+	free(abs);
+	return 0;
+}
+
+static int tls_option(int ch, const char *arg, struct tls_params *tp)
+{
+	switch (ch) {
+	case 'E':
+		if (tls__mode_parse(arg, &tp->mode)) {
+			pr_err("--encrypt '%s': expected required, opportunistic or off", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case 'X': return tls_path("tls-cert", arg, tp->cert, sizeof(tp->cert));
+	case 'K': return tls_path("tls-key", arg, tp->key, sizeof(tp->key));
+	case 'A': return tls_path("tls-ca", arg, tp->ca, sizeof(tp->ca));
+	case 'P':
+		if (!arg[0] || strlen(arg) >= sizeof(tp->peer_name)) {
+			pr_err("--tls-peer-name '%s': a DNS name or an IP address", arg);
+			return -EINVAL;
+		}
+		snprintf(tp->peer_name, sizeof(tp->peer_name), "%s", arg);
+		return 0;
+	default:
+		if (read_key("--tls-psk-file", arg, tp->psk))
+			return -EINVAL;
+		tp->has_psk = true;
+		return 0;
+	}
+}
+
+/* The TLS options as PUT /vm/migrate's fields, checked here first for a clear error. */
+static int tls_request(struct tls_params *tp, json_t *req)
+{
+	struct tls_params check = *tp;
+	char err[256], hex[2 * TLS_PSK_LEN + 1];
+
+	if (tls__check_params(&check, err, sizeof(err))) {
+		pr_err("%s", err);
+		return -EINVAL;
+	}
+	explicit_bzero(check.psk, sizeof(check.psk));
+	if (tp->mode != TLS_MODE_DEFAULT)
+		json_object_set_new(req, "encrypt", json_string(tls__mode_name(tp->mode)));
+	if (tp->cert[0]) {
+		json_object_set_new(req, "tls_cert", json_string(tp->cert));
+		json_object_set_new(req, "tls_key", json_string(tp->key));
+		json_object_set_new(req, "tls_ca", json_string(tp->ca));
+	}
+	if (tp->peer_name[0])
+		json_object_set_new(req, "tls_peer_name", json_string(tp->peer_name));
+	if (tp->has_psk) {
+		json_object_set_new(req, "tls_psk", json_string(hex_key(tp->psk, hex)));
+		explicit_bzero(hex, sizeof(hex));
+		explicit_bzero(tp->psk, sizeof(tp->psk));
+	}
+	return 0;
 }
 
 struct migrate_cli {
@@ -116,8 +249,10 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ "connections", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		TLS_OPTIONS,
 		{ 0 },
 	};
+	struct tls_params tp = { 0 };
 	const char *to = NULL;
 	uint64_t v;
 	int ch;
@@ -140,6 +275,10 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 			break;
 		case 'j': c->json = true; break;
 		case 'h': return 1;
+		case 'E': case 'X': case 'K': case 'A': case 'P': case 'S':
+			if (tls_option(ch, optarg, &tp))
+				return -EINVAL;
+			break;
 		case 'd':
 			if (util__parse_u64(optarg, 1, MIGRATE_DOWNTIME_MS_MAX, &v)) {
 				pr_err("--downtime-ms '%s': a number of milliseconds, 1 to %llu",
@@ -189,7 +328,7 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 	}
 	json_object_set_new(c->req, "to", json_string(to));
 	json_object_set_new(c->req, "watch", json_true());
-	return 0;
+	return tls_request(&tp, c->req);
 }
 
 static json_int_t num(const json_t *o, const char *k)
@@ -407,12 +546,13 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		TLS_OPTIONS,
 		{ 0 },
 	};
 	struct receive_params p = { .console_kind = CONSOLE_STDIO, .control = control };
 	const char *listen = NULL, *from = NULL;
-	char host[256], port[16];
-	int ch;
+	char host[256], port[16], err[256];
+	int ch, ret;
 
 	optind = 1;
 	opterr = 0;
@@ -445,6 +585,10 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 			if (parse_io_timeout(optarg, &p.io_timeout_ms))
 				return 2;
 			break;
+		case 'E': case 'X': case 'K': case 'A': case 'P': case 'S':
+			if (tls_option(ch, optarg, &p.tls))
+				return 2;
+			break;
 		case ':':
 			pr_err("option %s needs a value", argv[optind - 1]);
 			return 2;
@@ -465,6 +609,16 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 		pr_err("--from '%s': expected file:PATH", from);
 		return 2;
 	}
+	if (tls__check_params(&p.tls, err, sizeof(err))) {
+		pr_err("%s", err);
+		return 2;
+	}
+	if (from && p.tls.mode != TLS_MODE_OFF) {
+		pr_err("TLS is for --listen: a snapshot file is read as it is");
+		return 2;
+	}
 	snprintf(p.from, sizeof(p.from), "%s", listen ? listen : from);
-	return migrate__receive(&p);
+	ret = migrate__receive(&p);
+	explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
+	return ret;
 }

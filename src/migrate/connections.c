@@ -6,7 +6,10 @@
  * taking those in. The stream is striped over them by stream_io.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,63 +54,154 @@ uint32_t connections__stripe_chunk(uint32_t features)
 	return features & STREAM_FEATURE_STRIPE_CHUNK ? STRIPE_CHUNK : 0;
 }
 
-int connections__send_join(int fd, const uint8_t *token, uint32_t index)
+/* The first byte of a TLS connection: a handshake record (the ClientHello). */
+#define TLS_HANDSHAKE_BYTE 0x16
+
+int connections__send_join(int fd, struct tls_conn *tls, const uint8_t *token, uint32_t index)
 {
 	struct stream_writer w;
 	struct stream_io io;
 	int ret;
 
 	ret = stream_io__init_fd(&io, fd);
-	if (ret)
-		return ret;
-	ret = stream__writer_init(&w, &io, STREAM_CTX_CONTROL);
+	if (!ret && tls)
+		ret = stream_io__set_tls(&io, 0, tls);
+	if (!ret)
+		ret = stream__writer_init(&w, &io, STREAM_CTX_CONTROL);
 	if (!ret) {
 		ret = stream__write_join(&w, token, index);
 		stream__writer_exit(&w);
 	}
+	io.tls[0] = NULL; /* the caller's */
 	stream_io__exit(&io);
 	return ret;
 }
 
-/* Waits until the deadline for fd to be readable: 0, -ETIMEDOUT or -errno. */
-static int wait_in(int fd, uint64_t deadline_ns)
+/*
+ * What waiting connection i has sent, at most len, never waiting: bytes read,
+ * -EAGAIN (w->events[i] then says for what), -ENODATA at its end, or -errno.
+ */
+static ssize_t conn_recv(struct connections_waiting *w, unsigned int i, void *buf, size_t len)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
+	ssize_t n;
 
-	for (;;) {
-		uint64_t now = util__now_ns();
-
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)MIN((deadline_ns - now) / 1000000 + 1, 60000ULL));
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
+	if (w->conn[i])
+		return tls__read(w->conn[i], buf, len, &w->events[i]);
+	w->events[i] = POLLIN;
+	n = recv(w->fd[i], buf, len, MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN ? -EAGAIN : -errno;
+	return n ? n : -ENODATA;
 }
 
-/* Exactly len bytes, before the deadline: a JOIN is read alone, never ahead into stripes. */
-static int read_exact(int fd, uint8_t *buf, size_t len, uint64_t deadline_ns)
+/*
+ * What a waiting connection sent of its first len bytes, never more (a JOIN is read
+ * alone, never ahead into stripes) and never waiting: 1 once all came, 0 for not yet,
+ * or -errno. A peer that trickles them holds up no other connection.
+ */
+static int read_first(struct connections_waiting *w, unsigned int i, size_t len)
 {
-	while (len) {
-		ssize_t n;
-		int ret = wait_in(fd, deadline_ns);
+	ssize_t n;
 
-		if (ret)
-			return ret;
-		n = read(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (!n)
-			return -ENODATA;
-		buf += n;
-		len -= (size_t)n;
+	if (!w->opening[i]) {
+		w->opening[i] = malloc(len);
+		if (!w->opening[i])
+			return -ENOMEM;
 	}
-	return 0;
+	while (w->got[i] < len) {
+		n = conn_recv(w, i, w->opening[i] + w->got[i], len - w->got[i]);
+		if (n == -EAGAIN)
+			return 0;
+		if (n < 0)
+			return (int)n;
+		w->got[i] += (size_t)n;
+	}
+	return 1;
+}
+
+/* "ADDRESS port N" of a connection's peer, for the log. */
+static const char *peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64], port[8];
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
+	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(buf, len, "an unknown peer");
+	else
+		snprintf(buf, len, "%s port %s", host, port);
+	return buf;
+}
+
+/*
+ * Before anything of a waiting connection is read: its TLS handshake, if its first
+ * byte starts one. 1 once it may be read (handshake done, or plaintext), 0 while it
+ * waits, -EPROTO (said on the log) or -EBADMSG for a connection that goes. Nothing it
+ * sends is taken before its peer is authenticated.
+ */
+static int secure(struct connections_waiting *w, unsigned int i)
+{
+	char why[200] = "", peer[96];
+	uint8_t first;
+	ssize_t n;
+	int r;
+
+	if (w->secured[i] || (!w->conn[i] && w->got[i]))
+		return 1;
+	if (!w->conn[i]) {
+		n = recv(w->fd[i], &first, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0)
+			return -EBADMSG;
+		if (first != TLS_HANDSHAKE_BYTE)
+			return 1;
+		if (!w->tls) {
+			pr_warn("closed the incoming connection from %s: it starts a TLS handshake, "
+				"and this receive has no TLS credentials (--encrypt off)",
+				peer_name(w->fd[i], peer, sizeof(peer)));
+			return -EPROTO;
+		}
+		if (tls__conn_new(w->tls, w->fd[i], NULL, &w->conn[i]))
+			return -EBADMSG;
+	}
+	r = tls__handshake_step(w->conn[i], &w->events[i], why, sizeof(why));
+	if (r < 0) {
+		pr_warn("closed the incoming connection from %s: TLS refused: %s",
+			peer_name(w->fd[i], peer, sizeof(peer)), why);
+		return -EPROTO;
+	}
+	if (!r)
+		return 0;
+	w->secured[i] = true;
+	w->events[i] = POLLIN;
+	return 1;
+}
+
+/*
+ * A plaintext connection where TLS is required: refused with an ERROR the source
+ * shows (it sent its opening in the clear and reads the answer in the clear).
+ */
+static void refuse_plaintext(struct connections_waiting *w, unsigned int i)
+{
+	static const char msg[] = "this destination takes only encrypted migrations "
+				  "(--encrypt required): give the source TLS credentials";
+	struct stream_writer sw;
+	struct stream_io io;
+	char peer[96];
+
+	pr_warn("refused an unencrypted migration stream from %s (--encrypt required)",
+		peer_name(w->fd[i], peer, sizeof(peer)));
+	if (stream_io__init_fd(&io, w->fd[i]))
+		return;
+	if (!stream__writer_init(&sw, &io, STREAM_CTX_CONTROL)) {
+		if (stream__write_error(&sw, 1, msg))
+			pr_debug("could not send the refusal");
+		stream__writer_exit(&sw);
+	}
+	stream_io__exit(&io);
 }
 
 int connections__join_parse(const uint8_t *msg, size_t len, const uint8_t *token, uint32_t n,
@@ -142,6 +236,7 @@ void connections__close_waiting(struct connections_waiting *w)
 		w->n--;
 		close(w->fd[w->n]);
 		free(w->opening[w->n]);
+		tls__conn_free(w->conn[w->n]);
 	}
 }
 
@@ -153,12 +248,31 @@ static void forget_waiting(struct connections_waiting *w, unsigned int i)
 	w->since_ns[i] = w->since_ns[w->n];
 	w->opening[i] = w->opening[w->n];
 	w->got[i] = w->got[w->n];
+	w->conn[i] = w->conn[w->n];
+	w->secured[i] = w->secured[w->n];
+	w->events[i] = w->events[w->n];
+}
+
+/*
+ * What a connection sent that was not read goes before it is closed: a close with
+ * bytes unread is a reset, which can overtake the TLS alert that says why it goes.
+ */
+static void drain(int fd)
+{
+	uint8_t sink[4096];
+	int i;
+
+	for (i = 0; i < 64 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
 }
 
 static void drop_waiting(struct connections_waiting *w, unsigned int i)
 {
+	if (w->conn[i])
+		drain(w->fd[i]);
 	close(w->fd[i]);
 	free(w->opening[i]);
+	tls__conn_free(w->conn[i]);
 	forget_waiting(w, i);
 }
 
@@ -177,9 +291,17 @@ static int accept_waiting(int lfd, struct connections_waiting *w)
 				oldest = i;
 		drop_waiting(w, oldest);
 	}
+	/* A TLS handshake is stepped as bytes come: it must never block the listener. */
+	if (w->tls && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		close(fd);
+		return 0;
+	}
 	w->fd[w->n] = fd;
 	w->since_ns[w->n] = util__now_ns();
 	w->opening[w->n] = NULL;
+	w->conn[w->n] = NULL;
+	w->secured[w->n] = false;
+	w->events[w->n] = POLLIN;
 	w->got[w->n++] = 0;
 	return 0;
 }
@@ -198,7 +320,7 @@ static int wait_any(int lfd, const struct connections_waiting *w, uint64_t deadl
 
 	p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 	for (i = 0; i < w->n; i++)
-		p[1 + i] = (struct pollfd){ .fd = w->fd[i], .events = POLLIN };
+		p[1 + i] = (struct pollfd){ .fd = w->fd[i], .events = w->events[i] };
 	p[1 + w->n] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
 	for (;;) {
 		if (deadline_ns) {
@@ -235,33 +357,41 @@ static size_t opening_len(const uint8_t *buf, size_t got)
 }
 
 /*
- * Reads what a readable waiting connection sent of the opening, never more and never
- * waiting: 1 once all of it came, 0 for not yet, -EBADMSG for anything else (the
- * magic is checked as it comes, the rest by the stream reader) or its end.
+ * Reads what a readable waiting connection sent of the opening (after its TLS
+ * handshake, if it speaks TLS), never more and never waiting: 1 once all of it came,
+ * 0 for not yet, -EBADMSG for anything else (the magic is checked as it comes, the
+ * rest by the stream reader) or its end, -EPROTO for a refused handshake.
  */
 static int opens_a_stream(struct connections_waiting *w, unsigned int i)
 {
-	size_t got = w->got[i], want = opening_len(w->opening[i], got);
-	uint8_t *p;
-	ssize_t n;
+	int ret = secure(w, i);
 
-	if (!want)
-		return -EBADMSG;
-	p = realloc(w->opening[i], want);
-	if (!p)
-		return -EBADMSG;
-	w->opening[i] = p;
-	n = recv(w->fd[i], p + got, want - got, MSG_DONTWAIT);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return 0;
-	if (n <= 0 || (got < STREAM_MAGIC_LEN &&
-		       memcmp(p + got, &STREAM_MAGIC[got], MIN((size_t)n, STREAM_MAGIC_LEN - got))))
-		return -EBADMSG;
-	w->got[i] = got + (size_t)n;
-	want = opening_len(p, w->got[i]);
-	if (!want)
-		return -EBADMSG;
-	return w->got[i] == want;
+	while (ret > 0) {
+		size_t got = w->got[i], want = opening_len(w->opening[i], got);
+		uint8_t *p;
+		ssize_t n;
+
+		if (!want)
+			return -EBADMSG;
+		p = realloc(w->opening[i], want);
+		if (!p)
+			return -EBADMSG;
+		w->opening[i] = p;
+		n = conn_recv(w, i, p + got, want - got);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0 ||
+		    (got < STREAM_MAGIC_LEN &&
+		     memcmp(p + got, &STREAM_MAGIC[got], MIN((size_t)n, STREAM_MAGIC_LEN - got))))
+			return -EBADMSG;
+		w->got[i] = got + (size_t)n;
+		want = opening_len(p, w->got[i]);
+		if (!want)
+			return -EBADMSG;
+		if (w->got[i] == want)
+			return 1;
+	}
+	return ret;
 }
 
 /* Closes the waiting connections older than timeout_ms; the next such deadline, or 0. */
@@ -294,8 +424,15 @@ int connections__accept_source(int lfd, struct connections_waiting *w, int *out,
 		if (i == -ETIMEDOUT)
 			continue;
 		ret = i < -1 ? i : i == -1 ? accept_waiting(lfd, w) : opens_a_stream(w, (unsigned int)i);
-		if (ret < 0 && i >= 0) {
-			pr_warn("closed an incoming connection that is not a migration stream");
+		if (ret > 0 && w->mode == TLS_MODE_REQUIRED && !w->conn[i]) {
+			refuse_plaintext(w, (unsigned int)i);
+			drop_waiting(w, (unsigned int)i);
+		} else if (ret < 0 && i >= 0) {
+			if (ret != -EPROTO)
+				pr_warn("closed an incoming connection that is not a migration stream");
+			/* Its peer had the one-time key: that was its move. */
+			if (w->secured[i])
+				tls__ctx_spend_psk(w->tls);
 			drop_waiting(w, (unsigned int)i);
 		} else if (ret < 0 || (ret && i >= 0)) {
 			break;
@@ -305,30 +442,43 @@ int connections__accept_source(int lfd, struct connections_waiting *w, int *out,
 		*out = w->fd[i];
 		*opening = w->opening[i];
 		*len = w->got[i];
+		w->taken_tls = w->conn[i];
+		w->conn[i] = NULL;
 		forget_waiting(w, (unsigned int)i);
 		ret = 0;
 	}
 	return ret;
 }
 
-/* The JOIN a readable waiting connection sends: it goes into fds, or is closed. */
+/*
+ * The JOIN a readable waiting connection sends (after its TLS handshake): it goes into
+ * fds, or is closed; 1 while it has not come whole.
+ */
 static int take_join(struct connections_waiting *w, unsigned int i, const uint8_t *token,
-		     uint32_t n, int *fds, uint64_t deadline)
+		     uint32_t n, int *fds)
 {
-	uint8_t msg[STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN];
-	int fd = w->fd[i], index;
+	const size_t len = STREAM_RECORD_HDR_LEN + STREAM_JOIN_LEN;
+	int fd = w->fd[i], index = secure(w, i);
 
-	index = read_exact(fd, msg, sizeof(msg), deadline);
+	if (index > 0 && w->mode == TLS_MODE_REQUIRED && !w->conn[i])
+		index = -EPROTO;
+	if (index > 0)
+		index = read_first(w, i, len);
 	if (!index)
-		index = connections__join_parse(msg, sizeof(msg), token, n, fds);
-	forget_waiting(w, i);
+		return 1;
+	if (index > 0)
+		index = connections__join_parse(w->opening[i], len, token, n, fds);
 	if (index < 0) {
-		close(fd);
+		drop_waiting(w, i);
 		pr_warn("closed an incoming connection that is not this migration's (%s)",
 			strerror(-index));
 		return index;
 	}
 	fds[index] = fd;
+	w->join_tls[index] = w->conn[i];
+	w->conn[i] = NULL;
+	free(w->opening[i]);
+	forget_waiting(w, i);
 	return 0;
 }
 
@@ -339,8 +489,10 @@ int connections__accept(int lfd, struct connections_waiting *w, const uint8_t *t
 	unsigned int joined = 1, strays = 0, i;
 	int ret = 0;
 
-	for (i = 1; i < n; i++)
+	for (i = 1; i < n; i++) {
 		fds[i] = -1;
+		w->join_tls[i] = NULL;
+	}
 	while (joined < n) {
 		int which = wait_any(lfd, w, deadline, stop_fd);
 
@@ -354,16 +506,21 @@ int connections__accept(int lfd, struct connections_waiting *w, const uint8_t *t
 				break;
 			continue;
 		}
-		if (!take_join(w, (unsigned int)which, token, n, fds, deadline)) {
+		ret = take_join(w, (unsigned int)which, token, n, fds);
+		if (!ret) {
 			joined++;
-		} else if (++strays > JOIN_MAX_STRAYS) {
+		} else if (ret < 0 && ++strays > JOIN_MAX_STRAYS) {
 			ret = -EPROTO;
 			break;
 		}
+		ret = 0;
 	}
 	if (ret)
-		for (i = 1; i < n; i++)
+		for (i = 1; i < n; i++) {
 			if (fds[i] >= 0)
 				close(fds[i]);
+			tls__conn_free(w->join_tls[i]);
+			w->join_tls[i] = NULL;
+		}
 	return ret;
 }

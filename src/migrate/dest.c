@@ -43,6 +43,7 @@ struct dest {
 	int fd;
 	int lfd;			/* listening, until the extra connections joined */
 	struct connections_waiting waiting; /* accepted, not yet joined */
+	struct tls_ctx *tls;		    /* the server's, NULL with --encrypt off */
 	int extra_fd[STREAM_MAX_CONNECTIONS]; /* [1..joined-1]: the source's extra ones */
 	uint32_t joined;		/* connections open, the first one included */
 	bool is_file;
@@ -116,6 +117,11 @@ static int take_connection(struct dest *d)
 		return ret;
 	name_peer(d);
 	ret = stream_io__init_fd(&d->io, d->fd);
+	if (!ret && d->waiting.taken_tls)
+		ret = stream_io__set_tls(&d->io, 0, d->waiting.taken_tls);
+	if (ret)
+		tls__conn_free(d->waiting.taken_tls);
+	d->waiting.taken_tls = NULL;
 	/* accept_source read the header and CONFIG off the connection: they come first. */
 	if (!ret)
 		ret = stream_io__unread(&d->io, opening, len);
@@ -142,22 +148,41 @@ static int open_source(struct dest *d)
 		ret = stream_io__init_fd(&d->io, d->fd);
 		return ret ? ret : stream__reader_init(&d->r, &d->io, STREAM_CTX_DATA);
 	}
+	d->waiting.mode = d->p->tls.mode;
+	if (d->p->tls.mode != TLS_MODE_OFF) {
+		ret = tls__ctx_new(&d->p->tls, true, &d->tls, d->err, sizeof(d->err));
+		if (ret)
+			return -EINVAL;
+		d->waiting.tls = d->tls;
+	}
 	ret = transport__listen(from, &d->lfd, d->err, sizeof(d->err));
 	if (ret)
 		return ret;
-	pr_info("waiting for an incoming migration on %s", from);
+	pr_info("waiting for an incoming migration on %s (%s)", from,
+		d->tls ? (d->p->tls.mode == TLS_MODE_REQUIRED ? "TLS required" : "TLS if the source speaks it")
+		       : "unencrypted");
 	return 0;
 }
 
 static void send_error(struct dest *d);
 
+/* A read failed: why, the channel's reason (TLS, an encrypted file) first. */
+static int bad_stream(struct dest *d, int ret)
+{
+	const char *channel = stream_io__channel_error(&d->io);
+
+	if (channel)
+		fail(d, "bad migration stream: %s (%s)", channel, d->r.err);
+	else
+		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
+	return ret;
+}
+
 static int read_record(struct dest *d, struct stream_record *rec)
 {
 	int ret = stream__read_record(&d->r, rec);
 
-	if (ret)
-		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
-	return ret;
+	return ret ? bad_stream(d, ret) : 0;
 }
 
 /* The CONFIG record: what VM to build. */
@@ -169,10 +194,8 @@ static int read_config(struct dest *d)
 	int ret;
 
 	ret = stream__read_header(&d->r, &hdr);
-	if (ret) {
-		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
-		return ret;
-	}
+	if (ret)
+		return bad_stream(d, ret);
 	ret = read_record(d, &rec);
 	if (ret)
 		return ret;
@@ -194,6 +217,9 @@ static void drop_connection(struct dest *d)
 	d->cfg = NULL;
 	stream__reader_exit(&d->r);
 	memset(&d->r, 0, sizeof(d->r));
+	/* A peer that had the one-time key has had its move: the key serves no other. */
+	if (d->io.tls[0])
+		tls__ctx_spend_psk(d->tls);
 	stream_io__exit(&d->io);
 	close(d->fd);
 	d->fd = -1;
@@ -223,9 +249,16 @@ static int take_source(struct dest *d)
 			send_error(d);
 		drop_connection(d);
 	}
-	if (!ret)
+	if (ret)
+		return ret;
+	if (d->io.tls[0])
+		pr_info("receiving a migration from %s over TLS (%s)", d->peer, tls__ctx_kind(d->tls));
+	else if (d->tls)
+		pr_warn("receiving an UNENCRYPTED migration from %s (--encrypt opportunistic)",
+			d->peer);
+	else
 		pr_info("receiving a migration from %s", d->peer);
-	return ret;
+	return 0;
 }
 
 static int check_layout(struct dest *d)
@@ -423,7 +456,7 @@ static int join_connections(struct dest *d, uint32_t taken)
 {
 	struct stream_record rec;
 	struct stream_reader r;
-	uint32_t n = 0, chunk = 0;
+	uint32_t n = 0, chunk = 0, i;
 	int ret;
 
 	ret = stream__reader_init(&r, &d->io, STREAM_CTX_CONTROL);
@@ -465,6 +498,13 @@ static int join_connections(struct dest *d, uint32_t taken)
 	}
 	d->joined = n;
 	ret = stream_io__stripe(&d->io, d->extra_fd, n, chunk, true);
+	for (i = 1; i < n; i++) {
+		if (!ret && d->waiting.join_tls[i])
+			ret = stream_io__set_tls(&d->io, i, d->waiting.join_tls[i]);
+		else
+			tls__conn_free(d->waiting.join_tls[i]);
+		d->waiting.join_tls[i] = NULL;
+	}
 	if (!ret)
 		pr_debug("the stream comes over %u connections, %u KiB at a time", n,
 			 (unsigned int)(chunk / KiB));
@@ -950,6 +990,7 @@ static void cleanup(struct dest *d)
 	d->fd = -1;
 	d->joined = 0;
 	close_connections(d);
+	tls__ctx_free(d->tls);
 	if (d->stop >= 0)
 		close(d->stop);
 }
@@ -961,13 +1002,15 @@ static void cleanup(struct dest *d)
 static int next_attempt(struct dest *d)
 {
 	struct dest fresh = { .p = d->p, .fd = -1, .lfd = d->lfd, .waiting = d->waiting,
-			      .stop = d->stop, .io_timeout_ms = d->io_timeout_ms };
+			      .tls = d->tls, .stop = d->stop, .io_timeout_ms = d->io_timeout_ms };
 	unsigned int i;
 
 	pr_warn("closed the connection from %s: nothing usable came after ACCEPTED (%s)",
 		d->peer, d->err);
 	if (!d->io.gave_up)
 		send_error(d);
+	if (d->io.tls[0])
+		tls__ctx_spend_psk(d->tls);
 	cleanup_attempt(d);
 	*d = fresh;
 	/* The VM had taken this host's backends: open them again for the next one. */

@@ -165,12 +165,82 @@ int migrate__check_params(const struct migrate_params *p, char *err, size_t errl
 	return 0;
 }
 
+static bool psk_spent(const struct migration *m, const uint8_t *digest)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIN(m->nr_spent_psk, (unsigned int)MIGRATE_SPENT_PSKS); i++)
+		if (!memcmp(m->spent_psk[i], digest, TLS_PSK_DIGEST_LEN))
+			return true;
+	return false;
+}
+
+/*
+ * The move's TLS context, from credentials checked now so that a bad file or a key
+ * used before is a 400, not a failed move: *ctx (NULL for plaintext), 0 or -EINVAL.
+ */
+static int make_tls(struct migration *m, struct tls_params *tp, const char *to,
+		    struct tls_ctx **ctx, char *err, size_t errlen)
+{
+	uint8_t digest[TLS_PSK_DIGEST_LEN];
+	char why[200] = "";
+	bool spent;
+	int ret;
+
+	*ctx = NULL;
+	ret = tls__check_params(tp, why, sizeof(why));
+	if (!ret && tp->mode != TLS_MODE_OFF && !strncmp(to, "file:", 5)) {
+		snprintf(why, sizeof(why), "TLS is for tcp: streams; a snapshot file is written "
+					   "as it is");
+		ret = -EINVAL;
+	}
+	if (ret) {
+		snprintf(err, errlen, "%s", why);
+		return ret;
+	}
+	if (tp->mode == TLS_MODE_OFF)
+		return 0;
+	if (tp->has_psk) {
+		tls__psk_digest(tp->psk, digest);
+		pthread_mutex_lock(&m->lock);
+		spent = psk_spent(m, digest);
+		pthread_mutex_unlock(&m->lock);
+		if (spent) {
+			snprintf(err, errlen, "this one-time key has served a move from here already: "
+					      "each move needs a new one");
+			return -EINVAL;
+		}
+	}
+	ret = tls__ctx_new(tp, false, ctx, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The key is taken by this move: remembered as spent, and forgotten. */
+static void spend_psk(struct migration *m)
+{
+	struct tls_params *tp = &m->params.tls;
+
+	if (!tp->has_psk)
+		return;
+	tls__psk_digest(tp->psk, m->spent_psk[m->nr_spent_psk++ % MIGRATE_SPENT_PSKS]);
+	explicit_bzero(tp->psk, sizeof(tp->psk));
+}
+
 int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, size_t errlen)
 {
 	struct migration *m = vm->mig;
+	struct tls_params tp = p->tls;
+	struct tls_ctx *tls;
 	int ret;
 
 	ret = migrate__check_params(p, err, errlen);
+	if (!ret)
+		ret = make_tls(m, &tp, p->to, &tls, err, errlen);
+	explicit_bzero(tp.psk, sizeof(tp.psk));
 	if (ret)
 		return ret;
 	reap(m);
@@ -179,23 +249,29 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	pthread_mutex_unlock(&vm->lock);
 	if (ret) {
 		snprintf(err, errlen, "the VM is not running");
-		return ret;
+		goto err_tls;
 	}
 	if (strncmp(p->to, "tcp:", 4) && strncmp(p->to, "file:", 5)) {
 		snprintf(err, errlen, "'%s': expected tcp:HOST:PORT or file:PATH", p->to);
-		return -EINVAL;
+		ret = -EINVAL;
+		goto err_tls;
 	}
 	pthread_mutex_lock(&m->lock);
 	if (m->running) {
 		pthread_mutex_unlock(&m->lock);
 		snprintf(err, errlen, "a migration is already running");
-		return -EBUSY;
+		ret = -EBUSY;
+		goto err_tls;
 	}
 	m->params = *p;
+	m->params.tls.mode = tp.mode;
+	m->tls = tls;
+	spend_psk(m);
 	if (!m->params.timeout_s)
 		m->params.timeout_s = default_timeout_s(vm->mem.size);
 	memset(&m->stats, 0, sizeof(m->stats));
 	m->stats.status = MIG_SETUP;
+	m->stats.encryption = "none";
 	m->stats.start_ns = util__now_ns();
 	m->stats.ram_bytes = vm->mem.size;
 	snprintf(m->stats.to, sizeof(m->stats.to), "%s", p->to);
@@ -205,9 +281,14 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	ret = migrate__launch(vm);
 	if (!ret)
 		m->running = true;
+	else
+		m->tls = NULL;
 	pthread_mutex_unlock(&m->lock);
-	if (ret)
-		snprintf(err, errlen, "cannot start the migration thread: %s", strerror(-ret));
+	if (!ret)
+		return 0;
+	snprintf(err, errlen, "cannot start the migration thread: %s", strerror(-ret));
+err_tls:
+	tls__ctx_free(tls);
 	return ret;
 }
 

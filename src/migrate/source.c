@@ -58,6 +58,7 @@ struct source {
 	struct ram_sender s;
 	struct ram_digest digest; /* the VERIFY digests as pages go (format 1.7, --verify) */
 	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
+	struct tls_ctx *tls; /* NULL: plaintext */
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
 	bool realtime; /* the pause runs at util__switchover_priority */
@@ -174,6 +175,47 @@ static void close_connections(struct source *src, unsigned int keep)
 	pthread_mutex_unlock(&src->m->lock);
 }
 
+/* The host part of a tcp: target, which its certificate must name (tls.h). */
+static void target_host(const struct source *src, char *host, size_t len)
+{
+	char port[16];
+
+	if (transport__parse_tcp(src->m->params.to, host, len, port, sizeof(port)))
+		host[0] = '\0';
+}
+
+/* With TLS, the extra connections' handshakes, all at once: tls[1..n-1]. */
+static int secure_extra(struct source *src, const int *fds, unsigned int n,
+			struct tls_conn **tls)
+{
+	char host[256], why[200] = "";
+	unsigned int i;
+	int ret = 0;
+
+	if (!src->tls || n < 2)
+		return 0;
+	target_host(src, host, sizeof(host));
+	for (i = 1; i < n && !ret; i++)
+		ret = tls__conn_new(src->tls, fds[i], host, &tls[i]);
+	if (!ret)
+		ret = tls__handshake(tls + 1, n - 1, HANDSHAKE_TIMEOUT_MS, why, sizeof(why));
+	if (ret && why[0])
+		fail(src, "TLS on an extra connection to %s failed: %s", src->m->params.to, why);
+	return ret;
+}
+
+static int send_stripe(struct source *src, uint32_t n, uint32_t chunk)
+{
+	struct stream_writer cw;
+	int ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
+
+	if (!ret) {
+		ret = stream__write_stripe(&cw, n, chunk);
+		stream__writer_exit(&cw);
+	}
+	return ret;
+}
+
 /*
  * The destination took some of the connections offered: JOIN on each extra one used,
  * STRIPE (or STRIPE_CHUNKED), then striped. A 1.4 destination is told how many of
@@ -183,8 +225,8 @@ static void close_connections(struct source *src, unsigned int keep)
 static int join_connections(struct source *src, uint32_t taken)
 {
 	uint32_t chunk = connections__stripe_chunk(src->features), n, i;
+	struct tls_conn *tls[STREAM_MAX_CONNECTIONS] = { NULL };
 	int fds[STREAM_MAX_CONNECTIONS];
-	struct stream_writer cw;
 	int ret = 0;
 
 	if (!chunk)
@@ -195,17 +237,27 @@ static int join_connections(struct source *src, uint32_t taken)
 	for (i = 1; i < n && !ret; i++) {
 		fds[i] = src->m->extra_fd[i - 1];
 		ret = transport__connect_finish(fds[i]);
-		if (!ret)
-			ret = connections__send_join(fds[i], src->token, i);
 	}
+	/*
+	 * The destination reads STRIPE before it takes the extra connections, so it
+	 * answers their TLS handshakes only after it: with TLS, STRIPE goes first.
+	 */
+	if (!ret && src->tls)
+		ret = send_stripe(src, n, chunk);
 	if (!ret)
-		ret = stream__writer_init(&cw, &src->io, STREAM_CTX_CONTROL);
-	if (!ret) {
-		ret = stream__write_stripe(&cw, n, chunk);
-		stream__writer_exit(&cw);
-	}
+		ret = secure_extra(src, fds, n, tls);
+	for (i = 1; i < n && !ret; i++)
+		ret = connections__send_join(fds[i], tls[i], src->token, i);
+	if (!ret && !src->tls)
+		ret = send_stripe(src, n, chunk);
 	if (!ret && n > 1)
 		ret = stream_io__stripe(&src->io, fds, n, chunk ? chunk : STREAM_STRIPE_CHUNK, false);
+	for (i = 1; i < n && !ret && tls[i]; i++) {
+		ret = stream_io__set_tls(&src->io, i, tls[i]);
+		tls[i] = NULL;
+	}
+	for (i = 1; i < n; i++)
+		tls__conn_free(tls[i]);
 	if (ret) {
 		fail(src, "cannot open %u connections to the destination: %s", n, strerror(-ret));
 		return ret;
@@ -257,33 +309,91 @@ static int open_target(struct source *src)
  * took: a 1.3 destination uses all it took, and opening them again would find its
  * listen backlog full of the closed ones (it accepts them only after STRIPE).
  */
+static void close_all(int *fds, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/*
+ * With TLS the header and CONFIG wait for the first connection's handshake (no Fast
+ * Open: the SYN could only carry them in the clear). 0 with *c, 1 for a destination
+ * that does not speak TLS where plaintext is allowed (nothing left open), or -errno.
+ */
+static int connect_tls(struct source *src, unsigned int n, int *fds, struct tls_conn **c,
+		       uint64_t *rtt)
+{
+	enum tls_mode mode = src->m->params.tls.mode;
+	const char *to = src->m->params.to;
+	char host[256], why[200] = "";
+	int ret;
+
+	ret = transport__connect(to, NULL, 0, n, fds, src->err, sizeof(src->err));
+	if (ret)
+		return ret;
+	/* The link's, from TCP's handshake: the TLS one adds the peer's crypto to it. */
+	*rtt = transport__rtt_ns(fds[0]);
+	target_host(src, host, sizeof(host));
+	ret = tls__conn_new(src->tls, fds[0], host, c);
+	if (!ret)
+		ret = tls__handshake(c, 1, HANDSHAKE_TIMEOUT_MS, why, sizeof(why));
+	if (!ret)
+		return 0;
+	if (ret == -ECONNRESET && mode == TLS_MODE_OPPORTUNISTIC) {
+		pr_warn("migration: %s does not speak TLS (%s): this move goes UNENCRYPTED "
+			"(--encrypt opportunistic)", to, why);
+		ret = 1;
+	} else {
+		fail(src, "TLS with %s failed, nothing was sent: %s", to, why[0] ? why :
+			  strerror(-ret));
+	}
+	tls__conn_free(*c);
+	*c = NULL;
+	close_all(fds, n);
+	return ret;
+}
+
 static int connect_target(struct source *src)
 {
 	int fds[STREAM_MAX_CONNECTIONS];
 	unsigned int i, n = MAX(src->offer, 1U);
+	struct tls_conn *tls = NULL;
 	const uint8_t *first;
-	uint64_t rtt;
+	uint64_t rtt = 0;
 	size_t len;
-	int ret;
+	int ret = 1;
 
 	first = stream_io__mem_data(&src->io, &len);
-	ret = transport__connect(src->m->params.to, first, len, n, fds, src->err,
-				 sizeof(src->err));
+	if (src->tls)
+		ret = connect_tls(src, n, fds, &tls, &rtt);
+	if (ret == 1) {
+		tls__ctx_free(src->tls);
+		src->tls = NULL;
+		ret = transport__connect(src->m->params.to, first, len, n, fds, src->err,
+					 sizeof(src->err));
+	}
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&src->m->lock);
 	src->m->fd = fds[0];
 	src->m->stats.connections = 1;
+	src->m->stats.encryption = src->tls ? tls__ctx_kind(src->tls) : "none";
 	for (i = 1; i < n; i++)
 		if (fds[i] >= 0)
 			src->m->extra_fd[src->m->nr_extra++] = fds[i];
 	pthread_mutex_unlock(&src->m->lock);
 	if (transport__fast_opened(fds[0]))
 		pr_debug("migration: the header and CONFIG went in the SYN (TCP Fast Open)");
-	rtt = transport__rtt_ns(fds[0]);
+	if (!tls)
+		rtt = transport__rtt_ns(fds[0]);
 	src->want = connections__wanted(src->m->params.connections, rtt);
 	pr_debug("migration: round trip %llu us (the handshake's): %u connection(s) wanted",
 		 (unsigned long long)(rtt / 1000), src->want);
+	if (tls)
+		return stream_io__mem_to_tls(&src->io, fds[0], tls);
 	return stream_io__mem_to_fd(&src->io, fds[0]);
 }
 
@@ -840,8 +950,11 @@ static int expect_record(struct source *src, struct stream_reader *r, uint32_t w
 	if (!ret)
 		ret = stream__read_record(r, &rec);
 	if (ret) {
+		const char *tls = stream_io__channel_error(&src->io);
+
 		fail(src, "destination went away before %s: %s", stream__type_name(want),
-		     ret == -ETIMEDOUT ? "timed out" : r->err[0] ? r->err : strerror(-ret));
+		     ret == -ETIMEDOUT ? "timed out" : tls ? tls : r->err[0] ? r->err :
+		     strerror(-ret));
 		return ret;
 	}
 	if (rec.type == STREAM_REC_ERROR) {
@@ -1134,6 +1247,8 @@ static void finish(struct source *src, int ret)
 	pthread_mutex_unlock(&m->lock);
 	stream__writer_exit(&src->w);
 	stream_io__exit(&src->io);
+	tls__ctx_free(src->tls);
+	src->tls = NULL;
 	ram__tracker_exit(&src->t);
 	ram_digest__exit(&src->digest);
 
@@ -1204,6 +1319,10 @@ static void *migration_thread(void *arg)
 	pthread_setname_np(pthread_self(), "migration");
 	src->vm = vm;
 	src->m = vm->mig;
+	pthread_mutex_lock(&src->m->lock);
+	src->tls = src->m->tls;
+	src->m->tls = NULL;
+	pthread_mutex_unlock(&src->m->lock);
 	dirtiers__init(&src->dirtiers, vm);
 	src->deadline_ns = util__now_ns() + src->m->params.timeout_s * 1000000000ULL;
 	ret = run(src);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "godwit/stream.h"
+#include "godwit/tls.h"
 
 #define STREAM_IO_RBUF (64 * KiB)
 /* Enough iovecs per writev() to batch a RAM record; we loop for more. */
@@ -66,10 +67,67 @@ int stream_io__mem_to_fd(struct stream_io *io, int fd)
 
 void stream_io__exit(struct stream_io *io)
 {
+	unsigned int i;
+
+	for (i = 0; i < STREAM_MAX_CONNECTIONS; i++) {
+		tls__conn_free(io->tls[i]);
+		io->tls[i] = NULL;
+	}
 	free(io->rbuf);
 	free(io->mem_wr);
+	free(io->wstage);
 	io->rbuf = NULL;
 	io->mem_wr = NULL;
+	io->wstage = NULL;
+}
+
+int stream_io__set_tls(struct stream_io *io, unsigned int i, struct tls_conn *c)
+{
+	if (io->fd < 0 || i >= STREAM_MAX_CONNECTIONS || io->tls[i] || (i && i >= io->nr_stripes))
+		return -EINVAL;
+	if (!io->wstage) {
+		io->wstage = malloc(TLS_RECORD_MAX);
+		if (!io->wstage)
+			return -ENOMEM;
+	}
+	io->tls[i] = c;
+	return 0;
+}
+
+const char *stream_io__channel_error(const struct stream_io *io)
+{
+	unsigned int i;
+
+	for (i = 0; i < STREAM_MAX_CONNECTIONS; i++)
+		if (tls__conn_error(io->tls[i]))
+			return tls__conn_error(io->tls[i]);
+	return NULL;
+}
+
+int stream_io__mem_to_tls(struct stream_io *io, int fd, struct tls_conn *c)
+{
+	uint64_t written = io->bytes_written;
+	struct iovec first;
+	int ret;
+
+	if (io->fd >= 0 || io->mem_rd) {
+		tls__conn_free(c);
+		return -EINVAL;
+	}
+	first.iov_base = io->mem_wr;
+	first.iov_len = io->mem_wr_len;
+	io->mem_wr = NULL;
+	stream_io__exit(io);
+	ret = stream_io__init_fd(io, fd);
+	if (!ret)
+		ret = stream_io__set_tls(io, 0, c);
+	else
+		tls__conn_free(c);
+	if (!ret)
+		ret = stream_io__writev_full(io, &first, 1);
+	io->bytes_written = written;
+	free(first.iov_base);
+	return ret;
 }
 
 static int mem_read(struct stream_io *io, void *buf, size_t len)
@@ -85,13 +143,18 @@ static int mem_read(struct stream_io *io, void *buf, size_t len)
 	return 0;
 }
 
-/* The fd of the striped direction's current chunk; *room: the bytes left in it. */
-static int stripe_fd(const struct stream_io *io, size_t *room)
+/* The connection of the striped direction's current chunk; *room: the bytes left in it. */
+static unsigned int stripe_conn(const struct stream_io *io, size_t *room)
 {
 	uint64_t chunk = io->stripe_pos / io->stripe_chunk;
 
 	*room = io->stripe_chunk - (size_t)(io->stripe_pos % io->stripe_chunk);
-	return io->stripe_fd[chunk % io->nr_stripes];
+	return (unsigned int)(chunk % io->nr_stripes);
+}
+
+static int conn_fd(const struct stream_io *io, unsigned int i)
+{
+	return i ? io->stripe_fd[i] : io->fd;
 }
 
 static bool striped(const struct stream_io *io, bool reads)
@@ -99,17 +162,17 @@ static bool striped(const struct stream_io *io, bool reads)
 	return io->nr_stripes && io->stripe_reads == reads;
 }
 
-/* The fd to read from next; *max is cut to the current chunk when reads are striped. */
-static int read_fd(const struct stream_io *io, size_t *max)
+/* The connection to read from next; *max is cut to the current chunk when reads are striped. */
+static unsigned int read_conn(const struct stream_io *io, size_t *max)
 {
 	size_t room;
-	int fd;
+	unsigned int i;
 
 	if (!striped(io, true))
-		return io->fd;
-	fd = stripe_fd(io, &room);
+		return 0;
+	i = stripe_conn(io, &room);
 	*max = MIN(*max, room);
-	return fd;
+	return i;
 }
 
 /*
@@ -136,16 +199,44 @@ static int fd_wait(struct stream_io *io, int fd, short events)
 	return 0;
 }
 
-/* One read(2) of at most len: bytes read, -ENODATA at EOF, -errno. */
-static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
+/*
+ * A TLS session asked for events on fd before it can go on: a bounded io waits as
+ * fd_wait does, an unbounded one as long as it takes (its fd blocks otherwise).
+ */
+static int tls_wait(struct stream_io *io, int fd, short events)
 {
-	int fd = read_fd(io, &len);
+	struct pollfd p = { .fd = fd, .events = events };
+
+	if (io->wait_ms)
+		return fd_wait(io, fd, events);
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
+/* One read of at most len from connection i: bytes read, -ENODATA at EOF, -errno. */
+static ssize_t conn_read(struct stream_io *io, unsigned int i, void *dst, size_t len)
+{
+	int fd = conn_fd(io, i);
+	short events = POLLIN;
 	ssize_t n;
 
 	for (;;) {
+		if (io->tls[i]) {
+			n = tls__read(io->tls[i], dst, len, &events);
+			if (n != -EAGAIN)
+				return n;
+			n = tls_wait(io, fd, events);
+			if (n)
+				return n;
+			continue;
+		}
 		n = read(fd, dst, len);
-		if (n >= 0)
-			break;
+		if (n > 0)
+			return n;
+		if (n == 0)
+			return -ENODATA;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN || !io->wait_ms)
@@ -154,8 +245,16 @@ static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
 		if (n)
 			return n;
 	}
-	if (n == 0)
-		return -ENODATA;
+}
+
+/* One read of at most len: bytes read, -ENODATA at EOF, -errno. */
+static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
+{
+	unsigned int i = read_conn(io, &len);
+	ssize_t n = conn_read(io, i, dst, len);
+
+	if (n < 0)
+		return n;
 	if (striped(io, true))
 		io->stripe_pos += (uint64_t)n;
 	return n;
@@ -309,11 +408,108 @@ static int trim_batch(struct iovec *batch, int n, size_t room)
 	return n;
 }
 
+/* All of len bytes through connection i's TLS session. */
+static int tls_write_all(struct stream_io *io, unsigned int i, const uint8_t *p, size_t len)
+{
+	short events = POLLOUT;
+
+	while (len) {
+		ssize_t n = tls__write(io->tls[i], p, len, &events);
+
+		if (n == -EAGAIN) {
+			int ret = tls_wait(io, conn_fd(io, i), events);
+
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n < 0)
+			return (int)n;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int tls_flush(struct stream_io *io)
+{
+	size_t len = io->wstage_len;
+
+	io->wstage_len = 0;
+	return len ? tls_write_all(io, io->wstage_conn, io->wstage, len) : 0;
+}
+
+/*
+ * len bytes that all go to connection i (within its chunk when striped). Small pieces
+ * (a record's header, a page) are gathered into one TLS record rather than each
+ * paying a record's framing, tag and write(2); a piece of a record or more, with
+ * nothing gathered before it, goes straight to OpenSSL, which cuts it into records.
+ */
+static int tls_put(struct stream_io *io, unsigned int i, const uint8_t *p, size_t len)
+{
+	int ret;
+
+	if (io->wstage_len && io->wstage_conn != i) {
+		ret = tls_flush(io);
+		if (ret)
+			return ret;
+	}
+	io->wstage_conn = i;
+	while (len) {
+		size_t take;
+
+		if (!io->wstage_len && len >= TLS_RECORD_MAX)
+			return tls_write_all(io, i, p, len);
+		take = MIN(len, TLS_RECORD_MAX - io->wstage_len);
+		memcpy(io->wstage + io->wstage_len, p, take);
+		io->wstage_len += take;
+		p += take;
+		len -= take;
+		if (io->wstage_len == TLS_RECORD_MAX) {
+			ret = tls_flush(io);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* fd_writev's TLS twin: every piece through its connection's session, then flushed. */
+static int tls_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
+{
+	int k, ret = 0;
+
+	for (k = 0; k < iovcnt && !ret; k++) {
+		const uint8_t *p = iov[k].iov_base;
+		size_t len = iov[k].iov_len;
+
+		while (len && !ret) {
+			size_t n = len, room;
+			unsigned int i = 0;
+
+			if (striped(io, false)) {
+				i = stripe_conn(io, &room);
+				n = MIN(n, room);
+			}
+			ret = tls_put(io, i, p, n);
+			io->bytes_written += n;
+			if (striped(io, false))
+				io->stripe_pos += n;
+			p += n;
+			len -= n;
+		}
+	}
+	return ret ? ret : tls_flush(io);
+}
+
 static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 {
 	struct iovec batch[STREAM_IO_IOV_BATCH];
 	size_t off = 0, room;
 	int idx = 0, fd = io->fd;
+
+	if (io->tls[0])
+		return tls_writev(io, iov, iovcnt);
 
 	for (;;) {
 		int n = fill_batch(batch, iov, iovcnt, idx, off);
@@ -322,7 +518,7 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 		if (!n)
 			return 0;
 		if (striped(io, false)) {
-			fd = stripe_fd(io, &room);
+			fd = conn_fd(io, stripe_conn(io, &room));
 			n = trim_batch(batch, n, room);
 		}
 		w = writev(fd, batch, n);
@@ -433,13 +629,14 @@ int stream_io__writev_full(struct stream_io *io, const struct iovec *iov, int io
 int stream_io__wait_readable(struct stream_io *io, int ms)
 {
 	size_t max = 1;
+	unsigned int i = io->fd < 0 ? 0 : read_conn(io, &max);
 	struct pollfd p[2] = {
-		{ .fd = read_fd(io, &max), .events = POLLIN },
+		{ .fd = conn_fd(io, i), .events = POLLIN },
 		{ .fd = io->stop_fd, .events = POLLIN },
 	};
 	int r, n = io->wait_ms && io->stop_fd >= 0 ? 2 : 1;
 
-	if (io->fd < 0 || io->rbuf_pos < io->rbuf_len)
+	if (io->fd < 0 || io->rbuf_pos < io->rbuf_len || (io->tls[i] && tls__pending(io->tls[i])))
 		return 0;
 	do {
 		r = poll(p, (nfds_t)n, ms);

@@ -301,3 +301,56 @@ def test_disk_move_checks_its_options(godwit_bin):
                          (["--frob"], "unknown option")):
         res = run_godwit(["disk-move", *args])
         assert res.returncode == 2 and needle in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["--encrypt", "maybe"], 2, "--encrypt 'maybe': expected required, opportunistic or off"),
+    (["--encrypt", "required"], 2, "encrypt required needs credentials"),
+    (["--tls-cert", "{tmp}/none.crt"], 2, "--tls-cert '{tmp}/none.crt': No such file"),
+    (["--tls-cert", "{tmp}/src.crt", "--tls-key", "{tmp}/src.key"], 2, "all three"),
+    (["--tls-peer-name", "src.test"], 2, "tls-peer-name checks a certificate"),
+    (["--tls-psk-file", "{tmp}/short.key"], 2, "expected a key of 64 hex digits"),
+    (["--tls-psk-file", "{tmp}/good.key", "--tls-cert", "{tmp}/src.crt", "--tls-key",
+      "{tmp}/src.key", "--tls-ca", "{tmp}/ca.pem"], 2, "not both"),
+    (["--tls-cert", "{tmp}/src.crt", "--tls-key", "{tmp}/dst.key", "--tls-ca",
+      "{tmp}/ca.pem"], 1, "does not match the certificate"),
+    (["--tls-cert", "{tmp}/short.key", "--tls-key", "{tmp}/src.key", "--tls-ca",
+      "{tmp}/ca.pem"], 1, "{tmp}/short.key: no start line"),
+    (["--tls-cert", "{tmp}/expired.crt", "--tls-key", "{tmp}/expired.key", "--tls-ca",
+      "{tmp}/ca.pem"], 1, "the certificate in {tmp}/expired.crt has expired"),
+])
+def test_receive_checks_its_credentials_before_it_listens(godwit_bin, tmp_path, args, code,
+                                                         needle):
+    """Bad TLS options and credentials end a receive before it listens (tlscerts.py
+    makes the certificates)."""
+    from tlscerts import CA, psk_file
+    ca = CA(tmp_path, "ca")
+    for name in ("src", "dst"):
+        ca.issue(name, dns=[f"{name}.test"])
+    ca.issue("expired", dns=["dst.test"], expired=True)
+    psk_file(tmp_path, "good.key")
+    (tmp_path / "short.key").write_text("00112233\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    res = run_godwit(["receive", "--listen", "tcp:127.0.0.1:1", *args], timeout=10)
+    assert res.returncode == code, res.stderr
+    one_error_line(res, needle.format(tmp=tmp_path))
+    assert "waiting for an incoming migration" not in res.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--encrypt", "yes"], "--encrypt 'yes'"),
+    (["--tls-psk-file", "{tmp}/none.key"], "cannot read the key file {tmp}/none.key"),
+    (["--encrypt", "opportunistic"], "encrypt opportunistic needs credentials"),
+])
+def test_migrate_bad_tls_options(godwit_bin, tmp_path, args, needle):
+    args = [a.format(tmp=tmp_path) for a in args]
+    res = run_godwit(["migrate", "--api", "x.sock", "--to", "tcp:127.0.0.1:1", *args])
+    assert res.returncode == 2
+    one_error_line(res, needle.format(tmp=tmp_path))
+
+
+def test_receive_from_a_file_has_no_tls(godwit_bin, tmp_path):
+    from tlscerts import psk_file
+    res = run_godwit(["receive", "--from", "file:x.snap", "--tls-psk-file", psk_file(tmp_path)])
+    assert res.returncode == 2
+    one_error_line(res, "TLS is for --listen")

@@ -422,7 +422,7 @@ static void test_accept_joins(void **state)
 	for (i = 2; i >= 1; i--) {
 		assert_int_equal(transport__connect_more(c[0], &c[i]), 0);
 		assert_int_equal(transport__connect_finish(c[i]), 0);
-		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
+		assert_int_equal(connections__send_join(c[i], NULL, token, (uint32_t)i), 0);
 	}
 	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000, -1), 0);
 	for (i = 1; i <= 2; i++) {
@@ -475,7 +475,7 @@ static void test_extra_connections_before_the_first(void **state)
 	assert_true(read(garbage, &b, 1) <= 0); /* closed, maybe reset: its bytes were unread */
 	close(garbage);
 	for (i = 1; i <= 2; i++)
-		assert_int_equal(connections__send_join(c[i], token, (uint32_t)i), 0);
+		assert_int_equal(connections__send_join(c[i], NULL, token, (uint32_t)i), 0);
 	fds[0] = first;
 	assert_int_equal(connections__accept(lfd, &w, token, 3, fds, 5000, -1), 0);
 	assert_int_equal(w.n, 0);
