@@ -43,6 +43,9 @@ struct migrate_params {
 	bool confirm_ready;
 	bool watch; /* the caller follows it and acknowledges the end (godwit migrate) */
 	struct tls_params tls; /* tcp: only; the key is wiped once the move has taken it */
+	/* file: only: the snapshot is encrypted at rest with this key (seal.h) */
+	bool has_encrypt_key;
+	uint8_t encrypt_key[32];
 };
 
 /*
@@ -157,6 +160,7 @@ struct receive_params {
 	/* How long the source may send nothing (or not read) once it is taken; 0: default. */
 	int io_timeout_ms;
 	struct tls_params tls; /* settled by tls__check_params */
+	const uint8_t *encrypt_key; /* file: only: the snapshot's key, NULL: a plain one */
 };
 
 /*

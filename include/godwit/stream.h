@@ -20,6 +20,7 @@
 
 struct guest_mem;
 struct tls_conn;
+struct seal;
 
 /* ---- header ------------------------------------------------------------ */
 
@@ -174,6 +175,8 @@ struct stream_io {
 	uint8_t *wstage;
 	size_t wstage_len;
 	unsigned int wstage_conn;
+	/* A snapshot file encrypted at rest (stream_io__seal): its bytes go through it. */
+	struct seal *seal;
 };
 
 int __must_check stream_io__init_fd(struct stream_io *io, int fd);
@@ -197,7 +200,14 @@ int __must_check stream_io__set_tls(struct stream_io *io, unsigned int i, struct
  * go out through c (which io owns from here, even on failure) as the first ones.
  */
 int __must_check stream_io__mem_to_tls(struct stream_io *io, int fd, struct tls_conn *c);
-/* Why the channel failed: TLS on a connection (tls__conn_error), or NULL. */
+/*
+ * From now on the fd (a snapshot file) is read or written through s (seal.h), which
+ * io owns from here; a writer ends with stream_io__finish. 0 or -EINVAL.
+ */
+int __must_check stream_io__seal(struct stream_io *io, struct seal *s);
+/* A sealed writer's last chunk (0 where there is none to write): 0 or -errno. */
+int __must_check stream_io__finish(struct stream_io *io);
+/* Why the channel failed: TLS on a connection (tls__conn_error) or a sealed file. */
 const char *stream_io__channel_error(const struct stream_io *io);
 /* Frees the buffers and TLS sessions; never closes the fd (the caller owns it). */
 void stream_io__exit(struct stream_io *io);

@@ -172,6 +172,7 @@ static bool opt_str(const json_t *body, const char *key, char *buf, size_t len,
 static bool tls_fields(const json_t *body, struct migrate_params *p, struct api_response *resp)
 {
 	const json_t *mode = json_object_get(body, "encrypt"), *psk = json_object_get(body, "tls_psk");
+	const json_t *key = json_object_get(body, "encrypt_key");
 	struct tls_params *tp = &p->tls;
 
 	if (mode && (!json_is_string(mode) || tls__mode_parse(json_string_value(mode), &tp->mode))) {
@@ -183,6 +184,12 @@ static bool tls_fields(const json_t *body, struct migrate_params *p, struct api_
 		return false;
 	}
 	tp->has_psk = !!psk;
+	if (key && (!json_is_string(key) ||
+		    tls__psk_parse_hex(json_string_value(key), p->encrypt_key))) {
+		api__error(resp, 400, "'encrypt_key' must be a key of 64 hex digits");
+		return false;
+	}
+	p->has_encrypt_key = !!key;
 	return opt_str(body, "tls_cert", tp->cert, sizeof(tp->cert), resp) &&
 	       opt_str(body, "tls_key", tp->key, sizeof(tp->key), resp) &&
 	       opt_str(body, "tls_ca", tp->ca, sizeof(tp->ca), resp) &&
@@ -237,6 +244,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	ret = migrate__start(vm, &p, err, sizeof(err));
 	pthread_mutex_unlock(&vm->control_lock);
 	explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
+	explicit_bzero(p.encrypt_key, sizeof(p.encrypt_key));
 	if (ret) {
 		api__error(resp, ret == -EINVAL ? 400 : 409, "%s", err);
 		return 0;

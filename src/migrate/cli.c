@@ -62,6 +62,9 @@ static void usage_migrate(FILE *out)
 		"                       hex digits (openssl rand -hex 32), the same file the\n"
 		"                       destination got; a key serves one move only\n"
 		"                       (docs/encryption.md)\n"
+		"  --encrypt-key FILE   file: only: encrypt the snapshot at rest (AES-256-GCM)\n"
+		"                       with this key, 64 hex digits; receive --from and\n"
+		"                       dump-stream read it back with the same key\n"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }
@@ -107,6 +110,8 @@ static void usage_receive(FILE *out)
 		"                           digits): the first source that has it gets this\n"
 		"                           receive, and after its move (or failed attempt) the\n"
 		"                           key opens nothing (docs/encryption.md)\n"
+		"  --encrypt-key FILE       the key of a snapshot file written with migrate\n"
+		"                           --encrypt-key, 64 hex digits (with --from only)\n"
 		"  -v, --verbose            debug messages, stamped with CLOCK_MONOTONIC seconds\n"
 		"  -h, --help               this text\n"
 		"\n"
@@ -130,7 +135,8 @@ static void usage_receive(FILE *out)
 	{ "tls-key", required_argument, NULL, 'K' },                                               \
 	{ "tls-ca", required_argument, NULL, 'A' },                                                \
 	{ "tls-peer-name", required_argument, NULL, 'P' },                                         \
-	{ "tls-psk-file", required_argument, NULL, 'S' }
+	{ "tls-psk-file", required_argument, NULL, 'S' },                                          \
+	{ "encrypt-key", required_argument, NULL, 'k' }
 
 static int read_key(const char *opt, const char *path, uint8_t key[TLS_PSK_LEN])
 {
@@ -253,6 +259,8 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ 0 },
 	};
 	struct tls_params tp = { 0 };
+	char hex[2 * TLS_PSK_LEN + 1];
+	uint8_t key[TLS_PSK_LEN];
 	const char *to = NULL;
 	uint64_t v;
 	int ch;
@@ -278,6 +286,13 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		case 'E': case 'X': case 'K': case 'A': case 'P': case 'S':
 			if (tls_option(ch, optarg, &tp))
 				return -EINVAL;
+			break;
+		case 'k':
+			if (read_key("--encrypt-key", optarg, key))
+				return -EINVAL;
+			json_object_set_new(c->req, "encrypt_key", json_string(hex_key(key, hex)));
+			explicit_bzero(hex, sizeof(hex));
+			explicit_bzero(key, sizeof(key));
 			break;
 		case 'd':
 			if (util__parse_u64(optarg, 1, MIGRATE_DOWNTIME_MS_MAX, &v)) {
@@ -551,6 +566,7 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 	};
 	struct receive_params p = { .console_kind = CONSOLE_STDIO, .control = control };
 	const char *listen = NULL, *from = NULL;
+	uint8_t key[TLS_PSK_LEN];
 	char host[256], port[16], err[256];
 	int ch, ret;
 
@@ -589,6 +605,11 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 			if (tls_option(ch, optarg, &p.tls))
 				return 2;
 			break;
+		case 'k':
+			if (read_key("--encrypt-key", optarg, key))
+				return 2;
+			p.encrypt_key = key;
+			break;
 		case ':':
 			pr_err("option %s needs a value", argv[optind - 1]);
 			return 2;
@@ -614,11 +635,17 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 		return 2;
 	}
 	if (from && p.tls.mode != TLS_MODE_OFF) {
-		pr_err("TLS is for --listen: a snapshot file is read as it is");
+		pr_err("TLS is for --listen: a snapshot file is read as it is (or with "
+		       "--encrypt-key)");
+		return 2;
+	}
+	if (listen && p.encrypt_key) {
+		pr_err("--encrypt-key is for --from file:PATH; a stream is encrypted with TLS");
 		return 2;
 	}
 	snprintf(p.from, sizeof(p.from), "%s", listen ? listen : from);
 	ret = migrate__receive(&p);
 	explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
+	explicit_bzero(key, sizeof(key));
 	return ret;
 }

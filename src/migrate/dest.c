@@ -21,6 +21,7 @@
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
 #include "godwit/ram_receive.h"
+#include "godwit/seal.h"
 #include "godwit/stream_check.h"
 #include "godwit/vm.h"
 #include "godwit/vmstate.h"
@@ -146,6 +147,9 @@ static int open_source(struct dest *d)
 			return -errno;
 		}
 		ret = stream_io__init_fd(&d->io, d->fd);
+		if (!ret)
+			ret = seal__attach_reader(&d->io, d->fd, d->p->encrypt_key, d->err,
+						  sizeof(d->err));
 		return ret ? ret : stream__reader_init(&d->r, &d->io, STREAM_CTX_DATA);
 	}
 	d->waiting.mode = d->p->tls.mode;

@@ -15,8 +15,10 @@
 #include <xxhash.h>
 
 #include "godwit/dump.h"
+#include "godwit/seal.h"
 #include "godwit/stream.h"
 #include "godwit/stream_check.h"
+#include "godwit/tls.h"
 
 #define TEXT_LIST_MAX 8 /* text lines show the first few runs/digests only */
 #define EM_DEPTH      6
@@ -468,6 +470,14 @@ static void dump_summary(struct dump *d, const struct stream_reader *r)
 	em_end(&d->em);
 }
 
+/* Why a read failed: an encrypted file's reason first (it says more than the reader's). */
+static const char *why(const struct stream_reader *r)
+{
+	const char *channel = stream_io__channel_error(r->io);
+
+	return channel ? channel : r->err;
+}
+
 /* Reads the whole stream; 0 if it ended with a valid END, 1 otherwise. */
 static int dump_stream(struct dump *d, struct stream_reader *r)
 {
@@ -476,14 +486,14 @@ static int dump_stream(struct dump *d, struct stream_reader *r)
 	char msg[600];
 
 	if (stream__read_header(r, &hdr)) {
-		dump_error(d, r->err);
+		dump_error(d, why(r));
 		return 1;
 	}
 	dump_header(d, &hdr);
 	d->minor = hdr.minor;
 	for (;;) {
 		if (stream__read_record(r, &rec)) {
-			dump_error(d, r->err);
+			dump_error(d, why(r));
 			return 1;
 		}
 		if (dump_record(d, &rec)) {
@@ -506,7 +516,7 @@ static int dump_stream(struct dump *d, struct stream_reader *r)
 
 static void usage(FILE *out)
 {
-	fputs("usage: godwit dump-stream [--json] FILE\n"
+	fputs("usage: godwit dump-stream [--json] [--encrypt-key KEYFILE] FILE\n"
 	      "\n"
 	      "Decodes a godwit migration stream or snapshot file and prints one line per\n"
 	      "record: offset, record number, type, length and the decoded payload (CONFIG\n"
@@ -514,15 +524,18 @@ static void usage(FILE *out)
 	      "destination checks it; the first problem is printed and the exit status is 1.\n"
 	      "\n"
 	      "  --json     one JSON object per line instead of key=value text\n"
+	      "  --encrypt-key KEYFILE\n"
+	      "             the key of a snapshot encrypted at rest (migrate --encrypt-key)\n"
 	      "  -h, --help this text\n",
 	      out);
 }
 
-static int run_file(const char *path, bool json, FILE *out)
+static int run_file(const char *path, const uint8_t *key, bool json, FILE *out)
 {
 	struct dump *d = calloc(1, sizeof(*d));
 	struct stream_reader r;
 	struct stream_io io;
+	char err[256];
 	int fd, ret = 2;
 
 	if (!d)
@@ -535,6 +548,10 @@ static int run_file(const char *path, bool json, FILE *out)
 	}
 	if (stream_io__init_fd(&io, fd))
 		goto err_close;
+	if (seal__attach_reader(&io, fd, key, err, sizeof(err))) {
+		fprintf(out, "dump-stream: %s: %s\n", path, err);
+		goto err_io;
+	}
 	if (stream__reader_init(&r, &io, STREAM_CTX_DATA))
 		goto err_io;
 	ret = dump_stream(d, &r);
@@ -555,12 +572,20 @@ err_free:
 int dump__main(int argc, char **argv, FILE *out)
 {
 	const char *path = NULL;
-	bool json = false;
-	int i;
+	uint8_t key[SEAL_KEY_LEN];
+	bool json = false, has_key = false;
+	char err[256];
+	int i, ret;
 
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
 			json = true;
+		} else if (!strcmp(argv[i], "--encrypt-key") && i + 1 < argc) {
+			if (tls__psk_read_file(argv[++i], key, err, sizeof(err))) {
+				fprintf(out, "dump-stream: --encrypt-key: %s\n", err);
+				return 2;
+			}
+			has_key = true;
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(out);
 			return 0;
@@ -575,5 +600,7 @@ int dump__main(int argc, char **argv, FILE *out)
 		usage(out);
 		return 2;
 	}
-	return run_file(path, json, out);
+	ret = run_file(path, has_key ? key : NULL, json, out);
+	explicit_bzero(key, sizeof(key));
+	return ret;
 }

@@ -179,7 +179,7 @@ static bool psk_spent(const struct migration *m, const uint8_t *digest)
  * The move's TLS context, from credentials checked now so that a bad file or a key
  * used before is a 400, not a failed move: *ctx (NULL for plaintext), 0 or -EINVAL.
  */
-static int make_tls(struct migration *m, struct tls_params *tp, const char *to,
+static int make_tls(struct migration *m, struct tls_params *tp, const char *to, bool p_key,
 		    struct tls_ctx **ctx, char *err, size_t errlen)
 {
 	uint8_t digest[TLS_PSK_DIGEST_LEN];
@@ -192,6 +192,11 @@ static int make_tls(struct migration *m, struct tls_params *tp, const char *to,
 	if (!ret && tp->mode != TLS_MODE_OFF && !strncmp(to, "file:", 5)) {
 		snprintf(why, sizeof(why), "TLS is for tcp: streams; a snapshot file is written "
 					   "as it is");
+		ret = -EINVAL;
+	}
+	if (!ret && p_key && strncmp(to, "file:", 5)) {
+		snprintf(why, sizeof(why), "encrypt_key is for file: snapshots; a tcp: stream is "
+					   "encrypted with TLS");
 		ret = -EINVAL;
 	}
 	if (ret) {
@@ -239,7 +244,7 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 
 	ret = migrate__check_params(p, err, errlen);
 	if (!ret)
-		ret = make_tls(m, &tp, p->to, &tls, err, errlen);
+		ret = make_tls(m, &tp, p->to, p->has_encrypt_key, &tls, err, errlen);
 	explicit_bzero(tp.psk, sizeof(tp.psk));
 	if (ret)
 		return ret;

@@ -19,6 +19,7 @@
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
 #include "godwit/rate.h"
+#include "godwit/seal.h"
 #include "godwit/stream_check.h"
 #include "godwit/vm.h"
 #include "godwit/virtio_blk.h"
@@ -272,6 +273,22 @@ static int join_connections(struct source *src, uint32_t taken)
 	return 0;
 }
 
+/* A snapshot encrypted at rest: the stream goes through a seal (seal.h). */
+static int seal_target(struct source *src, int fd)
+{
+	struct migrate_params *p = &src->m->params;
+	struct seal *s;
+	int ret;
+
+	ret = seal__writer(fd, p->encrypt_key, &s);
+	explicit_bzero(p->encrypt_key, sizeof(p->encrypt_key));
+	if (!ret)
+		ret = stream_io__seal(&src->io, s);
+	if (ret)
+		fail(src, "cannot start the encrypted snapshot: %s", strerror(-ret));
+	return ret;
+}
+
 /*
  * A file is opened here; over TCP the header and CONFIG are written to memory first,
  * to go out with the connection (connect_target).
@@ -297,6 +314,8 @@ static int open_target(struct source *src)
 	src->m->fd = fd;
 	pthread_mutex_unlock(&src->m->lock);
 	ret = stream_io__init_fd(&src->io, fd);
+	if (!ret && src->m->params.has_encrypt_key)
+		ret = seal_target(src, fd);
 	if (!ret)
 		ret = stream__writer_init(&src->w, &src->io, STREAM_CTX_DATA);
 	return ret;
@@ -1187,6 +1206,8 @@ static int run(struct source *src)
 		ret = -ECANCELED;
 	if (!ret)
 		ret = stop_and_copy(src);
+	if (!ret && src->is_file)
+		ret = stream_io__finish(&src->io);
 	if (!ret && src->is_file)
 		ret = fsync(src->m->fd) ? -errno : 0;
 	else if (!ret)

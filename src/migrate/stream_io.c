@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "godwit/seal.h"
 #include "godwit/stream.h"
 #include "godwit/tls.h"
 
@@ -73,6 +74,8 @@ void stream_io__exit(struct stream_io *io)
 		tls__conn_free(io->tls[i]);
 		io->tls[i] = NULL;
 	}
+	seal__free(io->seal);
+	io->seal = NULL;
 	free(io->rbuf);
 	free(io->mem_wr);
 	free(io->wstage);
@@ -94,8 +97,25 @@ int stream_io__set_tls(struct stream_io *io, unsigned int i, struct tls_conn *c)
 	return 0;
 }
 
+int stream_io__seal(struct stream_io *io, struct seal *s)
+{
+	if (io->fd < 0 || io->seal || io->tls[0] || io->nr_stripes) {
+		seal__free(s);
+		return -EINVAL;
+	}
+	io->seal = s;
+	return 0;
+}
+
+int stream_io__finish(struct stream_io *io)
+{
+	return io->seal ? seal__finish(io->seal) : 0;
+}
+
 const char *stream_io__channel_error(const struct stream_io *io)
 {
+	if (io->seal && seal__error(io->seal))
+		return seal__error(io->seal);
 	unsigned int i;
 
 	for (i = 0; i < STREAM_MAX_CONNECTIONS; i++)
@@ -250,8 +270,13 @@ static ssize_t conn_read(struct stream_io *io, unsigned int i, void *dst, size_t
 /* One read of at most len: bytes read, -ENODATA at EOF, -errno. */
 static ssize_t fd_read_some(struct stream_io *io, void *dst, size_t len)
 {
-	unsigned int i = read_conn(io, &len);
-	ssize_t n = conn_read(io, i, dst, len);
+	unsigned int i;
+	ssize_t n;
+
+	if (io->seal)
+		return seal__read(io->seal, dst, len);
+	i = read_conn(io, &len);
+	n = conn_read(io, i, dst, len);
 
 	if (n < 0)
 		return n;
@@ -502,6 +527,18 @@ static int tls_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 	return ret ? ret : tls_flush(io);
 }
 
+static int seal_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
+{
+	int i, ret = 0;
+
+	for (i = 0; i < iovcnt && !ret; i++) {
+		ret = seal__write(io->seal, iov[i].iov_base, iov[i].iov_len);
+		if (!ret)
+			io->bytes_written += iov[i].iov_len;
+	}
+	return ret;
+}
+
 static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 {
 	struct iovec batch[STREAM_IO_IOV_BATCH];
@@ -510,6 +547,8 @@ static int fd_writev(struct stream_io *io, const struct iovec *iov, int iovcnt)
 
 	if (io->tls[0])
 		return tls_writev(io, iov, iovcnt);
+	if (io->seal)
+		return seal_writev(io, iov, iovcnt);
 
 	for (;;) {
 		int n = fill_batch(batch, iov, iovcnt, idx, off);

@@ -354,3 +354,14 @@ def test_receive_from_a_file_has_no_tls(godwit_bin, tmp_path):
     res = run_godwit(["receive", "--from", "file:x.snap", "--tls-psk-file", psk_file(tmp_path)])
     assert res.returncode == 2
     one_error_line(res, "TLS is for --listen")
+
+
+def test_encrypt_key_is_for_snapshot_files(godwit_bin, tmp_path):
+    from tlscerts import psk_file
+    key = psk_file(tmp_path)
+    res = run_godwit(["receive", "--listen", "tcp:127.0.0.1:1", "--encrypt-key", key])
+    assert res.returncode == 2
+    one_error_line(res, "--encrypt-key is for --from file:PATH")
+    (tmp_path / "bad.key").write_text("xyz\n")
+    res = run_godwit(["dump-stream", "--encrypt-key", str(tmp_path / "bad.key"), "x.snap"])
+    assert res.returncode == 2 and "expected a key of 64 hex digits" in res.stdout

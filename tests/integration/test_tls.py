@@ -461,3 +461,50 @@ def test_the_docs_recipe(tmp_path, procs):
     moved(src, dst, out, res)
     assert out["encryption"] == "tls-x509"
 
+
+def test_snapshot_encrypted_at_rest(tmp_path, procs):
+    """migrate --to file: --encrypt-key: nothing of the stream is in the clear in the
+    file; dump-stream and receive read it back with the key, and refuse it without, with
+    another key, changed or cut short; TLS options are for tcp: streams only."""
+    from godwit_vm import run_godwit
+    key, other = psk_file(tmp_path, "snap.key"), psk_file(tmp_path, "other.key")
+    src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 16M", cpus=2, memory="128M")
+    src.wait_for_pass(1, timeout=240)
+    res, out = migrate(src, f"tcp:127.0.0.1:{free_port()}", "--encrypt-key", key)
+    assert res.returncode != 0 and "encrypt_key is for file: snapshots" in res.stderr
+    res, out = migrate(src, f"file:{tmp_path}/x.snap", "--tls-psk-file", key)
+    assert res.returncode != 0 and "TLS is for tcp: streams" in res.stderr
+    snap = tmp_path / "vm.snap"
+    res, out = migrate(src, f"file:{snap}", "--encrypt-key", key)
+    assert res.returncode == 0 and out["status"] == "completed", res.stderr
+    data = snap.read_bytes()
+    assert data.startswith(b"GODWITSE") and b"GODWITMS" not in data and b"memtouch" not in data
+
+    dump = run_godwit(["dump-stream", str(snap)])
+    assert dump.returncode != 0 and "the snapshot is encrypted" in dump.stdout, dump.stdout
+    dump = run_godwit(["dump-stream", "--encrypt-key", key, str(snap)], timeout=120)
+    assert dump.returncode == 0 and "CONFIG" in dump.stdout and "END" in dump.stdout, dump.stdout
+
+    def receive(name, path, *extra):
+        return run_godwit(["receive", "--from", f"file:{path}", "--console",
+                           f"file:{tmp_path}/{name}.console", *extra], timeout=60)
+
+    res = receive("nokey", snap)
+    assert res.returncode != 0 and "the snapshot is encrypted" in res.stderr
+    res = receive("other", snap, "--encrypt-key", other)
+    assert res.returncode != 0 and "does not open with this key" in res.stderr
+    changed = tmp_path / "changed.snap"
+    changed.write_bytes(data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1])
+                        + data[len(data) // 2 + 1:])
+    res = receive("changed", changed, "--encrypt-key", key)
+    assert res.returncode != 0 and "does not open with this key" in res.stderr
+    cut = tmp_path / "cut.snap"
+    cut.write_bytes(data[:-100])
+    res = receive("cut", cut, "--encrypt-key", key)
+    assert res.returncode != 0 and "cut short" in res.stderr
+
+    dst = Godwit(tmp_path, ["receive", "--from", f"file:{snap}", "--encrypt-key", key,
+                            "--console", f"file:{tmp_path}/dst.console"], "dst")
+    procs.append(dst)
+    dst.wait_for_pass(dst.passes() + 1, timeout=60)
+    assert "ERROR" not in dst.output()

@@ -298,7 +298,7 @@ static void test_usage(void **state)
 	(void)state;
 	out = run(&rc, "--help", NULL);
 	assert_int_equal(rc, 0);
-	assert_non_null(strstr(out, "usage: godwit dump-stream [--json] FILE"));
+	assert_non_null(strstr(out, "usage: godwit dump-stream [--json] [--encrypt-key KEYFILE] FILE"));
 	free(out);
 	out = run(&rc, NULL, NULL);
 	assert_int_equal(rc, 2);
