@@ -453,8 +453,11 @@ int tls__handshake_step(struct tls_conn *c, short *events, char *err, size_t err
 	ERR_clear_error();
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
-	if (r == 1)
+	if (r == 1) {
+		/* Only the handshake's messages are listened to: not every record's. */
+		SSL_set_msg_callback(c->ssl, NULL);
 		return 1;
+	}
 	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		*events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
