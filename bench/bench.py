@@ -14,6 +14,9 @@ Environment:
                           20 s timeout, no large-* cases): checks the machinery, measures
                           nothing worth keeping
   BENCH_VMMS=godwit,qemu  which VMMs
+  BENCH_TLS=0             1: each VMM also moves over TLS (x509 both ways, certificates made
+                          with the openssl CLI per run; series "... +tls"), side by side;
+                          only: over TLS alone
   BENCH_QEMU_VARIANTS=    empty: each case's QEMU capabilities; 'all', or a list of
                           ('case' = the case's own choice; 'case,multifd+zstd+auto-converge'),
                           plain,multifd,auto-converge,multifd+auto-converge,
@@ -176,7 +179,7 @@ def save_log(outdir, rec):
 
 
 def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "qemu"),
-              variants_spec="", downtime_ms=50, timeout_s=None, log=None):
+              variants_spec="", downtime_ms=50, timeout_s=None, log=None, tls_modes=(False,)):
     """Runs the selected cases; writes runs.json, RESULTS.md, plots; returns the records."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     cases = select_cases(make_cases(quick), patterns)
@@ -189,8 +192,8 @@ def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "q
     # The physical limits, before and after the cases: the same run's figures.
     limits_before = limits.measure(quick)
     log(f"bench: limits before: {limits_before}")
-    plan = sum(runs * sum(len(qemu_variants(c, variants_spec)) if v == "qemu" else 1
-                          for v in vmm_list) for c in cases)
+    plan = len(tls_modes) * sum(runs * sum(len(qemu_variants(c, variants_spec)) if v == "qemu"
+                                           else 1 for v in vmm_list) for c in cases)
     n = 0
     for case in cases:
         tmo = timeout_s or (20 if quick else case.timeout_s())
@@ -209,28 +212,31 @@ def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "q
                     links[case.name] = link.method
                 for i in range(runs):
                     order = list(vmm_list) if i % 2 == 0 else list(reversed(vmm_list))
-                    for vmm in order:
-                        for variant in (qemu_variants(case, variants_spec) if vmm == "qemu"
-                                        else [None]):
-                            n += 1
-                            wd = tempfile.mkdtemp(prefix="godwit-bench-")
-                            try:
-                                if vmm == "godwit":
-                                    m = vmms.GodwitMigration(case, wd, downtime_ms, tmo, link)
-                                else:
-                                    m = vmms.QemuMigration(case, wd, downtime_ms, tmo, link,
-                                                           variant=variant)
-                                rec = m.run()
-                            finally:
-                                shutil.rmtree(wd, ignore_errors=True)
-                            rec["run"] = i + 1
-                            rec["variant"] = variant
-                            log(f"[{n}/{plan}] {case.name} {report.series_key(rec)} run {i + 1}: "
-                                f"{one_line(rec)}")
-                            if rec["status"] != "completed" or not rec.get("dst_ok"):
-                                save_log(outdir, rec)
-                            records.append(rec)
-                            time.sleep(0.5)
+                    runs_of = [(vmm, variant, tls) for vmm in order
+                               for variant in (qemu_variants(case, variants_spec)
+                                               if vmm == "qemu" else [None])
+                               for tls in (tls_modes if i % 2 == 0 else tls_modes[::-1])]
+                    for vmm, variant, tls in runs_of:
+                        n += 1
+                        wd = tempfile.mkdtemp(prefix="godwit-bench-")
+                        try:
+                            if vmm == "godwit":
+                                m = vmms.GodwitMigration(case, wd, downtime_ms, tmo, link,
+                                                         tls=tls)
+                            else:
+                                m = vmms.QemuMigration(case, wd, downtime_ms, tmo, link,
+                                                       variant=variant, tls=tls)
+                            rec = m.run()
+                        finally:
+                            shutil.rmtree(wd, ignore_errors=True)
+                        rec["run"] = i + 1
+                        rec["variant"] = variant
+                        log(f"[{n}/{plan}] {case.name} {report.series_key(rec)} run {i + 1}: "
+                            f"{one_line(rec)}")
+                        if rec["status"] != "completed" or not rec.get("dst_ok"):
+                            save_log(outdir, rec)
+                        records.append(rec)
+                        time.sleep(0.5)
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the far link failed
             log(f"bench: {case.name}: the far link failed: {e}")
             links[case.name] = f"failed: {e}"
@@ -238,6 +244,7 @@ def run_bench(outdir, runs=3, quick=False, patterns=None, vmm_list=("godwit", "q
     log(f"bench: limits after: {limits_after}")
     meta = {"runs": runs, "quick": quick, "downtime_ms": downtime_ms, "links": links,
             "limits": {"before": limits_before, "after": limits_after},
+            "tls": list(tls_modes),
             "qemu_variants": variants_spec,
             "machine": report.machine_info(vmms.GODWIT, vmms.QEMU, vmms.TESTGUEST)}
     with open(os.path.join(outdir, "runs.json"), "w") as f:
@@ -284,13 +291,18 @@ def main():
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
     quick = env.get("BENCH_QUICK", "0") not in ("", "0")
+    tls_modes = {"0": (False,), "": (False,), "1": (False, True),
+                 "only": (True,)}.get(env.get("BENCH_TLS", "0"))
+    if tls_modes is None:
+        raise SystemExit("bench: BENCH_TLS must be 0, 1 or only")
     timeout = env.get("BENCH_TIMEOUT_S")
     run_bench(env.get("BENCH_OUT", os.path.join(HERE, "results")),
               runs=int(env.get("BENCH_RUNS", "3")), quick=quick,
               patterns=env.get("BENCH_CASES"), vmm_list=vmm_list,
               variants_spec=env.get("BENCH_QEMU_VARIANTS", ""),
               downtime_ms=int(env.get("BENCH_DOWNTIME_MS", "50")),
-              timeout_s=int(timeout) if timeout else None)
+              timeout_s=int(timeout) if timeout else None,
+              tls_modes=tls_modes)
 
 
 if __name__ == "__main__":

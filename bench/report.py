@@ -112,7 +112,8 @@ def md_table(head, rows):
 
 
 def series_key(rec):
-    return rec["vmm"] if rec["vmm"] == "godwit" else f"qemu {rec.get('variant', '')}".strip()
+    key = rec["vmm"] if rec["vmm"] == "godwit" else f"qemu {rec.get('variant', '')}".strip()
+    return key + " +tls" if rec.get("tls") else key
 
 
 def group(records):
@@ -352,7 +353,7 @@ def write_plots(outdir, records):
 
     def plot_key(r):
         if r["vmm"] == "qemu" and single:
-            return "QEMU (capabilities per case)"
+            return "QEMU (capabilities per case)" + (" +tls" if r.get("tls") else "")
         return series_key(r)
     series = list(dict.fromkeys(plot_key(r) for r in records))
     out = []

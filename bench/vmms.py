@@ -41,6 +41,31 @@ QEMU_VARIANTS = {
     "multifd+zstd+auto-converge": {"multifd": True, "auto-converge": True, "zstd": True},
 }
 NOT_CAPABILITIES = ("dirty-ring", "zstd")
+
+
+def make_pki(directory, host):
+    """A CA and one certificate each for the destination (server) and the source (client),
+    for `host`, with the openssl CLI: the files QEMU's tls-creds-x509 dir wants (ca-cert,
+    server-cert/key, client-cert/key), which godwit's --tls-* options take as well."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=bench-ca", "-keyout", "ca-key.pem",
+            "-out", "ca-cert.pem")
+    # Without dh-params.pem QEMU's server generates 2048-bit DH parameters as it starts
+    # (seconds; on a loaded host past the QMP socket's 10 s): RFC 7919's group instead.
+    openssl("genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+            "-out", "dh-params.pem")
+    for side in ("server", "client"):
+        openssl("req", *ec, "-subj", f"/CN=bench-{side}", "-keyout", f"{side}-key.pem",
+                "-out", f"{side}.csr")
+        with open(os.path.join(directory, f"{side}.ext"), "w") as f:
+            f.write(f"subjectAltName=IP:{host}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        openssl("x509", "-req", "-in", f"{side}.csr", "-CA", "ca-cert.pem", "-CAkey",
+                "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", f"{side}.ext",
+                "-out", f"{side}-cert.pem")
+    return directory
 DIRTY_RING_SIZE = 4096  # entries per vCPU
 
 
@@ -171,8 +196,9 @@ class Migration:
 
     vmm = None
 
-    def __init__(self, case, workdir, downtime_ms, timeout_s, link=None):
+    def __init__(self, case, workdir, downtime_ms, timeout_s, link=None, tls=False):
         self.case = case
+        self.tls = tls
         self.wd = workdir
         self.downtime_ms = downtime_ms
         self.timeout_s = timeout_s
@@ -189,6 +215,15 @@ class Migration:
         else:
             self.host = link.ip["b"]
             self.port = random.randint(20000, 40000)
+        self.pki = make_pki(workdir, self.host) if tls else None
+
+    def tls_args(self, side):
+        """godwit's --tls-* options for the source (client) or the destination (server)."""
+        if not self.tls:
+            return []
+        p = os.path.join(self.pki, "client" if side == "src" else "server")
+        return ["--tls-cert", f"{p}-cert.pem", "--tls-key", f"{p}-key.pem",
+                "--tls-ca", os.path.join(self.pki, "ca-cert.pem")]
 
     def prefix(self, side):
         return [] if self.link is None else self.link.prefix(side)
@@ -201,7 +236,7 @@ class Migration:
     # --- the run -------------------------------------------------------------------
     def run(self):
         rec = {"case": self.case.name, "vmm": self.vmm, "settings": self.settings(),
-               "status": None, "error": None}
+               "status": None, "error": None, "tls": self.tls}
         stamper = procmon.ConsoleStamper([self.src_tail.path, self.dst_tail.path], self.wd)
         try:
             self.watcher.start()
@@ -321,7 +356,8 @@ class GodwitMigration(Migration):
     vmm = "godwit"
 
     def settings(self):
-        return f"downtime {self.downtime_ms} ms, bandwidth unlimited, timeout {self.timeout_s} s"
+        return (f"downtime {self.downtime_ms} ms, bandwidth unlimited, timeout {self.timeout_s} s"
+                + (", TLS 1.3 x509 (OpenSSL)" if self.tls else ""))
 
     def start_source(self):
         c = self.case
@@ -334,14 +370,15 @@ class GodwitMigration(Migration):
         self.dst = self.spawn(self.prefix("b") + [
             GODWIT, "receive", "--listen", f"tcp:{self.host}:{self.port}",
             "--api", os.path.join(self.wd, "dst.sock"),
-            "--console", f"file:{self.dst_tail.path}"], "godwit-dst")
+            "--console", f"file:{self.dst_tail.path}", *self.tls_args("dst")], "godwit-dst")
         wait_until(lambda: "waiting" in self.dst.stderr(), 15, "godwit receive to listen",
                    [self.dst])
 
     def migrate(self):
         args = [GODWIT, "migrate", "--api", os.path.join(self.wd, "src.sock"),
                 "--to", f"tcp:{self.host}:{self.port}", "--json",
-                "--downtime-ms", str(self.downtime_ms), "--timeout", str(self.timeout_s)]
+                "--downtime-ms", str(self.downtime_ms), "--timeout", str(self.timeout_s),
+                *self.tls_args("src")]
         res = subprocess.run(args, capture_output=True, text=True, timeout=self.timeout_s + 60,
                              stdin=subprocess.DEVNULL)
         lines = [l for l in res.stdout.strip().splitlines() if l.startswith("{")]
@@ -369,8 +406,8 @@ class QemuMigration(Migration):
     vmm = "qemu"
 
     def __init__(self, case, workdir, downtime_ms, timeout_s, link=None, variant=None,
-                 multifd_channels=None):
-        super().__init__(case, workdir, downtime_ms, timeout_s, link)
+                 multifd_channels=None, tls=False):
+        super().__init__(case, workdir, downtime_ms, timeout_s, link, tls=tls)
         self.variant = variant or case.qemu_variant
         self.caps = {k: on for k, on in QEMU_VARIANTS[self.variant].items()
                      if k not in NOT_CAPABILITIES}
@@ -387,6 +424,8 @@ class QemuMigration(Migration):
             s += f", dirty-ring-size={DIRTY_RING_SIZE}"
         if self.zstd:
             s += ", multifd-compression=zstd"
+        if self.tls:
+            s += ", TLS x509 (tls-creds-x509, GnuTLS)"
         return (f"{s}; downtime-limit {self.downtime_ms} ms, max-bandwidth "
                 f"{QEMU_UNLIMITED_BW} B/s, cancelled after {self.timeout_s} s")
 
@@ -399,7 +438,9 @@ class QemuMigration(Migration):
             "-m", c.ram, "-smp", str(c.cpus), "-name", f"bench-{side},debug-threads=on",
             "-kernel", TESTGUEST, "-append", c.cmdline, "-display", "none", "-nodefaults",
             "-serial", f"file:{console}", "-no-reboot",
-            "-qmp", f"unix:{os.path.join(self.wd, side + '.qmp')},server=on,wait=off"]
+            "-qmp", f"unix:{os.path.join(self.wd, side + '.qmp')},server=on,wait=off"] + (
+            ["-object", f"tls-creds-x509,id=tls0,dir={self.pki},verify-peer=on,endpoint="
+             + ("client" if side == "src" else "server")] if self.tls else [])
 
     def start_source(self):
         self.src = self.spawn(self.args("src", self.src_tail.path), "qemu-src")
@@ -415,6 +456,9 @@ class QemuMigration(Migration):
                              capabilities=[{"capability": "multifd",
                                             "state": self.caps["multifd"]}])
         params = {"downtime-limit": self.downtime_ms, "max-bandwidth": QEMU_UNLIMITED_BW}
+        if self.tls:
+            params.update({"tls-creds": "tls0", "tls-hostname": self.host})
+            self.qmp_dst.command("migrate-set-parameters", **{"tls-creds": "tls0"})
         if self.caps["multifd"]:
             params["multifd-channels"] = self.channels
             dst_params = {"multifd-channels": self.channels}

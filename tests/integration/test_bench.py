@@ -151,3 +151,25 @@ def test_qemu_figures_are_read_after_postmigrate():
     final = vmms.QemuMigration.figures(vmms.QemuMigration.settled(q, early))
     assert final["total_ms"] == 3547 and final["downtime_ms"] == 36
     assert q.asked.count("query-status") == 3
+
+
+def test_tls_runs_side_by_side(tmp_path):
+    """BENCH_TLS=1: each VMM moves the same case in the clear and over TLS (x509 both
+    ways), and the TLS runs are their own rows."""
+    if not os.access(GODWIT, os.X_OK):
+        pytest.fail(f"{GODWIT} is not built (run make)")
+    log = []
+    records = bench.run_bench(str(tmp_path), runs=1, quick=True, patterns="heavy-256M",
+                              log=log.append, tls_modes=(False, True))
+    assert len(records) == 4, "\n".join(log)
+    for vmm in VMMS:
+        recs = {r["tls"]: r for r in find(records, "heavy-256M", vmm)}
+        assert set(recs) == {False, True}, "\n".join(log)
+        assert recs[True]["status"] == "completed", "\n".join(log)
+        assert "TLS" in recs[True]["settings"] and "TLS" not in recs[False]["settings"]
+        assert bench.report.series_key(recs[True]).endswith(" +tls")
+        if vmm == "godwit":
+            assert recs[True]["vmm_report"]["encryption"] == "tls-x509", recs[True]
+            assert recs[False]["vmm_report"]["encryption"] == "none", recs[False]
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| heavy-256M | godwit +tls |" in text, text
