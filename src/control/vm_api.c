@@ -238,6 +238,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	if (ret >= 0) {
 		pthread_mutex_unlock(&vm->control_lock);
 		explicit_bzero(p.tls.psk, sizeof(p.tls.psk));
+		explicit_bzero(p.encrypt_key, sizeof(p.encrypt_key));
 		api__error(resp, 409, "disk %d is being moved; migrate once the move has ended", ret);
 		return 0;
 	}
