@@ -655,7 +655,10 @@ static int receive_ram(struct dest *d, const struct stream_record *rec)
 
 	ret = stream__ram_record_receive(&d->r, rec, d->cfg, ram_receiver__fill,
 					 ram_receiver__apply, &d->ram, why, sizeof(why));
-	if (ret)
+	if (ret && stream_io__channel_error(&d->io))
+		fail(d, "bad RAM record %llu: %s (%s)", (unsigned long long)rec->index,
+		     stream_io__channel_error(&d->io), why);
+	else if (ret)
 		fail(d, "bad RAM record %llu: %s", (unsigned long long)rec->index,
 		     why[0] ? why : strerror(-ret));
 	return ret;
