@@ -26,7 +26,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
 	-Wstrict-prototypes -Wold-style-definition -Wundef -Wwrite-strings -Wvla
 CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARNINGS) -Iinclude -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
-LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl -lssl -lcrypto
+LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl -levent_openssl -levent -lssl -lcrypto
 
 LIB_SRC := $(sort $(filter-out src/main.c,$(shell find src -name '*.c')))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -34,10 +34,13 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 KVMTEST_SRC := $(sort $(wildcard tests/kvm/test_*.c))
 KVMTEST_BIN := $(KVMTEST_SRC:tests/kvm/%.c=$(BUILD)/tests/kvm/%)
+# C programs the cluster's pytest files run against a real etcd they start.
+CLUSTERTEST_SRC := $(sort $(wildcard tests/cluster/*.c))
+CLUSTERTEST_BIN := $(CLUSTERTEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
 .PHONY: all deps demo test test-linux unit test-kvm integration fuzz fuzz-run san clean format guest guest-linux
 
-all: $(BUILD)/godwit guest build/bench/stamper
+all: $(BUILD)/godwit guest build/bench/stamper $(CLUSTERTEST_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -65,6 +68,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libgodwit.a
 
 # Makes one disk's lock fail to release on cue (tests/unit/test_devices.c).
 $(BUILD)/tests/unit/test_devices: UNIT_LDFLAGS := -Wl,--wrap=fcntl
+
+$(BUILD)/tests/cluster/%: tests/cluster/%.c $(BUILD)/libgodwit.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CLTEST  $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libgodwit.a $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/kvm/%: tests/kvm/%.c $(BUILD)/libgodwit.a
 	@mkdir -p $(dir $@)

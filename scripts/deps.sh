@@ -8,7 +8,9 @@ PKGS=(
 	libcmocka-dev                                 # unit tests
 	libmicrohttpd-dev libjansson-dev              # API: HTTP server, JSON
 	libcurl4-openssl-dev                          # API: HTTP client (godwit migrate)
-	libssl-dev openssl                            # TLS on migration streams; tests make their certificates
+	libssl-dev openssl                            # TLS on migration streams and the cluster; tests make certificates
+	libevent-dev                                  # cluster: HTTPS server (mTLS)
+	etcd-server                                   # cluster: the store (tests, demo-cluster)
 	libxxhash-dev                                 # stream checksums
 	liblz4-dev                                    # stream compression (RAM_LZ4)
 	libzstd-dev                                   # stream compression on long links (RAM_ZSTD)

@@ -55,3 +55,12 @@ def procs():
     yield started
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A real etcd (Debian's etcd-server) on free loopback ports, stopped by PID."""
+    from cluster_lab import Etcd
+    e = Etcd(tmp_path)
+    yield e
+    e.stop()

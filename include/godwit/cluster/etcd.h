@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_CLUSTER_ETCD_H
+#define GODWIT_CLUSTER_ETCD_H
+
+/*
+ * A client of etcd's v3 JSON gateway (the kv, lease and watch endpoints) over libcurl.
+ * Keys and values are strings to us (our values are JSON text); on the wire both are
+ * base64 and int64s are decimal strings. One struct etcd per thread: it keeps one
+ * curl handle (and its connection) across calls.
+ */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct etcd {
+	char url[200]; /* base URL without a trailing slash: http://127.0.0.1:2379 */
+	char cacert[512], cert[512], key[512]; /* for https://, all optional */
+	long timeout_ms;
+	void *curl;
+	char err[512]; /* why the last call failed */
+};
+
+struct etcd_kv {
+	char *key;
+	char *value; /* NUL-terminated; value_len bytes before it */
+	size_t value_len;
+	int64_t create_rev, mod_rev, version, lease;
+};
+
+struct etcd_range {
+	struct etcd_kv *kvs;
+	size_t count;
+	int64_t revision; /* the store's revision when it answered */
+};
+
+enum etcd_target { ETCD_VERSION, ETCD_CREATE, ETCD_MOD, ETCD_VALUE, ETCD_LEASE };
+enum etcd_result { ETCD_EQUAL, ETCD_NOT_EQUAL, ETCD_LESS, ETCD_GREATER };
+
+/* A transaction: if every compare holds, the success ops, else the failure ops. */
+struct etcd_txn {
+	json_t *compare, *success, *failure;
+};
+
+/* url: http://HOST:PORT or https://HOST:PORT; -EINVAL for anything else. */
+int etcd__init(struct etcd *e, const char *url);
+void etcd__exit(struct etcd *e);
+
+int etcd__get(struct etcd *e, const char *key, struct etcd_range *r);
+/* Every key that starts with prefix, in key order. */
+int etcd__list(struct etcd *e, const char *prefix, struct etcd_range *r);
+void etcd_range__free(struct etcd_range *r);
+/* The value of key in a range, or NULL. */
+const struct etcd_kv *etcd_range__find(const struct etcd_range *r, const char *key);
+
+int etcd__put(struct etcd *e, const char *key, const char *value, int64_t lease);
+int etcd__delete(struct etcd *e, const char *key, bool prefix);
+
+int etcd__lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id);
+/* -ENOENT once the lease has expired (or was revoked). */
+int etcd__lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_s);
+int etcd__lease_revoke(struct etcd *e, int64_t id);
+
+void etcd_txn__init(struct etcd_txn *t);
+void etcd_txn__free(struct etcd_txn *t);
+int etcd_txn__cmp(struct etcd_txn *t, const char *key, enum etcd_target target,
+		  enum etcd_result result, int64_t v);
+int etcd_txn__cmp_value(struct etcd_txn *t, const char *key, enum etcd_result result,
+			const char *value);
+int etcd_txn__put(struct etcd_txn *t, bool on_success, const char *key, const char *value,
+		  int64_t lease);
+int etcd_txn__delete(struct etcd_txn *t, bool on_success, const char *key, bool prefix);
+int etcd__txn(struct etcd *e, const struct etcd_txn *t, bool *succeeded);
+
+/*
+ * Waits until a key under prefix changes at a revision after `after` (1), or
+ * timeout_ms passes (0). Both ways *rev is the newest revision seen.
+ */
+int etcd__watch(struct etcd *e, const char *prefix, int64_t after, long timeout_ms, int64_t *rev);
+
+/* The pure parts, exported for the unit tests. */
+char *etcd__b64(const void *data, size_t len);
+/* -EINVAL if s is not base64; *out is NUL-terminated. */
+int etcd__unb64(const char *s, char **out, size_t *len);
+/* The range_end that makes [prefix, end) every key starting with prefix. */
+char *etcd__prefix_end(const char *prefix);
+json_t *etcd__range_request(const char *key, bool prefix);
+int etcd__range_parse(const json_t *resp, struct etcd_range *r);
+json_t *etcd__txn_request(const struct etcd_txn *t);
+int etcd__txn_parse(const json_t *resp, bool *succeeded);
+/*
+ * One object of the watch stream: -EPROTO if not one, -ECANCELED if etcd ended
+ * the watch (compacted revision); else 0, with *events set and *rev advanced.
+ */
+int etcd__watch_parse(const json_t *msg, int *events, int64_t *rev);
+/* A gateway error body ({"error", "code"}) as -errno and a message. */
+int etcd__error_parse(long http_status, const json_t *resp, char *msg, size_t len);
+
+#endif
