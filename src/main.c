@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "godwit/cluster/cluster.h"
 #include "godwit/dump.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
@@ -27,6 +28,8 @@ static void usage(FILE *out)
 		"  receive       accept a migrating VM, or resume a snapshot (godwit receive --help)\n"
 		"  disk-move     move a running VM's disk to a new image file (godwit disk-move --help)\n"
 		"  dump-stream   decode a migration stream or snapshot file (godwit dump-stream --help)\n"
+		"  cluster       certificates; hosts, VMs, moves of a cluster (godwit cluster --help)\n"
+		"  agent         run a host's part of a cluster (godwit agent --help)\n"
 		"  help          this text\n"
 		"  version       print the version\n");
 }
@@ -98,6 +101,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "disk-move"))
 		return disk_cli__move(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cluster"))
+		return cluster_cli__main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "agent"))
+		return agent__main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dump-stream"))
 		return dump__main(argc - 1, argv + 1, stdout);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

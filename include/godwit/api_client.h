@@ -12,4 +12,18 @@
 int api_client__call(const char *socket_path, const char *method, const char *path,
 		     const json_t *req, long *status, json_t **reply, char *err, size_t errlen);
 
+/* The files of a client certificate, its key and the CA that signs the server's. */
+struct api_client_tls {
+	const char *ca, *cert, *key;
+};
+
+/*
+ * One request to base + path (http:// or, with tls, https:// and mutual TLS; or
+ * unix:SOCKET for a VM's API socket), the whole exchange bounded by timeout_s;
+ * results as api_client__call's.
+ */
+int api_client__url(const char *base, const struct api_client_tls *tls, const char *method,
+		    const char *path, const json_t *req, long timeout_s, long *status,
+		    json_t **reply, char *err, size_t errlen);
+
 #endif

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The client side of the API socket, for the godwit commands that drive a VM. */
+/*
+ * The client side of the API: a VM's unix socket for the godwit commands that drive a
+ * VM, and HTTPS with a client certificate for the cluster's agents and managers.
+ */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +23,8 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *opaque)
 	size_t n = size * nmemb;
 	char *p;
 
-	if (b->len + n > 1024 * 1024)
-		return 0; /* our API never answers this much: stop */
+	if (b->len + n > 16 * 1024 * 1024)
+		return 0; /* no godwit API answers this much: stop */
 	p = realloc(b->data, b->len + n + 1);
 	if (!p)
 		return 0;
@@ -32,26 +35,21 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *opaque)
 	return n;
 }
 
-int api_client__call(const char *socket_path, const char *method, const char *path,
-		     const json_t *req, long *status, json_t **reply, char *err, size_t errlen)
+/* c has its URL (and transport) set; the rest is common. */
+static int perform(CURL *c, const char *where, const char *method, const json_t *req,
+		   long timeout_s, long *status, json_t **reply, char *err, size_t errlen)
 {
 	struct curl_slist *hdrs = NULL;
-	struct body b = { 0 };
-	char url[256], *payload = NULL;
+	struct body b = {0};
+	char *payload = NULL;
 	json_error_t jerr;
 	CURLcode rc;
-	CURL *c;
 	int ret = 0;
 
 	*reply = NULL;
-	c = curl_easy_init();
-	if (!c)
-		return -ENOMEM;
-	snprintf(url, sizeof(url), "http://localhost%s", path);
-	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (req) {
@@ -62,7 +60,7 @@ int api_client__call(const char *socket_path, const char *method, const char *pa
 	}
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK) {
-		snprintf(err, errlen, "API socket %s: %s", socket_path, curl_easy_strerror(rc));
+		snprintf(err, errlen, "%s: %s", where, curl_easy_strerror(rc));
 		ret = rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
 		goto out;
 	}
@@ -70,7 +68,8 @@ int api_client__call(const char *socket_path, const char *method, const char *pa
 	if (b.len) {
 		*reply = json_loads(b.data, 0, &jerr);
 		if (!*reply) {
-			snprintf(err, errlen, "API answered something that is not JSON: %s", jerr.text);
+			snprintf(err, errlen, "%s answered something that is not JSON: %s", where,
+				 jerr.text);
 			ret = -EBADMSG;
 		}
 	}
@@ -80,4 +79,50 @@ out:
 	free(payload);
 	free(b.data);
 	return ret;
+}
+
+int api_client__call(const char *socket_path, const char *method, const char *path,
+		     const json_t *req, long *status, json_t **reply, char *err, size_t errlen)
+{
+	char url[256], where[300];
+	CURL *c;
+
+	*reply = NULL;
+	c = curl_easy_init();
+	if (!c)
+		return -ENOMEM;
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	snprintf(where, sizeof(where), "API socket %s", socket_path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	return perform(c, where, method, req, 30L, status, reply, err, errlen);
+}
+
+int api_client__url(const char *base, const struct api_client_tls *tls, const char *method,
+		    const char *path, const json_t *req, long timeout_s, long *status,
+		    json_t **reply, char *err, size_t errlen)
+{
+	char url[512];
+	CURL *c;
+
+	*reply = NULL;
+	if (snprintf(url, sizeof(url), "%s%s", base, path) >= (int)sizeof(url)) {
+		snprintf(err, errlen, "URL %s%s is too long", base, path);
+		return -ENAMETOOLONG;
+	}
+	c = curl_easy_init();
+	if (!c)
+		return -ENOMEM;
+	if (!strncmp(base, "unix:", 5)) {
+		snprintf(url, sizeof(url), "http://localhost%s", path);
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+	if (tls) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, tls->ca);
+		curl_easy_setopt(c, CURLOPT_SSLCERT, tls->cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, tls->key);
+	}
+	return perform(c, base, method, req, timeout_s, status, reply, err, errlen);
 }

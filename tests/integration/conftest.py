@@ -64,3 +64,12 @@ def etcd(tmp_path):
     e = Etcd(tmp_path)
     yield e
     e.stop()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A cluster on loopback (cluster_lab.Lab): etcd, certificates, agents, managers."""
+    from cluster_lab import Lab
+    lb = Lab(tmp_path)
+    yield lb
+    lb.stop()

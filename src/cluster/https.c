@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The HTTPS server of agents and managers: libevent's evhttp on bufferevent_openssl,
+ * mutual TLS from the cluster's CA (docs/cluster.md, "Why libevent": Debian builds
+ * libmicrohttpd on GnuTLS and the project's TLS is OpenSSL).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "godwit/cluster/tls.h"
+#include "godwit/log.h"
+
+#define HTTPS_MAX_BODY (1 << 20)
+
+struct https_server {
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *stop_ev;
+	SSL_CTX *ctx;
+	int stop_pipe[2];
+	pthread_t thread;
+	bool running;
+	https_handler handler;
+	void *opaque;
+};
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return NULL;
+	}
+}
+
+static void reply(struct evhttp_request *r, struct api_response *resp)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text = resp->body ? json_dumps(resp->body, JSON_COMPACT) : NULL;
+
+	evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
+	if (out && text)
+		evbuffer_add(out, text, strlen(text));
+	evhttp_send_reply(r, resp->status, NULL, out);
+	if (out)
+		evbuffer_free(out);
+	free(text);
+	json_decref(resp->body);
+}
+
+static void on_request(struct evhttp_request *r, void *arg)
+{
+	struct https_server *srv = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
+	struct evbuffer *in = evhttp_request_get_input_buffer(r);
+	struct api_response resp = {.status = 200};
+	struct api_request req = {0};
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *body = NULL;
+	int ret;
+
+	req.method = method_name(evhttp_request_get_command(r));
+	req.path = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (!req.method || !req.path) {
+		api__error(&resp, 405, "only GET, POST, PUT and DELETE are served");
+		goto out;
+	}
+	if (len) {
+		body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+				  JSON_REJECT_DUPLICATES, &jerr);
+		if (!body) {
+			api__error(&resp, 400, "invalid JSON body: %s", jerr.text);
+			goto out;
+		}
+	}
+	req.body = body;
+	ret = srv->handler(srv->opaque, &req, &resp);
+	if (ret < 0 && resp.status < 400)
+		api__error(&resp, 500, "%s", strerror(-ret));
+out:
+	json_decref(body);
+	reply(r, &resp);
+}
+
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+	struct https_server *srv = arg;
+	SSL *ssl = SSL_new(srv->ctx);
+
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct https_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(srv->base);
+}
+
+static void *serve(void *arg)
+{
+	struct https_server *srv = arg;
+
+	pthread_setname_np(pthread_self(), "https");
+	event_base_dispatch(srv->base);
+	return NULL;
+}
+
+static SSL_CTX *make_ctx(const struct tls_files *tls, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	STACK_OF(X509_NAME) * cas;
+	const char *what = "cannot set up TLS";
+
+	if (!ctx)
+		goto err;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	what = tls->cert;
+	if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1)
+		goto err;
+	what = tls->key;
+	if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
+		goto err;
+	what = tls->ca;
+	if (SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1)
+		goto err;
+	cas = SSL_load_client_CA_file(tls->ca);
+	if (!cas)
+		goto err;
+	SSL_CTX_set_client_CA_list(ctx, cas);
+	/* Mutual TLS: a client without a certificate from this cluster's CA gets nothing. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	return ctx;
+err:
+	snprintf(err, errlen, "TLS: %s: %s", what, ERR_reason_error_string(ERR_get_error()));
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int split_listen(const char *listen, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon = strrchr(listen, ':');
+	char *end;
+	long p;
+
+	if (!colon || colon == listen || (size_t)(colon - listen) >= hostlen)
+		return -EINVAL;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || p < 1 || p > 65535 || end == colon + 1)
+		return -EINVAL;
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
+		 https_handler handler, void *opaque, char *err, size_t errlen)
+{
+	struct https_server *srv;
+	char host[256];
+	uint16_t port;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (split_listen(listen, host, sizeof(host), &port)) {
+		snprintf(err, errlen, "listen address '%s' is not HOST:PORT", listen);
+		return -EINVAL;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+	srv->handler = handler;
+	srv->opaque = opaque;
+	srv->ctx = make_ctx(tls, err, errlen);
+	if (!srv->ctx) {
+		ret = -EINVAL;
+		goto err;
+	}
+	srv->base = event_base_new();
+	srv->http = srv->base ? evhttp_new(srv->base) : NULL;
+	if (!srv->http || pipe2(srv->stop_pipe, O_CLOEXEC))
+		goto err;
+	srv->stop_ev = event_new(srv->base, srv->stop_pipe[0], EV_READ, on_stop, srv);
+	if (!srv->stop_ev || event_add(srv->stop_ev, NULL))
+		goto err;
+	evhttp_set_bevcb(srv->http, make_bev, srv);
+	evhttp_set_gencb(srv->http, on_request, srv);
+	evhttp_set_max_body_size(srv->http, HTTPS_MAX_BODY);
+	evhttp_set_timeout(srv->http, 60);
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						  EVHTTP_REQ_DELETE);
+	if (!evhttp_bind_socket_with_handle(srv->http, host, port)) {
+		snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+		ret = -EADDRINUSE;
+		goto err;
+	}
+	ret = -pthread_create(&srv->thread, NULL, serve, srv);
+	if (ret)
+		goto err;
+	srv->running = true;
+	*out = srv;
+	return 0;
+err:
+	if (ret == -ENOMEM && !err[0])
+		snprintf(err, errlen, "cannot set up the HTTPS server");
+	https__stop(srv);
+	return ret;
+}
+
+void https__stop(struct https_server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->running) {
+		if (write(srv->stop_pipe[1], "x", 1) != 1)
+			pr_warn("https: cannot wake the server to stop it");
+		pthread_join(srv->thread, NULL);
+	}
+	if (srv->stop_ev)
+		event_free(srv->stop_ev);
+	if (srv->http)
+		evhttp_free(srv->http);
+	if (srv->base)
+		event_base_free(srv->base);
+	SSL_CTX_free(srv->ctx);
+	if (srv->stop_pipe[0] >= 0)
+		close(srv->stop_pipe[0]);
+	if (srv->stop_pipe[1] >= 0)
+		close(srv->stop_pipe[1]);
+	free(srv);
+}

@@ -1,0 +1,133 @@
+"""`godwit cluster init` and `godwit agent` (docs/cluster.md): certificates, mutual TLS,
+the host in etcd under a lease, VMs started, moved, adopted after the agent's death,
+and a copy stopped when another host owns the VM."""
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+
+import pytest
+
+from cluster_lab import etcd_get, etcd_put, https_call, pid_alive, wait_until
+from godwit_vm import GODWIT, TESTGUEST
+
+
+def spec(name, memory=128 << 20, cmdline="heartbeat 10 ; memtouch 32M", cpus=2, **kw):
+    return {"name": name, "kernel": TESTGUEST, "memory": memory, "cpus": cpus,
+            "cmdline": cmdline, **kw}
+
+
+def passes(console):
+    """Highest memtouch pass in a console file (passes are printed rate-limited)."""
+    try:
+        text = console.read_text(errors="replace")
+    except FileNotFoundError:
+        return 0
+    assert "FAIL" not in text, text[-2000:]
+    return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", text)), default=0)
+
+
+def test_init_makes_a_ca_and_certificates_it_signed(tmp_path):
+    d = tmp_path / "pki"
+    r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(d), "--ip", "192.0.2.7"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "node.crt"),
+                        str(d / "client.crt")], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(d / "node.crt"), "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "IP Address:192.0.2.7" in text and "IP Address:127.0.0.1" in text
+    for key in ("ca.key", "node.key", "client.key"):
+        assert os.stat(d / key).st_mode & 0o077 == 0
+    again = subprocess.run([GODWIT, "cluster", "init", "--dir", str(d)], capture_output=True,
+                           text=True, timeout=30)
+    assert again.returncode == 1 and "already has a cluster CA" in again.stderr
+    r = subprocess.run([GODWIT, "cluster", "cert", "--dir", str(d), "--name", "host-b",
+                        "--ip", "198.51.100.2"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "host-b.crt")],
+                       capture_output=True, text=True)
+    assert v.returncode == 0
+
+
+def test_agent_registers_under_a_lease_and_refuses_strangers(lab, tmp_path):
+    a = lab.agent("host-a", memory="3G", cpus=4)
+    host = json.loads(etcd_get(lab.etcd.url, "/godwit/hosts/host-a")["/godwit/hosts/host-a"])
+    assert host["memory"] == 3 << 30 and host["cpus"] == 4 and host["url"] == a.url
+    assert "/godwit/alive/host-a" in etcd_get(lab.etcd.url, "/godwit/alive/host-a")
+    status, body = a.call("GET", "/host")
+    assert status == 200 and body["name"] == "host-a"
+    # No certificate, or one of another cluster's CA: no answer at all.
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        https_call(lab.pki, a.port, "GET", "/host", cert=None)
+    other = tmp_path / "other"
+    subprocess.run([GODWIT, "cluster", "init", "--dir", str(other)], check=True,
+                   capture_output=True, timeout=30)
+    (other / "ca.crt").unlink()
+    (other / "ca.crt").symlink_to(lab.pki / "ca.crt")  # trusts our server, has its own cert
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        https_call(other, a.port, "GET", "/host")
+    # A killed agent's host goes from etcd with its lease (TTL 4 s here).
+    a.stop(signal.SIGKILL)
+    wait_until("host-a's lease expires",
+               lambda: not etcd_get(lab.etcd.url, "/godwit/alive/host-a"), timeout=20)
+
+
+@pytest.mark.kvm
+def test_agent_runs_moves_and_adopts_vms(lab):
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    status, body = a.call("POST", "/vms", spec("web1"))
+    assert status == 201, body
+    pid = body["pid"]
+    console_a = a.state_dir / "web1.console"
+    wait_until("web1 runs", lambda: passes(console_a) > 0)
+    # A second VM of that name on that host is refused; a bad spec says what is wrong.
+    assert a.call("POST", "/vms", spec("web1"))[0] == 409
+    status, body = a.call("POST", "/vms", spec("bad", memory=1000))
+    assert status == 400 and "memory" in body["error"]
+
+    # kill -9 of the agent: the VM runs on; a new agent adopts it (same process).
+    a.stop(signal.SIGKILL)
+    assert pid_alive(pid)
+    a.start()
+    status, body = a.call("GET", "/vms/web1")
+    assert status == 200 and body["pid"] == pid and body["state"] == "running", body
+
+    # A move through the agents: b receives, a sends.
+    status, body = b.call("POST", "/vms/web1/receive", spec("web1"))
+    assert status == 201, body
+    status, body = a.call("POST", "/vms/web1/migrate", {"to": body["to"]})
+    assert status == 202, body
+    wait_until("web1 runs on host-b",
+               lambda: b.call("GET", "/vms/web1")[1].get("state") == "running", timeout=60)
+    wait_until("host-a forgets web1", lambda: a.call("GET", "/vms/web1")[0] == 404, timeout=30)
+    console_b = b.state_dir / "web1.console"
+    n = passes(console_b)
+    wait_until("web1 keeps passing on host-b", lambda: passes(console_b) > n, timeout=30)
+    wait_until("etcd shows web1 on host-b only", lambda: set(
+        etcd_get(lab.etcd.url, "/godwit/running/", prefix=True)) == {"/godwit/running/host-b/web1"},
+        timeout=15)
+    assert b.call("DELETE", "/vms/web1")[0] == 204
+    assert b.call("GET", "/vms/web1")[0] == 404
+
+
+@pytest.mark.kvm
+def test_agent_stops_its_copy_of_a_vm_another_host_owns(lab):
+    a = lab.agent("host-a")
+    status, body = a.call("POST", "/vms", spec("web1"))
+    assert status == 201, body
+    pid = body["pid"]
+    etcd_put(lab.etcd.url, "/godwit/owner/web1", "host-a")
+    a.stop(signal.SIGKILL)
+    a.start()
+    assert pid_alive(pid)  # still its own: kept
+    # Meanwhile the cluster gave web1 to another host: the agent that comes back stops it.
+    etcd_put(lab.etcd.url, "/godwit/owner/web1", "host-b")
+    a.stop(signal.SIGKILL)
+    a.start()
+    wait_until("the old copy ends", lambda: not pid_alive(pid), timeout=20)
+    assert a.call("GET", "/vms/web1")[0] == 404
