@@ -30,6 +30,7 @@ static void usage(FILE *out)
 		"  dump-stream   decode a migration stream or snapshot file (godwit dump-stream --help)\n"
 		"  cluster       certificates; hosts, VMs, moves of a cluster (godwit cluster --help)\n"
 		"  agent         run a host's part of a cluster (godwit agent --help)\n"
+		"  manager       run a cluster's manager (godwit manager --help)\n"
 		"  help          this text\n"
 		"  version       print the version\n");
 }
@@ -105,6 +106,8 @@ int main(int argc, char **argv)
 		return cluster_cli__main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "agent"))
 		return agent__main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "manager"))
+		return manager__main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dump-stream"))
 		return dump__main(argc - 1, argv + 1, stdout);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

@@ -17,14 +17,17 @@
 #define K_HOST	     K_ROOT "hosts/"	     /* + H: the host's record (the agent's) */
 #define K_ALIVE	     K_ROOT "alive/"	     /* + H: under the agent's lease: up, and its load */
 #define K_RUNNING    K_ROOT "running/"	     /* + H/NAME: under the agent's lease: a VM process */
-#define K_MAINT	     K_ROOT "maintenance/"   /* + H: "entering" or "in" */
+#define K_MAINT	     K_ROOT "maintenance/"   /* + H: {"state": "entering"|"in", "stuck"} */
 #define K_VM	     K_ROOT "vms/"	     /* + NAME: the VM's spec */
 #define K_OWNER	     K_ROOT "owner/"	     /* + NAME: the host that owns it */
 #define K_VMTASK     K_ROOT "vmtask/"	     /* + NAME: its one task's id */
 #define K_TASK	     K_ROOT "tasks/"	     /* + ID: a task */
 #define K_SLOT_HOST  K_ROOT "slots/host/"    /* + H/I: a migration slot of a host */
 #define K_SLOT_CLUST K_ROOT "slots/cluster/" /* + I: a slot of the cluster */
-#define K_EVENT	     K_ROOT "events/"	     /* + time-seq: what happened */
+#define K_CANCEL     K_ROOT "cancel/"	     /* + ID: a task's cancellation was asked */
+/* Outside K_ROOT, so that a snapshot of the live state does not read the history. */
+#define K_EVENT	     "/godwit-events/"	     /* + time-pid-seq: what happened */
+#define K_HISTORY    "/godwit-history/"	     /* + ID: a task that has ended */
 #define K_LEADER     K_ROOT "leader"	     /* under the leading manager's lease */
 #define K_LIMITS     K_ROOT "config/limits"
 

@@ -1,0 +1,874 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * `godwit manager`: any number run, one leads (an etcd lease and a transaction). The
+ * leader runs the task queue: migrations within the per-host and cluster limits (slots
+ * taken in transactions), maintenance, and restarts of the VMs of dead hosts. It keeps
+ * nothing etcd does not have: a new leader continues where the last one stopped
+ * (docs/cluster.md, "The manager").
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "godwit/cluster/cluster.h"
+#include "godwit/log.h"
+#include "godwit/util.h"
+#include "manager.h"
+
+#define LEADER_TTL	 5
+#define TICK_MS		 500
+#define MAX_ATTEMPTS	 3 /* a failed move is retried at most twice more */
+#define RESTART_RETRY_MS 5000
+
+int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
+		    const json_t *req, long timeout_s, long *status, json_t **reply, char *err,
+		    size_t errlen)
+{
+	const char *url = cluster__str(h->rec, "url", NULL);
+
+	*reply = NULL;
+	if (!url) {
+		snprintf(err, errlen, "host %s has no agent record", h->name);
+		return -ENOENT;
+	}
+	return api_client__url(url, &m->ctls, method, path, req, timeout_s, status, reply, err,
+			       errlen);
+}
+
+/* ---- leadership ---- */
+
+static void elect(struct mgr *m)
+{
+	struct etcd_txn t;
+	int64_t ttl;
+	bool ok = false;
+	int ret;
+
+	if (m->leader) {
+		ret = etcd__lease_keepalive(&m->loop, m->lease, &ttl);
+		if (!ret)
+			return;
+		pr_warn("manager %s: lost the lead: %s", m->id, m->loop.err);
+		m->leader = false;
+		if (ret != -ENOENT)
+			return;
+		m->lease = 0;
+	}
+	if (!m->lease && etcd__lease_grant(&m->loop, LEADER_TTL, &m->lease))
+		return;
+	if (etcd__lease_keepalive(&m->loop, m->lease, &ttl)) {
+		m->lease = 0;
+		return;
+	}
+	etcd_txn__init(&t);
+	ret = etcd_txn__cmp(&t, K_LEADER, ETCD_CREATE, ETCD_EQUAL, 0);
+	ret = ret ?: etcd_txn__put(&t, true, K_LEADER, m->id, m->lease);
+	ret = ret ?: etcd__txn(&m->loop, &t, &ok);
+	etcd_txn__free(&t);
+	if (!ret && ok) {
+		m->leader = true;
+		cluster__event(&m->loop, "manager %s leads", m->id);
+	}
+}
+
+/* Every write of the leader names it: a deposed leader's writes fail. */
+static int leader_txn(struct mgr *m, struct etcd_txn *t)
+{
+	etcd_txn__init(t);
+	return etcd_txn__cmp_value(t, K_LEADER, ETCD_EQUAL, m->id);
+}
+
+static int commit(struct mgr *m, struct etcd_txn *t, bool *ok)
+{
+	int ret = etcd__txn(&m->loop, t, ok);
+
+	etcd_txn__free(t);
+	if (ret)
+		pr_warn("manager %s: %s", m->id, m->loop.err);
+	return ret;
+}
+
+static int put_task(struct etcd_txn *t, const char *id, json_t *task)
+{
+	char key[160], *text = json_dumps(task, JSON_COMPACT);
+	int ret;
+
+	if (!text)
+		return -ENOMEM;
+	snprintf(key, sizeof(key), K_TASK "%s", id);
+	ret = etcd_txn__put(t, true, key, text, 0);
+	free(text);
+	return ret;
+}
+
+static int update_task(struct mgr *m, const struct s_task *st, json_t *task)
+{
+	struct etcd_txn t;
+	bool ok;
+	int ret;
+
+	ret = leader_txn(m, &t);
+	ret = ret ?: put_task(&t, st->id, task);
+	if (ret) {
+		etcd_txn__free(&t);
+		return ret;
+	}
+	return commit(m, &t, &ok) ?: (ok ? 0 : -EAGAIN);
+}
+
+static void release_slots(struct etcd_txn *t, const json_t *task)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(task, "slots"), i, v)
+	    etcd_txn__delete(t, true, json_string_value(v), false);
+}
+
+/*
+ * Ends a task: its slots given back, the VM free for another, the record moved to the
+ * history. With new_owner, the VM's owner changes in the same transaction, and only
+ * if it still is the task's source.
+ */
+static int finish(struct mgr *m, const struct s_task *st, const char *phase, const char *error,
+		  const char *new_owner)
+{
+	json_t *task = json_deep_copy(st->t);
+	const char *vm = cluster__str(task, "vm", "");
+	char key[160], *text;
+	struct etcd_txn t;
+	bool ok = false;
+	int ret;
+
+	json_object_set_new(task, "phase", json_string(phase));
+	json_object_set_new(task, "ended_ms", json_integer(cluster__now_ms()));
+	if (error)
+		json_object_set_new(task, "error", json_string(error));
+	json_object_del(task, "slots");
+	text = json_dumps(task, JSON_COMPACT);
+	ret = leader_txn(m, &t);
+	if (new_owner) {
+		snprintf(key, sizeof(key), K_OWNER "%s", vm);
+		ret =
+		    ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, cluster__str(task, "src", ""));
+		ret = ret ?: etcd_txn__put(&t, true, key, new_owner, 0);
+	}
+	release_slots(&t, st->t);
+	snprintf(key, sizeof(key), K_VMTASK "%s", vm);
+	ret = ret ?: etcd_txn__delete(&t, true, key, false);
+	snprintf(key, sizeof(key), K_TASK "%s", st->id);
+	ret = ret ?: etcd_txn__delete(&t, true, key, false);
+	snprintf(key, sizeof(key), K_CANCEL "%s", st->id);
+	ret = ret ?: etcd_txn__delete(&t, true, key, false);
+	snprintf(key, sizeof(key), K_HISTORY "%s", st->id);
+	ret = ret ?: (text ? etcd_txn__put(&t, true, key, text, 0) : -ENOMEM);
+	free(text);
+	if (ret) {
+		etcd_txn__free(&t);
+		json_decref(task);
+		return ret;
+	}
+	ret = commit(m, &t, &ok);
+	if (!ret && !ok && new_owner)
+		pr_warn("manager %s: %s's owner is not %s any more", m->id, vm,
+			cluster__str(task, "src", ""));
+	if (!ret && ok) {
+		if (!strcmp(phase, "done"))
+			cluster__event(&m->loop, "%s: %s %s %s -> %s", st->id, vm,
+				       !strcmp(cluster__str(task, "kind", ""), "restart")
+					   ? "restarted"
+					   : "moved",
+				       cluster__str(task, "src", ""), new_owner);
+		else
+			cluster__event(&m->loop, "%s: %s of %s %s%s%s", st->id,
+				       cluster__str(task, "kind", ""), vm, phase, error ? ": " : "",
+				       error ? error : "");
+	}
+	json_decref(task);
+	return ret ?: (ok ? 0 : -EAGAIN);
+}
+
+/* A failed attempt: back to the queue (its slots given back), or failed after the last. */
+static void retry(struct mgr *m, const struct s_task *st, const char *error)
+{
+	int attempt = (int)cluster__int(st->t, "attempt", 0) + 1;
+	json_t *task;
+	struct etcd_txn t;
+	bool ok;
+
+	if (attempt >= MAX_ATTEMPTS) {
+		finish(m, st, "failed", error, NULL);
+		return;
+	}
+	task = json_deep_copy(st->t);
+	json_object_set_new(task, "phase", json_string("queued"));
+	json_object_set_new(task, "attempt", json_integer(attempt));
+	json_object_set_new(task, "error", json_sprintf("attempt %d: %s", attempt, error));
+	json_object_del(task, "slots");
+	json_object_del(task, "to");
+	if (!*cluster__str(task, "want_dst", ""))
+		json_object_set_new(task, "dst", json_string(""));
+	if (!leader_txn(m, &t) && !put_task(&t, st->id, task)) {
+		release_slots(&t, st->t);
+		commit(m, &t, &ok);
+	} else {
+		etcd_txn__free(&t);
+	}
+	cluster__event(&m->loop, "%s: %s attempt %d failed: %s", st->id,
+		       cluster__str(task, "vm", ""), attempt, error);
+	json_decref(task);
+}
+
+/* ---- migrations ---- */
+
+static int free_index(const struct etcd_range *slots, const char *prefix, int limit)
+{
+	char key[200];
+	int i;
+
+	for (i = 0; i < limit; i++) {
+		snprintf(key, sizeof(key), "%s%d", prefix, i);
+		if (!etcd_range__find(slots, key))
+			return i;
+	}
+	return -1;
+}
+
+/* Takes a slot on both hosts and in the cluster, in one transaction with the task's start. */
+static int take_slots(struct mgr *m, const struct snap *s, const struct s_task *st, const char *src,
+		      const char *dst, json_t *task)
+{
+	char keys[3][200], prefix[160];
+	const char *hosts[2] = {src, dst};
+	struct etcd_range slots;
+	struct etcd_txn t;
+	json_t *list;
+	bool ok = false;
+	int i, idx, ret;
+
+	ret = etcd__list(&m->loop, K_ROOT "slots/", &slots);
+	if (ret)
+		return ret;
+	for (i = 0; i < 3; i++) {
+		if (i < 2)
+			snprintf(prefix, sizeof(prefix), K_SLOT_HOST "%s/", hosts[i]);
+		else
+			snprintf(prefix, sizeof(prefix), K_SLOT_CLUST);
+		idx = free_index(&slots, prefix, i < 2 ? s->limits.per_host : s->limits.cluster);
+		if (idx < 0) {
+			etcd_range__free(&slots);
+			return -EAGAIN;
+		}
+		snprintf(keys[i], sizeof(keys[i]), "%s%d", prefix, idx);
+	}
+	etcd_range__free(&slots);
+	list = json_pack("[s, s, s]", keys[0], keys[1], keys[2]);
+	json_object_set_new(task, "slots", list);
+	ret = leader_txn(m, &t);
+	snprintf(prefix, sizeof(prefix), K_TASK "%s", st->id);
+	ret = ret ?: etcd_txn__cmp(&t, prefix, ETCD_MOD, ETCD_EQUAL, st->mod_rev);
+	for (i = 0; i < 3 && !ret; i++) {
+		ret = etcd_txn__cmp(&t, keys[i], ETCD_CREATE, ETCD_EQUAL, 0);
+		ret = ret ?: etcd_txn__put(&t, true, keys[i], st->id, 0);
+	}
+	ret = ret ?: put_task(&t, st->id, task);
+	if (ret) {
+		etcd_txn__free(&t);
+		return ret;
+	}
+	ret = commit(m, &t, &ok);
+	return ret ?: (ok ? 0 : -EAGAIN);
+}
+
+static void start_migration(struct mgr *m, const struct snap *s, const struct s_task *st,
+			    const char *dst_name)
+{
+	const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
+	const char *src_name = cluster__str(st->t, "src", "");
+	int src = snap__host(s, src_name), dst = snap__host(s, dst_name);
+	json_t *task = json_deep_copy(st->t), *reply = NULL, *req;
+	char err[600];
+	long status;
+	int ret;
+
+	json_object_set_new(task, "phase", json_string("starting"));
+	json_object_set_new(task, "dst", json_string(dst_name));
+	json_object_set_new(task, "started_ms", json_integer(cluster__now_ms()));
+	if (take_slots(m, s, st, src_name, dst_name, task)) {
+		json_decref(task);
+		return; /* someone took a slot first: next tick */
+	}
+	/* From here the task holds its slots: every way out gives them back. */
+	struct s_task now = *st;
+	now.t = task;
+	{
+		char path[160];
+
+		snprintf(path, sizeof(path), "/vms/%s/receive", vm->name);
+		ret = mgr__agent_call(m, &s->hosts[dst], "POST", path, vm->spec, 30, &status,
+				      &reply, err, sizeof(err));
+	}
+	if (!ret && status != 201)
+		snprintf(err, sizeof(err), "%s: %s", dst_name, cluster__str(reply, "error", "?"));
+	if (ret || status != 201) {
+		json_decref(reply);
+		retry(m, &now, err);
+		json_decref(task);
+		return;
+	}
+	json_object_set(task, "to", json_object_get(reply, "to"));
+	json_decref(reply);
+	json_object_set_new(task, "phase", json_string("migrating"));
+	update_task(m, st, task);
+	req = json_pack("{s:O}", "to", json_object_get(task, "to"));
+	{
+		char path[160];
+
+		snprintf(path, sizeof(path), "/vms/%s/migrate", vm->name);
+		ret = mgr__agent_call(m, &s->hosts[src], "POST", path, req, 30, &status, &reply,
+				      err, sizeof(err));
+	}
+	json_decref(req);
+	if (!ret && status != 202)
+		snprintf(err, sizeof(err), "%s: %s", src_name, cluster__str(reply, "error", "?"));
+	json_decref(reply);
+	if (ret || status != 202) {
+		char path[160];
+
+		snprintf(path, sizeof(path), "/vms/%s", vm->name);
+		mgr__agent_call(m, &s->hosts[dst], "DELETE", path, NULL, 30, &status, &reply,
+				err + 300, 300);
+		json_decref(reply);
+		retry(m, &now, err);
+	}
+	json_decref(task);
+}
+
+/* What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). */
+static int vm_on(struct mgr *m, const struct snap *s, const char *host, const char *vm,
+		 json_t **info)
+{
+	char path[160], err[300];
+	long status;
+	int h = snap__host(s, host), ret;
+
+	*info = NULL;
+	if (h < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/vms/%s", vm);
+	ret = mgr__agent_call(m, &s->hosts[h], "GET", path, NULL, 10, &status, info, err,
+			      sizeof(err));
+	if (ret)
+		return ret;
+	return (int)status;
+}
+
+static void drop_on(struct mgr *m, const struct snap *s, const char *host, const char *vm)
+{
+	char path[160], err[300];
+	json_t *reply;
+	long status;
+	int h = snap__host(s, host);
+
+	if (h < 0)
+		return;
+	snprintf(path, sizeof(path), "/vms/%s", vm);
+	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, 30, &status, &reply, err,
+			sizeof(err));
+	json_decref(reply);
+}
+
+/* A move under way: done once the destination runs the VM; progress meanwhile. */
+static void poll_migration(struct mgr *m, const struct snap *s, const struct s_task *st)
+{
+	const char *vm = cluster__str(st->t, "vm", ""), *src = cluster__str(st->t, "src", ""),
+		   *dst = cluster__str(st->t, "dst", "");
+	json_t *d = NULL, *sv = NULL, *mig, *task;
+	const char *status;
+	int ds, ss;
+
+	ds = vm_on(m, s, dst, vm, &d);
+	if (ds == 200 && !strcmp(cluster__str(d, "state", ""), "running")) {
+		/* The destination said RESUMED (it runs): now, and only now, the owner changes. */
+		finish(m, st, "done", NULL, dst);
+		goto out;
+	}
+	ss = vm_on(m, s, src, vm, &sv);
+	if (ss < 0 || ds < 0)
+		goto out; /* an agent is unreachable (restarting?): ask again next tick */
+	if (ss == 404) {
+		if (ds == 404)
+			finish(m, st, "failed", "the VM is on neither host any more", NULL);
+		goto out; /* the source has handed over: the destination resumes soon */
+	}
+	mig = json_object_get(sv, "migration");
+	status = cluster__str(mig, "status", "none");
+	if (!strcmp(status, "failed") || !strcmp(status, "cancelled") ||
+	    (!strcmp(status, "none") &&
+	     cluster__now_ms() - cluster__int(st->t, "started_ms", 0) > 30000)) {
+		char why[600];
+
+		snprintf(why, sizeof(why), "%s", cluster__str(mig, "error", status));
+		drop_on(m, s, dst, vm);
+		if (st->cancel || !strcmp(status, "cancelled"))
+			finish(m, st, "cancelled", NULL, NULL);
+		else
+			retry(m, st, why);
+		goto out;
+	}
+	if (st->cancel && !json_is_true(json_object_get(st->t, "cancelling"))) {
+		char path[160], err[300];
+		json_t *reply;
+		long code;
+		int h = snap__host(s, src);
+
+		snprintf(path, sizeof(path), "/vms/%s/cancel", vm);
+		if (h >= 0)
+			mgr__agent_call(m, &s->hosts[h], "POST", path, NULL, 10, &code, &reply, err,
+					sizeof(err));
+		json_decref(reply);
+		task = json_deep_copy(st->t);
+		json_object_set_new(task, "cancelling", json_true());
+		update_task(m, st, task);
+		json_decref(task);
+		goto out;
+	}
+	if (mig && cluster__now_ms() - cluster__int(st->t, "progress_ms", 0) >= 1000) {
+		int64_t total = cluster__int(mig, "ram_bytes", 0),
+			moved = cluster__int(mig, "ram_moved_bytes", 0);
+
+		task = json_deep_copy(st->t);
+		json_object_set_new(task, "progress_ms", json_integer(cluster__now_ms()));
+		json_object_set_new(task, "progress",
+				    json_pack("{s:s, s:I, s:I, s:I, s:i}", "status", status,
+					      "ram_bytes", (json_int_t)total, "ram_moved_bytes",
+					      (json_int_t)moved, "bandwidth",
+					      (json_int_t)cluster__int(mig, "bandwidth", 0),
+					      "rounds", (int)cluster__int(mig, "rounds", 0)));
+		update_task(m, st, task);
+		json_decref(task);
+	}
+out:
+	json_decref(d);
+	json_decref(sv);
+}
+
+/* A task some leader left in "starting": find out how far it got. */
+static void recover_start(struct mgr *m, const struct snap *s, const struct s_task *st)
+{
+	const char *vm = cluster__str(st->t, "vm", ""), *src = cluster__str(st->t, "src", ""),
+		   *dst = cluster__str(st->t, "dst", "");
+	json_t *sv = NULL, *task;
+	const char *status;
+	int ss = vm_on(m, s, src, vm, &sv);
+
+	if (ss < 0)
+		goto out;
+	status = cluster__str(json_object_get(sv, "migration"), "status", "none");
+	if (ss == 200 && strcmp(status, "none") && strcmp(status, "failed") &&
+	    strcmp(status, "cancelled")) {
+		task = json_deep_copy(st->t);
+		json_object_set_new(task, "phase", json_string("migrating"));
+		update_task(m, st, task);
+		json_decref(task);
+	} else if (ss == 200) {
+		drop_on(m, s, dst, vm);
+		retry(m, st, "the manager that started it stopped");
+	} else {
+		/* Source gone: the move went through; the destination's state decides. */
+		task = json_deep_copy(st->t);
+		json_object_set_new(task, "phase", json_string("migrating"));
+		update_task(m, st, task);
+		json_decref(task);
+	}
+out:
+	json_decref(sv);
+}
+
+/* ---- restarts of the VMs of dead hosts (HA) ---- */
+
+static void run_restart(struct mgr *m, const struct snap *s, const struct s_task *st,
+			struct sched_host *sh)
+{
+	const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
+	const char *src = cluster__str(st->t, "src", "");
+	int srci = snap__host(s, src), dst;
+	char why[600] = "", err[600];
+	json_t *task, *reply = NULL;
+	long status;
+	int ret;
+
+	if (st->cancel) {
+		finish(m, st, "cancelled", NULL, NULL);
+		return;
+	}
+	if (srci >= 0 && s->hosts[srci].alive) {
+		finish(m, st, "cancelled", "its host is up again", NULL);
+		return;
+	}
+	if (cluster__now_ms() < cluster__int(st->t, "next_try_ms", 0))
+		return;
+	/* Without disks no lock proves the old copy gone: only after a grace period. */
+	if (!json_array_size(json_object_get(vm->spec, "disks")) &&
+	    cluster__now_ms() - cluster__int(st->t, "created_ms", 0) < m->grace_ms)
+		return;
+	dst = sched__place(sh, s->nr_hosts, (uint64_t)cluster__int(vm->spec, "memory", 0),
+			   cluster__int(vm->spec, "cpus", 1), srci, why, sizeof(why));
+	if (dst >= 0) {
+		ret = mgr__agent_call(m, &s->hosts[dst], "POST", "/vms", vm->spec, 30, &status,
+				      &reply, err, sizeof(err));
+		if (!ret && status == 201) {
+			json_decref(reply);
+			task = json_deep_copy(st->t);
+			json_object_set_new(task, "dst", json_string(s->hosts[dst].name));
+			struct s_task now = *st;
+			now.t = task;
+			if (finish(m, &now, "done", NULL, s->hosts[dst].name))
+				drop_on(m, s, s->hosts[dst].name, vm->name);
+			json_decref(task);
+			sh[dst].mem_used += (uint64_t)cluster__int(vm->spec, "memory", 0);
+			sh[dst].cpus_used += cluster__int(vm->spec, "cpus", 1);
+			return;
+		}
+		/* A disk still locked: the old copy may run (a host cut off, not dead). */
+		snprintf(why, sizeof(why), "%s: %.500s", s->hosts[dst].name,
+			 ret ? err : cluster__str(reply, "error", "?"));
+		json_decref(reply);
+	}
+	task = json_deep_copy(st->t);
+	json_object_set_new(task, "error", json_string(why));
+	json_object_set_new(task, "next_try_ms",
+			    json_integer(cluster__now_ms() + RESTART_RETRY_MS));
+	update_task(m, st, task);
+	json_decref(task);
+}
+
+/* ---- the leader's tick ---- */
+
+static void scan_maintenance(struct mgr *m, const struct snap *s)
+{
+	char key[160], id[80], err[600];
+	size_t i, j;
+
+	for (i = 0; i < s->nr_hosts; i++) {
+		const struct s_host *h = &s->hosts[i];
+		json_t *stuck = json_object_get(h->maint, "stuck");
+		int left = 0;
+
+		if (strcmp(cluster__str(h->maint, "state", ""), "entering"))
+			continue;
+		for (j = 0; j < s->nr_vms; j++) {
+			const struct s_vm *v = &s->vms[j];
+
+			if (strcmp(v->owner, h->name) || !v->spec)
+				continue;
+			left++;
+			if (v->task[0] || json_object_get(stuck, v->name))
+				continue;
+			mgr__create_task(&m->loop, v, "migrate", "maintenance", "", id, sizeof(id),
+					 err, sizeof(err));
+		}
+		if (!left) {
+			json_t *rec = json_pack("{s:s, s:I}", "state", "in", "since_ms",
+						(json_int_t)cluster__now_ms());
+
+			snprintf(key, sizeof(key), K_MAINT "%s", h->name);
+			cluster__put_json(&m->loop, key, rec, 0);
+			json_decref(rec);
+			cluster__event(&m->loop, "%s is in maintenance (it runs no VM)", h->name);
+		}
+	}
+}
+
+/* A VM that cannot leave a host entering maintenance: reported on the host, not retried. */
+static void mark_stuck(struct mgr *m, const struct snap *s, const struct s_task *st,
+		       const char *why)
+{
+	int h = snap__host(s, cluster__str(st->t, "src", ""));
+	char key[160];
+	json_t *rec;
+
+	finish(m, st, "failed", why, NULL);
+	if (h < 0 || strcmp(cluster__str(st->t, "reason", ""), "maintenance"))
+		return;
+	rec = json_deep_copy(s->hosts[h].maint);
+	if (!json_is_object(json_object_get(rec, "stuck")))
+		json_object_set_new(rec, "stuck", json_object());
+	json_object_set_new(json_object_get(rec, "stuck"), cluster__str(st->t, "vm", ""),
+			    json_string(why));
+	snprintf(key, sizeof(key), K_MAINT "%s", s->hosts[h].name);
+	cluster__put_json(&m->loop, key, rec, 0);
+	json_decref(rec);
+}
+
+static void scan_dead_hosts(struct mgr *m, const struct snap *s)
+{
+	char id[80], err[600];
+	size_t i;
+
+	for (i = 0; i < s->nr_vms; i++) {
+		const struct s_vm *v = &s->vms[i];
+		int h = snap__host(s, v->owner);
+
+		if (!v->spec || !v->owner[0] || v->task[0] || (h >= 0 && s->hosts[h].alive))
+			continue;
+		if (!json_array_size(json_object_get(v->spec, "disks")) &&
+		    strcmp(cluster__str(v->spec, "restart", "never"), "always"))
+			continue;
+		if (!mgr__create_task(&m->loop, v, "restart", "ha", "", id, sizeof(id), err,
+				      sizeof(err)))
+			cluster__event(&m->loop,
+				       "%s: %s's host %s is down: restarting it elsewhere", id,
+				       v->name, v->owner);
+	}
+}
+
+static void run_queue(struct mgr *m, const struct snap *s)
+{
+	struct sched_host *sh = snap__sched_hosts(s);
+	struct sched_task *q = calloc(s->nr_tasks + 1, sizeof(*q));
+	struct sched_decision *d = calloc(s->nr_tasks + 1, sizeof(*d));
+	const struct s_task **qt = calloc(s->nr_tasks + 1, sizeof(*qt));
+	size_t i, nq = 0;
+	char why[600];
+
+	if (!sh || !q || !d || !qt)
+		goto out;
+	for (i = 0; i < s->nr_tasks; i++) {
+		const struct s_task *st = &s->tasks[i];
+		const char *phase = cluster__str(st->t, "phase", "");
+		const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
+
+		if (!vm || !vm->spec) {
+			finish(m, st, "failed", "the VM was deleted", NULL);
+			continue;
+		}
+		if (!strcmp(cluster__str(st->t, "kind", ""), "restart")) {
+			run_restart(m, s, st, sh);
+			continue;
+		}
+		if (!strcmp(phase, "starting")) {
+			recover_start(m, s, st);
+			continue;
+		}
+		if (!strcmp(phase, "migrating")) {
+			poll_migration(m, s, st);
+			continue;
+		}
+		if (st->cancel) {
+			finish(m, st, "cancelled", NULL, NULL);
+			continue;
+		}
+		if (strcmp(vm->owner, cluster__str(st->t, "src", ""))) {
+			finish(m, st, "failed", "the VM's owner changed", NULL);
+			continue;
+		}
+		q[nq].src = snap__host(s, vm->owner);
+		q[nq].dst = *cluster__str(st->t, "dst", "")
+				? snap__host(s, cluster__str(st->t, "dst", ""))
+				: -1;
+		q[nq].memory = (uint64_t)cluster__int(vm->spec, "memory", 0);
+		q[nq].cpus = cluster__int(vm->spec, "cpus", 1);
+		if (q[nq].src < 0 || !s->hosts[q[nq].src].alive) {
+			/* Its host is down: HA decides once the task is gone. */
+			finish(m, st, "failed", "the VM's host is down", NULL);
+			continue;
+		}
+		qt[nq++] = st;
+	}
+	sched__pick(sh, s->nr_hosts, q, nq, s->cluster_used, &s->limits, d);
+	for (i = 0; i < nq; i++) {
+		if (d[i].verdict == SCHED_START) {
+			start_migration(m, s, qt[i], s->hosts[d[i].dst].name);
+		} else if (d[i].verdict == SCHED_NOROOM) {
+			if (q[i].dst >= 0)
+				snprintf(why, sizeof(why), "%s is %s", s->hosts[q[i].dst].name,
+					 snap__host_state(&s->hosts[q[i].dst]));
+			else
+				sched__place(sh, s->nr_hosts, q[i].memory, q[i].cpus, q[i].src, why,
+					     sizeof(why));
+			mark_stuck(m, s, qt[i], why);
+		}
+	}
+out:
+	free(sh);
+	free(q);
+	free(d);
+	free(qt);
+}
+
+static void tick(struct mgr *m)
+{
+	struct snap s;
+
+	elect(m);
+	if (!m->leader || snap__read(&m->loop, &s))
+		return;
+	/* A deposed leader (its lease expired while it was stuck) does nothing. */
+	if (strcmp(s.leader, m->id)) {
+		m->leader = false;
+		snap__free(&s);
+		return;
+	}
+	scan_maintenance(m, &s);
+	scan_dead_hosts(m, &s);
+	run_queue(m, &s);
+	snap__free(&s);
+}
+
+/* ---- the command ---- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: godwit manager --etcd URL --listen HOST:PORT [options]\n"
+		"\n"
+		"The cluster's brain (docs/cluster.md). Run any number: one leads (an etcd\n"
+		"lease), the others wait and take over when it stops. Every manager serves the\n"
+		"API of godwit cluster at https://HOST:PORT (mutual TLS); the leader runs the\n"
+		"task queue, maintenance and restarts of the VMs of dead hosts. All state is in\n"
+		"etcd.\n"
+		"\n"
+		"  --etcd URL          etcd's client URL (http://HOST:PORT)\n"
+		"  --listen HOST:PORT  the API's address\n"
+		"  --id NAME           this manager's name (default: host name and pid)\n"
+		"  --pki D             the cluster's certificates (default /etc/godwit/pki)\n"
+		"  --cert NAME         use D/NAME.crt and D/NAME.key (default node)\n"
+		"  --ha-grace S        seconds a dead host's VM without disks waits before it is\n"
+		"                      restarted elsewhere, if its spec says restart: always\n"
+		"                      (default 30; see docs/cluster.md for the risk)\n"
+		"  -h, --help          this text\n");
+}
+
+static int parse(struct mgr *m, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"etcd", required_argument, NULL, 'e'}, {"listen", required_argument, NULL, 'l'},
+	    {"id", required_argument, NULL, 'i'},   {"pki", required_argument, NULL, 'p'},
+	    {"cert", required_argument, NULL, 'c'}, {"ha-grace", required_argument, NULL, 'g'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	};
+	const char *pki = "/etc/godwit/pki", *cert = PKI_NODE;
+	char err[600], host[64];
+	uint64_t v;
+	int c;
+
+	m->grace_ms = 30000;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e':
+			snprintf(m->etcd_url, sizeof(m->etcd_url), "%s", optarg);
+			break;
+		case 'l':
+			snprintf(m->listen, sizeof(m->listen), "%s", optarg);
+			break;
+		case 'i':
+			if (!cluster__name_ok(optarg)) {
+				pr_err("--id '%s': use 1..63 letters, digits, '-' or '_'", optarg);
+				return 2;
+			}
+			snprintf(m->id, sizeof(m->id), "%s", optarg);
+			break;
+		case 'p':
+			pki = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'g':
+			if (util__parse_u64(optarg, 0, 86400, &v)) {
+				pr_err("--ha-grace: 0..86400 seconds");
+				return 2;
+			}
+			m->grace_ms = (int64_t)v * 1000;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || !m->etcd_url[0] || !m->listen[0]) {
+		pr_err("manager needs --etcd and --listen (see godwit manager --help)");
+		return 2;
+	}
+	if (!m->id[0]) {
+		if (gethostname(host, sizeof(host)))
+			snprintf(host, sizeof(host), "manager");
+		host[40] = '\0';
+		snprintf(m->id, sizeof(m->id), "%.40s-%d", host, (int)getpid());
+		if (!cluster__name_ok(m->id))
+			snprintf(m->id, sizeof(m->id), "manager-%d", (int)getpid());
+	}
+	if (tls_files__set(&m->tls, pki, cert, err, sizeof(err))) {
+		pr_err("%s", err);
+		return 2;
+	}
+	m->ctls.ca = m->tls.ca;
+	m->ctls.cert = m->tls.cert;
+	m->ctls.key = m->tls.key;
+	return 0;
+}
+
+int manager__main(int argc, char **argv)
+{
+	struct mgr *m = calloc(1, sizeof(*m));
+	char err[600] = "";
+	struct pollfd pfd;
+	sigset_t set;
+	int ret, sfd;
+
+	if (!m)
+		return 1;
+	ret = parse(m, argc, argv);
+	if (ret) {
+		free(m);
+		return ret == 1 ? 0 : ret;
+	}
+	ret = 1;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (etcd__init(&m->loop, m->etcd_url) || etcd__init(&m->api, m->etcd_url)) {
+		pr_err("%s", m->loop.err[0] ? m->loop.err : m->api.err);
+		goto out;
+	}
+	if (https__start(&m->https, m->listen, &m->tls, mgr__handle, m, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
+	pr_info("manager %s: API at https://%s", m->id, m->listen);
+	pfd.fd = sfd;
+	pfd.events = POLLIN;
+	for (;;) {
+		tick(m);
+		if (poll(&pfd, 1, TICK_MS) > 0)
+			break;
+	}
+	https__stop(m->https);
+	/* Hand the lead over at once rather than after the lease's TTL. */
+	if (m->leader)
+		etcd__lease_revoke(&m->loop, m->lease);
+	ret = 0;
+out:
+	etcd__exit(&m->loop);
+	etcd__exit(&m->api);
+	if (sfd >= 0)
+		close(sfd);
+	free(m);
+	return ret;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_CLUSTER_MANAGER_H
+#define GODWIT_CLUSTER_MANAGER_H
+
+/* The manager's parts: a snapshot of etcd, tasks, the leader's loop, the API. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "godwit/api.h"
+#include "godwit/api_client.h"
+#include "godwit/cluster/etcd.h"
+#include "godwit/cluster/keys.h"
+#include "godwit/cluster/sched.h"
+#include "godwit/cluster/tls.h"
+
+struct mgr {
+	char id[NAME_MAX_LEN + 1], listen[128], etcd_url[200];
+	struct tls_files tls;
+	struct api_client_tls ctls;
+	struct etcd loop; /* the leader loop's etcd client */
+	struct etcd api;  /* the API thread's */
+	struct https_server *https;
+	int64_t lease;
+	bool leader;
+	int64_t grace_ms; /* before a VM without disks is restarted elsewhere */
+};
+
+struct s_host {
+	char name[NAME_MAX_LEN + 1];
+	json_t *rec;   /* its record, or NULL (only its lease or VMs name it) */
+	json_t *alive; /* its load under the lease, or NULL: down */
+	json_t *maint; /* its maintenance record, or NULL */
+	int slots;
+	uint64_t mem_used;
+	int64_t cpus_used;
+	int vms;
+};
+
+struct s_vm {
+	char name[NAME_MAX_LEN + 1];
+	json_t *spec;
+	char owner[NAME_MAX_LEN + 1];
+	char task[80];
+	json_t *running; /* what its owner's agent says of it, or NULL */
+};
+
+struct s_task {
+	char id[80];
+	json_t *t;
+	int64_t mod_rev;
+	bool cancel;
+};
+
+struct snap {
+	struct s_host *hosts;
+	size_t nr_hosts;
+	struct s_vm *vms;
+	size_t nr_vms;
+	struct s_task *tasks; /* oldest first */
+	size_t nr_tasks;
+	int cluster_used;
+	struct sched_limits limits;
+	char leader[NAME_MAX_LEN + 1];
+	int64_t revision;
+};
+
+int snap__read(struct etcd *e, struct snap *s);
+void snap__free(struct snap *s);
+int snap__host(const struct snap *s, const char *name);
+struct s_vm *snap__vm(const struct snap *s, const char *name);
+struct s_task *snap__task(const struct snap *s, const char *id);
+/* The scheduler's view of the hosts (names point into s). */
+struct sched_host *snap__sched_hosts(const struct snap *s);
+/* "up", "down", "entering maintenance", "in maintenance" */
+const char *snap__host_state(const struct s_host *h);
+
+/*
+ * Queues a task for vm (one per VM: -EBUSY if it has one, with its id in err).
+ * kind "migrate" or "restart"; dst "" lets the scheduler choose.
+ */
+int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, const char *reason,
+		     const char *dst, char *id, size_t idlen, char *err, size_t errlen);
+
+/* The HTTPS API of godwit cluster (manager_api.c). */
+int mgr__handle(void *opaque, const struct api_request *req, struct api_response *resp);
+
+/* One request to a host's agent. */
+int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
+		    const json_t *req, long timeout_s, long *status, json_t **reply, char *err,
+		    size_t errlen);
+
+#endif
