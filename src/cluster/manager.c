@@ -553,9 +553,33 @@ static void run_restart(struct mgr *m, const struct snap *s, const struct s_task
 
 /* ---- the leader's tick ---- */
 
+/*
+ * A host's maintenance record as the leader changes it, only if nobody changed it
+ * since the snapshot (a `maintenance exit` meanwhile wins).
+ */
+static void put_maint(struct mgr *m, const struct s_host *h, const json_t *rec)
+{
+	char key[160], *text = json_dumps(rec, JSON_COMPACT);
+	struct etcd_txn t;
+	bool ok;
+	int ret;
+
+	if (!text)
+		return;
+	snprintf(key, sizeof(key), K_MAINT "%s", h->name);
+	ret = leader_txn(m, &t);
+	ret = ret ?: etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->maint_rev);
+	ret = ret ?: etcd_txn__put(&t, true, key, text, 0);
+	free(text);
+	if (ret)
+		etcd_txn__free(&t);
+	else
+		commit(m, &t, &ok);
+}
+
 static void scan_maintenance(struct mgr *m, const struct snap *s)
 {
-	char key[160], id[80], err[600];
+	char id[80], err[600];
 	size_t i, j;
 
 	for (i = 0; i < s->nr_hosts; i++) {
@@ -580,8 +604,7 @@ static void scan_maintenance(struct mgr *m, const struct snap *s)
 			json_t *rec = json_pack("{s:s, s:I}", "state", "in", "since_ms",
 						(json_int_t)cluster__now_ms());
 
-			snprintf(key, sizeof(key), K_MAINT "%s", h->name);
-			cluster__put_json(&m->loop, key, rec, 0);
+			put_maint(m, h, rec);
 			json_decref(rec);
 			cluster__event(&m->loop, "%s is in maintenance (it runs no VM)", h->name);
 		}
@@ -593,7 +616,6 @@ static void mark_stuck(struct mgr *m, const struct snap *s, const struct s_task 
 		       const char *why)
 {
 	int h = snap__host(s, cluster__str(st->t, "src", ""));
-	char key[160];
 	json_t *rec;
 
 	finish(m, st, "failed", why, NULL);
@@ -604,8 +626,7 @@ static void mark_stuck(struct mgr *m, const struct snap *s, const struct s_task 
 		json_object_set_new(rec, "stuck", json_object());
 	json_object_set_new(json_object_get(rec, "stuck"), cluster__str(st->t, "vm", ""),
 			    json_string(why));
-	snprintf(key, sizeof(key), K_MAINT "%s", s->hosts[h].name);
-	cluster__put_json(&m->loop, key, rec, 0);
+	put_maint(m, &s->hosts[h], rec);
 	json_decref(rec);
 }
 

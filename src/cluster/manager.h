@@ -31,6 +31,7 @@ struct s_host {
 	json_t *rec;   /* its record, or NULL (only its lease or VMs name it) */
 	json_t *alive; /* its load under the lease, or NULL: down */
 	json_t *maint; /* its maintenance record, or NULL */
+	int64_t maint_rev;
 	int slots;
 	uint64_t mem_used;
 	int64_t cpus_used;

@@ -95,8 +95,10 @@ static void one(struct snap *s, const struct etcd_kv *kv, json_t **running_of)
 			h->alive = cluster__kv_json(kv);
 	} else if (take(kv->key, K_MAINT, &rest)) {
 		h = host_get(s, rest, strlen(rest));
-		if (h)
+		if (h) {
 			h->maint = cluster__kv_json(kv);
+			h->maint_rev = kv->mod_rev;
+		}
 	} else if (take(kv->key, K_VM, &rest)) {
 		v = vm_get(s, rest);
 		if (v)

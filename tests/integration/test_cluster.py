@@ -1,0 +1,261 @@
+"""The cluster (docs/cluster.md): etcd, agents and managers on loopback ports, the test
+guest as VMs. Moves by name, the limits, maintenance, an agent's kill -9, a dead host's
+VMs restarted elsewhere (and not while their disks are locked), a manager's failover."""
+import json
+import re
+import signal
+import ssl
+
+import pytest
+
+from cluster_lab import https_call, pid_alive, wait_until
+from godwit_vm import TESTGUEST
+
+pytestmark = pytest.mark.kvm
+
+CMDLINE = "heartbeat 10 ; memtouch 16M"
+
+
+def passes(console):
+    """Highest memtouch pass in a console file (passes are printed rate-limited)."""
+    try:
+        text = console.read_text(errors="replace")
+    except FileNotFoundError:
+        return 0
+    assert "FAIL" not in text, text[-2000:]
+    return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", text)), default=0)
+
+
+def ok(r):
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r.stdout
+
+
+def js(lab, *args, **kw):
+    return json.loads(ok(lab.cluster(*args, "--json", **kw)))
+
+
+def vms(lab):
+    return {v["name"]: v for v in js(lab, "vms")["vms"]}
+
+
+def create(lab, name, *extra, memory="64M"):
+    return ok(lab.cluster("create", name, "--kernel", TESTGUEST, "--memory", memory, "--cpus",
+                          "2", "--cmdline", CMDLINE, *extra))
+
+
+def running_on(lab, name, host):
+    v = vms(lab).get(name)
+    return v and v["host"] == host and v["state"] == "running" and v["task"] is None
+
+
+def keeps_running(lab, name):
+    """The VM's memtouch goes on passing on the host that owns it now."""
+    v = vms(lab)[name]
+    console = lab.dir / f"h-{v['host']}" / f"{name}.console"
+    n = passes(console)
+    wait_until(f"{name} passes on {v['host']}", lambda: passes(console) > n, timeout=60)
+
+
+def history(lab):
+    return js(lab, "tasks")["history"]
+
+
+def test_create_migrate_cancel_and_refusals(lab):
+    a = lab.agent("host-a", memory="1G")
+    lab.agent("host-b", memory="1G")
+    m = lab.manager("m1")
+    host = create(lab, "web1").split()[-1]
+    other = "host-b" if host == "host-a" else "host-a"
+    wait_until("web1 runs", lambda: running_on(lab, "web1", host))
+    ok(lab.cluster("migrate", "web1", "--to", other, "--wait"))
+    assert vms(lab)["web1"]["host"] == other
+    keeps_running(lab, "web1")
+    # A move to where it is, to no host, of no VM; a VM that fits nowhere.
+    r = lab.cluster("migrate", "web1", "--to", other)
+    assert r.returncode == 1 and f"web1 already runs on {other}" in r.stderr
+    r = lab.cluster("migrate", "web1", "--to", "host-z")
+    assert r.returncode == 1 and "no host host-z" in r.stderr
+    r = lab.cluster("migrate", "nosuch", "--to", host)
+    assert r.returncode == 1 and "no VM nosuch" in r.stderr
+    r = lab.cluster("create", "big", "--kernel", TESTGUEST, "--memory", "2G")
+    assert r.returncode == 1 and "no host has 2 GiB and 1 vCPUs free:" in r.stderr, r.stderr
+    assert f"{host} 1 GiB" in r.stderr and f"{other} 960 MiB" in r.stderr, r.stderr
+    assert "big" not in vms(lab)
+    # A move held by the limit can be cancelled: the VM stays where it is.
+    ok(lab.cluster("limits", "--per-host", "1"))
+    ok(lab.cluster("maintenance", "enter", host))  # nothing runs there: at once "in"
+    wait_until("in maintenance", lambda: any(
+        h["name"] == host and h["state"] == "in maintenance" for h in js(lab, "hosts")["hosts"]))
+    r = lab.cluster("migrate", "web1", "--to", host)
+    assert r.returncode == 1 and "in maintenance" in r.stderr
+    ok(lab.cluster("maintenance", "exit", host))
+    # Hold the destination's only slot with a fake task's slot key, so the move waits.
+    from cluster_lab import etcd_put
+    etcd_put(lab.etcd.url, f"/godwit/slots/host/{host}/0", "held-by-test")
+    task = ok(lab.cluster("migrate", "web1", "--to", host)).strip()
+    r = lab.cluster("migrate", "web1", "--to", host)
+    assert r.returncode == 1 and f"web1 has a task already ({task})" in r.stderr
+    assert js(lab, "tasks")["tasks"][0]["phase"] == "queued"
+    ok(lab.cluster("cancel", task))
+    wait_until("the task is cancelled",
+               lambda: any(t["id"] == task and t["phase"] == "cancelled" for t in history(lab)))
+    assert vms(lab)["web1"]["host"] == other
+    # No certificate of this cluster: the manager answers nothing.
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        https_call(lab.pki, m.port, "GET", "/hosts", cert=None)
+    ok(lab.cluster("delete", "web1"))
+    assert vms(lab) == {}
+    assert a.call("GET", "/vms")[1]["vms"] == []
+
+
+def test_per_host_limit_makes_a_move_wait_then_run(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    for n in ("v1", "v2"):
+        create(lab, n)
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("both run on host-a",
+               lambda: running_on(lab, "v1", "host-a") and running_on(lab, "v2", "host-a"))
+    ok(lab.cluster("limits", "--per-host", "1"))
+    t1 = ok(lab.cluster("migrate", "v1", "--to", "host-b")).strip()
+    t2 = ok(lab.cluster("migrate", "v2", "--to", "host-b")).strip()
+    wait_until("both moves end", lambda: {t1, t2} <= {t["id"] for t in history(lab)}, timeout=120)
+    done = {t["id"]: t for t in history(lab)}
+    assert done[t1]["phase"] == "done" and done[t2]["phase"] == "done", done
+    # The second started only once the first had ended: one slot on each host.
+    assert done[t2]["started_ms"] >= done[t1]["ended_ms"], done
+    for n in ("v1", "v2"):
+        assert vms(lab)[n]["host"] == "host-b"
+        keeps_running(lab, n)
+
+
+def overlap_max(tasks, host):
+    """Most moves of one host in flight at once, from the tasks' own start and end times."""
+    marks = []
+    for t in tasks:
+        if host in (t["src"], t["dst"]) and "started_ms" in t:
+            marks += [(t["started_ms"], 1), (t["ended_ms"], -1)]
+    cur = peak = 0
+    for _, d in sorted(marks, key=lambda m: (m[0], m[1])):
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def test_maintenance_empties_a_host_while_its_vms_run(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    lab.agent("host-c")
+    lab.manager("m1")
+    for h in ("host-b", "host-c"):
+        ok(lab.cluster("maintenance", "enter", h))
+    names = [f"vm{i}" for i in range(4)]
+    for n in names:
+        create(lab, n)
+    for h in ("host-b", "host-c"):
+        ok(lab.cluster("maintenance", "exit", h))
+    wait_until("all run on host-a", lambda: all(running_on(lab, n, "host-a") for n in names))
+    pids = set(lab.vm_pids())
+    ok(lab.cluster("limits", "--per-host", "2"))
+    ok(lab.cluster("maintenance", "enter", "host-a", "--wait", timeout=300))
+    hosts = {h["name"]: h for h in js(lab, "hosts")["hosts"]}
+    assert hosts["host-a"]["state"] == "in maintenance" and hosts["host-a"]["vms"] == 0
+    now = vms(lab)
+    assert all(now[n]["host"] in ("host-b", "host-c") for n in names), now
+    for n in names:
+        keeps_running(lab, n)
+    # The old processes ended after their hand-over; nothing runs twice.
+    wait_until("host-a's processes end", lambda: not any(pid_alive(p) for p in pids))
+    assert len(lab.vm_pids()) == len(names)
+    tasks = history(lab)
+    assert len(tasks) == len(names) and all(t["phase"] == "done" for t in tasks), tasks
+    assert overlap_max(tasks, "host-a") <= 2
+    # No new VM goes to a host in maintenance; leaving it makes the host usable again.
+    r = lab.cluster("migrate", "vm0", "--to", "host-a")
+    assert r.returncode == 1 and "host-a is in maintenance" in r.stderr
+    ok(lab.cluster("maintenance", "exit", "host-a"))
+    ok(lab.cluster("migrate", "vm0", "--to", "host-a", "--wait"))
+
+
+def test_maintenance_reports_a_vm_that_fits_nowhere(lab):
+    lab.agent("host-a", memory="1G")
+    lab.agent("host-b", memory="256M")
+    lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "big", memory="512M")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("big runs", lambda: running_on(lab, "big", "host-a"))
+    r = lab.cluster("maintenance", "enter", "host-a", "--wait")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "big cannot leave host-a: no host has 512 MiB" in r.stderr
+    assert "host-b 256 MiB" in r.stderr
+    wait_until("big runs on host-a, no task left", lambda: running_on(lab, "big", "host-a"))
+
+
+def test_agent_kill9_and_restart_keeps_and_adopts_its_vms(lab):
+    a = lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "web1")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    (pid,) = lab.vm_pids()
+    a.stop(signal.SIGKILL)
+    assert pid_alive(pid)
+    keeps_running(lab, "web1")
+    a.start()
+    status, body = a.call("GET", "/vms/web1")
+    assert status == 200 and body["pid"] == pid
+    ok(lab.cluster("migrate", "web1", "--to", "host-b", "--wait"))
+    keeps_running(lab, "web1")
+
+
+def test_dead_host_vms_restart_elsewhere_only_once_their_disks_are_free(lab, tmp_path):
+    a = lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1")
+    disk = tmp_path / "shared-web1.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "web1", "--disk", str(disk))
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    (pid,) = lab.vm_pids()
+    # Host-a cut off: its agent is gone, its VM still runs and holds its disk's lock.
+    a.stop(signal.SIGKILL)
+    wait_until("a restart is tried and refused by the lock", lambda: any(
+        "locked" in (t.get("error") or "") for t in js(lab, "tasks")["tasks"]), timeout=60)
+    assert vms(lab)["web1"]["host"] == "host-a" and pid_alive(pid)
+    assert len(lab.vm_pids()) == 1
+    # Host-a dies for good (its VM too): the lock is free, web1 boots on host-b.
+    import os
+    os.kill(pid, signal.SIGKILL)
+    wait_until("web1 restarted on host-b", lambda: running_on(lab, "web1", "host-b"),
+               timeout=60)
+    console = lab.dir / "h-host-b" / "web1.console"
+    wait_until("it booted again", lambda: passes(console) > 0)
+    assert any("restarted host-a -> host-b" in e["message"] for e in js(lab, "events")["events"])
+
+
+def test_manager_failover_continues_a_queued_task(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    m1 = lab.manager("m1")
+    wait_until("m1 leads", lambda: js(lab, "hosts", manager=m1)["leader"] == "m1")
+    m2 = lab.manager("m2")
+    ok(lab.cluster("maintenance", "enter", "host-b", manager=m2))
+    create(lab, "web1")
+    ok(lab.cluster("maintenance", "exit", "host-b", manager=m2))
+    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    m1.stop(signal.SIGKILL)
+    # No leader until m1's lease expires: the move waits in etcd's queue meanwhile.
+    task = ok(lab.cluster("migrate", "web1", "--to", "host-b", manager=m2)).strip()
+    wait_until("m2 takes over and finishes it",
+               lambda: any(t["id"] == task and t["phase"] == "done"
+                           for t in js(lab, "tasks", manager=m2)["history"]), timeout=60)
+    assert js(lab, "hosts", manager=m2)["leader"] == "m2"
+    keeps_running(lab, "web1")
