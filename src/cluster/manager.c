@@ -25,6 +25,7 @@
 
 #define LEADER_TTL	 5
 #define TICK_MS		 500
+#define MIN_TICK_MS	 100
 #define MAX_ATTEMPTS	 3 /* a failed move is retried at most twice more */
 #define RESTART_RETRY_MS 5000
 
@@ -426,7 +427,7 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 	}
 	if (st->cancel && !json_is_true(json_object_get(st->t, "cancelling"))) {
 		char path[160], err[300];
-		json_t *reply;
+		json_t *reply = NULL;
 		long code;
 		int h = snap__host(s, src);
 
@@ -726,23 +727,27 @@ out:
 	free(qt);
 }
 
-static void tick(struct mgr *m)
+/* One pass of the leader over the cluster; the revision it read, or 0. */
+static int64_t tick(struct mgr *m)
 {
+	int64_t rev;
 	struct snap s;
 
 	elect(m);
 	if (!m->leader || snap__read(&m->loop, &s))
-		return;
+		return 0;
+	rev = s.revision;
 	/* A deposed leader (its lease expired while it was stuck) does nothing. */
 	if (strcmp(s.leader, m->id)) {
 		m->leader = false;
 		snap__free(&s);
-		return;
+		return 0;
 	}
 	scan_maintenance(m, &s);
 	scan_dead_hosts(m, &s);
 	run_queue(m, &s);
 	snap__free(&s);
+	return rev;
 }
 
 /* ---- the command ---- */
@@ -876,8 +881,13 @@ int manager__main(int argc, char **argv)
 	pfd.fd = sfd;
 	pfd.events = POLLIN;
 	for (;;) {
-		tick(m);
-		if (poll(&pfd, 1, TICK_MS) > 0)
+		int64_t rev = tick(m), seen;
+
+		if (poll(&pfd, 1, rev ? MIN_TICK_MS : TICK_MS) > 0)
+			break;
+		/* The leader acts as soon as anything changes (a new task, a host's end). */
+		if (rev && etcd__watch(&m->loop, K_ROOT, rev, TICK_MS, &seen) < 0 &&
+		    poll(&pfd, 1, TICK_MS) > 0)
 			break;
 	}
 	https__stop(m->https);

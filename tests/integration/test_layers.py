@@ -70,3 +70,37 @@ def test_migration_does_not_know_the_api_routes(path, tmp_path):
 def test_the_http_server_knows_no_vm(path):
     deps = included(path)
     assert "include/godwit/vm.h" not in deps and "include/godwit/migrate.h" not in deps
+
+
+# The cluster (src/cluster/) sits above everything and drives VMs only through their
+# API: of godwit's own headers it sees its own, the API's client and server types,
+# logging and parsing; of godwit's functions it calls no VM's, migration's or route's.
+CLUSTER_HEADERS_ALLOWED = {"include/godwit/api.h", "include/godwit/api_client.h",
+                           "include/godwit/log.h", "include/godwit/util.h"}
+CLUSTER_CALLS_ALLOWED = re.compile(
+    r"^(etcd|etcd_txn|etcd_range|cluster|cluster_cli|pki|tls_files|https|sched|snap|mgr|"
+    r"agent|manager|api_client|log|util)__|^api__error$")
+
+
+@pytest.mark.parametrize("path", sources("src/cluster/*.c"))
+def test_cluster_uses_only_the_public_api_client(path, tmp_path):
+    ours = {d for d in included(path) if d.startswith("include/godwit/")}
+    wrong = sorted(d for d in ours if d not in CLUSTER_HEADERS_ALLOWED
+                   and not d.startswith("include/godwit/cluster/"))
+    assert not wrong, f"{path} includes {wrong}"
+    calls = sorted(s for s in undefined(path, tmp_path)
+                   if "__" in s and not s.startswith("__") and not CLUSTER_CALLS_ALLOWED.match(s))
+    assert not calls, f"{path} calls {calls}"
+
+
+def test_the_scheduler_is_pure(tmp_path):
+    """No etcd, network, TLS or JSON in the scheduler: a simulator runs the same code."""
+    path = "src/cluster/sched.c"
+    deps = included(path)
+    impure = sorted(d for d in deps if re.search(
+        r"curl|event2|openssl|jansson|sys/socket|netinet|arpa/|godwit/cluster/(etcd|keys|tls)|"
+        r"godwit/api", d))
+    assert not impure, f"{path} includes {impure}"
+    calls = sorted(s for s in undefined(path, tmp_path) if re.match(
+        r"^(etcd|curl|json|SSL|evhttp|socket|connect|send|recv|read|write|open)", s))
+    assert not calls, f"{path} calls {calls}"
