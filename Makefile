@@ -139,6 +139,13 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh
 
+# A cluster on this machine: etcd, three agents, a manager, four VMs, one host put
+# into maintenance while you watch (docs/cluster.md).
+.PHONY: demo-cluster
+demo-cluster: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo-cluster.sh
+
 # Live migration side by side with QEMU 7.2 on KVM (docs/bench.md); writes
 # bench/results/RESULTS.md and plots. BENCH_RUNS (3), BENCH_CASES, BENCH_QUICK=1, ...
 .PHONY: bench

@@ -12,6 +12,16 @@
 int api_client__call(const char *socket_path, const char *method, const char *path,
 		     const json_t *req, long *status, json_t **reply, char *err, size_t errlen);
 
+/*
+ * A libcurl write callback that gathers a body into data (NUL-terminated), stopping
+ * the transfer past max bytes; free data afterwards.
+ */
+struct api_client_body {
+	char *data;
+	size_t len, max;
+};
+size_t api_client__collect(char *ptr, size_t size, size_t nmemb, void *body);
+
 /* The files of a client certificate, its key and the CA that signs the server's. */
 struct api_client_tls {
 	const char *ca, *cert, *key;

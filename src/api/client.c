@@ -12,19 +12,17 @@
 #include "godwit/api_client.h"
 #include "godwit/log.h"
 
-struct body {
-	char *data;
-	size_t len;
-};
+/* No godwit API answers this much: stop. */
+#define API_CLIENT_MAX_BODY (16u << 20)
 
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *opaque)
+size_t api_client__collect(char *ptr, size_t size, size_t nmemb, void *body)
 {
-	struct body *b = opaque;
+	struct api_client_body *b = body;
 	size_t n = size * nmemb;
 	char *p;
 
-	if (b->len + n > 16 * 1024 * 1024)
-		return 0; /* no godwit API answers this much: stop */
+	if (b->len + n > b->max)
+		return 0;
 	p = realloc(b->data, b->len + n + 1);
 	if (!p)
 		return 0;
@@ -40,7 +38,7 @@ static int perform(CURL *c, const char *where, const char *method, const json_t 
 		   long timeout_s, long *status, json_t **reply, char *err, size_t errlen)
 {
 	struct curl_slist *hdrs = NULL;
-	struct body b = {0};
+	struct api_client_body b = {.max = API_CLIENT_MAX_BODY};
 	char *payload = NULL;
 	json_error_t jerr;
 	CURLcode rc;
@@ -50,7 +48,7 @@ static int perform(CURL *c, const char *where, const char *method, const json_t 
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, api_client__collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (req) {
 		payload = json_dumps(req, JSON_COMPACT);

@@ -527,12 +527,14 @@ static int cmd_migrate(const struct client *c, int argc, char **argv)
 	static const struct option opts[] = {
 	    {"to", required_argument, NULL, 't'},
 	    {"wait", no_argument, NULL, 'w'},
+	    {"max-bandwidth", required_argument, NULL, 'b'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *to = "";
 	bool wait = false, json = false;
+	uint64_t bw = 0;
 	char path[160];
 	json_t *req, *reply;
 	int o, ret;
@@ -546,18 +548,26 @@ static int cmd_migrate(const struct client *c, int argc, char **argv)
 		case 'w':
 			wait = true;
 			break;
+		case 'b':
+			if (util__parse_size(optarg, &bw)) {
+				pr_err("--max-bandwidth: bytes/s such as 100M");
+				return 2;
+			}
+			break;
 		case 'j':
 			json = true;
 			break;
 		case 'h':
 			printf(
-			    "usage: godwit cluster migrate NAME [--to HOST] [--wait] [--json]\n"
+			    "usage: godwit cluster migrate NAME [--to HOST] [--max-bandwidth B]\n"
+			    "       [--wait] [--json]\n"
 			    "\n"
 			    "Queues a live migration of VM NAME (to HOST, or where the most\n"
 			    "memory is free) and prints its task id. The move waits in the queue\n"
 			    "while a limit is reached (godwit cluster limits); a failed move is\n"
 			    "retried twice, then the task fails and the VM runs on where it\n"
-			    "was. --wait prints progress until the task ends: exit 0 if the VM\n"
+			    "was. --max-bandwidth caps its stream (bytes/s; K, M, G).\n"
+			    "--wait prints progress until the task ends: exit 0 if the VM "
 			    "moved.\n");
 			return 0;
 		default:
@@ -569,7 +579,7 @@ static int cmd_migrate(const struct client *c, int argc, char **argv)
 		return 2;
 	}
 	snprintf(path, sizeof(path), "/vms/%s/migrate", argv[optind]);
-	req = json_pack("{s:s}", "to", to);
+	req = json_pack("{s:s, s:I}", "to", to, "max_bandwidth", (json_int_t)bw);
 	ret = ask(c, "POST", path, req, 202, &reply);
 	json_decref(req);
 	if (ret)

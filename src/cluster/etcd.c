@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "godwit/api_client.h"
 #include "godwit/cluster/etcd.h"
 
 /* Our values are small JSON objects; a listing of a large cluster is a few MiB. */
@@ -399,29 +400,6 @@ int etcd__watch_parse(const json_t *msg, int *events, int64_t *rev)
 
 /* ---- the transport ---- */
 
-struct body {
-	char *data;
-	size_t len;
-};
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *opaque)
-{
-	struct body *b = opaque;
-	size_t n = size * nmemb;
-	char *p;
-
-	if (b->len + n > ETCD_MAX_BODY)
-		return 0;
-	p = realloc(b->data, b->len + n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->len, ptr, n);
-	b->data = p;
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
-}
-
 int etcd__init(struct etcd *e, const char *url)
 {
 	size_t n = strlen(url);
@@ -446,7 +424,7 @@ void etcd__exit(struct etcd *e)
 	e->curl = NULL;
 }
 
-static void setup(struct etcd *e, const char *path, const char *payload, struct body *b,
+static void setup(struct etcd *e, const char *path, const char *payload, struct api_client_body *b,
 		  long timeout_ms)
 {
 	char url[320];
@@ -459,7 +437,7 @@ static void setup(struct etcd *e, const char *path, const char *payload, struct 
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, api_client__collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
 	if (e->cacert[0])
 		curl_easy_setopt(c, CURLOPT_CAINFO, e->cacert);
@@ -473,7 +451,7 @@ static void setup(struct etcd *e, const char *path, const char *payload, struct 
 static int call(struct etcd *e, const char *path, json_t *req, json_t **resp)
 {
 	char *payload = json_dumps(req, JSON_COMPACT);
-	struct body b = {0};
+	struct api_client_body b = {.max = ETCD_MAX_BODY};
 	json_error_t jerr;
 	json_t *j = NULL;
 	long status = 0;
@@ -567,15 +545,25 @@ int etcd__delete(struct etcd *e, const char *key, bool prefix)
 	return ret;
 }
 
+/* {field: "v"}, the body of every lease request. */
+static json_t *one_i64(const char *field, int64_t v)
+{
+	json_t *req = json_object();
+
+	if (req && set_i64(req, field, v)) {
+		json_decref(req);
+		return NULL;
+	}
+	return req;
+}
+
 int etcd__lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id)
 {
-	json_t *req = json_object(), *resp;
+	json_t *req = one_i64("TTL", ttl_s), *resp;
 	int ret;
 
-	if (!req || set_i64(req, "TTL", ttl_s)) {
-		json_decref(req);
+	if (!req)
 		return -ENOMEM;
-	}
 	ret = call(e, "/v3/lease/grant", req, &resp);
 	if (ret)
 		return ret;
@@ -588,13 +576,11 @@ int etcd__lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id)
 
 int etcd__lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_s)
 {
-	json_t *req = json_object(), *resp;
+	json_t *req = one_i64("ID", id), *resp;
 	int ret;
 
-	if (!req || set_i64(req, "ID", id)) {
-		json_decref(req);
+	if (!req)
 		return -ENOMEM;
-	}
 	ret = call(e, "/v3/lease/keepalive", req, &resp);
 	if (ret)
 		return ret;
@@ -610,13 +596,11 @@ int etcd__lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl_s)
 
 int etcd__lease_revoke(struct etcd *e, int64_t id)
 {
-	json_t *req = json_object(), *resp;
+	json_t *req = one_i64("ID", id), *resp;
 	int ret;
 
-	if (!req || set_i64(req, "ID", id)) {
-		json_decref(req);
+	if (!req)
 		return -ENOMEM;
-	}
 	ret = call(e, "/v3/lease/revoke", req, &resp);
 	json_decref(resp);
 	return ret;
@@ -638,7 +622,7 @@ int etcd__txn(struct etcd *e, const struct etcd_txn *t, bool *succeeded)
 }
 
 struct watch {
-	struct body buf;
+	struct api_client_body buf;
 	int64_t rev;
 	int changed;
 	int err;
@@ -653,7 +637,7 @@ static size_t watch_collect(char *ptr, size_t size, size_t nmemb, void *opaque)
 	json_t *msg;
 	int events;
 
-	if (collect(ptr, size, nmemb, &w->buf) != n)
+	if (api_client__collect(ptr, size, nmemb, &w->buf) != n)
 		return 0;
 	for (;;) {
 		const char *p = w->buf.data;
@@ -684,7 +668,7 @@ static size_t watch_collect(char *ptr, size_t size, size_t nmemb, void *opaque)
 int etcd__watch(struct etcd *e, const char *prefix, int64_t after, long timeout_ms, int64_t *rev)
 {
 	json_t *create = etcd__range_request(prefix, true), *req;
-	struct watch w = {.rev = after};
+	struct watch w = {.buf.max = ETCD_MAX_BODY, .rev = after};
 	char *payload;
 	CURLcode rc;
 

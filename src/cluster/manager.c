@@ -330,6 +330,8 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 	json_object_set_new(task, "phase", json_string("migrating"));
 	update_task(m, st, task);
 	req = json_pack("{s:O}", "to", json_object_get(task, "to"));
+	if (json_object_get(task, "max_bandwidth"))
+		json_object_set(req, "max_bandwidth", json_object_get(task, "max_bandwidth"));
 	{
 		char path[160];
 
@@ -598,8 +600,8 @@ static void scan_maintenance(struct mgr *m, const struct snap *s)
 			left++;
 			if (v->task[0] || json_object_get(stuck, v->name))
 				continue;
-			mgr__create_task(&m->loop, v, "migrate", "maintenance", "", id, sizeof(id),
-					 err, sizeof(err));
+			mgr__create_task(&m->loop, v, "migrate", "maintenance", "", 0, id,
+					 sizeof(id), err, sizeof(err));
 		}
 		if (!left) {
 			json_t *rec = json_pack("{s:s, s:I}", "state", "in", "since_ms",
@@ -645,7 +647,7 @@ static void scan_dead_hosts(struct mgr *m, const struct snap *s)
 		if (!json_array_size(json_object_get(v->spec, "disks")) &&
 		    strcmp(cluster__str(v->spec, "restart", "never"), "always"))
 			continue;
-		if (!mgr__create_task(&m->loop, v, "restart", "ha", "", id, sizeof(id), err,
+		if (!mgr__create_task(&m->loop, v, "restart", "ha", "", 0, id, sizeof(id), err,
 				      sizeof(err)))
 			cluster__event(&m->loop,
 				       "%s: %s's host %s is down: restarting it elsewhere", id,

@@ -78,10 +78,12 @@ const char *snap__host_state(const struct s_host *h);
 
 /*
  * Queues a task for vm (one per VM: -EBUSY if it has one, with its id in err).
- * kind "migrate" or "restart"; dst "" lets the scheduler choose.
+ * kind "migrate" or "restart"; dst "" lets the scheduler choose; max_bandwidth
+ * (bytes/s, 0: unlimited) goes to the VM's migration.
  */
 int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, const char *reason,
-		     const char *dst, char *id, size_t idlen, char *err, size_t errlen);
+		     const char *dst, int64_t max_bandwidth, char *id, size_t idlen, char *err,
+		     size_t errlen);
 
 /* The HTTPS API of godwit cluster (manager_api.c). */
 int mgr__handle(void *opaque, const struct api_request *req, struct api_response *resp);

@@ -188,6 +188,7 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 		      struct api_response *resp)
 {
 	const char *to = cluster__str(body, "to", "");
+	int64_t bw = cluster__int(body, "max_bandwidth", 0);
 	char id[80], err[600], why[600];
 	struct sched_host *sh;
 	int dst = -1, src = snap__host(s, v->owner);
@@ -237,7 +238,12 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 		api__error(resp, 409, "%s cannot move: %s", v->name, why);
 		return 0;
 	}
-	ret = mgr__create_task(&m->api, v, "migrate", "user", to, id, sizeof(id), err, sizeof(err));
+	if (bw < 0) {
+		api__error(resp, 400, "max_bandwidth: bytes per second, 0 for no limit");
+		return 0;
+	}
+	ret = mgr__create_task(&m->api, v, "migrate", "user", to, bw, id, sizeof(id), err,
+			       sizeof(err));
 	if (ret == -EBUSY) {
 		api__error(resp, 409, "%s", err);
 		return 0;

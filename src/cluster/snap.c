@@ -282,7 +282,8 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 }
 
 int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, const char *reason,
-		     const char *dst, char *id, size_t idlen, char *err, size_t errlen)
+		     const char *dst, int64_t max_bandwidth, char *id, size_t idlen, char *err,
+		     size_t errlen)
 {
 	char key[160], vmtask[160], *text;
 	struct etcd_range r;
@@ -299,6 +300,8 @@ int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, co
 	task = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I}", "id", id, "vm", vm->name,
 			 "kind", kind, "reason", reason, "src", vm->owner, "dst", dst, "phase",
 			 "queued", "attempt", 0, "created_ms", (json_int_t)cluster__now_ms());
+	if (task && max_bandwidth > 0)
+		json_object_set_new(task, "max_bandwidth", json_integer(max_bandwidth));
 	text = task ? json_dumps(task, JSON_COMPACT) : NULL;
 	json_decref(task);
 	if (!text)

@@ -6,12 +6,13 @@ that they outlive an agent: `Lab.stop` ends them too, by the PIDs their agents w
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 
-from godwit_vm import GODWIT, ROOT, free_port
+from godwit_vm import GODWIT, free_port
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCD_LIVE = os.path.join(os.path.dirname(GODWIT), "tests", "cluster", "etcd_live")
@@ -26,6 +27,17 @@ def stop_pid(proc, sig=signal.SIGTERM, timeout=10):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+
+def passes(console):
+    """Highest memtouch pass in a VM's console file (passes are printed rate-limited);
+    fails on a memtouch error."""
+    try:
+        text = console.read_text(errors="replace")
+    except FileNotFoundError:
+        return 0
+    assert "FAIL" not in text, text[-2000:]
+    return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", text)), default=0)
 
 
 def pid_alive(pid):

@@ -2,28 +2,18 @@
 guest as VMs. Moves by name, the limits, maintenance, an agent's kill -9, a dead host's
 VMs restarted elsewhere (and not while their disks are locked), a manager's failover."""
 import json
-import re
+import os
 import signal
 import ssl
 
 import pytest
 
-from cluster_lab import https_call, pid_alive, wait_until
+from cluster_lab import etcd_put, https_call, passes, pid_alive, wait_until
 from godwit_vm import TESTGUEST
 
 pytestmark = pytest.mark.kvm
 
 CMDLINE = "heartbeat 10 ; memtouch 16M"
-
-
-def passes(console):
-    """Highest memtouch pass in a console file (passes are printed rate-limited)."""
-    try:
-        text = console.read_text(errors="replace")
-    except FileNotFoundError:
-        return 0
-    assert "FAIL" not in text, text[-2000:]
-    return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", text)), default=0)
 
 
 def ok(r):
@@ -39,9 +29,9 @@ def vms(lab):
     return {v["name"]: v for v in js(lab, "vms")["vms"]}
 
 
-def create(lab, name, *extra, memory="64M"):
+def create(lab, name, *extra, memory="64M", cmdline=CMDLINE):
     return ok(lab.cluster("create", name, "--kernel", TESTGUEST, "--memory", memory, "--cpus",
-                          "2", "--cmdline", CMDLINE, *extra))
+                          "2", "--cmdline", cmdline, *extra))
 
 
 def running_on(lab, name, host):
@@ -91,7 +81,6 @@ def test_create_migrate_cancel_and_refusals(lab):
     assert r.returncode == 1 and "in maintenance" in r.stderr
     ok(lab.cluster("maintenance", "exit", host))
     # Hold the destination's only slot with a fake task's slot key, so the move waits.
-    from cluster_lab import etcd_put
     etcd_put(lab.etcd.url, f"/godwit/slots/host/{host}/0", "held-by-test")
     task = ok(lab.cluster("migrate", "web1", "--to", host)).strip()
     r = lab.cluster("migrate", "web1", "--to", host)
@@ -232,7 +221,6 @@ def test_dead_host_vms_restart_elsewhere_only_once_their_disks_are_free(lab, tmp
     assert vms(lab)["web1"]["host"] == "host-a" and pid_alive(pid)
     assert len(lab.vm_pids()) == 1
     # Host-a dies for good (its VM too): the lock is free, web1 boots on host-b.
-    import os
     os.kill(pid, signal.SIGKILL)
     wait_until("web1 restarted on host-b", lambda: running_on(lab, "web1", "host-b"),
                timeout=60)
@@ -259,3 +247,70 @@ def test_manager_failover_continues_a_queued_task(lab):
                            for t in js(lab, "tasks", manager=m2)["history"]), timeout=60)
     assert js(lab, "hosts", manager=m2)["leader"] == "m2"
     keeps_running(lab, "web1")
+
+
+def test_source_agent_kill9_mid_evacuation(lab):
+    a = lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    names = ["vm0", "vm1", "vm2"]
+    for n in names:
+        create(lab, n)
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("all run on host-a", lambda: all(running_on(lab, n, "host-a") for n in names))
+    ok(lab.cluster("limits", "--per-host", "1"))
+    ok(lab.cluster("maintenance", "enter", "host-a"))
+    wait_until("the first move has ended", lambda: len(history(lab)) >= 1, timeout=120)
+    a.stop(signal.SIGKILL)
+    a.start()
+    ok(lab.cluster("maintenance", "enter", "host-a", "--wait", timeout=300))
+    now = vms(lab)
+    assert all(now[n]["host"] == "host-b" for n in names), now
+    for n in names:
+        keeps_running(lab, n)
+    assert len(lab.vm_pids()) == len(names)
+
+
+def test_dead_host_without_disks_restarts_only_vms_marked_restart_always(lab):
+    a = lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1", "--ha-grace", "1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "always", "--restart", "always")
+    create(lab, "never")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("both run", lambda: running_on(lab, "always", "host-a")
+               and running_on(lab, "never", "host-a"))
+    pids = list(lab.vm_pids())
+    # The whole host dies: its agent and its VMs.
+    a.stop(signal.SIGKILL)
+    for p in pids:
+        os.kill(p, signal.SIGKILL)
+    wait_until("'always' restarted on host-b", lambda: running_on(lab, "always", "host-b"),
+               timeout=60)
+    now = vms(lab)
+    assert now["never"]["host"] == "host-a" and now["never"]["state"] == "host down", now
+    assert now["never"]["task"] is None
+
+
+def test_cancel_of_a_move_under_way_leaves_the_vm_where_it_was(lab):
+    lab.agent("host-a")
+    b = lab.agent("host-b")
+    lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "web1", cmdline="heartbeat 10 ; memtouch 16M random")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    # 1 MB/s for 16 MiB of random bytes written over and over: a move that takes a while.
+    task = ok(lab.cluster("migrate", "web1", "--to", "host-b", "--max-bandwidth", "1M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    ok(lab.cluster("cancel", task))
+    wait_until("the task is cancelled", lambda: any(
+        t["id"] == task and t["phase"] == "cancelled" for t in history(lab)), timeout=60)
+    assert running_on(lab, "web1", "host-a")
+    keeps_running(lab, "web1")
+    wait_until("host-b's receive is gone", lambda: b.call("GET", "/vms")[1]["vms"] == [])
+    assert len(lab.vm_pids()) == 1

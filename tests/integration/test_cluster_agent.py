@@ -3,30 +3,19 @@ the host in etcd under a lease, VMs started, moved, adopted after the agent's de
 and a copy stopped when another host owns the VM."""
 import json
 import os
-import re
 import signal
 import ssl
 import subprocess
 
 import pytest
 
-from cluster_lab import etcd_get, etcd_put, https_call, pid_alive, wait_until
+from cluster_lab import etcd_get, etcd_put, https_call, passes, pid_alive, wait_until
 from godwit_vm import GODWIT, TESTGUEST
 
 
 def spec(name, memory=128 << 20, cmdline="heartbeat 10 ; memtouch 32M", cpus=2, **kw):
     return {"name": name, "kernel": TESTGUEST, "memory": memory, "cpus": cpus,
             "cmdline": cmdline, **kw}
-
-
-def passes(console):
-    """Highest memtouch pass in a console file (passes are printed rate-limited)."""
-    try:
-        text = console.read_text(errors="replace")
-    except FileNotFoundError:
-        return 0
-    assert "FAIL" not in text, text[-2000:]
-    return max((int(n) for n in re.findall(r"memtouch: pass (\d+) ok", text)), default=0)
 
 
 def test_init_makes_a_ca_and_certificates_it_signed(tmp_path):
