@@ -864,7 +864,7 @@ static void usage(FILE *out)
 	    "of their own with their API sockets, consoles and logs in D: stopping or\n"
 	    "killing the agent leaves them running, and the next agent adopts them.\n"
 	    "\n"
-	    "  --etcd URL         etcd's client URL (http://HOST:PORT)\n"
+	    "  --etcd URL[,URL]   etcd's client URLs (http://HOST:PORT), one per member\n"
 	    "  --name H           this host's name in the cluster\n"
 	    "  --listen HOST:PORT the agent's HTTPS address\n"
 	    "  --state-dir D      where the VMs' sockets, consoles and logs go\n"

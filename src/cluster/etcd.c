@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "godwit/api_client.h"
 #include "godwit/cluster/etcd.h"
@@ -400,21 +401,40 @@ int etcd__watch_parse(const json_t *msg, int *events, int64_t *rev)
 
 /* ---- the transport ---- */
 
-int etcd__init(struct etcd *e, const char *url)
+int etcd__init(struct etcd *e, const char *urls)
 {
-	size_t n = strlen(url);
+	const char *p = urls, *end;
+	size_t n;
 
 	memset(e, 0, sizeof(*e));
-	if ((strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || n >= sizeof(e->url)) {
-		snprintf(e->err, sizeof(e->err), "etcd URL '%s' is not http://HOST:PORT", url);
-		return -EINVAL;
-	}
-	memcpy(e->url, url, n + 1);
-	while (n && e->url[n - 1] == '/')
-		e->url[--n] = '\0';
+	do {
+		end = strchr(p, ',');
+		n = end ? (size_t)(end - p) : strlen(p);
+		if ((strncmp(p, "http://", 7) && strncmp(p, "https://", 8)) ||
+		    n >= sizeof(e->url) || e->nr_urls == ETCD_MAX_ENDPOINTS) {
+			snprintf(
+			    e->err, sizeof(e->err),
+			    "etcd URL '%.200s' is not http://HOST:PORT (or at most %d of them, "
+			    "separated by commas)",
+			    urls, ETCD_MAX_ENDPOINTS);
+			return -EINVAL;
+		}
+		memcpy(e->urls[e->nr_urls], p, n);
+		while (n && e->urls[e->nr_urls][n - 1] == '/')
+			n--;
+		e->urls[e->nr_urls++][n] = '\0';
+		p = end ? end + 1 : NULL;
+	} while (p);
+	memcpy(e->url, e->urls[0], sizeof(e->url));
 	e->timeout_ms = 5000;
 	e->curl = curl_easy_init();
 	return e->curl ? 0 : -ENOMEM;
+}
+
+static void next_member(struct etcd *e)
+{
+	e->cur = (e->cur + 1) % e->nr_urls;
+	memcpy(e->url, e->urls[e->cur], sizeof(e->url));
 }
 
 void etcd__exit(struct etcd *e)
@@ -447,25 +467,37 @@ static void setup(struct etcd *e, const char *path, const char *payload, struct 
 		curl_easy_setopt(c, CURLOPT_SSLKEY, e->key);
 }
 
-/* POST req to path; the parsed answer of a 200 in *resp. */
-static int call(struct etcd *e, const char *path, json_t *req, json_t **resp)
+/* POST payload to path once; the parsed answer of a 200 in *resp. */
+static int post_once(struct etcd *e, const char *path, const char *payload, json_t **resp)
 {
-	char *payload = json_dumps(req, JSON_COMPACT);
 	struct api_client_body b = {.max = ETCD_MAX_BODY};
+	char failed[sizeof(e->url)];
 	json_error_t jerr;
 	json_t *j = NULL;
 	long status = 0;
-	CURLcode rc;
-	int ret = 0;
+	CURLcode rc = CURLE_OK;
+	int ret = 0, tries;
 
-	*resp = NULL;
-	json_decref(req);
-	if (!payload)
-		return -ENOMEM;
-	setup(e, path, payload, &b, e->timeout_ms);
-	rc = curl_easy_perform(e->curl);
+	/*
+	 * A member that cannot be reached: the next one. Only a refused connection is
+	 * retried (the request never got there); any other failure may have been applied
+	 * and is the caller's to judge, but the next call goes to the next member.
+	 */
+	for (tries = 0; tries < e->nr_urls; tries++) {
+		free(b.data);
+		b.data = NULL;
+		b.len = 0;
+		setup(e, path, payload, &b, e->timeout_ms);
+		rc = curl_easy_perform(e->curl);
+		if (rc == CURLE_OK)
+			break;
+		memcpy(failed, e->url, sizeof(failed));
+		next_member(e);
+		if (rc != CURLE_COULDNT_CONNECT)
+			break;
+	}
 	if (rc != CURLE_OK) {
-		snprintf(e->err, sizeof(e->err), "etcd at %s: %s", e->url, curl_easy_strerror(rc));
+		snprintf(e->err, sizeof(e->err), "etcd at %s: %s", failed, curl_easy_strerror(rc));
 		ret = rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
 		goto out;
 	}
@@ -486,6 +518,30 @@ static int call(struct etcd *e, const char *path, json_t *req, json_t **resp)
 out:
 	json_decref(j);
 	free(b.data);
+	return ret;
+}
+
+/*
+ * POST req to path; the parsed answer of a 200 in *resp. etcd's "unavailable" (a
+ * member electing a new leader, e.g. after the old one died) is waited out, at most
+ * about 3 s: every request we make is safe to repeat (puts, deletes and keepalives are
+ * idempotent; a transaction's compares fail if its first try was applied).
+ */
+static int call(struct etcd *e, const char *path, json_t *req, json_t **resp)
+{
+	char *payload = json_dumps(req, JSON_COMPACT);
+	int ret = -ENOMEM, attempt;
+
+	*resp = NULL;
+	json_decref(req);
+	if (!payload)
+		return -ENOMEM;
+	for (attempt = 0; attempt < 6; attempt++) {
+		ret = post_once(e, path, payload, resp);
+		if (ret != -EAGAIN)
+			break;
+		usleep(100000u << (attempt < 3 ? attempt : 3));
+	}
 	free(payload);
 	return ret;
 }
@@ -699,5 +755,6 @@ int etcd__watch(struct etcd *e, const char *prefix, int64_t after, long timeout_
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		return 0;
 	snprintf(e->err, sizeof(e->err), "etcd watch at %s: %s", e->url, curl_easy_strerror(rc));
+	next_member(e);
 	return -ECONNREFUSED;
 }

@@ -765,7 +765,7 @@ static void usage(FILE *out)
 		"task queue, maintenance and restarts of the VMs of dead hosts. All state is in\n"
 		"etcd.\n"
 		"\n"
-		"  --etcd URL          etcd's client URL (http://HOST:PORT)\n"
+		"  --etcd URL[,URL]    etcd's client URLs (http://HOST:PORT), one per member\n"
 		"  --listen HOST:PORT  the API's address\n"
 		"  --id NAME           this manager's name (default: host name and pid)\n"
 		"  --pki D             the cluster's certificates (default /etc/godwit/pki)\n"

@@ -62,13 +62,14 @@ def wait_until(what, check, timeout=30, step=0.1):
 
 
 class Etcd:
-    """One etcd member on free loopback ports with its data in tmp_path."""
+    """One etcd member on free loopback ports with its data in tmp_path; with
+    `cluster` (name=peer URL for every member), one member of that cluster."""
 
-    def __init__(self, tmp_path, name="etcd"):
+    def __init__(self, tmp_path, name="etcd", port=None, peer_port=None, cluster=None):
         self.dir = tmp_path / name
         self.dir.mkdir()
-        self.port = free_port()
-        self.peer_port = free_port()
+        self.port = port or free_port()
+        self.peer_port = peer_port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.dir / "log", "wb")
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -76,8 +77,12 @@ class Etcd:
             [ETCD, "--name", name, "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"{name}={peer}"],
+             "--initial-cluster", cluster or f"{name}={peer}"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        if not cluster:
+            self.wait()
+
+    def wait(self):
         try:
             wait_until("etcd answers", self.healthy, timeout=30)
         except AssertionError:
@@ -92,9 +97,32 @@ class Etcd:
                             "-d", '{"key":"AA=="}'], capture_output=True, text=True)
         return r.returncode == 0 and '"header"' in r.stdout
 
+    def stop(self, sig=signal.SIGTERM):
+        stop_pid(self.proc, sig)
+        if not self.log.closed:
+            self.log.close()
+
+
+class EtcdCluster:
+    """n etcd members of one cluster; `url` names them all, comma-separated."""
+
+    def __init__(self, tmp_path, n):
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        cluster = ",".join(f"e{i}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+        self.members = []
+        try:
+            for i, (cp, pp) in enumerate(ports):
+                self.members.append(Etcd(tmp_path, f"e{i}", cp, pp, cluster))
+            for m in self.members:
+                m.wait()
+        except BaseException:
+            self.stop()
+            raise
+        self.url = ",".join(m.url for m in self.members)
+
     def stop(self):
-        stop_pid(self.proc)
-        self.log.close()
+        for m in self.members:
+            m.stop()
 
 
 def etcd_get(url, key, prefix=False):
@@ -184,12 +212,12 @@ def https_call(pki, port, method, path, body=None, cert="client", timeout=60):
 class Lab:
     """etcd, the cluster's certificates, agents and managers; all stopped by PID."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, etcd_members=1):
         self.dir = tmp_path
         self.pki = tmp_path / "pki"
         self.nodes = []
         self.state_dirs = []
-        self.etcd = Etcd(tmp_path)
+        self.etcd = Etcd(tmp_path) if etcd_members == 1 else EtcdCluster(tmp_path, etcd_members)
         r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(self.pki)],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr

@@ -314,3 +314,53 @@ def test_cancel_of_a_move_under_way_leaves_the_vm_where_it_was(lab):
     keeps_running(lab, "web1")
     wait_until("host-b's receive is gone", lambda: b.call("GET", "/vms")[1]["vms"] == [])
     assert len(lab.vm_pids()) == 1
+
+
+def test_leading_manager_kill9_mid_evacuation(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    m1 = lab.manager("m1")
+    wait_until("m1 leads", lambda: js(lab, "hosts", manager=m1)["leader"] == "m1")
+    m2 = lab.manager("m2")
+    ok(lab.cluster("maintenance", "enter", "host-b", manager=m2))
+    names = ["vm0", "vm1", "vm2"]
+    for n in names:
+        create(lab, n)
+    ok(lab.cluster("maintenance", "exit", "host-b", manager=m2))
+    wait_until("all run on host-a", lambda: all(running_on(lab, n, "host-a") for n in names))
+    ok(lab.cluster("limits", "--per-host", "1", manager=m2))
+    ok(lab.cluster("maintenance", "enter", "host-a", manager=m2))
+    wait_until("the first move has ended", lambda: len(js(lab, "tasks", manager=m2)["history"])
+               >= 1, timeout=120)
+    m1.stop(signal.SIGKILL)
+    ok(lab.cluster("maintenance", "enter", "host-a", "--wait", manager=m2, timeout=300))
+    assert js(lab, "hosts", manager=m2)["leader"] == "m2"
+    now = {v["name"]: v for v in js(lab, "vms", manager=m2)["vms"]}
+    assert all(now[n]["host"] == "host-b" for n in names), now
+    for n in names:
+        keeps_running(lab, n)
+    assert len(lab.vm_pids()) == len(names)
+
+
+def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
+    from cluster_lab import Lab
+    lab = Lab(tmp_path, etcd_members=3)
+    try:
+        lab.agent("host-a")
+        lab.agent("host-b")
+        lab.manager("m1")
+        ok(lab.cluster("maintenance", "enter", "host-b"))
+        create(lab, "web1")
+        ok(lab.cluster("maintenance", "exit", "host-b"))
+        wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+        # The member every agent and manager talks to first.
+        lab.etcd.members[0].stop(signal.SIGKILL)
+        ok(lab.cluster("migrate", "web1", "--to", "host-b", "--wait"))
+        keeps_running(lab, "web1")
+        # The hosts kept their leases through the other members: none was seen dead.
+        hosts = js(lab, "hosts")["hosts"]
+        assert all(h["state"] == "up" for h in hosts), hosts
+        assert not any("down" in e["message"] for e in js(lab, "events")["events"])
+        assert len(lab.vm_pids()) == 1
+    finally:
+        lab.stop()

@@ -231,6 +231,16 @@ static void test_init_checks_the_url(void **state)
 	assert_int_equal(etcd__init(&e, "http://127.0.0.1:2379/"), 0);
 	assert_string_equal(e.url, "http://127.0.0.1:2379");
 	etcd__exit(&e);
+	/* The members of one cluster, tried in turn. */
+	assert_int_equal(etcd__init(&e, "http://192.0.2.1:2379,https://192.0.2.2:2379/"), 0);
+	assert_int_equal(e.nr_urls, 2);
+	assert_string_equal(e.url, "http://192.0.2.1:2379");
+	assert_string_equal(e.urls[1], "https://192.0.2.2:2379");
+	etcd__exit(&e);
+	assert_int_equal(etcd__init(&e, "http://192.0.2.1:2379,"), -EINVAL);
+	assert_int_equal(etcd__init(&e, "http://a:1,http://a:2,http://a:3,http://a:4,http://a:5,"
+					"http://a:6,http://a:7,http://a:8,http://a:9"),
+			 -EINVAL);
 }
 
 int main(void)

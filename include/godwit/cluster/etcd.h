@@ -13,8 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define ETCD_MAX_ENDPOINTS 8
+
 struct etcd {
-	char url[200]; /* base URL without a trailing slash: http://127.0.0.1:2379 */
+	char urls[ETCD_MAX_ENDPOINTS][200]; /* the members' client URLs, no trailing slash */
+	int nr_urls, cur;
+	char url[200];			       /* the one in use: urls[cur] */
 	char cacert[512], cert[512], key[512]; /* for https://, all optional */
 	long timeout_ms;
 	void *curl;
@@ -42,7 +46,11 @@ struct etcd_txn {
 	json_t *compare, *success, *failure;
 };
 
-/* url: http://HOST:PORT or https://HOST:PORT; -EINVAL for anything else. */
+/*
+ * urls: http://HOST:PORT or https://HOST:PORT, or several separated by commas (the
+ * members of one etcd cluster): a call that cannot connect to one goes to the next.
+ * -EINVAL for anything else.
+ */
 int etcd__init(struct etcd *e, const char *url);
 void etcd__exit(struct etcd *e);
 
