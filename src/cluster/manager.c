@@ -355,6 +355,13 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 	json_decref(task);
 }
 
+static bool host_up(const struct snap *s, const char *name)
+{
+	int h = snap__host(s, name);
+
+	return h >= 0 && s->hosts[h].alive;
+}
+
 /* What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). */
 static int vm_on(struct mgr *m, const struct snap *s, const char *host, const char *vm,
 		 json_t **info)
@@ -402,6 +409,16 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 	if (ds == 200 && !strcmp(cluster__str(d, "state", ""), "running")) {
 		/* The destination said RESUMED (it runs): now, and only now, the owner changes. */
 		finish(m, st, "done", NULL, dst);
+		goto out;
+	}
+	if (!host_up(s, src) && (ds == 404 || !host_up(s, dst))) {
+		/*
+		 * The source host died and the destination has no VM (a receive that lost
+		 * its source ends by its --io-timeout) or died too: HA restarts the VM once
+		 * the task is gone. A destination still loading, or whose agent does not
+		 * answer for now, is waited for: it may yet resume.
+		 */
+		finish(m, st, "failed", "the source host died during the move", NULL);
 		goto out;
 	}
 	ss = vm_on(m, s, src, vm, &sv);
@@ -473,6 +490,11 @@ static void recover_start(struct mgr *m, const struct snap *s, const struct s_ta
 	const char *status;
 	int ss = vm_on(m, s, src, vm, &sv);
 
+	if (ss < 0 && !host_up(s, src)) {
+		drop_on(m, s, dst, vm);
+		finish(m, st, "failed", "the source host died as the move started", NULL);
+		goto out;
+	}
 	if (ss < 0)
 		goto out;
 	status = cluster__str(json_object_get(sv, "migration"), "status", "none");

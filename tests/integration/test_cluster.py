@@ -364,3 +364,30 @@ def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
         assert len(lab.vm_pids()) == 1
     finally:
         lab.stop()
+
+
+def test_source_host_dies_mid_move_and_its_vm_restarts_elsewhere(lab, tmp_path):
+    a = lab.agent("host-a")
+    lab.agent("host-b")
+    lab.manager("m1")
+    disk = tmp_path / "shared-web1.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "web1", "--disk", str(disk), cmdline="heartbeat 10 ; memtouch 16M random")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    (pid,) = lab.vm_pids()
+    task = ok(lab.cluster("migrate", "web1", "--to", "host-b", "--max-bandwidth", "1M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    # Host-a dies: its agent and its VM.
+    a.stop(signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    wait_until("the move fails", lambda: any(
+        t["id"] == task and t["phase"] == "failed" for t in history(lab)), timeout=60)
+    wait_until("web1 restarted on host-b", lambda: running_on(lab, "web1", "host-b"),
+               timeout=60)
+    console = lab.dir / "h-host-b" / "web1.console"
+    wait_until("it booted again", lambda: passes(console) > 0)
+    assert len(lab.vm_pids()) == 1
