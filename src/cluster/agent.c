@@ -237,6 +237,8 @@ static int spawn(const struct agent *a, const char *name, char **argv, pid_t *pi
 		fd = open("/dev/null", O_RDONLY);
 		if (fd < 0 || dup2(fd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);
+		/* Nothing of the agent's (etcd's and the managers' connections) goes along. */
+		close_range(3, ~0U, 0);
 		execv(argv[0], argv);
 		_exit(127);
 	}

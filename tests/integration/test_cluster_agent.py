@@ -18,6 +18,19 @@ def spec(name, memory=128 << 20, cmdline="heartbeat 10 ; memtouch 32M", cpus=2, 
             "cmdline": cmdline, **kw}
 
 
+def fds(pid):
+    """What a process's descriptors point to (sockets and pipes by inode)."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("socket:", "pipe:")):
+            out.add(target)
+    return out
+
+
 def test_init_makes_a_ca_and_certificates_it_signed(tmp_path):
     d = tmp_path / "pki"
     r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(d), "--ip", "192.0.2.7"],
@@ -74,6 +87,9 @@ def test_agent_runs_moves_and_adopts_vms(lab):
     pid = body["pid"]
     console_a = a.state_dir / "web1.console"
     wait_until("web1 runs", lambda: passes(console_a) > 0)
+    # The VM holds none of the agent's descriptors (its etcd and HTTPS connections).
+    shared = fds(pid) & fds(a.proc.pid)
+    assert not shared, f"the VM inherited the agent's {shared}"
     # A second VM of that name on that host is refused; a bad spec says what is wrong.
     assert a.call("POST", "/vms", spec("web1"))[0] == 409
     status, body = a.call("POST", "/vms", spec("bad", memory=1000))
