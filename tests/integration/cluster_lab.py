@@ -65,16 +65,19 @@ class Etcd:
     """One etcd member on free loopback ports with its data in tmp_path; with
     `cluster` (name=peer URL for every member), one member of that cluster."""
 
-    def __init__(self, tmp_path, name="etcd", port=None, peer_port=None, cluster=None):
+    def __init__(self, tmp_path, name="etcd", port=None, peer_port=None, cluster=None, ns=None,
+                 address="127.0.0.1"):
         self.dir = tmp_path / name
         self.dir.mkdir()
-        self.port = port or free_port()
-        self.peer_port = peer_port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = port or (free_port() if not ns else 2379)
+        self.peer_port = peer_port or (free_port() if not ns else 2380)
+        self.url = f"http://{address}:{self.port}"
+        self.ns = ns
         self.log = open(self.dir / "log", "wb")
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = f"http://{address}:{self.peer_port}"
+        prefix = ["ip", "netns", "exec", ns] if ns else []
         self.proc = subprocess.Popen(
-            [ETCD, "--name", name, "--data-dir", str(self.dir / "data"),
+            [*prefix, ETCD, "--name", name, "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", cluster or f"{name}={peer}"],
@@ -93,8 +96,10 @@ class Etcd:
         if self.proc.poll() is not None:
             raise AssertionError(f"etcd exited {self.proc.returncode}: "
                                  f"{(self.dir / 'log').read_text()[-2000:]}")
-        r = subprocess.run(["curl", "-s", "-m", "2", "-X", "POST", self.url + "/v3/kv/range",
-                            "-d", '{"key":"AA=="}'], capture_output=True, text=True)
+        prefix = ["ip", "netns", "exec", self.ns] if self.ns else []
+        r = subprocess.run([*prefix, "curl", "-s", "-m", "2", "-X", "POST",
+                            self.url + "/v3/kv/range", "-d", '{"key":"AA=="}'],
+                           capture_output=True, text=True)
         return r.returncode == 0 and '"header"' in r.stdout
 
     def stop(self, sig=signal.SIGTERM):
@@ -152,15 +157,18 @@ def etcd_put(url, key, value):
 class Node:
     """A godwit agent or manager process we started."""
 
-    def __init__(self, lab, kind, name, args):
+    def __init__(self, lab, kind, name, args, ns=None, address="127.0.0.1"):
+        """ns: the network namespace it runs in (a host of a ClusterNet), at address."""
         self.lab = lab
         self.kind = kind
         self.name = name
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.address = address
+        self.port = free_port() if not ns else 7400
+        self.url = f"https://{address}:{self.port}"
         self.log_path = lab.dir / f"{kind}-{name}.log"
-        self.args = [GODWIT, kind, "--etcd", lab.etcd.url, "--listen", f"127.0.0.1:{self.port}",
-                     "--pki", str(lab.pki), *args]
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        self.args = [*prefix, GODWIT, kind, "--etcd", lab.etcd.url, "--listen",
+                     f"{address}:{self.port}", "--pki", str(lab.pki), *args]
         self.start()
 
     def start(self):
@@ -185,6 +193,8 @@ class Node:
 
     def call(self, method, path, body=None, cert="client", timeout=60):
         """(status, parsed body) of one request with a certificate of the cluster."""
+        if self.lab.net:
+            return self.lab.net.https_call(self.lab.pki, self.url, method, path, body, timeout)
         return https_call(self.lab.pki, self.port, method, path, body, cert, timeout)
 
     def stop(self, sig=signal.SIGTERM):
@@ -212,28 +222,41 @@ def https_call(pki, port, method, path, body=None, cert="client", timeout=60):
 class Lab:
     """etcd, the cluster's certificates, agents and managers; all stopped by PID."""
 
-    def __init__(self, tmp_path, etcd_members=1):
+    def __init__(self, tmp_path, etcd_members=1, net=None):
+        """net: a ClusterNet whose namespaces the hosts, etcd and the manager run in."""
         self.dir = tmp_path
         self.pki = tmp_path / "pki"
         self.nodes = []
         self.state_dirs = []
-        self.etcd = Etcd(tmp_path) if etcd_members == 1 else EtcdCluster(tmp_path, etcd_members)
-        r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(self.pki)],
+        self.net = net
+        ips = [a for ip in (net.ips() if net else []) for a in ("--ip", ip)]
+        r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(self.pki), *ips],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
+        if net:
+            self.etcd = Etcd(tmp_path, ns=net.ns["fabric"], address=net.ip["fabric"])
+        elif etcd_members == 1:
+            self.etcd = Etcd(tmp_path)
+        else:
+            self.etcd = EtcdCluster(tmp_path, etcd_members)
 
     def agent(self, name, *args, memory="4G", cpus=8, state_dir=None):
         sd = state_dir or self.dir / f"h-{name}"
         if sd not in self.state_dirs:
             self.state_dirs.append(sd)
+        ns = self.net.ns[name] if self.net else None
+        addr = self.net.ip[name] if self.net else "127.0.0.1"
         n = Node(self, "agent", name, ["--name", name, "--state-dir", str(sd), "--memory",
-                                       memory, "--cpus", str(cpus), "--ttl", "4", *args])
+                                       memory, "--cpus", str(cpus), "--ttl", "4", *args],
+                 ns, addr)
         n.state_dir = sd
         self.nodes.append(n)
         return n
 
     def manager(self, name="m1", *args):
-        n = Node(self, "manager", name, ["--id", name, *args])
+        n = Node(self, "manager", name, ["--id", name, *args],
+                 self.net.ns["fabric"] if self.net else None,
+                 self.net.ip["fabric"] if self.net else "127.0.0.1")
         self.nodes.append(n)
         return n
 
@@ -254,9 +277,10 @@ class Lab:
     def cluster(self, *args, manager=None, timeout=120):
         m = manager or next(n for n in self.nodes if n.kind == "manager"
                             and n.proc.poll() is None)
-        return subprocess.run([GODWIT, "cluster", "--manager", m.url, "--pki", str(self.pki),
-                               *args], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        prefix = ["ip", "netns", "exec", self.net.ns["client"]] if self.net else []
+        return subprocess.run([*prefix, GODWIT, "cluster", "--manager", m.url, "--pki",
+                               str(self.pki), *args], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
 
     def stop(self):
         for n in self.nodes:
@@ -274,3 +298,78 @@ class Lab:
             pids = {p for p in pids if pid_alive(p)}
             time.sleep(0.1)
         self.etcd.stop()
+
+
+class ClusterNet:
+    """Hosts as network namespaces on one bridge, built by the test and removed even
+    when it fails (only 192.0.2.0/24):
+
+        fabric (bridge br0, 192.0.2.1: etcd, the manager)
+          ├─veth── host-a (192.0.2.11: its agent and VMs)
+          ├─veth── host-b (192.0.2.12)
+          └─veth── client (192.0.2.100: godwit cluster, the test's requests)
+
+    Migration streams go from one host's namespace to another's across the bridge.
+    """
+
+    def __init__(self, hosts=("host-a", "host-b")):
+        self.tag = f"c{os.getpid() % 100000}"
+        self.hosts = list(hosts)
+        self.ns = {n: f"{n}-{self.tag}" for n in ["fabric", "client", *self.hosts]}
+        self.ip = {"fabric": "192.0.2.1", "client": "192.0.2.100"}
+        for i, h in enumerate(self.hosts):
+            self.ip[h] = f"192.0.2.{11 + i}"
+        self.veth = {}
+
+    def ips(self):
+        return [self.ip[n] for n in self.ns]
+
+    def sh(self, *args, check=True):
+        return subprocess.run(list(args), check=check, capture_output=True, text=True,
+                              timeout=20)
+
+    def run(self, n, *cmd, check=True):
+        return self.sh("ip", "netns", "exec", self.ns[n], *cmd, check=check)
+
+    def up(self):
+        try:
+            for ns in self.ns.values():
+                self.sh("ip", "netns", "add", ns)
+            self.run("fabric", "ip", "link", "add", "br0", "type", "bridge")
+            self.run("fabric", "ip", "addr", "add", f"{self.ip['fabric']}/24", "dev", "br0")
+            self.run("fabric", "ip", "link", "set", "br0", "up")
+            for n in ["fabric", "client", *self.hosts]:
+                self.run(n, "ip", "link", "set", "lo", "up")
+            for i, n in enumerate(["client", *self.hosts]):
+                a, b = f"v{i}{self.tag}"[:15], f"f{i}{self.tag}"[:15]
+                self.sh("ip", "link", "add", a, "netns", self.ns[n], "type", "veth", "peer",
+                        "name", b, "netns", self.ns["fabric"])
+                self.run("fabric", "ip", "link", "set", b, "master", "br0", "up")
+                self.run(n, "ip", "addr", "add", f"{self.ip[n]}/24", "dev", a)
+                self.run(n, "ip", "link", "set", a, "up")
+                self.veth[n] = a
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def cut(self, host, up=False):
+        """Takes a host off the bridge (its veth down), or puts it back."""
+        self.run(host, "ip", "link", "set", self.veth[host], "up" if up else "down")
+
+    def https_call(self, pki, url, method, path, body=None, timeout=60):
+        """(status, parsed body) of a request from the client namespace (curl)."""
+        args = ["curl", "-s", "-m", str(timeout), "-X", method, "--cacert", str(pki / "ca.crt"),
+                "--cert", str(pki / "client.crt"), "--key", str(pki / "client.key"),
+                "-w", "\n%{http_code}", url + path]
+        if body is not None:
+            args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+        r = self.run("client", *args, check=False)
+        if r.returncode:
+            raise ConnectionError(f"curl {url}{path}: exit {r.returncode}")
+        text, _, code = r.stdout.rpartition("\n")
+        return int(code), (json.loads(text) if text.strip() else None)
+
+    def down(self):
+        for ns in self.ns.values():
+            self.sh("ip", "netns", "del", ns, check=False)
