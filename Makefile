@@ -120,7 +120,7 @@ test-kvm: $(KVMTEST_BIN)
 	$(Q)scripts/run-unit.sh $(KVMTEST_BIN)
 
 san:
-	$(Q)$(MAKE) --no-print-directory SAN=1 build/san/godwit $(patsubst build/%,build/san/%,$(UNIT_BIN) $(KVMTEST_BIN))
+	$(Q)$(MAKE) --no-print-directory SAN=1 build/san/godwit $(patsubst build/%,build/san/%,$(UNIT_BIN) $(KVMTEST_BIN) $(CLUSTERTEST_BIN))
 
 # Everything a fresh Debian 12 machine needs, then every test tier. scripts/test.sh
 # fails if any tier fails or if no test ran at all.
@@ -169,6 +169,13 @@ bench-devices: deps
 bench-disk-move: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(PYTHON) bench/disk_move.py
+
+# Emptying a host through the cluster one, two and eight moves per host at a time, side
+# by side (docs/cluster.md, "Measured"). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS.
+.PHONY: bench-cluster
+bench-cluster: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(PYTHON) bench/cluster.py
 
 format:
 	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')

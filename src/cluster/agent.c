@@ -53,6 +53,10 @@ struct agent {
 	uint64_t memory;
 	struct tls_files tls;
 	struct etcd etcd; /* the main loop's; handlers use none */
+	struct etcd ka;	  /* the keepalive thread's */
+	pthread_t ka_thread;
+	int ka_stop[2];
+	bool lease_lost; /* set by the keepalive thread, atomically */
 	struct https_server *https;
 	pthread_mutex_t lock;
 	struct lvm vms[AGENT_MAX_VMS];
@@ -667,9 +671,12 @@ static int register_host(struct agent *a)
 	json_t *host;
 	int ret;
 
-	ret = etcd__lease_grant(&a->etcd, a->ttl, &a->lease);
+	int64_t lease;
+
+	ret = etcd__lease_grant(&a->etcd, a->ttl, &lease);
 	if (ret)
 		return ret;
+	__atomic_store_n(&a->lease, lease, __ATOMIC_RELEASE);
 	host = json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", a->name, "url", "", "address",
 			 a->address, "cpus", (json_int_t)a->cpus, "memory", (json_int_t)a->memory);
 	json_object_set_new(host, "url", json_sprintf("https://%s", a->listen));
@@ -852,6 +859,31 @@ static void reap(struct agent *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+/*
+ * The lease is kept alive by a thread of its own, every third of its TTL: slow VM APIs
+ * in the main loop's publishing must never make a live host look dead (HA would
+ * restart its VMs elsewhere).
+ */
+static void *keepalive(void *arg)
+{
+	struct agent *a = arg;
+	struct pollfd pfd = {.fd = a->ka_stop[0], .events = POLLIN};
+	int ms = (int)MAX(a->ttl * 1000 / 3, 500);
+	int64_t ttl;
+	int ret;
+
+	pthread_setname_np(pthread_self(), "keepalive");
+	while (poll(&pfd, 1, ms) == 0) {
+		ret = etcd__lease_keepalive(&a->ka, __atomic_load_n(&a->lease, __ATOMIC_ACQUIRE),
+					    &ttl);
+		if (ret == -ENOENT)
+			__atomic_store_n(&a->lease_lost, true, __ATOMIC_RELEASE);
+		else if (ret)
+			pr_warn("%s: keepalive: %s", a->name, a->ka.err);
+	}
+	return NULL;
+}
+
 /* ---- the command ---- */
 
 static void usage(FILE *out)
@@ -988,11 +1020,13 @@ int agent__main(int argc, char **argv)
 	char err[600] = "";
 	struct pollfd pfd;
 	sigset_t set;
+	bool ka_started = false;
 	int ret, sfd = -1;
 	ssize_t n;
 
 	if (!a)
 		return 1;
+	a->ka_stop[0] = a->ka_stop[1] = -1;
 	ret = parse(a, argc, argv);
 	if (ret) {
 		free(a);
@@ -1024,6 +1058,12 @@ int agent__main(int argc, char **argv)
 		goto out;
 	}
 	fence(a);
+	if (etcd__init(&a->ka, a->etcd_url) || pipe2(a->ka_stop, O_CLOEXEC) ||
+	    pthread_create(&a->ka_thread, NULL, keepalive, a)) {
+		pr_err("%s: cannot start the lease's keepalive", a->name);
+		goto out;
+	}
+	ka_started = true;
 	if (https__start(&a->https, a->listen, &a->tls, handle, a, err, sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
@@ -1034,19 +1074,16 @@ int agent__main(int argc, char **argv)
 	pfd.fd = sfd;
 	pfd.events = POLLIN;
 	for (;;) {
-		int64_t ttl;
-
 		if (poll(&pfd, 1, AGENT_TICK_MS) > 0)
 			break;
-		ret = etcd__lease_keepalive(&a->etcd, a->lease, &ttl);
-		if (ret == -ENOENT) {
+		if (__atomic_exchange_n(&a->lease_lost, false, __ATOMIC_ACQ_REL)) {
 			/* Dead to the cluster for a while: its VMs may run elsewhere now. */
 			pr_warn("%s: lease expired; registering again", a->name);
-			if (!register_host(a))
-				fence(a);
-		} else if (ret) {
-			pr_warn("%s: keepalive: %s", a->name, a->etcd.err);
-			continue;
+			if (register_host(a)) {
+				__atomic_store_n(&a->lease_lost, true, __ATOMIC_RELEASE);
+				continue;
+			}
+			fence(a);
 		}
 		reap(a);
 		publish(a);
@@ -1059,6 +1096,16 @@ int agent__main(int argc, char **argv)
 	https__stop(a->https);
 	ret = 0;
 out:
+	if (ka_started) {
+		if (write(a->ka_stop[1], "x", 1) != 1)
+			pr_warn("%s: cannot stop the keepalive thread", a->name);
+		pthread_join(a->ka_thread, NULL);
+	}
+	if (a->ka_stop[0] >= 0) {
+		close(a->ka_stop[0]);
+		close(a->ka_stop[1]);
+	}
+	etcd__exit(&a->ka);
 	etcd__exit(&a->etcd);
 	if (sfd >= 0)
 		close(sfd);

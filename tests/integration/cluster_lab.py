@@ -130,15 +130,18 @@ class EtcdCluster:
             m.stop()
 
 
-def etcd_get(url, key, prefix=False):
-    """{key: value} of a key (or every key under a prefix) read straight from etcd."""
+def etcd_get(url, key, prefix=False, ns=None):
+    """{key: value} of a key (or every key under a prefix) read straight from etcd
+    (from network namespace ns if given)."""
     import base64
     body = {"key": base64.b64encode(key.encode()).decode()}
     if prefix:
         end = key[:-1] + chr(ord(key[-1]) + 1)
         body["range_end"] = base64.b64encode(end.encode()).decode()
-    r = subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", url + "/v3/kv/range", "-d",
-                        json.dumps(body)], capture_output=True, text=True, check=True)
+    prefix_cmd = ["ip", "netns", "exec", ns] if ns else []
+    r = subprocess.run([*prefix_cmd, "curl", "-s", "-m", "5", "-X", "POST",
+                        url.split(",")[0] + "/v3/kv/range", "-d", json.dumps(body)],
+                       capture_output=True, text=True, check=True)
     out = {}
     for kv in json.loads(r.stdout).get("kvs", []):
         out[base64.b64decode(kv["key"]).decode()] = base64.b64decode(
@@ -183,9 +186,14 @@ class Node:
                                  f"{self.logs()[-2000:]}")
         try:
             self.call("GET", "/host" if self.kind == "agent" else "/hosts")
-            return True
         except OSError:
             return False
+        if self.kind != "agent":
+            return True
+        # An agent is ready once its host is up in etcd, not only serving.
+        key = f"/godwit/alive/{self.name}"
+        return key in etcd_get(self.lab.etcd.url, key,
+                               ns=self.lab.net.ns["client"] if self.lab.net else None)
 
     def logs(self):
         self.log.flush()
