@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -61,6 +62,21 @@ def wait_until(what, check, timeout=30, step=0.1):
     raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
 
+def free_ports(n):
+    """n distinct TCP ports on loopback that were free a moment ago (all held while
+    choosing: free_port() twice may give the same one)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class Etcd:
     """One etcd member on free loopback ports with its data in tmp_path; with
     `cluster` (name=peer URL for every member), one member of that cluster."""
@@ -69,8 +85,9 @@ class Etcd:
                  address="127.0.0.1"):
         self.dir = tmp_path / name
         self.dir.mkdir()
-        self.port = port or (free_port() if not ns else 2379)
-        self.peer_port = peer_port or (free_port() if not ns else 2380)
+        two = free_ports(2) if not ns else (2379, 2380)
+        self.port = port or two[0]
+        self.peer_port = peer_port or two[1]
         self.url = f"http://{address}:{self.port}"
         self.ns = ns
         self.log = open(self.dir / "log", "wb")
@@ -112,17 +129,27 @@ class EtcdCluster:
     """n etcd members of one cluster; `url` names them all, comma-separated."""
 
     def __init__(self, tmp_path, n):
-        ports = [(free_port(), free_port()) for _ in range(n)]
-        cluster = ",".join(f"e{i}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
-        self.members = []
-        try:
-            for i, (cp, pp) in enumerate(ports):
-                self.members.append(Etcd(tmp_path, f"e{i}", cp, pp, cluster))
-            for m in self.members:
-                m.wait()
-        except BaseException:
-            self.stop()
-            raise
+        # A port taken by another process between our choice and etcd's bind: choose
+        # again (bounded), in fresh directories.
+        for attempt in range(3):
+            ports = free_ports(2 * n)
+            cluster = ",".join(f"e{i}=http://127.0.0.1:{ports[2 * i + 1]}" for i in range(n))
+            self.members = []
+            try:
+                for i in range(n):
+                    self.members.append(Etcd(tmp_path / f"try{attempt}" if attempt else tmp_path,
+                                             f"e{i}", ports[2 * i], ports[2 * i + 1], cluster))
+                for m in self.members:
+                    m.wait()
+                break
+            except AssertionError as e:
+                self.stop()
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                (tmp_path / f"try{attempt + 1}").mkdir()
+            except BaseException:
+                self.stop()
+                raise
         self.url = ",".join(m.url for m in self.members)
 
     def stop(self):
