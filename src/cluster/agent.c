@@ -375,6 +375,49 @@ static int add_vm(struct agent *a, const char *name, pid_t pid, bool child, bool
 
 /* ---- the HTTPS API (docs/cluster.md, "Agent API") ---- */
 
+/*
+ * Whether no copy of name runs here, after waiting (at most 20 s) for one that has
+ * handed its VM over to end: a VM that comes back right after it left finds its old
+ * source process still tearing down (freeing guest RAM takes seconds under load).
+ */
+static bool wait_departed(struct agent *a, const char *name)
+{
+	char err[256];
+	struct lvm v, *cur;
+	json_t *mig = NULL;
+	long status;
+	int i, st;
+	bool gone = false;
+
+	pthread_mutex_lock(&a->lock);
+	cur = find_vm(a, name);
+	if (cur)
+		v = *cur;
+	pthread_mutex_unlock(&a->lock);
+	if (!cur)
+		return true;
+	/* Only a source that has handed over (or no longer answers) is on its way out. */
+	if (!vm_call(a, name, "GET", "/vm/migration", NULL, 2, &status, &mig, err, sizeof(err)) &&
+	    status == 200 && strcmp(cluster__str(mig, "status", ""), "completed")) {
+		json_decref(mig);
+		return false;
+	}
+	json_decref(mig);
+	for (i = 0; i < 400 && !gone; i++) {
+		gone = process_gone(v.pid, v.child, &st);
+		if (!gone)
+			sleep_ms(50);
+	}
+	if (!gone)
+		return false;
+	pthread_mutex_lock(&a->lock);
+	cur = find_vm(a, name);
+	if (cur && cur->pid == v.pid)
+		drop_vm(a, cur);
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
 static int start_vm(struct agent *a, const json_t *spec, bool incoming, struct api_response *resp)
 {
 	const char *name = cluster__str(spec, "name", "");
@@ -387,10 +430,7 @@ static int start_vm(struct agent *a, const json_t *spec, bool incoming, struct a
 		api__error(resp, 400, "%s", err);
 		return 0;
 	}
-	pthread_mutex_lock(&a->lock);
-	ret = find_vm(a, name) ? -EEXIST : 0;
-	pthread_mutex_unlock(&a->lock);
-	if (ret) {
+	if (!wait_departed(a, name)) {
 		api__error(resp, 409, "%s already runs on %s", name, a->name);
 		return 0;
 	}

@@ -28,6 +28,7 @@
 #define MIN_TICK_MS	 100
 #define MAX_ATTEMPTS	 3 /* a failed move is retried at most twice more */
 #define RESTART_RETRY_MS 5000
+#define RETRY_BACKOFF_MS 3000
 
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
 		    const json_t *req, long timeout_s, long *status, json_t **reply, char *err,
@@ -212,6 +213,9 @@ static void retry(struct mgr *m, const struct s_task *st, const char *error)
 	task = json_deep_copy(st->t);
 	json_object_set_new(task, "phase", json_string("queued"));
 	json_object_set_new(task, "attempt", json_integer(attempt));
+	/* Not at once: what failed (a departing copy, a busy host) may pass in a moment. */
+	json_object_set_new(task, "next_try_ms",
+			    json_integer(cluster__now_ms() + RETRY_BACKOFF_MS * attempt));
 	json_object_set_new(task, "error", json_sprintf("attempt %d: %s", attempt, error));
 	json_object_del(task, "slots");
 	json_object_del(task, "to");
@@ -713,6 +717,8 @@ static void run_queue(struct mgr *m, const struct snap *s)
 			finish(m, st, "cancelled", NULL, NULL);
 			continue;
 		}
+		if (cluster__now_ms() < cluster__int(st->t, "next_try_ms", 0))
+			continue;
 		if (strcmp(vm->owner, cluster__str(st->t, "src", ""))) {
 			finish(m, st, "failed", "the VM's owner changed", NULL);
 			continue;
