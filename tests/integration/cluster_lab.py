@@ -13,7 +13,10 @@ import socket
 import subprocess
 import time
 
-from godwit_vm import GODWIT, free_port
+from godwit_vm import GODWIT, TESTGUEST, free_port
+
+# What the cluster tests' VMs run: the test guest, its memory checked by memtouch.
+CMDLINE = "heartbeat 10 ; memtouch 16M"
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCD_LIVE = os.path.join(os.path.dirname(GODWIT), "tests", "cluster", "etcd_live")
@@ -408,3 +411,53 @@ class ClusterNet:
     def down(self):
         for ns in self.ns.values():
             self.sh("ip", "netns", "del", ns, check=False)
+
+
+# ---- the cluster tests' shared steps, through godwit cluster ----
+
+def ok(r):
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r.stdout
+
+
+def js(lab, *args, **kw):
+    return json.loads(ok(lab.cluster(*args, "--json", **kw)))
+
+
+def vms(lab, **kw):
+    return {v["name"]: v for v in js(lab, "vms", **kw)["vms"]}
+
+
+def history(lab, **kw):
+    return js(lab, "tasks", **kw)["history"]
+
+
+def create(lab, name, *extra, memory="64M", cmdline=CMDLINE, **kw):
+    return ok(lab.cluster("create", name, "--kernel", TESTGUEST, "--memory", memory, "--cpus",
+                          "2", "--cmdline", cmdline, *extra, **kw))
+
+
+def running_on(lab, name, host, **kw):
+    v = vms(lab, **kw).get(name)
+    return v and v["host"] == host and v["state"] == "running" and v["task"] is None
+
+
+def create_on(lab, host, others, names, *extra, manager=None, **create_kw):
+    """VMs created on host (the other hosts held in maintenance meanwhile), running."""
+    kw = {"manager": manager} if manager else {}
+    for h in others:
+        ok(lab.cluster("maintenance", "enter", h, **kw))
+    for n in names:
+        create(lab, n, *extra, **create_kw, **kw)
+    for h in others:
+        ok(lab.cluster("maintenance", "exit", h, **kw))
+    wait_until(f"{names} run on {host}",
+               lambda: all(running_on(lab, n, host, **kw) for n in names))
+
+
+def keeps_running(lab, name):
+    """The VM's memtouch goes on passing on the host that owns it now."""
+    v = vms(lab)[name]
+    console = lab.dir / f"h-{v['host']}" / f"{name}.console"
+    n = passes(console)
+    wait_until(f"{name} passes on {v['host']}", lambda: passes(console) > n, timeout=60)

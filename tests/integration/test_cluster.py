@@ -1,55 +1,17 @@
 """The cluster (docs/cluster.md): etcd, agents and managers on loopback ports, the test
 guest as VMs. Moves by name, the limits, maintenance, an agent's kill -9, a dead host's
 VMs restarted elsewhere (and not while their disks are locked), a manager's failover."""
-import json
 import os
 import signal
 import ssl
 
 import pytest
 
-from cluster_lab import etcd_put, https_call, passes, pid_alive, wait_until
+from cluster_lab import (create, create_on, etcd_put, history, https_call, js, keeps_running, ok,
+                         passes, pid_alive, running_on, vms, wait_until)
 from godwit_vm import TESTGUEST
 
 pytestmark = pytest.mark.kvm
-
-CMDLINE = "heartbeat 10 ; memtouch 16M"
-
-
-def ok(r):
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    return r.stdout
-
-
-def js(lab, *args, **kw):
-    return json.loads(ok(lab.cluster(*args, "--json", **kw)))
-
-
-def vms(lab):
-    return {v["name"]: v for v in js(lab, "vms")["vms"]}
-
-
-def create(lab, name, *extra, memory="64M", cmdline=CMDLINE):
-    return ok(lab.cluster("create", name, "--kernel", TESTGUEST, "--memory", memory, "--cpus",
-                          "2", "--cmdline", cmdline, *extra))
-
-
-def running_on(lab, name, host):
-    v = vms(lab).get(name)
-    return v and v["host"] == host and v["state"] == "running" and v["task"] is None
-
-
-def keeps_running(lab, name):
-    """The VM's memtouch goes on passing on the host that owns it now."""
-    v = vms(lab)[name]
-    console = lab.dir / f"h-{v['host']}" / f"{name}.console"
-    n = passes(console)
-    wait_until(f"{name} passes on {v['host']}", lambda: passes(console) > n, timeout=60)
-
-
-def history(lab):
-    return js(lab, "tasks")["history"]
-
 
 def test_create_migrate_cancel_and_refusals(lab):
     a = lab.agent("host-a", memory="1G")
@@ -102,12 +64,7 @@ def test_per_host_limit_makes_a_move_wait_then_run(lab):
     lab.agent("host-a")
     lab.agent("host-b")
     lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    for n in ("v1", "v2"):
-        create(lab, n)
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("both run on host-a",
-               lambda: running_on(lab, "v1", "host-a") and running_on(lab, "v2", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["v1", "v2"])
     ok(lab.cluster("limits", "--per-host", "1"))
     t1 = ok(lab.cluster("migrate", "v1", "--to", "host-b")).strip()
     t2 = ok(lab.cluster("migrate", "v2", "--to", "host-b")).strip()
@@ -173,10 +130,7 @@ def test_maintenance_reports_a_vm_that_fits_nowhere(lab):
     lab.agent("host-a", memory="1G")
     lab.agent("host-b", memory="256M")
     lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    create(lab, "big", memory="512M")
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("big runs", lambda: running_on(lab, "big", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["big"], memory="512M")
     r = lab.cluster("maintenance", "enter", "host-a", "--wait")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "big cannot leave host-a: no host has 512 MiB" in r.stderr
@@ -188,10 +142,7 @@ def test_agent_kill9_and_restart_keeps_and_adopts_its_vms(lab):
     a = lab.agent("host-a")
     lab.agent("host-b")
     lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    create(lab, "web1")
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["web1"])
     (pid,) = lab.vm_pids()
     a.stop(signal.SIGKILL)
     assert pid_alive(pid)
@@ -209,10 +160,7 @@ def test_dead_host_vms_restart_elsewhere_only_once_their_disks_are_free(lab, tmp
     lab.manager("m1")
     disk = tmp_path / "shared-web1.img"
     disk.write_bytes(b"\0" * (1 << 20))
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    create(lab, "web1", "--disk", str(disk))
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["web1"], "--disk", str(disk))
     (pid,) = lab.vm_pids()
     # Host-a cut off: its agent is gone, its VM still runs and holds its disk's lock.
     a.stop(signal.SIGKILL)
@@ -235,10 +183,7 @@ def test_manager_failover_continues_a_queued_task(lab):
     m1 = lab.manager("m1")
     wait_until("m1 leads", lambda: js(lab, "hosts", manager=m1)["leader"] == "m1")
     m2 = lab.manager("m2")
-    ok(lab.cluster("maintenance", "enter", "host-b", manager=m2))
-    create(lab, "web1")
-    ok(lab.cluster("maintenance", "exit", "host-b", manager=m2))
-    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["web1"], manager=m2)
     m1.stop(signal.SIGKILL)
     # No leader until m1's lease expires: the move waits in etcd's queue meanwhile.
     task = ok(lab.cluster("migrate", "web1", "--to", "host-b", manager=m2)).strip()
@@ -253,12 +198,8 @@ def test_source_agent_kill9_mid_evacuation(lab):
     a = lab.agent("host-a")
     lab.agent("host-b")
     lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
     names = ["vm0", "vm1", "vm2"]
-    for n in names:
-        create(lab, n)
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("all run on host-a", lambda: all(running_on(lab, n, "host-a") for n in names))
+    create_on(lab, "host-a", ["host-b"], names)
     ok(lab.cluster("limits", "--per-host", "1"))
     ok(lab.cluster("maintenance", "enter", "host-a"))
     wait_until("the first move has ended", lambda: len(history(lab)) >= 1, timeout=120)
@@ -298,10 +239,7 @@ def test_cancel_of_a_move_under_way_leaves_the_vm_where_it_was(lab):
     lab.agent("host-a")
     b = lab.agent("host-b")
     lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    create(lab, "web1", cmdline="heartbeat 10 ; memtouch 16M random")
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+    create_on(lab, "host-a", ["host-b"], ["web1"], cmdline="heartbeat 10 ; memtouch 16M random")
     # 1 MB/s for 16 MiB of random bytes written over and over: a move that takes a while.
     task = ok(lab.cluster("migrate", "web1", "--to", "host-b", "--max-bandwidth", "1M")).strip()
     wait_until("the move is under way", lambda: any(
@@ -322,12 +260,8 @@ def test_leading_manager_kill9_mid_evacuation(lab):
     m1 = lab.manager("m1")
     wait_until("m1 leads", lambda: js(lab, "hosts", manager=m1)["leader"] == "m1")
     m2 = lab.manager("m2")
-    ok(lab.cluster("maintenance", "enter", "host-b", manager=m2))
     names = ["vm0", "vm1", "vm2"]
-    for n in names:
-        create(lab, n)
-    ok(lab.cluster("maintenance", "exit", "host-b", manager=m2))
-    wait_until("all run on host-a", lambda: all(running_on(lab, n, "host-a") for n in names))
+    create_on(lab, "host-a", ["host-b"], names, manager=m2)
     ok(lab.cluster("limits", "--per-host", "1", manager=m2))
     ok(lab.cluster("maintenance", "enter", "host-a", manager=m2))
     wait_until("the first move has ended", lambda: len(js(lab, "tasks", manager=m2)["history"])
@@ -349,10 +283,7 @@ def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
         lab.agent("host-a")
         lab.agent("host-b")
         lab.manager("m1")
-        ok(lab.cluster("maintenance", "enter", "host-b"))
-        create(lab, "web1")
-        ok(lab.cluster("maintenance", "exit", "host-b"))
-        wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
+        create_on(lab, "host-a", ["host-b"], ["web1"])
         # The member every agent and manager talks to first.
         lab.etcd.members[0].stop(signal.SIGKILL)
         ok(lab.cluster("migrate", "web1", "--to", "host-b", "--wait"))
