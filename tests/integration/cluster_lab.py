@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from godwit_vm import GODWIT, TESTGUEST, free_port
+from godwit_vm import GODWIT, TESTGUEST, free_port, json_exchange
 
 # What the cluster tests' VMs run: the test guest, its memory checked by memtouch.
 CMDLINE = "heartbeat 10 ; memtouch 16M"
@@ -247,14 +247,7 @@ def https_call(pki, port, method, path, body=None, cert="client", timeout=60):
     if cert:
         ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw else None)
-    finally:
-        conn.close()
+    return json_exchange(conn, method, path, body)
 
 
 class Lab:

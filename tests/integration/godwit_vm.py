@@ -51,9 +51,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
-def api(sock_path, method, path, body=None, timeout=10):
-    """Returns (status, parsed JSON body or None)."""
-    conn = UnixHTTPConnection(sock_path, timeout)
+def json_exchange(conn, method, path, body=None):
+    """One request on conn, then closes it: (status, parsed JSON body or None)."""
     try:
         data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
         conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
@@ -62,6 +61,11 @@ def api(sock_path, method, path, body=None, timeout=10):
         return resp.status, (json.loads(raw) if raw else None)
     finally:
         conn.close()
+
+
+def api(sock_path, method, path, body=None, timeout=10):
+    """Returns (status, parsed JSON body or None)."""
+    return json_exchange(UnixHTTPConnection(sock_path, timeout), method, path, body)
 
 
 class Godwit:
