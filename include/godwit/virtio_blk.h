@@ -180,6 +180,8 @@ const char *virtio_blk__move_status_name(enum blk_move_status s);
 bool virtio_blk__move_status_final(enum blk_move_status s);
 /* Cancels a move under way and waits for its thread (removing the partial file). */
 void virtio_blk__move_stop(struct virtio_blk *b);
+/* The image's path now (a move's switch changes it), as a string in buf. */
+void virtio_blk__path(struct virtio_blk *b, char *buf, size_t len);
 
 struct virtio_blk_state {
 	struct virtio_mmio_state transport;

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The VM's resources on the API socket (docs/api.md). Handlers run on API threads. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "godwit/api.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
+#include "godwit/virtio_blk.h"
 #include "godwit/vm.h"
 #include "godwit/vm_api.h"
 
@@ -17,6 +19,26 @@ static json_t *config_json(const struct vm_config *cfg)
 			 (json_int_t)cfg->mem_size, "cpus", (int)cfg->nr_cpus, "console",
 			 cfg->console == CONSOLE_FILE ? "file" : "stdio", "console_path",
 			 cfg->console_path);
+}
+
+/* The disks as the guest sees them now: a disk move changes a path. */
+static json_t *disks_json(struct vm *vm)
+{
+	json_t *disks = json_array();
+	char path[PATH_MAX];
+	struct virtio_blk *b;
+	unsigned int id;
+
+	for (id = 0; disks && id < vm->cfg.nr_disks; id++) {
+		b = devices__disk(vm, id);
+		if (!b)
+			continue;
+		virtio_blk__path(b, path, sizeof(path));
+		json_array_append_new(disks, json_pack("{s:i, s:s, s:b, s:I}", "id", (int)id,
+						       "path", path, "readonly", b->disk.readonly,
+						       "size", (json_int_t)(b->capacity * 512)));
+	}
+	return disks;
 }
 
 static int get_vm(void *opaque, const struct api_request *req, struct api_response *resp)
@@ -35,8 +57,9 @@ static int get_vm(void *opaque, const struct api_request *req, struct api_respon
 		json_array_append_new(vcpus, json_pack("{s:i, s:I}", "id", (int)i, "exits",
 						       (json_int_t)__atomic_load_n(&vm->vcpus[i].exits,
 										   __ATOMIC_RELAXED)));
-	resp->body = json_pack("{s:s, s:o, s:o, s:I, s:b}", "state", vm__state_name(state),
-			       "config", config_json(&vm->cfg), "vcpus", vcpus, "uptime_ms",
+	resp->body = json_pack("{s:s, s:o, s:o, s:o*, s:I, s:b}", "state", vm__state_name(state),
+			       "config", config_json(&vm->cfg), "vcpus", vcpus, "disks",
+			       disks_json(vm), "uptime_ms",
 			       (json_int_t)((util__now_ns() - vm->start_ns) / 1000000),
 			       "software_kvm", vm->kvm.is_pvm);
 	return resp->body ? 0 : -ENOMEM;

@@ -95,8 +95,11 @@ static int switch_over(struct virtio_blk *b, struct disk_mirror *m, char *err, s
 		snprintf(err, errlen, "cannot make the lock on %s a read lock: %s", m->dst.path,
 			 strerror(-ret));
 	if (!ret) {
+		/* Under the move's lock: the API reads the disk's path (virtio_blk__path). */
+		pthread_mutex_lock(&b->move.lock);
 		old = b->disk;
 		disk_mirror__take(m, &b->disk);
+		pthread_mutex_unlock(&b->move.lock);
 		b->mirror = NULL;
 	}
 	virtio_blk__resume(b);
@@ -318,4 +321,11 @@ void virtio_blk__move_stop(struct virtio_blk *b)
 	pthread_mutex_unlock(&mv->lock);
 	if (running)
 		pthread_join(mv->thread, NULL);
+}
+
+void virtio_blk__path(struct virtio_blk *b, char *buf, size_t len)
+{
+	pthread_mutex_lock(&b->move.lock);
+	snprintf(buf, len, "%s", b->disk.path ? b->disk.path : "");
+	pthread_mutex_unlock(&b->move.lock);
 }

@@ -287,11 +287,16 @@ def test_readonly_disk_moves_and_stays_shared(tmp_path, procs):
                                                          f"{ro},readonly=on"])
     procs.append(vm)
     vm.wait_for(r"blklog: acked \d+", count=3, timeout=60)
+    before = [{"id": 0, "path": str(log), "readonly": False, "size": 16 * MiB},
+              {"id": 1, "path": str(ro), "readonly": True, "size": 16 * MiB}]
+    assert vm.api("GET", "/vm")[1]["disks"] == before
     res = run_godwit(["disk-move", "--api", vm.api_path, "--disk", "1", "--to", str(new),
                       "--json"], timeout=120)
     out = json.loads(res.stdout)
     assert res.returncode == 0 and out["status"] == "completed", res.stdout + res.stderr
     assert new.read_bytes() == ro.read_bytes()
+    # The VM's description names the image it uses now.
+    assert vm.api("GET", "/vm")[1]["disks"] == [before[0], dict(before[1], path=str(new))]
     # Readers may share it, no writer may take it; the old image is nobody's now.
     assert ofd_lock_taken(new, fcntl.F_RDLCK) and not ofd_lock_taken(new, fcntl.F_WRLCK)
     assert ofd_lock_taken(ro, fcntl.F_WRLCK)
