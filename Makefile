@@ -26,7 +26,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
 	-Wstrict-prototypes -Wold-style-definition -Wundef -Wwrite-strings -Wvla
 CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARNINGS) -Iinclude -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
-LDLIBS := -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl -levent_openssl -levent -lssl -lcrypto
+LDLIBS := -lm -lpthread -lmicrohttpd -ljansson -lxxhash -llz4 -lzstd -lcurl -levent_openssl -levent -lssl -lcrypto
 
 LIB_SRC := $(sort $(filter-out src/main.c,$(shell find src -name '*.c')))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -176,6 +176,14 @@ bench-disk-move: deps
 bench-cluster: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(PYTHON) bench/cluster.py
+
+# Balancing on simulated clusters of 64 and 1,000 hosts: the cost-aware scheduler and an
+# hbal-style baseline side by side, with a lower bound (docs/drs.md, "Measured"); writes
+# bench/results/DRS.md. DRS_SIZES (64x2000,1000x30000), DRS_SEEDS (1), DRS_SKEW (0.5).
+.PHONY: bench-drs
+bench-drs:
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/godwit
+	$(Q)GODWIT=$(BUILD)/godwit $(PYTHON) bench/drs.py
 
 format:
 	$(Q)clang-format -i $$(find src include tests guest fuzz -name '*.[ch]')

@@ -37,6 +37,8 @@ static void usage(FILE *out)
 	    "  events                                  what happened, newest last\n"
 	    "  maintenance enter|exit HOST [--wait]    empty a host / make it usable again\n"
 	    "  limits [--per-host N] [--cluster N]     migrations in flight at most\n"
+	    "  simulate [options]                      balancing and power on a synthetic\n"
+	    "                                          cluster (no VM, no manager; --help)\n"
 	    "\n"
 	    "Listings take --json. The manager is --manager (or $GODWIT_MANAGER), e.g.\n"
 	    "https://192.0.2.1:7400; with several, the first that answers. The client\n"
@@ -810,6 +812,8 @@ int cluster_cli__main(int argc, char **argv)
 		return cmd_init(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cert"))
 		return cmd_cert(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "simulate"))
+		return simulate__main(argc - 1, argv + 1);
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(&c, argc - 1, argv + 1);

@@ -79,7 +79,7 @@ CLUSTER_HEADERS_ALLOWED = {"include/godwit/api.h", "include/godwit/api_client.h"
                            "include/godwit/log.h", "include/godwit/util.h"}
 CLUSTER_CALLS_ALLOWED = re.compile(
     r"^(etcd|etcd_txn|etcd_range|cluster|cluster_cli|pki|tls_files|https|sched|snap|mgr|"
-    r"agent|manager|api_client|log|util)__|^api__error$")
+    r"agent|manager|api_client|log|util|drs|dpm|sim|simulate)__|^api__error$")
 
 
 @pytest.mark.parametrize("path", sources("src/cluster/*.c"))
@@ -93,9 +93,10 @@ def test_cluster_uses_only_the_public_api_client(path, tmp_path):
     assert not calls, f"{path} calls {calls}"
 
 
-def test_the_scheduler_is_pure(tmp_path):
+@pytest.mark.parametrize("path", ["src/cluster/sched.c", "src/cluster/drs.c",
+                                  "src/cluster/dpm.c"])
+def test_the_scheduler_is_pure(path, tmp_path):
     """No etcd, network, TLS or JSON in the scheduler: a simulator runs the same code."""
-    path = "src/cluster/sched.c"
     deps = included(path)
     impure = sorted(d for d in deps if re.search(
         r"curl|event2|openssl|jansson|sys/socket|netinet|arpa/|godwit/cluster/(etcd|keys|tls)|"

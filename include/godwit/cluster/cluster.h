@@ -6,5 +6,6 @@
 int cluster_cli__main(int argc, char **argv);
 int agent__main(int argc, char **argv);
 int manager__main(int argc, char **argv);
+int simulate__main(int argc, char **argv);
 
 #endif
