@@ -573,22 +573,50 @@ static uint64_t free_memory(const struct drs_plan *p, int h)
 	return mem > p->mem_used[h] ? mem - p->mem_used[h] : 0;
 }
 
-/* The legal host for v with the least sum of squared deviations after the move. */
+/* Should rules v would break on h, or -1 if it would break a must rule. */
+static int broken_on(const struct drs_plan *p, int v, int h)
+{
+	size_t k;
+	int n = 0;
+
+	for (k = p->rule_start[v]; k < p->rule_start[v + 1]; k++) {
+		int r = p->rule_of[k];
+
+		if (rule_holds(p, r, v, h))
+			continue;
+		if (p->m->rules[r].must)
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The legal host for v that breaks the fewest should rules, then leaves the least sum of
+ * squared deviations: a VM that must move anyway goes where its rules hold if it can.
+ */
 static int best_host(const struct drs_plan *p, int v, int fixing, bool should)
 {
 	double best_ssd = INFINITY;
-	int best = -1;
+	int best = -1, best_broken = INT_MAX;
 	size_t h;
 
 	for (h = 0; h < p->m->nr_hosts; h++) {
 		double ssd;
+		int broken;
 
 		if (!drs__plan_legal(p, v, (int)h, fixing, should))
 			continue;
+		broken = broken_on(p, v, (int)h);
+		if (broken < 0)
+			continue;
 		ssd = ssd_if(p, p->host[v], (int)h, p->m->vms[v].cpu_demand);
-		if (best < 0 || ssd < best_ssd - 1e-12 ||
-		    (ssd <= best_ssd + 1e-12 && free_memory(p, (int)h) > free_memory(p, best))) {
+		if (best < 0 || broken < best_broken ||
+		    (broken == best_broken && ssd < best_ssd - 1e-12) ||
+		    (broken == best_broken && ssd <= best_ssd + 1e-12 &&
+		     free_memory(p, (int)h) > free_memory(p, best))) {
 			best = (int)h;
+			best_broken = broken;
 			best_ssd = ssd;
 		}
 	}
@@ -1021,24 +1049,6 @@ err_nomem:
 }
 
 /* Placement */
-
-/* Should rules v would break on h, or -1 if it would break a must rule. */
-static int broken_on(const struct drs_plan *p, int v, int h)
-{
-	size_t k;
-	int n = 0;
-
-	for (k = p->rule_start[v]; k < p->rule_start[v + 1]; k++) {
-		int r = p->rule_of[k];
-
-		if (rule_holds(p, r, v, h))
-			continue;
-		if (p->m->rules[r].must)
-			return -1;
-		n++;
-	}
-	return n;
-}
 
 static void unplace(struct drs_plan *p, int v)
 {

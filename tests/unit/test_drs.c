@@ -22,7 +22,7 @@ struct lab {
 	struct drs_vm v[MAX_VMS];
 	struct drs_rule r[8];
 	int rv[8][8];
-	char names[MAX_HOSTS + MAX_VMS][16];
+	char names[MAX_HOSTS + MAX_VMS][32];
 	size_t nh, nv, nr;
 	struct drs_model m;
 	struct drs_config c;
@@ -264,12 +264,17 @@ static void test_maintenance_empties_a_host(void **state)
 	l.h[1].maintenance = true;
 	l.c.threshold = 1;
 	l.v[4].automation = DRS_AUTO_DISABLED; /* maintenance moves it all the same */
+	/* VM 1 should run on host-0, the busier: it goes there rather than where the load
+	   would have it */
+	l.v[0].cpu_demand = 3;
+	l.h[0].groups = 1 << 2;
+	lab_rule(&l, DRS_RULE_ON_GROUP, false, 2, 1, 1);
 	n = recommend(&l);
 	assert_int_equal(n, 2);
 	for (k = 0; k < n; k++) {
 		assert_int_equal(l.moves[k].reason, DRS_REASON_MAINTENANCE);
 		assert_int_equal(l.moves[k].src, 1);
-		assert_int_not_equal(l.moves[k].dst, 1);
+		assert_int_equal(l.moves[k].dst, l.moves[k].vm == 1 ? 0 : 2);
 		assert_true(l.moves[k].automatic);
 	}
 }
