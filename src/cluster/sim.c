@@ -625,13 +625,44 @@ static int parse_rule(struct parse *p, const json_t *j, size_t i, const struct n
 	return 0;
 }
 
+/* Sorted names; two alike are an error naming them. */
+static int name_index(struct parse *p, struct names *ix, const char **names, size_t n,
+		      const char *kind)
+{
+	size_t dup;
+	int ret = names_index(ix, names, n, &dup);
+
+	if (ret == -EEXIST)
+		return fail(p->why, p->len, -EINVAL, "two %s are named %s", kind, names[dup]);
+	return ret;
+}
+
+/* Each element of list (none if absent) by fn, counting them in *count as they are read. */
+static int parse_list(struct parse *p, const json_t *list, size_t *count, const struct names *ix,
+		      int (*fn)(struct parse *p, const json_t *j, size_t i, const struct names *ix))
+{
+	const json_t *x;
+	size_t i;
+	int ret;
+
+	json_array_foreach(list, i, x)
+	{
+		*count = i + 1;
+		ret = fn(p, x, i, ix);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int parse_all(struct parse *p, const json_t *root)
 {
 	static const char *const keys[] = {"hosts", "vms", "rules", NULL};
 	const json_t *hosts = json_object_get(root, "hosts"), *vms = json_object_get(root, "vms"),
 		     *rules = json_object_get(root, "rules"), *x;
-	struct names hix = {0}, vix = {0};
-	size_t i, dup;
+	struct names ix = {0};
+	const char **hn, **vn;
+	size_t i;
 	int ret;
 
 	p->what = "the trace";
@@ -655,48 +686,28 @@ static int parse_all(struct parse *p, const json_t *root)
 		if ((ret = parse_host(p, x, i)))
 			return ret;
 	}
-	{
-		const char **hn = malloc(p->s->nr_hosts * sizeof(*hn));
-
-		if (!hn)
-			return -ENOMEM;
-		for (i = 0; i < p->s->nr_hosts; i++)
-			hn[i] = p->s->hosts[i].name;
-		ret = names_index(&hix, hn, p->s->nr_hosts, &dup);
-		if (ret == -EEXIST)
-			ret = fail(p->why, p->len, -EINVAL, "two hosts are named %s", hn[dup]);
-		json_array_foreach(vms, i, x)
-		{
-			if (ret)
-				break;
-			p->s->nr_vms = i + 1;
-			ret = parse_vm(p, x, i, &hix);
-		}
-		free(hix.index);
-		free(hn);
-	}
+	hn = malloc(p->s->nr_hosts * sizeof(*hn));
+	if (!hn)
+		return -ENOMEM;
+	for (i = 0; i < p->s->nr_hosts; i++)
+		hn[i] = p->s->hosts[i].name;
+	ret = name_index(p, &ix, hn, p->s->nr_hosts, "hosts");
+	if (!ret)
+		ret = parse_list(p, vms, &p->s->nr_vms, &ix, parse_vm);
+	free(ix.index);
+	free(hn);
 	if (ret)
 		return ret;
-	{
-		const char **vn = malloc((p->s->nr_vms ? p->s->nr_vms : 1) * sizeof(*vn));
-
-		if (!vn)
-			return -ENOMEM;
-		for (i = 0; i < p->s->nr_vms; i++)
-			vn[i] = p->s->vms[i].name;
-		ret = names_index(&vix, vn, p->s->nr_vms, &dup);
-		if (ret == -EEXIST)
-			ret = fail(p->why, p->len, -EINVAL, "two VMs are named %s", vn[dup]);
-		json_array_foreach(rules, i, x)
-		{
-			if (ret)
-				break;
-			p->s->nr_rules = i + 1;
-			ret = parse_rule(p, x, i, &vix);
-		}
-		free(vix.index);
-		free(vn);
-	}
+	vn = malloc((p->s->nr_vms ? p->s->nr_vms : 1) * sizeof(*vn));
+	if (!vn)
+		return -ENOMEM;
+	for (i = 0; i < p->s->nr_vms; i++)
+		vn[i] = p->s->vms[i].name;
+	ret = name_index(p, &ix, vn, p->s->nr_vms, "VMs");
+	if (!ret)
+		ret = parse_list(p, rules, &p->s->nr_rules, &ix, parse_rule);
+	free(ix.index);
+	free(vn);
 	return ret;
 }
 
