@@ -47,6 +47,10 @@ $(BUILD)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
+# The web console's files go into the binary as they are (.incbin in manager_console.c).
+CONSOLE_FILES := $(wildcard src/cluster/console/*)
+$(BUILD)/src/cluster/manager_console.o build/fuzz/obj/src/cluster/manager_console.o: $(CONSOLE_FILES)
+
 $(BUILD)/libgodwit.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^

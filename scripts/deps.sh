@@ -18,6 +18,8 @@ PKGS=(
 	python3 python3-pytest python3-cryptography  # integration tests (and their TLS certificates)
 	qemu-system-x86                               # boots the test guest under TCG; bench
 	curl iproute2                                 # API by hand; test networks
+	chromium chromium-driver python3-selenium     # the web console's tests: a real browser,
+	libnss3-tools                                 # headless, trusting the cluster's CA (certutil)
 	kmod lz4 xz-utils zstd                        # guest-linux: modinfo, vmlinux payload
 )
 

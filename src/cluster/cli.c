@@ -39,6 +39,7 @@ static void usage(FILE *out)
 	    "  limits [--per-host N] [--cluster N]     migrations in flight at most\n"
 	    "  simulate [options]                      balancing and power on a synthetic\n"
 	    "                                          cluster (no VM, no manager; --help)\n"
+	    "  console-token [--days N] [--revoke-all] a login for the web console\n"
 	    "\n"
 	    "Listings take --json. The manager is --manager (or $GODWIT_MANAGER), e.g.\n"
 	    "https://192.0.2.1:7400; with several, the first that answers. The client\n"
@@ -775,6 +776,46 @@ static int cmd_limits(const struct client *c, int argc, char **argv)
 	return 0;
 }
 
+/* A login for the web console (docs/console.md): made only with the client certificate. */
+static int cmd_console_token(const struct client *c, int argc, char **argv)
+{
+	json_t *req, *reply;
+	uint64_t days = 30;
+	char when[32];
+	time_t t;
+	struct tm tm;
+
+	if (argc == 2 && !strcmp(argv[1], "--revoke-all")) {
+		if (ask(c, "DELETE", "/console/tokens", NULL, 204, &reply))
+			return 1;
+		json_decref(reply);
+		printf("every console token and session is revoked\n");
+		return 0;
+	}
+	if (argc != 1 &&
+	    (argc != 3 || strcmp(argv[1], "--days") || util__parse_u64(argv[2], 1, 365, &days))) {
+		pr_err("usage: godwit cluster console-token [--days N (1..365, default 30)] | "
+		       "--revoke-all");
+		return 2;
+	}
+	req = json_pack("{s:I}", "days", (json_int_t)days);
+	if (ask(c, "POST", "/console/tokens", req, 201, &reply)) {
+		json_decref(req);
+		return 1;
+	}
+	json_decref(req);
+	t = (time_t)(cluster__int(reply, "expires_ms", 0) / 1000);
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+	printf("%s\n", cluster__str(reply, "token", ""));
+	fprintf(stderr,
+		"console token %s, valid until %s: paste it into the login of "
+		"https://MANAGER/console/ (keep it secret; --revoke-all ends every one)\n",
+		cluster__str(reply, "id", ""), when);
+	json_decref(reply);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const struct client *c, int argc, char **argv);
@@ -783,6 +824,7 @@ static const struct {
     {"delete", cmd_delete}, {"migrate", cmd_migrate}, {"cancel", cmd_cancel},
     {"tasks", cmd_tasks},   {"events", cmd_events},   {"maintenance", cmd_maintenance},
     {"limits", cmd_limits},
+    {"console-token", cmd_console_token},
 };
 
 int cluster_cli__main(int argc, char **argv)

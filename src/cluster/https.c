@@ -33,8 +33,43 @@ struct https_server {
 	pthread_t thread;
 	bool running;
 	https_handler handler;
+	https_gate gate;
 	void *opaque;
 };
+
+struct https_req {
+	struct evhttp_request *r;
+	const char *type; /* a file's, or NULL: JSON */
+	const void *data;
+	size_t len;
+};
+
+const char *https__header(const struct https_req *r, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(r->r), name);
+}
+
+bool https__client_cert(const struct https_req *r)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->r);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	/* Verified by the handshake, which a bad one ended; checked again all the same. */
+	return ssl && SSL_get0_peer_certificate(ssl) && SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
+void https__add_header(struct https_req *r, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(r->r), name, value);
+}
+
+void https__reply_file(struct https_req *r, const char *type, const void *data, size_t len)
+{
+	r->type = type;
+	r->data = data;
+	r->len = len;
+}
 
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
@@ -52,13 +87,17 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	}
 }
 
-static void reply(struct evhttp_request *r, struct api_response *resp)
+static void reply(struct https_req *hr, struct api_response *resp)
 {
+	struct evhttp_request *r = hr->r;
 	struct evbuffer *out = evbuffer_new();
-	char *text = resp->body ? json_dumps(resp->body, JSON_COMPACT) : NULL;
+	char *text = resp->body && !hr->type ? json_dumps(resp->body, JSON_COMPACT) : NULL;
 
-	evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
-	if (out && text)
+	evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type",
+			  hr->type ? hr->type : "application/json");
+	if (out && hr->type)
+		evbuffer_add_reference(out, hr->data, hr->len, NULL, NULL);
+	else if (out && text)
 		evbuffer_add(out, text, strlen(text));
 	evhttp_send_reply(r, resp->status, NULL, out);
 	if (out)
@@ -73,9 +112,10 @@ static void on_request(struct evhttp_request *r, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
 	struct evbuffer *in = evhttp_request_get_input_buffer(r);
 	struct api_response resp = {.status = 200};
+	struct https_req hr = {.r = r};
 	struct api_request req = {0};
 	size_t len = evbuffer_get_length(in);
-	json_error_t jerr;
+	json_error_t jerr = {.text = ""};
 	json_t *body = NULL;
 	int ret;
 
@@ -85,21 +125,23 @@ static void on_request(struct evhttp_request *r, void *arg)
 		api__error(&resp, 405, "only GET, POST, PUT and DELETE are served");
 		goto out;
 	}
-	if (len) {
+	if (len)
 		body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
 				  JSON_REJECT_DUPLICATES, &jerr);
-		if (!body) {
-			api__error(&resp, 400, "invalid JSON body: %s", jerr.text);
-			goto out;
-		}
-	}
 	req.body = body;
+	/* The gate first: a stranger learns nothing, not even that the body was bad. */
+	if (srv->gate && srv->gate(srv->opaque, &hr, &req, &resp))
+		goto out;
+	if (len && !body) {
+		api__error(&resp, 400, "invalid JSON body: %s", jerr.text);
+		goto out;
+	}
 	ret = srv->handler(srv->opaque, &req, &resp);
 	if (ret < 0 && resp.status < 400)
 		api__error(&resp, 500, "%s", strerror(-ret));
 out:
 	json_decref(body);
-	reply(r, &resp);
+	reply(&hr, &resp);
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
@@ -131,7 +173,7 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static SSL_CTX *make_ctx(const struct tls_files *tls, char *err, size_t errlen)
+static SSL_CTX *make_ctx(const struct tls_files *tls, bool cert_optional, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	STACK_OF(X509_NAME) * cas;
@@ -154,8 +196,15 @@ static SSL_CTX *make_ctx(const struct tls_files *tls, char *err, size_t errlen)
 	if (!cas)
 		goto err;
 	SSL_CTX_set_client_CA_list(ctx, cas);
-	/* Mutual TLS: a client without a certificate from this cluster's CA gets nothing. */
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/*
+	 * Mutual TLS: a client without a certificate from this cluster's CA gets nothing;
+	 * with a gate, one without any gets as far as the gate lets it (a browser's login).
+	 * Another CA's certificate still fails the handshake.
+	 */
+	SSL_CTX_set_verify(
+	    ctx, SSL_VERIFY_PEER | (cert_optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), NULL);
+	/* Resumed sessions (browsers resume) keep their verified peer only with a context id. */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"godwit", 6);
 	return ctx;
 err:
 	snprintf(err, errlen, "TLS: %s: %s", what, ERR_reason_error_string(ERR_get_error()));
@@ -184,6 +233,13 @@ static int split_listen(const char *listen, char *host, size_t hostlen, uint16_t
 int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
 		 https_handler handler, void *opaque, char *err, size_t errlen)
 {
+	return https__start_gated(out, listen, tls, handler, NULL, opaque, err, errlen);
+}
+
+int https__start_gated(struct https_server **out, const char *listen, const struct tls_files *tls,
+		       https_handler handler, https_gate gate, void *opaque, char *err,
+		       size_t errlen)
+{
 	struct https_server *srv;
 	char host[256];
 	uint16_t port;
@@ -199,8 +255,9 @@ int https__start(struct https_server **out, const char *listen, const struct tls
 		return -ENOMEM;
 	srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
 	srv->handler = handler;
+	srv->gate = gate;
 	srv->opaque = opaque;
-	srv->ctx = make_ctx(tls, err, errlen);
+	srv->ctx = make_ctx(tls, gate != NULL, err, errlen);
 	if (!srv->ctx) {
 		ret = -EINVAL;
 		goto err;

@@ -405,7 +405,7 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 {
 	const char *vm = cluster__str(st->t, "vm", ""), *src = cluster__str(st->t, "src", ""),
 		   *dst = cluster__str(st->t, "dst", "");
-	json_t *d = NULL, *sv = NULL, *mig, *task;
+	json_t *d = NULL, *sv = NULL, *mig, *task, *prog;
 	const char *status;
 	int ds, ss;
 
@@ -467,16 +467,26 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 	}
 	if (mig && cluster__now_ms() - cluster__int(st->t, "progress_ms", 0) >= 1000) {
 		int64_t total = cluster__int(mig, "ram_bytes", 0),
-			moved = cluster__int(mig, "ram_moved_bytes", 0);
+			moved = cluster__int(mig, "ram_moved_bytes", 0),
+			left = cluster__int(mig, "remaining_bytes", 0),
+			bw = cluster__int(mig, "bandwidth", 0);
 
+		prog =
+		    json_pack("{s:s, s:I, s:I, s:I, s:i}", "status", status, "ram_bytes",
+			      (json_int_t)total, "ram_moved_bytes", (json_int_t)moved, "bandwidth",
+			      (json_int_t)bw, "rounds", (int)cluster__int(mig, "rounds", 0));
+		/* Holes the guest never touched are not sent: they count as moved. */
+		json_object_set_new(prog, "skipped_bytes",
+				    json_integer(cluster__int(mig, "skipped_pages", 0) * 4096));
+		/* What the source's own pause decision weighs: dirty RAM at its bandwidth. */
+		if (left > 0 && bw > 0) {
+			json_object_set_new(prog, "remaining_bytes", json_integer(left));
+			json_object_set_new(prog, "predicted_pause_ms",
+					    json_integer(left * 1000 / bw));
+		}
 		task = json_deep_copy(st->t);
 		json_object_set_new(task, "progress_ms", json_integer(cluster__now_ms()));
-		json_object_set_new(task, "progress",
-				    json_pack("{s:s, s:I, s:I, s:I, s:i}", "status", status,
-					      "ram_bytes", (json_int_t)total, "ram_moved_bytes",
-					      (json_int_t)moved, "bandwidth",
-					      (json_int_t)cluster__int(mig, "bandwidth", 0),
-					      "rounds", (int)cluster__int(mig, "rounds", 0)));
+		json_object_set_new(task, "progress", prog);
 		update_task(m, st, task);
 		json_decref(task);
 	}
@@ -903,11 +913,13 @@ int manager__main(int argc, char **argv)
 		pr_err("%s", m->loop.err[0] ? m->loop.err : m->api.err);
 		goto out;
 	}
-	if (https__start(&m->https, m->listen, &m->tls, mgr__handle, m, err, sizeof(err))) {
+	if (https__start_gated(&m->https, m->listen, &m->tls, mgr__handle, mgr__console_gate, m,
+			       err, sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
 	}
-	pr_info("manager %s: API at https://%s", m->id, m->listen);
+	pr_info("manager %s: API at https://%s, console at https://%s/console/", m->id, m->listen,
+		m->listen);
 	pfd.fd = sfd;
 	pfd.events = POLLIN;
 	for (;;) {

@@ -87,6 +87,11 @@ int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, co
 
 /* The HTTPS API of godwit cluster (manager_api.c). */
 int mgr__handle(void *opaque, const struct api_request *req, struct api_response *resp);
+/* In front of it: the web console's files, its logins, who may pass (manager_console.c). */
+bool mgr__console_gate(void *opaque, struct https_req *r, const struct api_request *req,
+		       struct api_response *resp);
+/* The console's session secret (64 hex digits) in a Cookie header, or false. */
+bool mgr__console_cookie(const char *cookies, char out[65]);
 
 /* One request to a host's agent. */
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,

@@ -53,6 +53,28 @@ typedef int (*https_handler)(void *opaque, const struct api_request *req,
  */
 int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
 		 https_handler handler, void *opaque, char *err, size_t errlen);
+
+/* One request as a gate sees it: its headers, its peer, what else goes in the reply. */
+struct https_req;
+/* An input header's value, or NULL. */
+const char *https__header(const struct https_req *r, const char *name);
+/* Whether the client showed a certificate of the cluster's CA (the handshake checked it). */
+bool https__client_cert(const struct https_req *r);
+/* A header added to the reply (Set-Cookie, Location). */
+void https__add_header(struct https_req *r, const char *name, const char *value);
+/* The reply is this file (data stays valid: static) instead of the JSON body. */
+void https__reply_file(struct https_req *r, const char *type, const void *data, size_t len);
+
+/*
+ * A gate sees every request before the handler and returns true when it answered it
+ * (in resp, or with a file), false to hand it on. A server with a gate asks clients
+ * for a certificate without requiring one: the gate decides who gets what.
+ */
+typedef bool (*https_gate)(void *opaque, struct https_req *r, const struct api_request *req,
+			   struct api_response *resp);
+int https__start_gated(struct https_server **out, const char *listen, const struct tls_files *tls,
+		       https_handler handler, https_gate gate, void *opaque, char *err,
+		       size_t errlen);
 void https__stop(struct https_server *srv);
 
 #endif
