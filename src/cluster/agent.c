@@ -29,6 +29,7 @@
 #include "godwit/api_client.h"
 #include "godwit/cluster/cluster.h"
 #include "godwit/cluster/keys.h"
+#include "godwit/cluster/load.h"
 #include "godwit/cluster/tls.h"
 #include "godwit/log.h"
 #include "godwit/util.h"
@@ -61,6 +62,7 @@ struct agent {
 	pthread_mutex_t lock;
 	struct lvm vms[AGENT_MAX_VMS];
 	size_t nr_vms;
+	struct load_tracker load; /* the main loop's */
 };
 
 /* ---- the VMs on this host ---- */
@@ -662,49 +664,6 @@ static int handle(void *opaque, const struct api_request *req, struct api_respon
 
 /* ---- etcd: registration, load, fencing ---- */
 
-/* CPU time of a VM's vCPU threads (what its guest ran), and its resident memory. */
-static void vm_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *rss)
-{
-	char path[64], comm[32], stat[1024], *p;
-	unsigned long long ut, st;
-	struct dirent *d;
-	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	DIR *dir;
-	FILE *f;
-
-	*cpu_ns = *rss = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	dir = opendir(path);
-	while (dir && (d = readdir(dir))) {
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm", (int)pid, d->d_name);
-		f = fopen(path, "re");
-		if (!f || !fgets(comm, sizeof(comm), f) || strncmp(comm, "vcpu-", 5)) {
-			if (f)
-				fclose(f);
-			continue;
-		}
-		fclose(f);
-		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat", (int)pid, d->d_name);
-		f = fopen(path, "re");
-		if (f && fgets(stat, sizeof(stat), f) && (p = strrchr(stat, ')')) &&
-		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			   &st) == 2)
-			*cpu_ns += (ut + st) * (1000000000ULL / (unsigned long long)tick);
-		if (f)
-			fclose(f);
-	}
-	if (dir)
-		closedir(dir);
-	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
-	f = fopen(path, "re");
-	if (f && fscanf(f, "%*u %llu", &ut) == 1)
-		*rss = ut * (unsigned long long)page;
-	if (f)
-		fclose(f);
-}
-
 static int register_host(struct agent *a)
 {
 	char key[128];
@@ -726,32 +685,79 @@ static int register_host(struct agent *a)
 	return ret;
 }
 
+static json_t *vm_load_json(const struct load_vm_figures *f)
+{
+	return json_pack("{s:f, s:f, s:I, s:I, s:f, s:f}", "cpu", f->cpu, "cpu_wait", f->cpu_wait,
+			 "memory", (json_int_t)f->memory, "active", (json_int_t)f->active, "net_rx",
+			 f->net_rx, "net_tx", f->net_tx);
+}
+
+/* One VM's process record with its load; adds its vCPU time and memory to the totals. */
+static json_t *vm_record(struct agent *a, const struct lvm *v, uint64_t *total_cpu,
+			 uint64_t *total_rss, double *demand)
+{
+	json_t *info = vm_info(a, v), *mig = json_object_get(info, "migration");
+	struct load_vm_sample smp;
+	struct load_vm_figures f;
+	uint64_t dirty = 0;
+
+	load__sample_vm(v->pid, &smp);
+	*total_cpu += smp.cpu_ns;
+	*total_rss += smp.rss;
+	if (!strcmp(cluster__str(mig, "status", ""), "active"))
+		dirty = (uint64_t)cluster__int(mig, "dirty_rate", 0);
+	json_object_set_new(info, "cpu_ns", json_integer((json_int_t)smp.cpu_ns));
+	json_object_set_new(info, "rss", json_integer((json_int_t)smp.rss));
+	/* The load is published once two samples gave rates. */
+	if (!load_tracker__vm(&a->load, v->name, v->pid, &smp,
+			      (uint64_t)cluster__int(info, "memory", 0), dirty, smp.ms, &f) &&
+	    f.rated) {
+		json_object_set_new(info, "load", vm_load_json(&f));
+		*demand += f.cpu;
+	}
+	json_object_del(info, "migration");
+	return info;
+}
+
+/* The host's capacity and own use (VMs left out), smoothed like the VMs' load. */
+static json_t *host_load_json(struct agent *a, double demand)
+{
+	struct load_host_sample h;
+	uint64_t own_mem = 0;
+	double own_cpu = 0;
+
+	if (!load__sample_host(&h))
+		load_tracker__host(&a->load, &h, h.ms, &own_cpu, &own_mem);
+	return json_pack("{s:I, s:I, s:I, s:f, s:I, s:f, s:I}", "cpus", (json_int_t)a->cpus,
+			 "cores", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "memory",
+			 (json_int_t)a->memory, "host_cpu", own_cpu, "host_memory",
+			 (json_int_t)own_mem, "vm_cpu", demand, "window_s",
+			 (json_int_t)(a->load.window_ms / 1000));
+}
+
 /* Publishes the host's load and each VM's process under the lease; removes the gone. */
 static void publish(struct agent *a)
 {
-	uint64_t cpu, rss, total_cpu = 0, total_rss = 0;
+	uint64_t total_cpu = 0, total_rss = 0;
 	struct lvm copy[AGENT_MAX_VMS];
 	struct etcd_range r;
 	char key[256];
 	json_t *info, *alive;
+	double demand = 0;
 	size_t i, n;
 
 	pthread_mutex_lock(&a->lock);
 	n = a->nr_vms;
 	memcpy(copy, a->vms, n * sizeof(copy[0]));
 	pthread_mutex_unlock(&a->lock);
+	load_tracker__begin(&a->load);
 	for (i = 0; i < n; i++) {
-		info = vm_info(a, &copy[i]);
-		vm_usage(copy[i].pid, &cpu, &rss);
-		total_cpu += cpu;
-		total_rss += rss;
-		json_object_set_new(info, "cpu_ns", json_integer((json_int_t)cpu));
-		json_object_set_new(info, "rss", json_integer((json_int_t)rss));
-		json_object_del(info, "migration");
+		info = vm_record(a, &copy[i], &total_cpu, &total_rss, &demand);
 		snprintf(key, sizeof(key), K_RUNNING "%s/%.63s", a->name, copy[i].name);
 		cluster__put_json(&a->etcd, key, info, a->lease);
 		json_decref(info);
 	}
+	load_tracker__end(&a->load);
 	snprintf(key, sizeof(key), K_RUNNING "%s/", a->name);
 	if (!etcd__list(&a->etcd, key, &r)) {
 		for (i = 0; i < r.count; i++) {
@@ -768,6 +774,7 @@ static void publish(struct agent *a)
 	alive = json_pack("{s:i, s:I, s:I, s:I, s:i}", "vms", (int)n, "cpu_ns",
 			  (json_int_t)total_cpu, "rss", (json_int_t)total_rss, "time_ms",
 			  (json_int_t)cluster__now_ms(), "pid", (int)getpid());
+	json_object_set_new(alive, "load", host_load_json(a, demand));
 	snprintf(key, sizeof(key), K_ALIVE "%s", a->name);
 	if (cluster__put_json(&a->etcd, key, alive, a->lease))
 		pr_warn("%s: cannot publish the load: %s", a->name, a->etcd.err);
@@ -951,18 +958,27 @@ static void usage(FILE *out)
 	    "  --memory SIZE      memory offered to VMs (default: this host's)\n"
 	    "  --ttl S            the host's lease, 2..60 s (default 10): a host whose agent\n"
 	    "                     is silent this long is dead to the managers\n"
+	    "  --load-window S    the time constant of the published load's smoothing,\n"
+	    "                     1..86400 s (default 300): the balancer sees minutes\n"
 	    "  -h, --help         this text\n");
 }
 
 static int parse(struct agent *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"etcd", required_argument, NULL, 'e'},    {"name", required_argument, NULL, 'n'},
-	    {"listen", required_argument, NULL, 'l'},  {"state-dir", required_argument, NULL, 's'},
-	    {"pki", required_argument, NULL, 'p'},     {"cert", required_argument, NULL, 'c'},
-	    {"address", required_argument, NULL, 'a'}, {"cpus", required_argument, NULL, 'C'},
-	    {"memory", required_argument, NULL, 'M'},  {"ttl", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"etcd", required_argument, NULL, 'e'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"pki", required_argument, NULL, 'p'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"address", required_argument, NULL, 'a'},
+	    {"cpus", required_argument, NULL, 'C'},
+	    {"memory", required_argument, NULL, 'M'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"load-window", required_argument, NULL, 'w'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *pki = "/etc/godwit/pki", *cert = PKI_NODE;
 	char err[600] = "";
@@ -970,6 +986,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	int c;
 
 	a->ttl = 10;
+	load_tracker__init(&a->load, LOAD_WINDOW_DEFAULT_S * 1000);
 	a->cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	a->memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
 	optind = 1;
@@ -1027,6 +1044,13 @@ static int parse(struct agent *a, int argc, char **argv)
 				return 2;
 			}
 			a->ttl = (int64_t)v;
+			break;
+		case 'w':
+			if (util__parse_u64(optarg, 1, 86400, &v)) {
+				pr_err("--load-window: 1..86400 seconds");
+				return 2;
+			}
+			a->load.window_ms = (int64_t)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1150,6 +1174,7 @@ out:
 	if (sfd >= 0)
 		close(sfd);
 	pthread_mutex_destroy(&a->lock);
+	load_tracker__exit(&a->load);
 	free(a);
 	return ret;
 }
