@@ -15,6 +15,7 @@
 #include "godwit/cluster/tls.h"
 #include "godwit/log.h"
 #include "godwit/util.h"
+#include "cli.h"
 
 #define DEFAULT_DAYS 3650
 
@@ -40,6 +41,15 @@ static void usage(FILE *out)
 	    "  simulate [options]                      balancing and power on a synthetic\n"
 	    "                                          cluster (no VM, no manager; --help)\n"
 	    "  console-token [--days N] [--revoke-all] a login for the web console\n"
+	    "  group add|rm|list [NAME [HOST...]]      host groups (for rules)\n"
+	    "  rule add NAME --together|--apart VM...  VMs on one host / on different hosts\n"
+	    "  rule add NAME --vm VM... --must|--should [--not] --run-on GROUP\n"
+	    "  rule list|rm [NAME]                     the placement rules\n"
+	    "  drs config [--automation manual|automatic|off] [--threshold 1..5]\n"
+	    "         [--interval S] [--vm VM --automation LEVEL|default]   balancing\n"
+	    "  dpm config [--enable|--disable] [--target PCT] [--band PCT] [--window S]\n"
+	    "         [--min-hosts N]                  power management\n"
+	    "  host standby|wake HOST                  power an empty host off / on again\n"
 	    "\n"
 	    "Listings take --json. The manager is --manager (or $GODWIT_MANAGER), e.g.\n"
 	    "https://192.0.2.1:7400; with several, the first that answers. The client\n"
@@ -172,11 +182,6 @@ static int cmd_cert(int argc, char **argv)
 
 /* ---- a client of the managers ---- */
 
-struct client {
-	const char *managers; /* comma-separated URLs */
-	const char *pki;
-};
-
 /* One request to the first manager that answers; 0 with *status, or 1 with the reason printed. */
 static int call(const struct client *c, const char *method, const char *path, const json_t *req,
 		long *status, json_t **reply)
@@ -236,6 +241,17 @@ static void print_json(const json_t *j)
 	if (s)
 		puts(s);
 	free(s);
+}
+
+int cluster_cli__ask(const struct client *c, const char *method, const char *path,
+		     const json_t *req, long expected, json_t **reply)
+{
+	return ask(c, method, path, req, expected, reply);
+}
+
+void cluster_cli__print_json(const json_t *j)
+{
+	print_json(j);
 }
 
 static bool want_json(int argc, char **argv)
@@ -820,11 +836,22 @@ static const struct {
 	const char *name;
 	int (*fn)(const struct client *c, int argc, char **argv);
 } commands[] = {
-    {"hosts", cmd_hosts},   {"vms", cmd_vms},	      {"create", cmd_create},
-    {"delete", cmd_delete}, {"migrate", cmd_migrate}, {"cancel", cmd_cancel},
-    {"tasks", cmd_tasks},   {"events", cmd_events},   {"maintenance", cmd_maintenance},
+    {"hosts", cmd_hosts},
+    {"vms", cmd_vms},
+    {"create", cmd_create},
+    {"delete", cmd_delete},
+    {"migrate", cmd_migrate},
+    {"cancel", cmd_cancel},
+    {"tasks", cmd_tasks},
+    {"events", cmd_events},
+    {"maintenance", cmd_maintenance},
     {"limits", cmd_limits},
     {"console-token", cmd_console_token},
+    {"group", cluster_cli__group},
+    {"rule", cluster_cli__rule},
+    {"drs", cluster_cli__drs},
+    {"dpm", cluster_cli__dpm},
+    {"host", cluster_cli__host},
 };
 
 int cluster_cli__main(int argc, char **argv)

@@ -542,6 +542,7 @@ static void run_restart(struct mgr *m, const struct snap *s, const struct s_task
 	int srci = snap__host(s, src), dst;
 	char why[600] = "", err[600];
 	json_t *task, *reply = NULL;
+	bool *allowed;
 	long status;
 	int ret;
 
@@ -559,8 +560,11 @@ static void run_restart(struct mgr *m, const struct snap *s, const struct s_task
 	if (!json_array_size(json_object_get(vm->spec, "disks")) &&
 	    cluster__now_ms() - cluster__int(st->t, "created_ms", 0) < m->grace_ms)
 		return;
-	dst = sched__place(sh, s->nr_hosts, (uint64_t)cluster__int(vm->spec, "memory", 0),
-			   cluster__int(vm->spec, "cpus", 1), srci, why, sizeof(why));
+	/* A "must" rule holds for HA too: no allowed host, the task waits with the reason. */
+	allowed = snap__allowed(s, vm->name, NULL, 0);
+	dst = sched__place_on(sh, s->nr_hosts, (uint64_t)cluster__int(vm->spec, "memory", 0),
+			      cluster__int(vm->spec, "cpus", 1), srci, allowed, why, sizeof(why));
+	free(allowed);
 	if (dst >= 0) {
 		ret = mgr__agent_call(m, &s->hosts[dst], "POST", "/vms", vm->spec, 30, &status,
 				      &reply, err, sizeof(err));
@@ -691,6 +695,30 @@ static void scan_dead_hosts(struct mgr *m, const struct snap *s)
 	}
 }
 
+/* Why a move can go nowhere: its destination's state, a rule, or every host's room. */
+static void noroom_why(const struct snap *s, const struct sched_host *sh,
+		       const struct sched_task *q, const struct s_task *st, char *why, size_t len)
+{
+	char rule[300] = "", room[600];
+	bool *allowed = snap__allowed(s, cluster__str(st->t, "vm", ""), rule, sizeof(rule));
+
+	free(allowed);
+	if (q->dst >= 0 && (!q->allowed || q->allowed[q->dst])) {
+		snprintf(why, len, "%s is %s", s->hosts[q->dst].name,
+			 snap__host_state(&s->hosts[q->dst]));
+		return;
+	}
+	if (q->dst >= 0) {
+		snprintf(why, len, "%s", rule);
+		return;
+	}
+	sched__place_on(sh, s->nr_hosts, q->memory, q->cpus, q->src, q->allowed, room,
+			sizeof(room));
+	/* The rule first: a cut, if any, takes the end of the hosts' list. */
+	if (snprintf(why, len, "%s%s%s", rule, *rule ? "; " : "", room) >= (int)len)
+		why[len - 1] = '\0';
+}
+
 static void run_queue(struct mgr *m, const struct snap *s)
 {
 	struct sched_host *sh = snap__sched_hosts(s);
@@ -739,9 +767,12 @@ static void run_queue(struct mgr *m, const struct snap *s)
 				: -1;
 		q[nq].memory = (uint64_t)cluster__int(vm->spec, "memory", 0);
 		q[nq].cpus = cluster__int(vm->spec, "cpus", 1);
+		/* A "must" rule is never broken by a move, maintenance's included. */
+		q[nq].allowed = snap__allowed(s, vm->name, NULL, 0);
 		if (q[nq].src < 0 || !s->hosts[q[nq].src].alive) {
 			/* Its host is down: HA decides once the task is gone. */
 			finish(m, st, "failed", "the VM's host is down", NULL);
+			free((bool *)q[nq].allowed);
 			continue;
 		}
 		qt[nq++] = st;
@@ -751,15 +782,12 @@ static void run_queue(struct mgr *m, const struct snap *s)
 		if (d[i].verdict == SCHED_START) {
 			start_migration(m, s, qt[i], s->hosts[d[i].dst].name);
 		} else if (d[i].verdict == SCHED_NOROOM) {
-			if (q[i].dst >= 0)
-				snprintf(why, sizeof(why), "%s is %s", s->hosts[q[i].dst].name,
-					 snap__host_state(&s->hosts[q[i].dst]));
-			else
-				sched__place(sh, s->nr_hosts, q[i].memory, q[i].cpus, q[i].src, why,
-					     sizeof(why));
+			noroom_why(s, sh, &q[i], qt[i], why, sizeof(why));
 			mark_stuck(m, s, qt[i], why);
 		}
 	}
+	for (i = 0; i < nq; i++)
+		free((bool *)q[i].allowed);
 out:
 	free(sh);
 	free(q);
@@ -786,6 +814,7 @@ static int64_t tick(struct mgr *m)
 	scan_maintenance(m, &s);
 	scan_dead_hosts(m, &s);
 	run_queue(m, &s);
+	power__tick(m, &s);
 	snap__free(&s);
 	return rev;
 }
@@ -811,16 +840,27 @@ static void usage(FILE *out)
 		"  --ha-grace S        seconds a dead host's VM without disks waits before it is\n"
 		"                      restarted elsewhere, if its spec says restart: always\n"
 		"                      (default 30; see docs/cluster.md for the risk)\n"
+		"  --power-off-cmd CMD shell command that powers a host off, run by the leader\n"
+		"                      with the host's name as its argument (\"$1\") when it\n"
+		"                      goes to standby (godwit cluster host standby H)\n"
+		"  --power-on-cmd CMD  the same to power it on (godwit cluster host wake H);\n"
+		"                      give every manager the same commands\n"
 		"  -h, --help          this text\n");
 }
 
 static int parse(struct mgr *m, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"etcd", required_argument, NULL, 'e'}, {"listen", required_argument, NULL, 'l'},
-	    {"id", required_argument, NULL, 'i'},   {"pki", required_argument, NULL, 'p'},
-	    {"cert", required_argument, NULL, 'c'}, {"ha-grace", required_argument, NULL, 'g'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"etcd", required_argument, NULL, 'e'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"pki", required_argument, NULL, 'p'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"ha-grace", required_argument, NULL, 'g'},
+	    {"power-off-cmd", required_argument, NULL, 'O'},
+	    {"power-on-cmd", required_argument, NULL, 'N'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *pki = "/etc/godwit/pki", *cert = PKI_NODE;
 	char err[600], host[64];
@@ -856,6 +896,16 @@ static int parse(struct mgr *m, int argc, char **argv)
 				return 2;
 			}
 			m->grace_ms = (int64_t)v * 1000;
+			break;
+		case 'O':
+		case 'N':
+			if (!*optarg || strlen(optarg) >= sizeof(m->power_off) - 8) {
+				pr_err("--power-%s-cmd: a shell command of 1..1000 characters",
+				       c == 'O' ? "off" : "on");
+				return 2;
+			}
+			snprintf(c == 'O' ? m->power_off : m->power_on, sizeof(m->power_off), "%s",
+				 optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -933,6 +983,7 @@ int manager__main(int argc, char **argv)
 			break;
 	}
 	https__stop(m->https);
+	power__exit(m);
 	/* Hand the lead over at once rather than after the lease's TTL. */
 	if (m->leader)
 		etcd__lease_revoke(&m->loop, m->lease);

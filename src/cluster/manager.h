@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "godwit/api.h"
 #include "godwit/api_client.h"
@@ -13,6 +14,24 @@
 #include "godwit/cluster/keys.h"
 #include "godwit/cluster/sched.h"
 #include "godwit/cluster/tls.h"
+
+/* Balancing's and power management's settings when none are stored (docs/cluster.md). */
+#define DRS_AUTOMATION_DEFAULT "manual"
+#define DRS_THRESHOLD_DEFAULT  3
+#define DRS_INTERVAL_DEFAULT   60
+#define DPM_TARGET_DEFAULT     63
+#define DPM_BAND_DEFAULT       18
+#define DPM_WINDOW_DEFAULT     600
+#define DPM_MIN_HOSTS_DEFAULT  2
+
+/* The power command the leader runs, one at a time (power.c). */
+struct power_job {
+	pid_t pid; /* 0: none */
+	int out;   /* the file its output goes to */
+	bool on;
+	char host[NAME_MAX_LEN + 1];
+	int64_t started_ms;
+};
 
 struct mgr {
 	char id[NAME_MAX_LEN + 1], listen[128], etcd_url[200];
@@ -23,7 +42,9 @@ struct mgr {
 	struct https_server *https;
 	int64_t lease;
 	bool leader;
-	int64_t grace_ms; /* before a VM without disks is restarted elsewhere */
+	int64_t grace_ms;		      /* before a VM without disks is restarted elsewhere */
+	char power_off[1024], power_on[1024]; /* the commands, "" if not given */
+	struct power_job job;
 };
 
 struct s_host {
@@ -32,6 +53,8 @@ struct s_host {
 	json_t *alive; /* its load under the lease, or NULL: down */
 	json_t *maint; /* its maintenance record, or NULL */
 	int64_t maint_rev;
+	json_t *power; /* its power record (standby and the ways there), or NULL */
+	int64_t power_rev;
 	int slots;
 	uint64_t mem_used;
 	int64_t cpus_used;
@@ -62,6 +85,8 @@ struct snap {
 	size_t nr_tasks;
 	int cluster_used;
 	struct sched_limits limits;
+	json_t *groups, *rules; /* {NAME: record}, never NULL once read */
+	json_t *drs, *dpm;	/* their settings as stored, or NULL */
 	char leader[NAME_MAX_LEN + 1];
 	int64_t revision;
 };
@@ -73,8 +98,13 @@ struct s_vm *snap__vm(const struct snap *s, const char *name);
 struct s_task *snap__task(const struct snap *s, const char *id);
 /* The scheduler's view of the hosts (names point into s). */
 struct sched_host *snap__sched_hosts(const struct snap *s);
-/* "up", "down", "entering maintenance", "in maintenance" */
+/* "up", "down", "entering maintenance", "in maintenance", "standby", "powering off|on" */
 const char *snap__host_state(const struct s_host *h);
+/*
+ * Where vm's "must" rules let it run (one flag per snapshot host, to free), or NULL if
+ * no rule names it. why: the first rule that bars a host.
+ */
+bool *snap__allowed(const struct snap *s, const char *vm, char *why, size_t whylen);
 
 /*
  * Queues a task for vm (one per VM: -EBUSY if it has one, with its id in err).
@@ -92,6 +122,16 @@ bool mgr__console_gate(void *opaque, struct https_req *r, const struct api_reque
 		       struct api_response *resp);
 /* The console's session secret (64 hex digits) in a Cookie header, or false. */
 bool mgr__console_cookie(const char *cookies, char out[65]);
+/* Its groups, rules, settings and standby (manager_config.c); 1 if not one of those. */
+int mgr__config_route(struct mgr *m, const struct snap *s, const struct api_request *req,
+		      struct api_response *resp);
+/* The DRS and DPM settings, the defaults filled in. */
+json_t *mgr__drs_settings(const struct snap *s);
+json_t *mgr__dpm_settings(const struct snap *s);
+
+/* The leader's part of standby: runs the power commands and follows them (power.c). */
+void power__tick(struct mgr *m, const struct snap *s);
+void power__exit(struct mgr *m);
 
 /* One request to a host's agent. */
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,

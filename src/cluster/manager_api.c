@@ -89,7 +89,7 @@ static int create_vm(struct mgr *m, const struct snap *s, const json_t *spec,
 	struct etcd_txn t;
 	json_t *reply = NULL;
 	long status;
-	bool ok = false;
+	bool ok = false, *allowed;
 	int h, ret;
 
 	if (cluster__spec_check(spec, err, sizeof(err))) {
@@ -104,8 +104,11 @@ static int create_vm(struct mgr *m, const struct snap *s, const json_t *spec,
 	sh = snap__sched_hosts(s);
 	if (!sh)
 		return -ENOMEM;
-	h = sched__place(sh, s->nr_hosts, (uint64_t)cluster__int(spec, "memory", 0),
-			 cluster__int(spec, "cpus", 1), -1, why, sizeof(why));
+	/* Rules may name a VM before it exists: they hold from its creation. */
+	allowed = snap__allowed(s, name, NULL, 0);
+	h = sched__place_on(sh, s->nr_hosts, (uint64_t)cluster__int(spec, "memory", 0),
+			    cluster__int(spec, "cpus", 1), -1, allowed, why, sizeof(why));
+	free(allowed);
 	free(sh);
 	if (h < 0) {
 		api__error(resp, 409, "%s", why);
@@ -192,6 +195,7 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 	char id[80], err[600], why[600];
 	struct sched_host *sh;
 	int dst = -1, src = snap__host(s, v->owner);
+	bool *allowed;
 	int ret;
 
 	if (*to) {
@@ -207,11 +211,17 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 			api__error(resp, 409, "%s already runs on %s", v->name, to);
 			return 0;
 		}
-		if (s->hosts[dst].maint || !s->hosts[dst].alive) {
+		if (s->hosts[dst].maint || s->hosts[dst].power || !s->hosts[dst].alive) {
 			api__error(resp, 409, "%s is %s: choose another host", to,
 				   snap__host_state(&s->hosts[dst]));
 			return 0;
 		}
+	}
+	allowed = snap__allowed(s, v->name, why, sizeof(why));
+	if (allowed && dst >= 0 && !allowed[dst]) {
+		api__error(resp, 409, "%s cannot move to %s: %s", v->name, to, why);
+		free(allowed);
+		return 0;
 	}
 	if (src < 0 || !s->hosts[src].alive) {
 		api__error(resp, 409,
@@ -221,8 +231,10 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 		return 0;
 	}
 	sh = snap__sched_hosts(s);
-	if (!sh)
+	if (!sh) {
+		free(allowed);
 		return -ENOMEM;
+	}
 	if (dst >= 0) {
 		/* Only this host counts: the VM must fit on it. */
 		struct sched_host one = sh[dst];
@@ -230,9 +242,11 @@ static int migrate_vm(struct mgr *m, const struct snap *s, const struct s_vm *v,
 		ret = sched__place(&one, 1, (uint64_t)cluster__int(v->spec, "memory", 0),
 				   cluster__int(v->spec, "cpus", 1), -1, why, sizeof(why));
 	} else {
-		ret = sched__place(sh, s->nr_hosts, (uint64_t)cluster__int(v->spec, "memory", 0),
-				   cluster__int(v->spec, "cpus", 1), src, why, sizeof(why));
+		ret = sched__place_on(sh, s->nr_hosts, (uint64_t)cluster__int(v->spec, "memory", 0),
+				      cluster__int(v->spec, "cpus", 1), src, allowed, why,
+				      sizeof(why));
 	}
+	free(allowed);
 	free(sh);
 	if (ret < 0) {
 		api__error(resp, 409, "%s cannot move: %s", v->name, why);
@@ -458,7 +472,11 @@ static int route(struct mgr *m, const struct snap *s, const struct api_request *
 	char name[80];
 	const char *verb;
 	struct s_vm *v;
+	int ret;
 
+	ret = mgr__config_route(m, s, req, resp);
+	if (ret <= 0)
+		return ret;
 	if (!strcmp(req->path, "/hosts") && get)
 		return list_hosts(s, resp);
 	if (!strcmp(req->path, "/vms") && get)

@@ -34,7 +34,7 @@ static void mib(uint64_t bytes, char *out, size_t len)
 }
 
 static void explain(const struct sched_host *hosts, size_t n, uint64_t memory, int64_t cpus,
-		    int exclude, char *why, size_t len)
+		    int exclude, const bool *allowed, char *why, size_t len)
 {
 	char need[32], free_mem[32];
 	size_t i, used;
@@ -46,6 +46,9 @@ static void explain(const struct sched_host *hosts, size_t n, uint64_t memory, i
 
 		if ((int)i == exclude)
 			used += (size_t)snprintf(why + used, len - used, "%s %s (the VM's own)",
+						 i ? "," : "", h->name);
+		else if (allowed && !allowed[i])
+			used += (size_t)snprintf(why + used, len - used, "%s %s (ruled out)",
 						 i ? "," : "", h->name);
 		else if (!h->up)
 			used += (size_t)snprintf(why + used, len - used, "%s %s down", i ? "," : "",
@@ -65,21 +68,27 @@ static void explain(const struct sched_host *hosts, size_t n, uint64_t memory, i
 		snprintf(why, len, "no host is up (start a godwit agent on each host)");
 }
 
-int sched__place(const struct sched_host *hosts, size_t nr_hosts, uint64_t memory, int64_t cpus,
-		 int exclude, char *why, size_t whylen)
+int sched__place_on(const struct sched_host *hosts, size_t nr_hosts, uint64_t memory, int64_t cpus,
+		    int exclude, const bool *allowed, char *why, size_t whylen)
 {
 	int best = -1;
 	size_t i;
 
 	for (i = 0; i < nr_hosts; i++) {
-		if ((int)i == exclude || !fits(&hosts[i], memory, cpus))
+		if ((int)i == exclude || (allowed && !allowed[i]) || !fits(&hosts[i], memory, cpus))
 			continue;
 		if (best < 0 || better(&hosts[i], &hosts[best]))
 			best = (int)i;
 	}
 	if (best < 0 && why)
-		explain(hosts, nr_hosts, memory, cpus, exclude, why, whylen);
+		explain(hosts, nr_hosts, memory, cpus, exclude, allowed, why, whylen);
 	return best;
+}
+
+int sched__place(const struct sched_host *hosts, size_t nr_hosts, uint64_t memory, int64_t cpus,
+		 int exclude, char *why, size_t whylen)
+{
+	return sched__place_on(hosts, nr_hosts, memory, cpus, exclude, NULL, why, whylen);
 }
 
 /* Like sched__place, among the hosts with a free migration slot. */
@@ -90,8 +99,8 @@ static int place_with_slot(const struct sched_host *hosts, size_t n, const struc
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if ((int)i == t->src || !fits(&hosts[i], t->memory, t->cpus) ||
-		    hosts[i].slots_used >= per_host)
+		if ((int)i == t->src || (t->allowed && !t->allowed[i]) ||
+		    !fits(&hosts[i], t->memory, t->cpus) || hosts[i].slots_used >= per_host)
 			continue;
 		if (best < 0 || better(&hosts[i], &hosts[best]))
 			best = (int)i;
@@ -107,7 +116,7 @@ static int decide(struct sched_host *hosts, size_t n, const struct sched_task *t
 	if (t->dst >= 0) {
 		dst = &hosts[t->dst];
 		/* A named destination must still be usable; its room is checked when asked. */
-		if (!dst->up || dst->maintenance) {
+		if (!dst->up || dst->maintenance || (t->allowed && !t->allowed[t->dst])) {
 			d->verdict = SCHED_NOROOM;
 			return 0;
 		}
@@ -117,7 +126,8 @@ static int decide(struct sched_host *hosts, size_t n, const struct sched_task *t
 	} else {
 		d->dst = place_with_slot(hosts, n, t, lim->per_host);
 		if (d->dst < 0) {
-			if (sched__place(hosts, n, t->memory, t->cpus, t->src, NULL, 0) < 0)
+			if (sched__place_on(hosts, n, t->memory, t->cpus, t->src, t->allowed, NULL,
+					    0) < 0)
 				d->verdict = SCHED_NOROOM;
 			return 0;
 		}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "godwit/cluster/rules.h"
 #include "manager.h"
 
 static bool take(const char *key, const char *prefix, const char **rest)
@@ -99,6 +100,25 @@ static void one(struct snap *s, const struct etcd_kv *kv, json_t **running_of)
 			h->maint = cluster__kv_json(kv);
 			h->maint_rev = kv->mod_rev;
 		}
+	} else if (take(kv->key, K_POWER, &rest)) {
+		h = host_get(s, rest, strlen(rest));
+		if (h) {
+			h->power = cluster__kv_json(kv);
+			h->power_rev = kv->mod_rev;
+		}
+	} else if (take(kv->key, K_GROUP, &rest) || take(kv->key, K_RULE, &rest)) {
+		json_t *rec = cluster__kv_json(kv);
+
+		if (rec && cluster__name_ok(rest))
+			json_object_set_new(strncmp(kv->key, K_GROUP, strlen(K_GROUP)) ? s->rules
+										       : s->groups,
+					    rest, rec);
+		else
+			json_decref(rec);
+	} else if (!strcmp(kv->key, K_DRS)) {
+		s->drs = cluster__kv_json(kv);
+	} else if (!strcmp(kv->key, K_DPM)) {
+		s->dpm = cluster__kv_json(kv);
 	} else if (take(kv->key, K_VM, &rest)) {
 		v = vm_get(s, rest);
 		if (v)
@@ -201,7 +221,9 @@ int snap__read(struct etcd *e, struct snap *s)
 	s->vms = calloc(r.count + 1, sizeof(*s->vms));
 	s->tasks = calloc(r.count + 1, sizeof(*s->tasks));
 	running = calloc(r.count + 1, sizeof(*running));
-	if (!s->hosts || !s->vms || !s->tasks || !running) {
+	s->groups = json_object();
+	s->rules = json_object();
+	if (!s->hosts || !s->vms || !s->tasks || !running || !s->groups || !s->rules) {
 		free(running);
 		etcd_range__free(&r);
 		snap__free(s);
@@ -236,6 +258,7 @@ void snap__free(struct snap *s)
 		json_decref(s->hosts[i].rec);
 		json_decref(s->hosts[i].alive);
 		json_decref(s->hosts[i].maint);
+		json_decref(s->hosts[i].power);
 	}
 	for (i = 0; s->vms && i < s->nr_vms; i++) {
 		json_decref(s->vms[i].spec);
@@ -243,6 +266,10 @@ void snap__free(struct snap *s)
 	}
 	for (i = 0; s->tasks && i < s->nr_tasks; i++)
 		json_decref(s->tasks[i].t);
+	json_decref(s->groups);
+	json_decref(s->rules);
+	json_decref(s->drs);
+	json_decref(s->dpm);
 	free(s->hosts);
 	free(s->vms);
 	free(s->tasks);
@@ -252,7 +279,14 @@ void snap__free(struct snap *s)
 const char *snap__host_state(const struct s_host *h)
 {
 	const char *m = cluster__str(h->maint, "state", "");
+	const char *p = cluster__str(h->power, "state", "");
 
+	if (!strcmp(p, "standby"))
+		return "standby";
+	if (!strcmp(p, "powering-off"))
+		return "powering off";
+	if (!strcmp(p, "powering-on"))
+		return "powering on";
 	if (!strcmp(m, "entering"))
 		return "entering maintenance";
 	if (!strcmp(m, "in"))
@@ -270,7 +304,7 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 
 		out[i].name = h->name;
 		/* A host without a record has never registered: nothing goes there. */
-		out[i].up = h->alive && h->rec;
+		out[i].up = h->alive && h->rec && !h->power;
 		out[i].maintenance = h->maint != NULL;
 		out[i].cpus = cluster__int(h->rec, "cpus", 0);
 		out[i].memory = (uint64_t)cluster__int(h->rec, "memory", 0);
@@ -279,6 +313,26 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 		out[i].slots_used = h->slots;
 	}
 	return out;
+}
+
+bool *snap__allowed(const struct snap *s, const char *vm, char *why, size_t whylen)
+{
+	const char **names = calloc(s->nr_hosts + 1, sizeof(*names));
+	bool *allowed = calloc(s->nr_hosts + 1, sizeof(*allowed));
+	size_t i;
+
+	if (!names || !allowed)
+		goto none;
+	for (i = 0; i < s->nr_hosts; i++)
+		names[i] = s->hosts[i].name;
+	if (!rules__must_hosts(s->rules, s->groups, vm, names, s->nr_hosts, allowed, why, whylen))
+		goto none;
+	free(names);
+	return allowed;
+none:
+	free(names);
+	free(allowed);
+	return NULL;
 }
 
 int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, const char *reason,

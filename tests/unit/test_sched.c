@@ -57,7 +57,7 @@ static void test_place_says_why_nothing_fits(void **state)
 static void test_pick_keeps_the_per_host_limit(void **state)
 {
 	struct sched_limits lim = {.per_host = 1, .cluster = 128};
-	struct sched_task t[2] = {{0, 1, 128 * MiB, 1}, {0, 2, 128 * MiB, 1}};
+	struct sched_task t[2] = {{0, 1, 128 * MiB, 1, NULL}, {0, 2, 128 * MiB, 1, NULL}};
 	struct sched_decision d[2];
 	struct sched_host h[3];
 
@@ -97,8 +97,8 @@ static void test_pick_is_fair_between_hosts(void **state)
 	h[1].name = "host-b";
 	/* host-a's evacuation queued first, with 10 moves; then one from host-b. */
 	for (i = 0; i < 10; i++)
-		t[i] = (struct sched_task){0, -1, 64 * MiB, 1};
-	t[10] = (struct sched_task){1, -1, 64 * MiB, 1};
+		t[i] = (struct sched_task){0, -1, 64 * MiB, 1, NULL};
+	t[10] = (struct sched_task){1, -1, 64 * MiB, 1, NULL};
 	assert_int_equal(sched__pick(h, 6, t, 11, 0, &lim, d), 4);
 	from_b = d[10].verdict == SCHED_START;
 	assert_true(from_b);
@@ -112,7 +112,7 @@ static void test_pick_is_fair_between_hosts(void **state)
 static void test_pick_reports_a_move_that_fits_nowhere(void **state)
 {
 	struct sched_limits lim = {.per_host = 8, .cluster = 128};
-	struct sched_task t[2] = {{0, -1, 8 * GiB, 1}, {0, 1, 128 * MiB, 1}};
+	struct sched_task t[2] = {{0, -1, 8 * GiB, 1, NULL}, {0, 1, 128 * MiB, 1, NULL}};
 	struct sched_decision d[2];
 	struct sched_host h[3];
 
@@ -124,6 +124,34 @@ static void test_pick_reports_a_move_that_fits_nowhere(void **state)
 	assert_int_equal(d[1].verdict, SCHED_NOROOM); /* host-b is in maintenance */
 }
 
+static void test_must_rules_bar_hosts(void **state)
+{
+	struct sched_limits lim = {8, 128};
+	bool allowed[3] = {true, false, true};
+	struct sched_decision d[2];
+	struct sched_task t[2];
+	struct sched_host h[3];
+	char why[256];
+
+	(void)state;
+	hosts3(h);
+	/* host-b has the most room, but the rule keeps the VM off it. */
+	assert_int_equal(sched__place_on(h, 3, 1 * GiB, 1, -1, allowed, why, sizeof(why)), 2);
+	/* Leaving host-a (the rule's only other host): nowhere, and the reason says so. */
+	allowed[2] = false;
+	assert_int_equal(sched__place_on(h, 3, 1 * GiB, 1, 0, allowed, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "host-b (ruled out)"));
+	assert_non_null(strstr(why, "host-c (ruled out)"));
+	t[0] = (struct sched_task){0, -1, 64 * MiB, 1, allowed};
+	t[1] = (struct sched_task){0, 1, 64 * MiB, 1, allowed};
+	assert_int_equal(sched__pick(h, 3, t, 2, 0, &lim, d), 0);
+	assert_int_equal(d[0].verdict, SCHED_NOROOM);
+	assert_int_equal(d[1].verdict, SCHED_NOROOM); /* a named destination it may not use */
+	allowed[2] = true;
+	assert_int_equal(sched__pick(h, 3, t, 1, 0, &lim, d), 1);
+	assert_int_equal(d[0].dst, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +160,7 @@ int main(void)
 	    cmocka_unit_test(test_pick_keeps_the_per_host_limit),
 	    cmocka_unit_test(test_pick_is_fair_between_hosts),
 	    cmocka_unit_test(test_pick_reports_a_move_that_fits_nowhere),
+	    cmocka_unit_test(test_must_rules_bar_hosts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

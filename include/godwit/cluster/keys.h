@@ -30,6 +30,11 @@
 #define K_HISTORY    "/godwit-history/"	     /* + ID: a task that has ended */
 #define K_LEADER     K_ROOT "leader"	     /* under the leading manager's lease */
 #define K_LIMITS     K_ROOT "config/limits"
+#define K_GROUP	     K_ROOT "config/groups/" /* + G: a host group */
+#define K_RULE	     K_ROOT "config/rules/"  /* + NAME: a placement rule */
+#define K_DRS	     K_ROOT "config/drs"     /* balancing's settings */
+#define K_DPM	     K_ROOT "config/dpm"     /* power management's settings */
+#define K_POWER	     K_ROOT "power/"	     /* + H: {"state": "powering-off"|"standby"|...} */
 
 #define NAME_MAX_LEN	      63
 #define LIMIT_HOST_DEFAULT    8

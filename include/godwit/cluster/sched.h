@@ -32,6 +32,7 @@ struct sched_task {
 	int dst;	 /* host index, or -1: the scheduler chooses */
 	uint64_t memory; /* what the VM needs */
 	int64_t cpus;
+	const bool *allowed; /* per host: the VM's "must" rules let it run there; NULL: all */
 };
 
 enum sched_verdict {
@@ -53,6 +54,9 @@ struct sched_decision {
  */
 int sched__place(const struct sched_host *hosts, size_t nr_hosts, uint64_t memory, int64_t cpus,
 		 int exclude, char *why, size_t whylen);
+/* The same among the hosts allowed[i] (a VM's "must" rules; NULL: every host). */
+int sched__place_on(const struct sched_host *hosts, size_t nr_hosts, uint64_t memory, int64_t cpus,
+		    int exclude, const bool *allowed, char *why, size_t whylen);
 
 /*
  * Which queued tasks (oldest first) start now, within the limits. Tasks are taken
