@@ -725,24 +725,35 @@ static int wait_maintenance(const struct client *c, const char *host)
 	}
 }
 
-static int cmd_maintenance(const struct client *c, int argc, char **argv)
+int cluster_cli__host_action(const struct client *c, int argc, char **argv, const char *resource,
+			     const char *a, const char *b, const char *usage)
 {
 	char path[160];
 	json_t *req, *reply;
 	int ret;
 
-	if (argc < 3 || (strcmp(argv[1], "enter") && strcmp(argv[1], "exit")) ||
-	    !cluster__name_ok(argv[2])) {
-		pr_err("usage: godwit cluster maintenance enter|exit HOST [--wait]");
+	if (argc < 3 || (strcmp(argv[1], a) && strcmp(argv[1], b)) || !cluster__name_ok(argv[2])) {
+		pr_err("%s", usage);
 		return 2;
 	}
-	snprintf(path, sizeof(path), "/hosts/%s/maintenance", argv[2]);
+	snprintf(path, sizeof(path), "/hosts/%s/%s", argv[2], resource);
 	req = json_pack("{s:s}", "action", argv[1]);
 	ret = ask(c, "POST", path, req, 202, &reply);
 	json_decref(req);
 	if (ret)
 		return 1;
 	json_decref(reply);
+	return 0;
+}
+
+static int cmd_maintenance(const struct client *c, int argc, char **argv)
+{
+	int ret = cluster_cli__host_action(c, argc, argv, "maintenance", "enter", "exit",
+					   "usage: godwit cluster maintenance enter|exit HOST "
+					   "[--wait]");
+
+	if (ret)
+		return ret;
 	if (!strcmp(argv[1], "enter") && has_flag(argc, argv, "--wait"))
 		return wait_maintenance(c, argv[2]);
 	printf(!strcmp(argv[1], "enter") ? "%s is entering maintenance: its VMs move away\n"

@@ -75,6 +75,21 @@ static int drop(const struct client *c, const char *what, const char *name)
 	return 0;
 }
 
+/* `list [--json]` and `rm NAME` of groups and rules; -1 if argv is neither. */
+static int list_or_drop(const struct client *c, int argc, char **argv, const char *what,
+			void (*line)(const json_t *))
+{
+	const char *verb = argc > 1 ? argv[1] : "";
+	char path[32];
+
+	snprintf(path, sizeof(path), "/%ss", what);
+	if (!strcmp(verb, "list") && argc <= 3)
+		return listing(c, path, path + 1, flag(argc, argv, "--json"), line);
+	if (!strcmp(verb, "rm") && argc == 3 && cluster__name_ok(argv[2]))
+		return drop(c, what, argv[2]);
+	return -1;
+}
+
 /* ---- group ---- */
 
 static void group_line(const json_t *g)
@@ -89,12 +104,10 @@ int cluster_cli__group(const struct client *c, int argc, char **argv)
 {
 	const char *verb = argc > 1 ? argv[1] : "";
 	json_t *req, *reply;
-	int ret;
+	int ret = list_or_drop(c, argc, argv, "group", group_line);
 
-	if (!strcmp(verb, "list") && argc <= 3)
-		return listing(c, "/groups", "groups", flag(argc, argv, "--json"), group_line);
-	if (!strcmp(verb, "rm") && argc == 3 && cluster__name_ok(argv[2]))
-		return drop(c, "group", argv[2]);
+	if (ret >= 0)
+		return ret;
 	if (!strcmp(verb, "add") && argc >= 4 && cluster__name_ok(argv[2])) {
 		req = json_pack("{s:s, s:o}", "name", argv[2], "hosts", words(argc, argv, 3));
 		ret = cluster_cli__ask(c, "POST", "/groups", req, 201, &reply);
@@ -187,12 +200,10 @@ int cluster_cli__rule(const struct client *c, int argc, char **argv)
 {
 	const char *verb = argc > 1 ? argv[1] : "";
 	json_t *req, *reply;
-	int ret;
+	int ret = list_or_drop(c, argc, argv, "rule", rule_line);
 
-	if (!strcmp(verb, "list") && argc <= 3)
-		return listing(c, "/rules", "rules", flag(argc, argv, "--json"), rule_line);
-	if (!strcmp(verb, "rm") && argc == 3 && cluster__name_ok(argv[2]))
-		return drop(c, "rule", argv[2]);
+	if (ret >= 0)
+		return ret;
 	if (strcmp(verb, "add") || argc < 4 || !cluster__name_ok(argv[2])) {
 		pr_err("%s", rule_usage);
 		return 2;
@@ -358,22 +369,11 @@ usage:
 
 int cluster_cli__host(const struct client *c, int argc, char **argv)
 {
-	char path[160];
-	json_t *req, *reply;
-	int ret;
+	int ret = cluster_cli__host_action(c, argc, argv, "power", "standby", "wake",
+					   "usage: godwit cluster host standby|wake HOST");
 
-	if (argc < 3 || (strcmp(argv[1], "standby") && strcmp(argv[1], "wake")) ||
-	    !cluster__name_ok(argv[2])) {
-		pr_err("usage: godwit cluster host standby|wake HOST");
-		return 2;
-	}
-	snprintf(path, sizeof(path), "/hosts/%s/power", argv[2]);
-	req = json_pack("{s:s}", "action", argv[1]);
-	ret = cluster_cli__ask(c, "POST", path, req, 202, &reply);
-	json_decref(req);
 	if (ret)
-		return 1;
-	json_decref(reply);
+		return ret;
 	printf(!strcmp(argv[1], "standby")
 		   ? "%s is going to standby (the leader runs its power-off command)\n"
 		   : "%s is waking (the leader runs its power-on command)\n",

@@ -42,16 +42,60 @@ static int list_of(const json_t *obj, const char *field, struct api_response *re
 	return 0;
 }
 
+/*
+ * Creates prefix+name with rec (taken) unless it exists: 201 with rec, else the error.
+ * what: "group" or "rule", as users name it.
+ */
+static int create(struct mgr *m, const char *prefix, const char *name, json_t *rec,
+		  const char *what, struct api_response *resp)
+{
+	char key[160];
+	bool created = false;
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s", prefix, name);
+	ret = put_new(m, key, rec, &created);
+	if (ret || !created) {
+		json_decref(rec);
+		if (ret)
+			api__error(resp, 503, "%s", m->api.err);
+		else
+			api__error(resp, 409,
+				   "a %s %s exists already (godwit cluster %s rm %s first)", what,
+				   name, what, name);
+		return 0;
+	}
+	cluster__event(&m->api, "%s %s added", what, name);
+	resp->status = 201;
+	resp->body = rec;
+	return 0;
+}
+
+/* Removes prefix+name: 204, or the error. */
+static int remove_key(struct mgr *m, const char *prefix, const char *name, const char *what,
+		      struct api_response *resp)
+{
+	char key[160];
+
+	snprintf(key, sizeof(key), "%s%s", prefix, name);
+	if (etcd__delete(&m->api, key, false)) {
+		api__error(resp, 503, "%s", m->api.err);
+		return 0;
+	}
+	cluster__event(&m->api, "%s %s removed", what, name);
+	resp->status = 204;
+	return 0;
+}
+
 /* ---- host groups ---- */
 
 static int add_group(struct mgr *m, const struct snap *s, const json_t *body,
 		     struct api_response *resp)
 {
 	const char *name = cluster__str(body, "name", "");
-	char err[300], key[160];
+	char err[300];
 	const json_t *h;
 	json_t *rec;
-	bool created = false;
 	size_t i;
 
 	if (rules__check_group(body, err, sizeof(err))) {
@@ -70,30 +114,13 @@ static int add_group(struct mgr *m, const struct snap *s, const json_t *body,
 		}
 	}
 	rec = json_pack("{s:s, s:O}", "name", name, "hosts", json_object_get(body, "hosts"));
-	snprintf(key, sizeof(key), K_GROUP "%s", name);
-	if (put_new(m, key, rec, &created)) {
-		json_decref(rec);
-		api__error(resp, 503, "%s", m->api.err);
-		return 0;
-	}
-	if (!created) {
-		json_decref(rec);
-		api__error(resp, 409,
-			   "a group %s exists already (godwit cluster group rm %s first)", name,
-			   name);
-		return 0;
-	}
-	cluster__event(&m->api, "host group %s added", name);
-	resp->status = 201;
-	resp->body = rec;
-	return 0;
+	return create(m, K_GROUP, name, rec, "group", resp);
 }
 
 static int rm_group(struct mgr *m, const struct snap *s, const char *name,
 		    struct api_response *resp)
 {
 	const char *user = rules__group_user(s->rules, name);
-	char key[160];
 
 	if (!json_object_get(s->groups, name)) {
 		api__error(resp, 404, "no host group %s (godwit cluster group list)", name);
@@ -105,14 +132,7 @@ static int rm_group(struct mgr *m, const struct snap *s, const char *name,
 			   user, name, user);
 		return 0;
 	}
-	snprintf(key, sizeof(key), K_GROUP "%s", name);
-	if (etcd__delete(&m->api, key, false)) {
-		api__error(resp, 503, "%s", m->api.err);
-		return 0;
-	}
-	cluster__event(&m->api, "host group %s removed", name);
-	resp->status = 204;
-	return 0;
+	return remove_key(m, K_GROUP, name, "group", resp);
 }
 
 /* ---- rules ---- */
@@ -121,11 +141,10 @@ static int add_rule(struct mgr *m, const struct snap *s, const json_t *body,
 		    struct api_response *resp)
 {
 	const char *name = cluster__str(body, "name", "");
-	char err[400], key[160];
+	char err[400];
 	const json_t *v;
 	const struct s_vm *vm;
 	json_t *rec;
-	bool created = false;
 	size_t i;
 	int ret;
 
@@ -152,40 +171,16 @@ static int add_rule(struct mgr *m, const struct snap *s, const json_t *body,
 		json_object_set(rec, "must", json_object_get(body, "must"));
 		json_object_set(rec, "not", json_object_get(body, "not"));
 	}
-	snprintf(key, sizeof(key), K_RULE "%s", name);
-	ret = put_new(m, key, rec, &created);
-	if (ret || !created) {
-		json_decref(rec);
-		if (ret)
-			api__error(resp, 503, "%s", m->api.err);
-		else
-			api__error(resp, 409,
-				   "a rule %s exists already (godwit cluster rule rm %s first)",
-				   name, name);
-		return 0;
-	}
-	cluster__event(&m->api, "rule %s added", name);
-	resp->status = 201;
-	resp->body = rec;
-	return 0;
+	return create(m, K_RULE, name, rec, "rule", resp);
 }
 
 static int rm_rule(struct mgr *m, const struct snap *s, const char *name, struct api_response *resp)
 {
-	char key[160];
-
 	if (!json_object_get(s->rules, name)) {
 		api__error(resp, 404, "no rule %s (godwit cluster rule list)", name);
 		return 0;
 	}
-	snprintf(key, sizeof(key), K_RULE "%s", name);
-	if (etcd__delete(&m->api, key, false)) {
-		api__error(resp, 503, "%s", m->api.err);
-		return 0;
-	}
-	cluster__event(&m->api, "rule %s removed", name);
-	resp->status = 204;
-	return 0;
+	return remove_key(m, K_RULE, name, "rule", resp);
 }
 
 /* ---- DRS and DPM settings ---- */
