@@ -34,8 +34,22 @@
 /* The guest's requests have at most this many segments. */
 #define DISK_MIRROR_MAX_IOV 1024
 
+/*
+ * Where the copy goes when it is not a file on this host (migration without shared
+ * storage): put() gets the pass's data, and in order the guest's writes below the copy's
+ * position (data NULL: the range reads as zeros), always on the one thread that calls
+ * disk_mirror__copy_step and disk_mirror__drain. 0 or -errno (the move fails).
+ */
+struct disk_mirror_sink {
+	int (*put)(void *arg, uint64_t off, uint64_t len, const void *data);
+	void *arg;
+};
+
+struct disk_mirror_entry;
+
 struct disk_mirror {
 	struct disk *src; /* the device's image, not owned */
+	const struct disk_mirror_sink *sink; /* a remote copy: dst is not used */
 	struct disk dst;  /* the new image, created here and locked */
 	dev_t dst_dev;	  /* the new file as created: removed only if the path still names it */
 	ino_t dst_ino;
@@ -51,6 +65,17 @@ struct disk_mirror {
 	uint64_t data_bytes;	 /* the pass read from src and wrote to dst */
 	uint64_t mirrored_bytes; /* guest writes (data, discards, zeroes) sent to dst too */
 	uint64_t mirrored_requests;
+	/*
+	 * Remote: the guest's writes below `copied`, oldest first, waiting for
+	 * disk_mirror__drain. A request is queued before the guest hears it completed; one
+	 * that would take the queue past queue_max waits for a drain (one larger than
+	 * queue_max goes alone), so memory stays bounded and a slow link slows the
+	 * guest's writes, as a slow disk would.
+	 */
+	struct disk_mirror_entry *head, *tail;
+	size_t queued, queue_max;
+	bool closed; /* disk_mirror__close: nothing more is queued, no one waits */
+	uint64_t queue_waits; /* requests that waited for room */
 
 	struct iovec iov[DISK_MIRROR_MAX_IOV]; /* the I/O thread's: the guest's data for dst */
 };
@@ -62,6 +87,21 @@ struct disk_mirror {
  */
 int __must_check disk_mirror__create(struct disk_mirror *m, struct disk *src, const char *path,
 				     char *err, size_t errlen);
+/*
+ * A mirror with no new file: the copy goes to sink (above), the guest's writes below
+ * the copy's position through a queue of at most queue_max bytes.
+ */
+int __must_check disk_mirror__create_remote(struct disk_mirror *m, struct disk *src,
+					    const struct disk_mirror_sink *sink, size_t queue_max,
+					    char *err, size_t errlen);
+/*
+ * Remote: hands what is queued to the sink, oldest first, and wakes a request waiting
+ * for room. 0, or the sink's -errno (what was taken from the queue is dropped: the move
+ * fails).
+ */
+int __must_check disk_mirror__drain(struct disk_mirror *m);
+/* Remote: the move has ended (failed or done): requests no longer queue or wait. */
+void disk_mirror__close(struct disk_mirror *m);
 /* Closes the new file and removes it (unless the path now names another file). */
 void disk_mirror__destroy(struct disk_mirror *m);
 /*
@@ -96,7 +136,7 @@ int __must_check disk_mirror__flush(struct disk_mirror *m);
 int disk_mirror__error(struct disk_mirror *m);
 
 struct disk_mirror_progress {
-	uint64_t size, copied, data_bytes, mirrored_bytes, mirrored_requests;
+	uint64_t size, copied, data_bytes, mirrored_bytes, mirrored_requests, queue_waits;
 };
 void disk_mirror__progress(struct disk_mirror *m, struct disk_mirror_progress *p);
 

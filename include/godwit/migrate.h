@@ -27,6 +27,14 @@ const char *migrate__compress_name(enum migrate_compress c);
 /* "auto", "lz4", "zstd" or "off"; -EINVAL for anything else. */
 int __must_check migrate__compress_parse(const char *s, enum migrate_compress *c);
 
+/* Migration without shared storage: a disk whose image goes through the stream. */
+#define MIGRATE_MAX_DISK_TO 8
+struct migrate_disk_to {
+	uint32_t disk; /* the disk's ID (in --disk order) */
+	/* On the destination: a file name in its --disk-dir, or a path in that directory */
+	char to[STREAM_DISK_TO_MAX + 1];
+};
+
 struct migrate_params {
 	char to[256];		/* tcp:HOST:PORT or file:PATH */
 	uint64_t downtime_ms;	/* the pause the user accepts */
@@ -46,6 +54,8 @@ struct migrate_params {
 	/* file: only: the snapshot is encrypted at rest with this key (seal.h) */
 	bool has_encrypt_key;
 	uint8_t encrypt_key[32];
+	unsigned int nr_disk_to;
+	struct migrate_disk_to disk_to[MIGRATE_MAX_DISK_TO];
 };
 
 /*
@@ -88,6 +98,9 @@ struct migrate_stats {
 	uint32_t throttle_pct;
 	uint32_t max_throttle_pct;
 	uint32_t connections; /* TCP connections the stream went over */
+	/* Disk images sent through the stream (disk_to): their size, the pass's position
+	 * summed over them, the image bytes sent (pass and guest writes) */
+	uint64_t disk_size, disk_copied, disk_bytes;
 	const char *encryption; /* "none", "tls-x509" or "tls-psk": what the stream went over */
 	char to[256];
 	char error[256];
@@ -161,6 +174,8 @@ struct receive_params {
 	int io_timeout_ms;
 	struct tls_params tls; /* settled by tls__check_params */
 	const uint8_t *encrypt_key; /* file: only: the snapshot's key, NULL: a plain one */
+	/* Where disk images sent through the stream may be created (NULL: nowhere) */
+	const char *disk_dir;
 };
 
 /*

@@ -27,7 +27,7 @@ struct seal;
 #define STREAM_MAGIC	     "GODWITMS"
 #define STREAM_MAGIC_LEN     8
 #define STREAM_VERSION_MAJOR 1
-#define STREAM_VERSION_MINOR 7
+#define STREAM_VERSION_MINOR 8
 #define STREAM_PAGE_SIZE     4096U
 #define STREAM_ARCH_X86_64   1U
 #define STREAM_HEADER_LEN    32
@@ -58,6 +58,7 @@ enum stream_type {
 	STREAM_REC_END = 6,
 	STREAM_REC_RAM_LZ4 = 7, /* a RAM record whose data pages are one LZ4 block (1.2) */
 	STREAM_REC_RAM_ZSTD = 8, /* the same with one zstd frame (1.3) */
+	STREAM_REC_DISK = 9,	 /* a piece of a disk image sent to the destination (1.8) */
 	/* Control messages: only on a control channel (no header, no END). */
 	STREAM_REC_GO = 0x100,	    /* source -> destination: you may resume */
 	STREAM_REC_READY = 0x101,   /* destination -> source: loaded, verified */
@@ -115,6 +116,10 @@ enum stream_type {
 #define STREAM_ERROR_MSG_MAX   256
 #define STREAM_ERROR_MAX_LEN   (4 + STREAM_ERROR_MSG_MAX)
 #define STREAM_UNKNOWN_MAX_LEN (1 * MiB)
+/* DISK: u32 disk, u32 kind, u64 offset, u64 length, then the data of a DATA piece. */
+#define STREAM_DISK_HDR_LEN	 24
+#define STREAM_DISK_MAX_DATA	 (1 * MiB)
+#define STREAM_DISK_MAX_LEN	 (STREAM_DISK_HDR_LEN + STREAM_DISK_MAX_DATA)
 
 /* Which channel a reader or writer serves: decides which types are allowed. */
 enum stream_context {
@@ -418,9 +423,12 @@ enum stream_config_tag {
 #define STREAM_FEATURE_GO_WITH_END (1U << 4)
 /* format 1.7: VERIFY carries chunk digests of page digests (ram_digest.h), not of the bytes */
 #define STREAM_FEATURE_VERIFY_PAGES (1U << 5)
+/* format 1.8: disks whose CONFIG entry names a disk_to come in DISK records */
+#define STREAM_FEATURE_DISK_TO (1U << 6)
 #define STREAM_FEATURES_KNOWN                                                                      \
 	(STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_RAM_ZSTD |             \
-	 STREAM_FEATURE_STRIPE_CHUNK | STREAM_FEATURE_GO_WITH_END | STREAM_FEATURE_VERIFY_PAGES)
+	 STREAM_FEATURE_STRIPE_CHUNK | STREAM_FEATURE_GO_WITH_END | STREAM_FEATURE_VERIFY_PAGES |  \
+	 STREAM_FEATURE_DISK_TO)
 
 enum stream_device_tag {
 	STREAM_DEV_TYPE = 1,	 /* string, 1..31 bytes */
@@ -428,7 +436,11 @@ enum stream_device_tag {
 	STREAM_DEV_MAC = 3,	 /* 6 bytes, optional */
 	STREAM_DEV_CAPACITY = 4, /* u64 bytes, optional */
 	STREAM_DEV_READONLY = 5, /* u32 0/1, optional */
+	STREAM_DEV_DISK_TO = 6,	 /* bytes: where the image goes on the destination, optional (1.8) */
 };
+
+/* A disk_to's length: a file name, or a path in the destination's --disk-dir. */
+#define STREAM_DISK_TO_MAX 1023
 
 struct stream_region {
 	uint64_t gpa;
@@ -442,6 +454,7 @@ struct stream_device {
 	uint8_t mac[6];
 	uint64_t capacity;
 	bool readonly;
+	char disk_to[STREAM_DISK_TO_MAX + 1]; /* "": the destination has the image (--disk) */
 };
 
 struct stream_config {
@@ -567,6 +580,34 @@ struct stream_round {
 
 int __must_check stream__write_round(struct stream_writer *w, const struct stream_round *rd);
 int __must_check stream__round_decode(const uint8_t *payload, size_t len, struct stream_round *rd);
+
+/*
+ * DISK (format 1.8): a piece of disk `disk`'s image (migration without shared
+ * storage). DATA carries length bytes for [offset, offset+length); ZERO says the range
+ * reads as zeros (a guest discard or write-zeroes); DONE (offset 0, length the image
+ * size) says the copy's pass has covered the whole image. Checked against CONFIG by
+ * stream_check__disk.
+ */
+enum stream_disk_kind {
+	STREAM_DISK_DATA = 1,
+	STREAM_DISK_ZERO = 2,
+	STREAM_DISK_DONE = 3,
+};
+
+struct stream_disk {
+	uint32_t disk;
+	uint32_t kind;
+	uint64_t offset;
+	uint64_t length;
+	const uint8_t *data; /* DATA: into the payload */
+};
+
+/* DATA when data is not NULL (length at most STREAM_DISK_MAX_DATA), else kind. */
+int __must_check stream__write_disk(struct stream_writer *w, uint32_t disk, uint32_t kind,
+				    uint64_t offset, uint64_t length, const void *data);
+/* The layout alone (kind, lengths); -EBADMSG with why set. */
+int __must_check stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *d,
+				     char *why, size_t whylen);
 
 /* ---- STATE --------------------------------------------------------------- */
 

@@ -32,6 +32,10 @@ struct stream_check {
 	struct virtio_blk_state blk[VM_MAX_DISKS];
 	struct virtio_net_state net[VM_MAX_NETS];
 	bool blk_seen[VM_MAX_DISKS], net_seen[VM_MAX_NETS];
+	/* Disks whose image comes in the stream (CONFIG's disk_to), by instance. */
+	bool disk_in[VM_MAX_DISKS];
+	uint64_t disk_size[VM_MAX_DISKS]; /* the capacity CONFIG announced */
+	bool disk_done[VM_MAX_DISKS];	  /* its DONE came */
 };
 
 /*
@@ -44,7 +48,15 @@ int __must_check stream_check__config(struct stream_check *c, const struct strea
 /* One STATE record: decoded into c, or -errno with why set (the record is named). */
 int __must_check stream_check__state(struct stream_check *c, const struct stream_record *rec,
 				     char *why, size_t whylen);
-/* At END: every vCPU, VM-wide section, the UART and every device came. 0 or -EBADMSG. */
+/*
+ * One DISK record, decoded into *d: the disk is one whose image comes in the stream,
+ * the range lies within the size CONFIG announced, DONE once per disk and before the
+ * final phase. 0 or -errno with why set.
+ */
+int __must_check stream_check__disk(struct stream_check *c, const struct stream_record *rec,
+				    struct stream_disk *d, char *why, size_t whylen);
+/* At END: every vCPU, VM-wide section, the UART and every device came, every incoming disk
+ * complete (DONE). 0 or -EBADMSG. */
 int __must_check stream_check__complete(const struct stream_check *c, char *why, size_t whylen);
 /* After END in a file: nothing may follow. 0, or -EBADMSG / -errno with why set. */
 int __must_check stream_check__file_ends(struct stream_io *io, char *why, size_t whylen);

@@ -172,6 +172,12 @@ int __must_check virtio_blk__take_lock(struct virtio_blk *b);
  */
 int __must_check virtio_blk__move_start(struct virtio_blk *b, const char *path,
 					uint64_t max_bandwidth, char *err, size_t errlen);
+/*
+ * From now on the guest's writes, discards and write-zeroes go through m (NULL: no
+ * longer): the device's I/O is held for the swap, between two requests. Migration
+ * without shared storage attaches its remote mirror so (src/migrate/disk_send.c).
+ */
+void virtio_blk__set_mirror(struct virtio_blk *b, struct disk_mirror *m);
 /* -ENOENT if no move is under way. */
 int virtio_blk__move_cancel(struct virtio_blk *b);
 void virtio_blk__move_stats(struct virtio_blk *b, struct blk_move_stats *st);

@@ -23,6 +23,22 @@
 #include "godwit/log.h"
 
 #define ZERO_BLOCK 4096
+/* What a queued discard or write-zeroes counts against the queue's bound. */
+#define ZERO_ENTRY_COST 64
+/*
+ * A guest write larger than this (its descriptors may alias one buffer many times)
+ * is not copied for the queue: the move fails instead, the guest's write succeeds.
+ */
+#define REMOTE_MAX_REQUEST (64 * MiB)
+
+/* A guest request below the copy's position, for a remote copy. */
+struct disk_mirror_entry {
+	struct disk_mirror_entry *next;
+	uint64_t off, len; /* the range to send: the request's part below `copied` */
+	size_t cost;	   /* against queue_max */
+	bool zero;	   /* no data: the range reads as zeros */
+	uint8_t data[];	   /* the whole request's data (a write) */
+};
 
 static bool all_zero(const uint8_t *p, size_t len)
 {
@@ -123,8 +139,50 @@ err_buf:
 	return ret;
 }
 
+int disk_mirror__create_remote(struct disk_mirror *m, struct disk *src,
+			       const struct disk_mirror_sink *sink, size_t queue_max, char *err,
+			       size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	m->dst.fd = -1;
+	m->src = src;
+	m->size = src->size;
+	m->sink = sink;
+	m->queue_max = queue_max;
+	m->buf = aligned_alloc(ZERO_BLOCK, DISK_MIRROR_CHUNK);
+	if (!m->buf) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	return 0;
+}
+
+static void free_queue(struct disk_mirror *m)
+{
+	struct disk_mirror_entry *e;
+
+	while ((e = m->head)) {
+		m->head = e->next;
+		free(e);
+	}
+	m->tail = NULL;
+	m->queued = 0;
+}
+
+void disk_mirror__close(struct disk_mirror *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->closed = true;
+	free_queue(m);
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 void disk_mirror__destroy(struct disk_mirror *m)
 {
+	free_queue(m);
 	if (m->dst.fd >= 0) {
 		remove_dst(m, m->dst.path);
 		disk__close(&m->dst);
@@ -164,7 +222,8 @@ static int write_data(struct disk_mirror *m, uint64_t off, size_t len)
 				break;
 			run += blk;
 		}
-		ret = disk__pwrite(&m->dst, m->buf + pos, run, off + pos);
+		ret = m->sink ? m->sink->put(m->sink->arg, off + pos, run, m->buf + pos)
+			      : disk__pwrite(&m->dst, m->buf + pos, run, off + pos);
 		if (ret)
 			return ret;
 		pos += run;
@@ -231,7 +290,8 @@ int disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err, size_t 
 	if (ret)
 		snprintf(err, errlen, "cannot read %s: %s", m->src->path, strerror(-ret));
 	else if ((ret = write_data(m, off, end - off)))
-		snprintf(err, errlen, "cannot write %s: %s", m->dst.path, strerror(-ret));
+		snprintf(err, errlen, "cannot write %s: %s", m->sink ? "the copy" : m->dst.path,
+			 strerror(-ret));
 	pthread_mutex_lock(&m->lock);
 	if (!ret) {
 		m->copied = end;
@@ -288,7 +348,7 @@ static uint64_t begin(struct disk_mirror *m, uint64_t off, uint64_t len)
 static void record_error(struct disk_mirror *m, int dst_ret)
 {
 	if (dst_ret && !m->error) {
-		pr_err("%s: a guest request could not be mirrored: %s", m->dst.path,
+		pr_err("%s: a guest request could not be mirrored: %s", m->sink ? "the copy" : m->dst.path,
 		       strerror(-dst_ret));
 		m->error = dst_ret;
 	}
@@ -331,11 +391,123 @@ static uint64_t iov_bytes(const struct iovec *iov, int iovcnt)
 	return n;
 }
 
+/* ---- a remote copy: the queue ------------------------------------------------- */
+
+/*
+ * Queues e once there is room (or the queue is empty): the order of the queue is
+ * the order of the guest's requests, which the drain keeps.
+ */
+static void enqueue(struct disk_mirror *m, struct disk_mirror_entry *e)
+{
+	bool waited = false;
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->closed && m->head && m->queued + e->cost > m->queue_max) {
+		waited = true;
+		pthread_cond_wait(&m->cond, &m->lock);
+	}
+	if (m->closed) {
+		free(e);
+	} else {
+		e->next = NULL;
+		if (m->tail)
+			m->tail->next = e;
+		else
+			m->head = e;
+		m->tail = e;
+		m->queued += e->cost;
+		m->queue_waits += waited;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+int disk_mirror__drain(struct disk_mirror *m)
+{
+	struct disk_mirror_entry *e;
+	int ret = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&m->lock);
+		e = m->head;
+		if (e) {
+			m->head = e->next;
+			if (!m->head)
+				m->tail = NULL;
+			m->queued -= e->cost;
+			pthread_cond_broadcast(&m->cond);
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (!e)
+			return 0;
+		if (!ret)
+			ret = m->sink->put(m->sink->arg, e->off, e->len, e->zero ? NULL : e->data);
+		free(e);
+		if (ret)
+			return ret;
+	}
+}
+
+static struct disk_mirror_entry *new_entry(uint64_t off, uint64_t len, size_t data_len)
+{
+	struct disk_mirror_entry *e = malloc(sizeof(*e) + data_len);
+
+	if (e)
+		*e = (struct disk_mirror_entry){.off = off,
+						.len = len,
+						.zero = !data_len,
+						.cost = data_len ? data_len : ZERO_ENTRY_COST};
+	return e;
+}
+
+/*
+ * The write goes to the source from the entry's copy of the guest's buffers, so that
+ * both sides get the same bytes even if the guest changes them meanwhile.
+ */
+static int remote_pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	uint64_t len = iov_bytes(iov, iovcnt), below = begin(m, off, len), pos = 0;
+	bool fits = len <= REMOTE_MAX_REQUEST;
+	struct disk_mirror_entry *e = below && fits ? new_entry(off, below, len) : NULL;
+	int ret;
+
+	if (e) {
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(e->data + pos, iov[i].iov_base, iov[i].iov_len);
+			pos += iov[i].iov_len;
+		}
+		ret = disk__pwrite(m->src, e->data, len, off);
+	} else {
+		ret = disk__pwritev(m->src, iov, iovcnt, off);
+	}
+	end(m, ret ? 0 : below, below && !e ? (fits ? -ENOMEM : -E2BIG) : 0);
+	if (e && !ret)
+		enqueue(m, e);
+	else
+		free(e);
+	return ret;
+}
+
+/* A discard or write-zeroes done on the source: the range below `copied` reads as zeros. */
+static void remote_zero(struct disk_mirror *m, uint64_t off, uint64_t below, int ret)
+{
+	struct disk_mirror_entry *e = !ret && below ? new_entry(off, below, 0) : NULL;
+
+	end(m, ret ? 0 : below, !ret && below && !e ? -ENOMEM : 0);
+	if (e)
+		enqueue(m, e);
+}
+
+/* ---- the guest's requests, continued ---------------------------------------------- */
+
 int disk_mirror__pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off)
 {
-	uint64_t below = begin(m, off, iov_bytes(iov, iovcnt));
-	int n = below ? iov_prefix(m, iov, iovcnt, below) : 0;
-	int ret, dst_ret = 0;
+	uint64_t below;
+	int n, ret, dst_ret = 0;
+
+	if (m->sink)
+		return remote_pwritev(m, iov, iovcnt, off);
+	below = begin(m, off, iov_bytes(iov, iovcnt));
+	n = below ? iov_prefix(m, iov, iovcnt, below) : 0;
 
 	/* Copied before the source's write uses iov as scratch. */
 	ret = disk__pwritev(m->src, iov, iovcnt, off);
@@ -351,6 +523,10 @@ int disk_mirror__discard(struct disk_mirror *m, uint64_t off, uint64_t len)
 	int ret, dst_ret = 0;
 
 	ret = disk__discard(m->src, off, len);
+	if (m->sink) {
+		remote_zero(m, off, below, ret);
+		return ret;
+	}
 	if (!ret && below) {
 		dst_ret = disk__discard(&m->dst, off, below);
 		/* Without holes the data is left: a hint, as for the guest. */
@@ -367,6 +543,10 @@ int disk_mirror__write_zeroes(struct disk_mirror *m, uint64_t off, uint64_t len,
 	int ret, dst_ret = 0;
 
 	ret = disk__write_zeroes(m->src, off, len, may_unmap);
+	if (m->sink) {
+		remote_zero(m, off, below, ret);
+		return ret;
+	}
 	if (!ret && below)
 		dst_ret = disk__write_zeroes(&m->dst, off, below, may_unmap);
 	end(m, below, dst_ret);
@@ -381,7 +561,8 @@ int disk_mirror__write_zeroes(struct disk_mirror *m, uint64_t off, uint64_t len,
 int disk_mirror__flush(struct disk_mirror *m)
 {
 	int ret = disk__flush(m->src);
-	int dst_ret = ret ? 0 : disk__flush(&m->dst);
+	/* A remote copy is made stable by its receiver before it becomes the disk. */
+	int dst_ret = ret || m->sink ? 0 : disk__flush(&m->dst);
 
 	pthread_mutex_lock(&m->lock);
 	record_error(m, dst_ret);
@@ -406,6 +587,7 @@ void disk_mirror__progress(struct disk_mirror *m, struct disk_mirror_progress *p
 					   .copied = m->copied,
 					   .data_bytes = m->data_bytes,
 					   .mirrored_bytes = m->mirrored_bytes,
-					   .mirrored_requests = m->mirrored_requests};
+					   .mirrored_requests = m->mirrored_requests,
+					   .queue_waits = m->queue_waits};
 	pthread_mutex_unlock(&m->lock);
 }

@@ -141,7 +141,7 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 	uint64_t moved = (st->pages_sent + st->zero_pages) * GUEST_PAGE_SIZE;
 
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?, s:s?}",
+			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?, s:s?, s:I, s:I, s:I}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -156,7 +156,9 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 (json_int_t)st->lz4_saved, "zstd_pages", (json_int_t)st->zstd_pages,
 			 "zstd_saved_bytes", (json_int_t)st->zstd_saved, "connections",
 			 (int)st->connections, "encryption", st->encryption, "error",
-			 st->error[0] ? st->error : NULL);
+			 st->error[0] ? st->error : NULL, "disk_bytes", (json_int_t)st->disk_bytes,
+			 "disk_size", (json_int_t)st->disk_size, "disk_copied",
+			 (json_int_t)st->disk_copied);
 }
 
 /* Reads an optional non-negative integer field; false (and a 400) if it is malformed. */
@@ -219,6 +221,39 @@ static bool tls_fields(const json_t *body, struct migrate_params *p, struct api_
 	       opt_str(body, "tls_peer_name", tp->peer_name, sizeof(tp->peer_name), resp);
 }
 
+/*
+ * disk_to: [{"disk": ID, "to": PATH}, ...], the disks whose images go through the
+ * stream (migration without shared storage). False (and a 400) if malformed.
+ */
+static bool disk_to_field(const json_t *body, struct migrate_params *p,
+			  struct api_response *resp)
+{
+	const json_t *list = json_object_get(body, "disk_to"), *e;
+	size_t i;
+
+	if (!list)
+		return true;
+	if (!json_is_array(list) || json_array_size(list) > MIGRATE_MAX_DISK_TO)
+		goto bad;
+	json_array_foreach(list, i, e) {
+		const json_t *disk = json_object_get(e, "disk"), *to = json_object_get(e, "to");
+		struct migrate_disk_to *d = &p->disk_to[i];
+
+		if (!json_is_integer(disk) || json_integer_value(disk) < 0 ||
+		    json_integer_value(disk) >= VM_MAX_DISKS || !json_is_string(to) ||
+		    !json_string_length(to) || json_string_length(to) >= sizeof(d->to))
+			goto bad;
+		d->disk = (uint32_t)json_integer_value(disk);
+		snprintf(d->to, sizeof(d->to), "%s", json_string_value(to));
+	}
+	p->nr_disk_to = (unsigned int)json_array_size(list);
+	return true;
+bad:
+	api__error(resp, 400, "'disk_to' must be a list of at most %d {\"disk\": ID, \"to\": "
+			      "PATH} (PATH 1 to %d bytes)", MIGRATE_MAX_DISK_TO, STREAM_DISK_TO_MAX);
+	return false;
+}
+
 static int put_migrate(void *opaque, const struct api_request *req, struct api_response *resp)
 {
 	struct migrate_params p = { .downtime_ms = 50 };
@@ -253,7 +288,7 @@ static int put_migrate(void *opaque, const struct api_request *req, struct api_r
 	p.verify = json_is_true(verify);
 	p.confirm_ready = json_is_true(json_object_get(req->body, "confirm_ready"));
 	p.watch = json_is_true(json_object_get(req->body, "watch"));
-	if (!tls_fields(req->body, &p, resp))
+	if (!tls_fields(req->body, &p, resp) || !disk_to_field(req->body, &p, resp))
 		return 0;
 	/* A disk that switched files mid-migration would leave the destination on the old. */
 	pthread_mutex_lock(&vm->control_lock);

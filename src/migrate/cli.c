@@ -65,6 +65,13 @@ static void usage_migrate(FILE *out)
 		"  --encrypt-key FILE   file: only: encrypt the snapshot at rest (AES-256-GCM)\n"
 		"                       with this key, 64 hex digits; receive --from and\n"
 		"                       dump-stream read it back with the same key\n"
+		"  --disk-to ID=PATH    send disk ID's image through the stream (migration\n"
+		"                       without shared storage; repeatable, tcp: only): PATH\n"
+		"                       is a file name in the destination's --disk-dir, or a\n"
+		"                       path in that directory, where a new file is made. The\n"
+		"                       image goes first, the guest's writes meanwhile mirrored\n"
+		"                       to it, then the RAM; the destination's --disk list\n"
+		"                       skips these disks. The file here stays as it was\n"
 		"  --json               print one JSON object at the end instead of text\n"
 		"  -h, --help           this text\n");
 }
@@ -91,7 +98,13 @@ static void usage_receive(FILE *out)
 		"  --api PATH               serve the API on this unix socket\n"
 		"  --console KIND           stdio (default) or file:PATH\n"
 		"  --disk PATH              this host's image for the VM's next disk (shared\n"
-		"                           storage: the same file); one per disk, in order\n"
+		"                           storage: the same file); one per disk, in order,\n"
+		"                           except those the source sends (migrate --disk-to)\n"
+		"  --disk-dir DIR           where the images the source sends may be made: the\n"
+		"                           stream names a file in DIR, which must not exist;\n"
+		"                           any other path is refused. The file gets its name\n"
+		"                           only once the VM is handed over: a failed receive\n"
+		"                           leaves none. Without it no image is taken\n"
 		"  --net tap=NAME           this host's tap for the VM's next network card;\n"
 		"                           its MAC travels with the VM; one per card, in order\n"
 		"  --io-timeout SECONDS     fail (the VM not started) once the source has sent\n"
@@ -235,6 +248,29 @@ static int tls_request(struct tls_params *tp, json_t *req)
 	return 0;
 }
 
+/* --disk-to ID=PATH as {"disk": ID, "to": PATH} in PUT /vm/migrate's disk_to. */
+static int add_disk_to(json_t *list, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	uint64_t id;
+	char num[16];
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(num) || !eq[1] ||
+	    strlen(eq + 1) > STREAM_DISK_TO_MAX) {
+		pr_err("--disk-to '%s': expected ID=PATH, the disk's ID (0 up, in --disk order) "
+		       "and a path of at most %d bytes", arg, STREAM_DISK_TO_MAX);
+		return -EINVAL;
+	}
+	snprintf(num, sizeof(num), "%.*s", (int)(eq - arg), arg);
+	if (util__parse_u64(num, 0, MIGRATE_MAX_DISK_TO - 1, &id)) {
+		pr_err("--disk-to '%s': the disk ID is a number, 0 to %d", arg,
+		       MIGRATE_MAX_DISK_TO - 1);
+		return -EINVAL;
+	}
+	json_array_append_new(list, json_pack("{s:I, s:s}", "disk", (json_int_t)id, "to", eq + 1));
+	return 0;
+}
+
 struct migrate_cli {
 	const char *api;
 	json_t *req;
@@ -254,11 +290,13 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 		{ "compress", required_argument, NULL, 'c' },
 		{ "connections", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "disk-to", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		TLS_OPTIONS,
 		{ 0 },
 	};
 	struct tls_params tp = { 0 };
+	json_t *disk_to = json_array();
 	char hex[2 * TLS_PSK_LEN + 1];
 	uint8_t key[TLS_PSK_LEN];
 	const char *to = NULL;
@@ -266,6 +304,8 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 	int ch;
 
 	c->req = json_object();
+	/* Owned by the request from here, whatever the parse ends with. */
+	json_object_set_new(c->req, "disk_to", disk_to);
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
@@ -283,6 +323,10 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 			break;
 		case 'j': c->json = true; break;
 		case 'h': return 1;
+		case 'D':
+			if (add_disk_to(disk_to, optarg))
+				return -EINVAL;
+			break;
 		case 'E': case 'X': case 'K': case 'A': case 'P': case 'S':
 			if (tls_option(ch, optarg, &tp))
 				return -EINVAL;
@@ -343,6 +387,8 @@ static int parse_migrate(int argc, char **argv, struct migrate_cli *c)
 	}
 	json_object_set_new(c->req, "to", json_string(to));
 	json_object_set_new(c->req, "watch", json_true());
+	if (!json_array_size(disk_to))
+		json_object_del(c->req, "disk_to");
 	return tls_request(&tp, c->req);
 }
 
@@ -558,6 +604,7 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 		{ "console", required_argument, NULL, 'C' },
 		{ "disk", required_argument, NULL, 'D' },
 		{ "net", required_argument, NULL, 'N' },
+		{ "disk-dir", required_argument, NULL, 'd' },
 		{ "io-timeout", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -590,6 +637,7 @@ int migrate_cli__receive(int argc, char **argv, const struct vm_control *control
 			}
 			p.disks[p.nr_disks++] = optarg;
 			break;
+		case 'd': p.disk_dir = optarg; break;
 		case 'N':
 			if (p.nr_nets == ARRAY_SIZE(p.nets)) {
 				pr_err("--net: at most %zu", ARRAY_SIZE(p.nets));

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "godwit/disk_receive.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
@@ -53,6 +54,7 @@ struct dest {
 	struct stream_config *cfg;
 	struct vm_config vcfg;
 	struct vm_preopened pre; /* this host's backends, opened before we listen */
+	struct disk_receive disks; /* images that come in the stream (--disk-dir) */
 	struct vm *vm;
 	bool vm_created;
 	struct stream_check chk; /* the STATE sections, checked */
@@ -367,6 +369,8 @@ static int open_backends(struct dest *d)
 	for (i = 0; !ret && i < p->nr_nets; i++)
 		ret = config__add_net(&d->vcfg, p->nets[i]);
 	if (!ret)
+		ret = disk_receive__init(&d->disks, p->disk_dir);
+	if (!ret)
 		ret = vm__preopen(&d->pre, &d->vcfg, p->control);
 	if (ret)
 		config__free(&d->vcfg);
@@ -374,38 +378,92 @@ static int open_backends(struct dest *d)
 }
 
 /*
+ * Disk n of the stream, whose image comes in it: made in --disk-dir, in place of a
+ * --disk (into disks[n], fds[n]).
+ */
+static int incoming_disk(struct dest *d, const struct stream_device *sd, unsigned int n,
+			 struct vm_disk_cfg *disks, int *fds)
+{
+	char path[PATH_MAX], why[sizeof(d->err)];
+	int ret;
+
+	ret = disk_receive__create(&d->disks, sd->instance, sd->disk_to, sd->capacity, &fds[n],
+				   path, sizeof(path), why, sizeof(why));
+	if (ret) {
+		fail(d, "%s", why);
+		return ret;
+	}
+	disks[n] = (struct vm_disk_cfg){ .spec = strdup(path), .readonly = sd->readonly };
+	disks[n].path = disks[n].spec;
+	pr_info("disk %u: its image comes in the stream, to %s", sd->instance, path);
+	return disks[n].spec ? 0 : -ENOMEM;
+}
+
+/*
  * The VM's devices come from the stream; this host's backends from our options,
- * in device order: the n-th disk in the stream uses the n-th --disk.
+ * in device order: the n-th disk in the stream uses the n-th --disk, unless its
+ * image comes in the stream (disk_to), made in --disk-dir.
  */
 static int map_devices(struct dest *d)
 {
-	unsigned int i, disks = 0, nets = 0;
+	struct vm_disk_cfg disks[VM_MAX_DISKS] = { 0 };
+	bool made[VM_MAX_DISKS] = { false };
+	int fds[VM_MAX_DISKS];
+	unsigned int i, n = 0, given = 0, nets = 0;
+	int ret = 0;
 
-	for (i = 0; i < d->cfg->nr_devices; i++) {
+	for (i = 0; i < d->cfg->nr_devices && !ret; i++) {
 		const struct stream_device *sd = &d->cfg->devices[i];
 
 		if (!strcmp(sd->type, "virtio-blk")) {
-			if (disks >= d->vcfg.nr_disks) {
+			fds[n] = -1;
+			if (n == VM_MAX_DISKS) {
+				ret = -EINVAL; /* stream_check__config counted them */
+			} else if (sd->disk_to[0]) {
+				made[n] = true;
+				ret = incoming_disk(d, sd, n++, disks, fds);
+			} else if (given >= d->vcfg.nr_disks) {
 				fail(d, "the VM has a disk %u: give --disk PATH for each of its disks, "
-					"in order", disks);
-				return -EINVAL;
+					"in order", n);
+				ret = -EINVAL;
+			} else {
+				disks[n] = d->vcfg.disks[given];
+				disks[n].readonly = sd->readonly;
+				fds[n++] = d->pre.disk_fd[given++];
 			}
-			d->vcfg.disks[disks++].readonly = sd->readonly;
 		} else if (!strcmp(sd->type, "virtio-net")) {
 			if (nets >= d->vcfg.nr_nets) {
 				fail(d, "the VM has a network card %u: give --net tap=NAME for each, "
 					"in order", nets);
-				return -EINVAL;
+				ret = -EINVAL;
+				break;
 			}
 			memcpy(d->vcfg.nets[nets].mac, sd->mac, 6);
 			d->vcfg.nets[nets++].have_mac = sd->has_mac;
 		}
 	}
-	if (disks != d->vcfg.nr_disks || nets != d->vcfg.nr_nets) {
-		fail(d, "the VM has %u disks and %u network cards; %u --disk and %u --net given",
-		     disks, nets, d->vcfg.nr_disks, d->vcfg.nr_nets);
-		return -EINVAL;
+	if (!ret && (given != d->vcfg.nr_disks || nets != d->vcfg.nr_nets)) {
+		fail(d, "the VM has %u disks (%u of them sent in the stream) and %u network cards; "
+			"%u --disk and %u --net given", n, n - given, nets, d->vcfg.nr_disks,
+			d->vcfg.nr_nets);
+		ret = -EINVAL;
 	}
+	if (ret) {
+		/* What we made goes; the --disk images stay in vcfg and pre. */
+		for (i = 0; i < n; i++) {
+			if (!made[i])
+				continue;
+			free(disks[i].spec);
+			if (fds[i] >= 0)
+				close(fds[i]);
+		}
+		return ret;
+	}
+	memcpy(d->vcfg.disks, disks, sizeof(disks));
+	memcpy(d->pre.disk_fd, fds, sizeof(fds));
+	for (i = n; i < VM_MAX_DISKS; i++)
+		d->pre.disk_fd[i] = -1;
+	d->vcfg.nr_disks = n;
 	return 0;
 }
 
@@ -664,6 +722,32 @@ static int receive_ram(struct dest *d, const struct stream_record *rec)
 	return ret;
 }
 
+/* A piece of a disk image that comes in the stream, into its file. */
+static int take_disk(struct dest *d, const struct stream_record *rec)
+{
+	char why[200] = "";
+	struct stream_disk sd;
+	int ret;
+
+	ret = stream_check__disk(&d->chk, rec, &sd, why, sizeof(why));
+	if (ret) {
+		fail(d, "%s", why);
+		return ret;
+	}
+	ret = disk_receive__apply(&d->disks, &sd);
+	if (ret) {
+		fail(d, "disk %u: cannot write its image: %s", sd.disk, strerror(-ret));
+		return ret;
+	}
+	/* The image is whole: it is made stable now, so that the pause syncs only the rest. */
+	if (sd.kind == STREAM_DISK_DONE) {
+		ret = disk_receive__sync(&d->disks, why, sizeof(why));
+		if (ret)
+			fail(d, "%s", why);
+	}
+	return ret;
+}
+
 /* The next record; a RAM record is received in place here, whole. */
 static int next_record(struct dest *d, struct stream_record *rec)
 {
@@ -701,6 +785,9 @@ static int receive_records(struct dest *d)
 		case STREAM_REC_RAM_ZSTD:
 			ret = take_ram_packed(d, &rec);
 			break;
+		case STREAM_REC_DISK:
+			ret = take_disk(d, &rec);
+			break;
 		case STREAM_REC_ROUND:
 			ram_receiver__stop(&d->ram);
 			update_digests(d);
@@ -724,6 +811,9 @@ static int receive_records(struct dest *d)
 			ret = stream_check__complete(&d->chk, why, sizeof(why));
 			if (!ret && d->is_file)
 				ret = stream_check__file_ends(&d->io, why, sizeof(why));
+			/* What the guest wrote since DONE, before it runs on these images. */
+			if (!ret)
+				ret = disk_receive__sync(&d->disks, why, sizeof(why));
 			if (ret)
 				fail(d, "%s", why);
 			return ret;
@@ -880,6 +970,25 @@ static int wait_go(struct dest *d, struct stream_reader *cr)
 }
 
 /*
+ * The disks are ours before the guest can write them, or not at all; the images that
+ * came in the stream get their names now (the source has let go).
+ */
+static int take_disks(struct dest *d)
+{
+	char why[sizeof(d->err)];
+	int ret = devices__take_disks(d->vm);
+
+	if (ret) {
+		fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
+		return ret;
+	}
+	ret = disk_receive__link(&d->disks, why, sizeof(why));
+	if (ret)
+		fail(d, "%s", why);
+	return ret;
+}
+
+/*
  * READY, wait for GO, run, RESUMED. With format 1.5's GO_WITH_END the source sent GO
  * right after END, at no round trip's cost: no READY, GO is read at once.
  */
@@ -904,12 +1013,8 @@ static int handover(struct dest *d)
 	}
 	if (!ret)
 		ret = wait_go(d, &cr);
-	if (!ret) {
-		/* The disks are ours before the guest can write them, or not at all. */
-		ret = devices__take_disks(d->vm);
-		if (ret)
-			fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
-	}
+	if (!ret)
+		ret = take_disks(d);
 	if (!ret)
 		ret = vm__run_parked(d->vm);
 	if (!ret) {
@@ -926,12 +1031,10 @@ out_writer:
 
 static int start_from_file(struct dest *d)
 {
-	int ret = devices__take_disks(d->vm);
+	int ret = take_disks(d);
 
-	if (ret) {
-		fail(d, "cannot take the disk images' locks: %s", strerror(-ret));
+	if (ret)
 		return ret;
-	}
 	ret = vm__run_parked(d->vm);
 	if (!ret) {
 		devices__kick(d->vm);
@@ -973,6 +1076,7 @@ static void cleanup_attempt(struct dest *d)
 	if (d->vm_created)
 		vm__destroy(d->vm);
 	free(d->vm);
+	disk_receive__exit(&d->disks);
 	vm__preopened_close(&d->pre);
 	config__free(&d->vcfg);
 	if (d->cfg)
@@ -1089,6 +1193,7 @@ int migrate__receive(const struct receive_params *p)
 		cleanup(&d);
 		return 1;
 	}
+	d.disks.keep = true;
 	pr_info("VM resumed here (%u vCPUs, %llu MiB)", d.cfg->nr_vcpus,
 		(unsigned long long)(d.cfg->ram_size >> 20));
 	close_connections(&d);

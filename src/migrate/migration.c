@@ -9,6 +9,7 @@
 
 #include "godwit/log.h"
 #include "godwit/migrate.h"
+#include "godwit/virtio_blk.h"
 #include "godwit/vm.h"
 
 const char *migrate__status_name(enum migrate_status s)
@@ -146,8 +147,49 @@ void migrate__exit(struct vm *vm)
 
 static uint64_t default_timeout_s(uint64_t ram_bytes)
 {
-	/* A minute, plus ten seconds per GiB of RAM. */
+	/* A minute, plus ten seconds per GiB of RAM (and of the disks sent). */
 	return 60 + 10 * (ram_bytes / GiB);
+}
+
+/* The disks sent through the stream: known, each once, over tcp:. Their total size. */
+static int check_disk_to(struct vm *vm, const struct migrate_params *p, uint64_t *bytes,
+			 char *err, size_t errlen)
+{
+	struct virtio_blk *b;
+	unsigned int i, j;
+
+	*bytes = 0;
+	if (p->nr_disk_to > MIGRATE_MAX_DISK_TO)
+		goto err_many;
+	if (p->nr_disk_to && strncmp(p->to, "tcp:", 4)) {
+		snprintf(err, errlen, "disk_to is for tcp: moves; a snapshot file holds no disk");
+		return -EINVAL;
+	}
+	for (i = 0; i < p->nr_disk_to; i++) {
+		const struct migrate_disk_to *d = &p->disk_to[i];
+
+		b = devices__disk(vm, d->disk);
+		if (!b) {
+			snprintf(err, errlen, "disk_to: no disk %u (this VM has %u: IDs 0 up)", d->disk,
+				 vm->cfg.nr_disks);
+			return -EINVAL;
+		}
+		if (!d->to[0] || strnlen(d->to, sizeof(d->to)) >= sizeof(d->to)) {
+			snprintf(err, errlen, "disk_to: disk %u needs a path of 1 to %d bytes",
+				 d->disk, STREAM_DISK_TO_MAX);
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++)
+			if (p->disk_to[j].disk == d->disk) {
+				snprintf(err, errlen, "disk_to: disk %u named twice", d->disk);
+				return -EINVAL;
+			}
+		*bytes += b->disk.size;
+	}
+	return 0;
+err_many:
+	snprintf(err, errlen, "disk_to: at most %d disks", MIGRATE_MAX_DISK_TO);
+	return -EINVAL;
 }
 
 int migrate__check_params(const struct migrate_params *p, char *err, size_t errlen)
@@ -240,9 +282,12 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	struct migration *m = vm->mig;
 	struct tls_params tp = p->tls;
 	struct tls_ctx *tls;
+	uint64_t disk_bytes;
 	int ret;
 
 	ret = migrate__check_params(p, err, errlen);
+	if (!ret)
+		ret = check_disk_to(vm, p, &disk_bytes, err, errlen);
 	if (!ret)
 		ret = make_tls(m, &tp, p->to, p->has_encrypt_key, &tls, err, errlen);
 	explicit_bzero(tp.psk, sizeof(tp.psk));
@@ -273,7 +318,7 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	m->tls = tls;
 	spend_psk(m);
 	if (!m->params.timeout_s)
-		m->params.timeout_s = default_timeout_s(vm->mem.size);
+		m->params.timeout_s = default_timeout_s(vm->mem.size + disk_bytes);
 	memset(&m->stats, 0, sizeof(m->stats));
 	m->stats.status = MIG_SETUP;
 	m->stats.encryption = "none";

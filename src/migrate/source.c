@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "godwit/dirtiers.h"
+#include "godwit/disk_send.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
@@ -59,6 +60,8 @@ struct source {
 	struct ram_sender s;
 	struct ram_digest digest; /* the VERIFY digests as pages go (format 1.7, --verify) */
 	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
+	struct disk_sender disks; /* disks sent through the stream (disk_to) */
+	int disk_ret;		  /* the first failure sending the guest's disk writes */
 	struct tls_ctx *tls; /* NULL: plaintext */
 	bool is_file;
 	bool paused; /* we paused the VM for stop-and-copy */
@@ -120,6 +123,7 @@ static void copy_counts(struct source *src)
 	st->lz4_saved = src->s.lz4_saved;
 	st->zstd_pages = src->s.zstd_pages;
 	st->zstd_saved = src->s.zstd_saved;
+	disk_send__progress(&src->disks, &st->disk_size, &st->disk_copied, &st->disk_bytes);
 }
 
 static void update_stats(struct source *src, uint64_t remaining, uint64_t bw, uint64_t dirty_rate)
@@ -416,8 +420,21 @@ static int connect_target(struct source *src)
 	return stream_io__mem_to_fd(&src->io, fds[0]);
 }
 
-/* What the guest sees of its devices; the destination maps them onto its own backends. */
-static void describe_devices(struct vm *vm, struct stream_config *c)
+/* Where disk `instance` goes on the destination, or "" (it has the image). */
+static const char *disk_to(const struct migrate_params *p, uint32_t instance)
+{
+	for (unsigned int i = 0; i < p->nr_disk_to; i++)
+		if (p->disk_to[i].disk == instance)
+			return p->disk_to[i].to;
+	return "";
+}
+
+/*
+ * What the guest sees of its devices; the destination maps them onto its own backends.
+ * A disk sent through the stream says where it goes there (disk_to).
+ */
+static void describe_devices(struct vm *vm, const struct migrate_params *p,
+			     struct stream_config *c)
 {
 	unsigned int i;
 
@@ -432,6 +449,7 @@ static void describe_devices(struct vm *vm, struct stream_config *c)
 			snprintf(sd->type, sizeof(sd->type), "virtio-blk");
 			sd->capacity = d->blk->disk.size;
 			sd->readonly = d->blk->disk.readonly;
+			snprintf(sd->disk_to, sizeof(sd->disk_to), "%s", disk_to(p, d->instance));
 		} else {
 			snprintf(sd->type, sizeof(sd->type), "virtio-net");
 			virtio_net__get_mac(d->net, sd->mac);
@@ -460,7 +478,7 @@ static int send_config(struct source *src)
 	memcpy(c->uuid, vm->uuid, sizeof(c->uuid));
 	ret = x86__cpu_signature(&vm->kvm, &c->cpuid, &c->cpuid_len);
 	if (!ret) {
-		describe_devices(vm, c);
+		describe_devices(vm, &src->m->params, c);
 		c->features = src->is_file ? 0
 					   : STREAM_FEATURE_ROUND_ACK | STREAM_FEATURE_STRIPE_CHUNK;
 		if (!src->is_file && !src->m->params.confirm_ready)
@@ -469,6 +487,8 @@ static int send_config(struct source *src)
 			c->features |= STREAM_FEATURE_RAM_LZ4 | STREAM_FEATURE_RAM_ZSTD;
 		if (!src->is_file && src->m->params.verify)
 			c->features |= STREAM_FEATURE_VERIFY_PAGES;
+		if (src->m->params.nr_disk_to)
+			c->features |= STREAM_FEATURE_DISK_TO;
 		c->connections = src->offer;
 		memcpy(c->token, src->token, sizeof(c->token));
 		ret = stream__write_config(&src->w, c);
@@ -687,6 +707,17 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	return ret ? ret : !again;
 }
 
+/* What the guest wrote to the disks sent through the stream since the last drain. */
+static int send_disk_writes(struct source *src)
+{
+	char why[200];
+	int ret = disk_send__drain(&src->disks, why, sizeof(why));
+
+	if (ret)
+		fail(src, "%s", why);
+	return ret;
+}
+
 /* Pre-copy: round 1 sends all touched RAM, then dirty pages until the pause fits. */
 static int precopy(struct source *src)
 {
@@ -718,6 +749,9 @@ static int precopy(struct source *src)
 			return ret;
 		if (src->s.digest)
 			ram_digest__combine(src->s.digest);
+		ret = src->disk_ret ? src->disk_ret : send_disk_writes(src);
+		if (ret)
+			return ret;
 		dirty = ram__sync(&src->t, true);
 		if (dirty < 0)
 			return (int)dirty;
@@ -933,6 +967,10 @@ static int stop_and_copy(struct source *src)
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
 	src->quiesced = true;
+	/* The disks' last writes, before the state: the destination's images are complete. */
+	ret = send_disk_writes(src);
+	if (ret)
+		return ret;
 	dirty = ram__sync(&src->t, false);
 	if (dirty < 0)
 		return (int)dirty;
@@ -1161,9 +1199,53 @@ static void on_record(void *arg)
 	struct source *src = arg;
 
 	dirtiers__yield(&src->dirtiers);
+	/* The guest's disk writes wait for room in their queue: they go between records. */
+	if (!src->disk_ret && src->disks.n)
+		src->disk_ret = send_disk_writes(src);
 	pthread_mutex_lock(&src->m->lock);
 	copy_counts(src);
 	pthread_mutex_unlock(&src->m->lock);
+}
+
+static void on_disk_piece(void *arg)
+{
+	struct source *src = arg;
+
+	pthread_mutex_lock(&src->m->lock);
+	copy_counts(src);
+	pthread_mutex_unlock(&src->m->lock);
+}
+
+/*
+ * Migration without shared storage: the disks named in disk_to go first, each in one
+ * pass with the guest's writes below its position mirrored into the stream, and stay
+ * mirrored until the pause (disk_send.h).
+ */
+static int send_disks(struct source *src)
+{
+	const struct migrate_params *p = &src->m->params;
+	char why[200] = "";
+	int ret;
+
+	if (!p->nr_disk_to)
+		return 0;
+	if (!(src->features & STREAM_FEATURE_DISK_TO)) {
+		fail(src, "the destination cannot receive disk images (a godwit older than "
+			  "format 1.8)");
+		return -EPROTO;
+	}
+	ret = disk_send__start(&src->disks, src->vm, p, &src->w, why, sizeof(why));
+	if (!ret)
+		ret = disk_send__copy(&src->disks, &src->m->cancel, on_disk_piece, src, why,
+				      sizeof(why));
+	if (ret == -ECANCELED)
+		return ret;
+	if (ret)
+		fail(src, "%s", src->w.err[0] ? src->w.err : why);
+	/* The RAM's --max-bandwidth counts from its own start. */
+	src->s.bw_start_ns = util__now_ns();
+	src->s.lz4_win.start_ns = src->s.bw_start_ns;
+	return ret;
 }
 
 static int run(struct source *src)
@@ -1201,7 +1283,9 @@ static int run(struct source *src)
 		src->s.digest = &src->digest;
 	}
 	set_status(src->m, MIG_ACTIVE);
-	ret = precopy(src);
+	ret = send_disks(src);
+	if (!ret)
+		ret = precopy(src);
 	if (!ret && cancelled(src))
 		ret = -ECANCELED;
 	if (!ret)
@@ -1246,6 +1330,11 @@ static void finish(struct source *src, int ret)
 	util__switchover_priority(false);
 	dirtiers__restore(&src->dirtiers);
 	dirtiers__report(&src->dirtiers);
+	/* The guest's disk writes go to its own images alone again; they never stopped. */
+	pthread_mutex_lock(&src->m->lock);
+	copy_counts(src);
+	pthread_mutex_unlock(&src->m->lock);
+	disk_send__stop(&src->disks);
 	/*
 	 * Dirty logging stays on through the hand-over: turning it off re-registers
 	 * guest RAM with KVM (~8 ms per GiB on kvm_pvm), which inside the pause delayed

@@ -39,6 +39,8 @@ static const struct type_info type_table[] = {
     {STREAM_REC_RAM_ZSTD, "RAM_ZSTD", STREAM_CTX_DATA,
      STREAM_RAM_HDR_LEN + STREAM_RAM_RUN_LEN + STREAM_RAM_LZ4_HDR_LEN + 1, STREAM_RAM_LZ4_MAX_LEN,
      STREAM_REC_MANDATORY},
+    {STREAM_REC_DISK, "DISK", STREAM_CTX_DATA, STREAM_DISK_HDR_LEN, STREAM_DISK_MAX_LEN,
+     STREAM_REC_MANDATORY},
     {STREAM_REC_GO, "GO", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_READY, "READY", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
     {STREAM_REC_RESUMED, "RESUMED", STREAM_CTX_CONTROL, 0, 0, STREAM_REC_MANDATORY},
@@ -122,7 +124,10 @@ static const char *order_step(enum stream_phase *phase, uint32_t type, const str
 	}
 	if (type == STREAM_REC_ROUND && *phase == STREAM_PHASE_FINAL)
 		return "ROUND after device state (the final phase has no rounds)";
-	return NULL; /* RAM in either phase, ROUND in pre-copy */
+	/* The disks' last writes are in before the VM's state: the guest is paused then. */
+	if (type == STREAM_REC_DISK && *phase == STREAM_PHASE_FINAL)
+		return "DISK after device state";
+	return NULL; /* RAM in either phase, ROUND and DISK in pre-copy */
 }
 
 static uint64_t chain(uint64_t running, uint64_t checksum)
@@ -638,6 +643,58 @@ int stream__write_round(struct stream_writer *w, const struct stream_round *rd)
 	stream_put64(p + 32, rd->duration_ns);
 	return stream__write_record(w, STREAM_REC_ROUND, stream__default_flags(STREAM_REC_ROUND),
 				    &iov, 1);
+}
+
+int stream__write_disk(struct stream_writer *w, uint32_t disk, uint32_t kind, uint64_t offset,
+		       uint64_t length, const void *data)
+{
+	uint8_t p[STREAM_DISK_HDR_LEN];
+	struct iovec iov[2] = {{p, sizeof(p)}, {(void *)data, data ? length : 0}};
+
+	if (data && (!length || length > STREAM_DISK_MAX_DATA))
+		return -EINVAL;
+	stream_put32(p, disk);
+	stream_put32(p + 4, data ? STREAM_DISK_DATA : kind);
+	stream_put64(p + 8, offset);
+	stream_put64(p + 16, length);
+	return stream__write_record(w, STREAM_REC_DISK, stream__default_flags(STREAM_REC_DISK), iov,
+				    data ? 2 : 1);
+}
+
+int stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *d, char *why,
+			size_t whylen)
+{
+	if (len < STREAM_DISK_HDR_LEN) {
+		snprintf(why, whylen, "DISK of %zu bytes", len);
+		return -EBADMSG;
+	}
+	d->disk = stream_get32(payload);
+	d->kind = stream_get32(payload + 4);
+	d->offset = stream_get64(payload + 8);
+	d->length = stream_get64(payload + 16);
+	d->data = payload + STREAM_DISK_HDR_LEN;
+	switch (d->kind) {
+	case STREAM_DISK_DATA:
+		if (!d->length || d->length > STREAM_DISK_MAX_DATA ||
+		    d->length != len - STREAM_DISK_HDR_LEN) {
+			snprintf(why, whylen, "DISK data of %llu bytes in a record of %zu",
+				 (unsigned long long)d->length, len);
+			return -EBADMSG;
+		}
+		return 0;
+	case STREAM_DISK_ZERO:
+	case STREAM_DISK_DONE:
+		if (len != STREAM_DISK_HDR_LEN || !d->length) {
+			snprintf(why, whylen, "DISK %s of %llu bytes in a record of %zu",
+				 d->kind == STREAM_DISK_ZERO ? "zero" : "done",
+				 (unsigned long long)d->length, len);
+			return -EBADMSG;
+		}
+		d->data = NULL;
+		return 0;
+	}
+	snprintf(why, whylen, "DISK of unknown kind %u", d->kind);
+	return -EBADMSG;
 }
 
 int stream__round_decode(const uint8_t *payload, size_t len, struct stream_round *rd)

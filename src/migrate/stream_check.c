@@ -18,6 +18,18 @@ static int check_devices(struct stream_check *c, char *why, size_t whylen)
 	for (i = 0; i < cfg->nr_devices; i++) {
 		const char *type = cfg->devices[i].type;
 
+		if (!strcmp(type, "virtio-blk") && cfg->devices[i].disk_to[0]) {
+			unsigned int n = cfg->devices[i].instance;
+
+			/* DISK records name it by instance: the one the destination builds. */
+			if (n != c->nr_disks || n >= VM_MAX_DISKS) {
+				snprintf(why, whylen, "disk %u comes in the stream but is disk %u "
+					 "of the VM", n, c->nr_disks);
+				return -EINVAL;
+			}
+			c->disk_in[n] = true;
+			c->disk_size[n] = cfg->devices[i].capacity;
+		}
 		if (!strcmp(type, "virtio-blk"))
 			c->nr_disks++;
 		else if (!strcmp(type, "virtio-net"))
@@ -160,9 +172,52 @@ int stream_check__state(struct stream_check *c, const struct stream_record *rec,
 	return ret < 0 ? ret : -EBADMSG;
 }
 
+int stream_check__disk(struct stream_check *c, const struct stream_record *rec,
+		       struct stream_disk *d, char *why, size_t whylen)
+{
+	char bad[160] = "";
+	uint64_t size;
+
+	if (stream__disk_decode(rec->payload, rec->length, d, bad, sizeof(bad)))
+		goto err;
+	if (d->disk >= VM_MAX_DISKS || !c->disk_in[d->disk]) {
+		snprintf(bad, sizeof(bad), "disk %u is not one whose image the stream carries",
+			 d->disk);
+		goto err;
+	}
+	size = c->disk_size[d->disk];
+	/* Compared without adding the peer's numbers: no wrap-around. */
+	if (d->offset > size || d->length > size - d->offset) {
+		snprintf(bad, sizeof(bad), "disk %u: %llu bytes at %llu, past its size %llu",
+			 d->disk, (unsigned long long)d->length, (unsigned long long)d->offset,
+			 (unsigned long long)size);
+		goto err;
+	}
+	if (d->kind == STREAM_DISK_DONE) {
+		if (d->offset || d->length != size || c->disk_done[d->disk]) {
+			snprintf(bad, sizeof(bad), "disk %u: a second DONE, or one not of the "
+				 "whole image", d->disk);
+			goto err;
+		}
+		c->disk_done[d->disk] = true;
+	}
+	return 0;
+err:
+	snprintf(why, whylen, "bad DISK record %llu: %s", (unsigned long long)rec->index, bad);
+	return -EBADMSG;
+}
+
 int stream_check__complete(const struct stream_check *c, char *why, size_t whylen)
 {
 	unsigned int i;
+
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		if (c->disk_in[i] && !c->disk_done[i]) {
+			snprintf(why, whylen, "the stream ended before disk %u's image was "
+				 "complete (no DONE)", i);
+			return -EBADMSG;
+		}
+	}
 
 	for (i = 0; i < c->cfg->nr_vcpus; i++) {
 		if (!c->vcpu_seen[i]) {

@@ -80,6 +80,12 @@ static int validate_devices(const struct stream_config *cfg, char *err, size_t e
 	for (i = 0; i < cfg->nr_devices; i++) {
 		if (!dev_type_ok(cfg->devices[i].type))
 			return cfg_fail(err, errlen, "device %u: bad type", i);
+		if (cfg->devices[i].disk_to[0] &&
+		    (strcmp(cfg->devices[i].type, "virtio-blk") || !cfg->devices[i].capacity ||
+		     !(cfg->features & STREAM_FEATURE_DISK_TO)))
+			return cfg_fail(err, errlen,
+					"device %u: disk_to only for a disk with a capacity, with "
+					"the DISK_TO feature offered", i);
 		for (j = 0; j < i; j++)
 			if (!strcmp(cfg->devices[i].type, cfg->devices[j].type) &&
 			    cfg->devices[i].instance == cfg->devices[j].instance)
@@ -124,6 +130,8 @@ static int encode_device(const struct stream_device *dev, struct stream_tlv_writ
 		stream__tlv_put_u64(&d, STREAM_DEV_CAPACITY, STREAM_TLV_OPTIONAL, dev->capacity);
 	if (dev->readonly)
 		stream__tlv_put_u32(&d, STREAM_DEV_READONLY, STREAM_TLV_OPTIONAL, 1);
+	if (dev->disk_to[0])
+		stream__tlv_put_str(&d, STREAM_DEV_DISK_TO, STREAM_TLV_OPTIONAL, dev->disk_to);
 	ret = d.err;
 	if (!ret)
 		ret = stream__tlv_put_bytes(tw, STREAM_CFG_DEVICE, 0, d.buf, d.len);
@@ -235,6 +243,12 @@ static int dev_field(struct stream_device *dev, const struct stream_tlv *t, char
 	case STREAM_DEV_CAPACITY:
 		return stream__tlv_u64(t, &dev->capacity) ? cfg_fail(err, errlen, "device capacity")
 							  : 0;
+	case STREAM_DEV_DISK_TO:
+		if (!t->len || t->len > STREAM_DISK_TO_MAX || memchr(t->value, '\0', t->len))
+			return cfg_fail(err, errlen, "device disk_to of %u bytes or with a NUL", t->len);
+		memcpy(dev->disk_to, t->value, t->len);
+		dev->disk_to[t->len] = '\0';
+		return 0;
 	case STREAM_DEV_READONLY: {
 		uint32_t ro;
 

@@ -33,7 +33,7 @@ bool virtio_blk__move_status_final(enum blk_move_status s)
 }
 
 /* The I/O thread sees b->mirror change only between its passes. */
-static void set_mirror(struct virtio_blk *b, struct disk_mirror *m)
+void virtio_blk__set_mirror(struct virtio_blk *b, struct disk_mirror *m)
 {
 	virtio_blk__quiesce(b);
 	b->mirror = m;
@@ -167,7 +167,7 @@ static void finish(struct virtio_blk *b, int ret, const char *err)
 	struct disk_mirror *m = mv->mirror;
 
 	if (ret)
-		set_mirror(b, NULL);
+		virtio_blk__set_mirror(b, NULL);
 	pthread_mutex_lock(&mv->lock);
 	take_progress(mv);
 	mv->mirror = NULL;
@@ -194,7 +194,7 @@ static void *move_thread(void *arg)
 	char err[sizeof(b->move.stats.error)] = "";
 	int ret;
 
-	set_mirror(b, m);
+	virtio_blk__set_mirror(b, m);
 	ret = copy_all(b, m, err, sizeof(err));
 	if (!ret)
 		ret = switch_over(b, m, err, sizeof(err));

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef GODWIT_DISK_RECEIVE_H
+#define GODWIT_DISK_RECEIVE_H
+
+/*
+ * Migration without shared storage, the destination's side: the images of the disks
+ * CONFIG says come in the stream (disk_to), each created in the directory this host
+ * allows (`godwit receive --disk-dir DIR`) and nowhere else. A disk_to is a file name,
+ * or a path whose directory is DIR as given (or as resolved); the file must not exist.
+ * It is made unnamed (O_TMPFILE) in DIR and gets its name only once the source has
+ * handed the VM over (GO): a receive that fails, or is killed, leaves no file behind.
+ * The name is then taken with linkat, which fails if someone made the file meanwhile:
+ * never an overwrite (docs/migration-flow.md, "Disks without shared storage").
+ */
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "godwit/disk.h"
+#include "godwit/stream.h"
+#include "godwit/vm.h"
+
+struct disk_incoming {
+	bool in;
+	struct disk img; /* our own descriptor of the image (the device has another) */
+	char name[NAME_MAX + 1];
+	char path[PATH_MAX];
+	bool linked;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct disk_receive {
+	int dirfd; /* --disk-dir, -1: none */
+	char dir[PATH_MAX], real[PATH_MAX];
+	bool keep; /* the VM runs here on them: the files stay */
+	struct disk_incoming d[VM_MAX_DISKS];
+};
+
+/* Before any source: DIR (NULL: no disk may come). 0 or -errno (logged). */
+int __must_check disk_receive__init(struct disk_receive *r, const char *dir);
+/*
+ * Disk `disk` of size bytes comes in the stream, to disk_to: checked against the
+ * directory, then made (unnamed, all holes). *fd is a descriptor for the VM's device,
+ * path its name to be. -EPERM (outside the directory), -EEXIST, other -errno; why says it.
+ */
+int __must_check disk_receive__create(struct disk_receive *r, uint32_t disk, const char *disk_to,
+				      uint64_t size, int *fd, char *path, size_t pathlen, char *why,
+				      size_t whylen);
+/* One DISK record (checked by stream_check__disk): written into the image. 0 or -errno. */
+int __must_check disk_receive__apply(struct disk_receive *r, const struct stream_disk *d);
+/* fdatasync of every incoming image. 0 or -errno (why). */
+int __must_check disk_receive__sync(struct disk_receive *r, char *why, size_t whylen);
+/* After GO: each image takes its name, and the directory is synced. 0 or -errno (why). */
+int __must_check disk_receive__link(struct disk_receive *r, char *why, size_t whylen);
+/* Closes them; unless keep, the names taken are removed again (the files go). */
+void disk_receive__exit(struct disk_receive *r);
+
+#endif

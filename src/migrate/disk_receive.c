@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The destination's disk images sent through the stream (include/godwit/disk_receive.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "godwit/disk_receive.h"
+#include "godwit/log.h"
+
+/* DIR without its trailing slashes (a lone "/" stays). */
+static void strip_slashes(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 1 && s[n - 1] == '/')
+		s[--n] = '\0';
+}
+
+int disk_receive__init(struct disk_receive *r, const char *dir)
+{
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	r->dirfd = -1;
+	for (i = 0; i < VM_MAX_DISKS; i++)
+		r->d[i].img.fd = -1;
+	if (!dir)
+		return 0;
+	if (strlen(dir) >= sizeof(r->dir) || !realpath(dir, r->real)) {
+		pr_err("--disk-dir %s: %s", dir, strerror(errno ? errno : ENAMETOOLONG));
+		return -EINVAL;
+	}
+	snprintf(r->dir, sizeof(r->dir), "%s", dir);
+	strip_slashes(r->dir);
+	r->dirfd = open(r->real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->dirfd < 0) {
+		pr_err("--disk-dir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * The file name disk_to names in our directory, or NULL: a bare name, or DIR/name
+ * with DIR the directory as given or resolved. The peer's path is only compared,
+ * never resolved: no symlink of its choosing is followed.
+ */
+static const char *name_in_dir(const struct disk_receive *r, const char *disk_to)
+{
+	const char *slash = strrchr(disk_to, '/'), *name = slash ? slash + 1 : disk_to;
+	size_t dirlen = slash ? (size_t)(slash - disk_to) : 0;
+	const char *p;
+
+	if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || strlen(name) > NAME_MAX)
+		return NULL;
+	for (p = name; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return NULL;
+	if (!slash)
+		return name;
+	/* "/name" names a file in "/" */
+	if (!dirlen)
+		return !strcmp(r->dir, "/") || !strcmp(r->real, "/") ? name : NULL;
+	if ((strlen(r->dir) == dirlen && !strncmp(r->dir, disk_to, dirlen)) ||
+	    (strlen(r->real) == dirlen && !strncmp(r->real, disk_to, dirlen)))
+		return name;
+	return NULL;
+}
+
+int disk_receive__create(struct disk_receive *r, uint32_t disk, const char *disk_to, uint64_t size,
+			 int *fd, char *path, size_t pathlen, char *why, size_t whylen)
+{
+	struct disk_incoming *in = &r->d[disk];
+	const char *name;
+	struct stat st;
+	int ret, dup_fd;
+
+	if (r->dirfd < 0) {
+		snprintf(why, whylen,
+			 "disk %u's image comes in the stream (to %s): this host "
+			 "takes disk images only with --disk-dir DIR",
+			 disk, disk_to);
+		return -EPERM;
+	}
+	name = name_in_dir(r, disk_to);
+	if (disk >= VM_MAX_DISKS || in->in || !name) {
+		snprintf(why, whylen,
+			 "disk %u's image may not go to %s: only a file name in "
+			 "--disk-dir %s",
+			 disk, disk_to, r->dir);
+		return -EPERM;
+	}
+	snprintf(path, pathlen, "%s/%s", r->real, name);
+	if (!fstatat(r->dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
+		snprintf(why, whylen,
+			 "disk %u: %s exists: the move makes a new file, it "
+			 "overwrites none",
+			 disk, path);
+		return -EEXIST;
+	}
+	*fd = openat(r->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "disk %u: cannot create its image in %s: %s", disk, r->real,
+			 strerror(-ret));
+		return ret;
+	}
+	if (ftruncate(*fd, (off_t)size) || fstat(*fd, &st) || (dup_fd = dup(*fd)) < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "disk %u: cannot make its image %llu bytes large: %s", disk,
+			 (unsigned long long)size, strerror(-ret));
+		close(*fd);
+		return ret;
+	}
+	*in = (struct disk_incoming){
+	    .in = true, .dev = st.st_dev, .ino = st.st_ino, .img = {.fd = dup_fd, .size = size}};
+	snprintf(in->name, sizeof(in->name), "%s", name);
+	snprintf(in->path, sizeof(in->path), "%s", path);
+	in->img.path = in->path;
+	return 0;
+}
+
+int disk_receive__apply(struct disk_receive *r, const struct stream_disk *d)
+{
+	struct disk_incoming *in = &r->d[d->disk];
+
+	if (d->disk >= VM_MAX_DISKS || !in->in)
+		return -EINVAL;
+	switch (d->kind) {
+	case STREAM_DISK_DATA:
+		return disk__pwrite(&in->img, d->data, d->length, d->offset);
+	case STREAM_DISK_ZERO:
+		return disk__write_zeroes(&in->img, d->offset, d->length, true);
+	default:
+		return 0;
+	}
+}
+
+int disk_receive__sync(struct disk_receive *r, char *why, size_t whylen)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		if (!r->d[i].in)
+			continue;
+		ret = disk__flush(&r->d[i].img);
+		if (ret) {
+			snprintf(why, whylen, "disk %u: cannot sync its image: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* An unnamed file gets its name: linkat fails with EEXIST rather than replace one. */
+static int link_one(struct disk_receive *r, struct disk_incoming *in)
+{
+	char proc[64];
+
+	if (!linkat(in->img.fd, "", r->dirfd, in->name, AT_EMPTY_PATH))
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	/* Without CAP_DAC_READ_SEARCH: through /proc, as the kernel documents for O_TMPFILE. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", in->img.fd);
+	return linkat(AT_FDCWD, proc, r->dirfd, in->name, AT_SYMLINK_FOLLOW) ? -errno : 0;
+}
+
+int disk_receive__link(struct disk_receive *r, char *why, size_t whylen)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		struct disk_incoming *in = &r->d[i];
+
+		if (!in->in)
+			continue;
+		ret = link_one(r, in);
+		if (ret) {
+			snprintf(why, whylen, "disk %u: cannot name its image %s: %s", i, in->path,
+				 strerror(-ret));
+			return ret;
+		}
+		in->linked = true;
+	}
+	if (r->dirfd >= 0 && fsync(r->dirfd)) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot sync %s: %s", r->real, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+void disk_receive__exit(struct disk_receive *r)
+{
+	unsigned int i;
+	struct stat st;
+
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		struct disk_incoming *in = &r->d[i];
+
+		/* Only the file we made: the name may have been given to another since. */
+		if (in->linked && !r->keep &&
+		    !fstatat(r->dirfd, in->name, &st, AT_SYMLINK_NOFOLLOW) &&
+		    st.st_dev == in->dev && st.st_ino == in->ino && unlinkat(r->dirfd, in->name, 0))
+			pr_warn("cannot remove %s: %s", in->path, strerror(errno));
+		if (in->img.fd >= 0)
+			close(in->img.fd);
+		in->img.fd = -1;
+		in->in = in->linked = false;
+	}
+	if (r->dirfd >= 0)
+		close(r->dirfd);
+	r->dirfd = -1;
+}
