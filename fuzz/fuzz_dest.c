@@ -6,7 +6,8 @@
  * stream (header, checksums, END) so that mutations reach the payloads instead of
  * dying at a checksum, then reads it back as the destination does: CONFIG through
  * stream_check__config, every STATE through stream_check__state, END through
- * stream_check__complete and stream_check__file_ends, every plain RAM record through
+ * stream_check__complete and stream_check__file_ends, every DISK through
+ * stream_check__disk (within the disk CONFIG sends), every plain RAM record through
  * stream__ram_record_receive into a 64 MiB guest RAM in place (the checks of its runs
  * against CONFIG's regions and the RAM's own). A stream that passes has its
  * UART state loaded into a real 8250 (serial8250__load) and each disk's and network
@@ -155,6 +156,21 @@ static int receive_ram(struct stream_reader *r, const struct stream_record *rec,
 					  &rcv, why, sizeof(why));
 }
 
+/* What stream_check__disk lets through lies within an incoming disk the CONFIG announced. */
+static int check_disk(struct stream_check *c, const struct stream_record *rec)
+{
+	struct stream_disk d;
+	char why[256];
+
+	if (stream_check__disk(c, rec, &d, why, sizeof(why)))
+		return -1;
+	if (d.disk >= VM_MAX_DISKS || !c->disk_in[d.disk] || d.offset > c->disk_size[d.disk] ||
+	    d.length > c->disk_size[d.disk] - d.offset ||
+	    (d.data && d.data + d.length != rec->payload + rec->length))
+		__builtin_trap();
+	return 0;
+}
+
 static void receive(struct stream_reader *r, struct stream_io *io)
 {
 	struct stream_config cfg = { 0 };
@@ -174,6 +190,8 @@ static void receive(struct stream_reader *r, struct stream_io *io)
 		if (rec.type == STREAM_REC_RAM && receive_ram(r, &rec, &cfg))
 			break;
 		if (rec.type == STREAM_REC_STATE && stream_check__state(&c, &rec, why, sizeof(why)))
+			break;
+		if (rec.type == STREAM_REC_DISK && check_disk(&c, &rec))
 			break;
 		if (rec.type != STREAM_REC_END)
 			continue;

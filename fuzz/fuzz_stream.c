@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: arbitrary bytes through the whole destination-side parse,
  * as a data stream (header, records in order, CONFIG decode, RAM applied into a
- * bounded fake RAM, STATE TLV walk, VERIFY, END) and as a control channel.
+ * bounded fake RAM, STATE TLV walk, VERIFY, DISK, END) and as a control channel.
  * Anything the parsers hand out is checked here against the CONFIG, so a parser
  * bug that lets a bad range through traps instead of passing silently.
  */
@@ -110,6 +110,26 @@ static int load_verify(struct target *t, const struct stream_record *rec)
 	return 0;
 }
 
+/* A DISK record's range and data as the decoder hands them out. */
+static int load_disk(struct target *t, const struct stream_record *rec)
+{
+	struct stream_disk d;
+	int ret;
+
+	ret = stream__disk_decode(rec->payload, rec->length, &d, t->err, sizeof(t->err));
+	if (ret)
+		return ret;
+	if (d.kind == STREAM_DISK_DATA && (!d.data || d.length > STREAM_DISK_MAX_DATA ||
+					   d.data + d.length != rec->payload + rec->length))
+		__builtin_trap();
+	if (d.kind != STREAM_DISK_DATA && (d.data || rec->length != STREAM_DISK_HDR_LEN))
+		__builtin_trap();
+	/* ASan checks every byte of the data lies in the payload. */
+	if (d.data)
+		(void)XXH3_64bits(d.data, d.length);
+	return 0;
+}
+
 static int load_record(struct target *t, const struct stream_record *rec)
 {
 	struct stream_round rd;
@@ -154,6 +174,8 @@ static int load_record(struct target *t, const struct stream_record *rec)
 		return load_state(t, rec);
 	case STREAM_REC_VERIFY:
 		return load_verify(t, rec);
+	case STREAM_REC_DISK:
+		return load_disk(t, rec);
 	}
 	return 0;
 }

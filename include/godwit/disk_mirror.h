@@ -48,10 +48,10 @@ struct disk_mirror_sink {
 struct disk_mirror_entry;
 
 struct disk_mirror {
-	struct disk *src; /* the device's image, not owned */
+	struct disk *src;		     /* the device's image, not owned */
 	const struct disk_mirror_sink *sink; /* a remote copy: dst is not used */
-	struct disk dst;  /* the new image, created here and locked */
-	dev_t dst_dev;	  /* the new file as created: removed only if the path still names it */
+	struct disk dst;		     /* the new image, created here and locked */
+	dev_t dst_dev; /* the new file as created: removed only if the path still names it */
 	ino_t dst_ino;
 	uint64_t size;
 	uint8_t *buf; /* DISK_MIRROR_CHUNK, for the copy thread */
@@ -74,7 +74,7 @@ struct disk_mirror {
 	 */
 	struct disk_mirror_entry *head, *tail;
 	size_t queued, queue_max;
-	bool closed; /* disk_mirror__close: nothing more is queued, no one waits */
+	bool closed;	      /* disk_mirror__close: nothing more is queued, no one waits */
 	uint64_t queue_waits; /* requests that waited for room */
 
 	struct iovec iov[DISK_MIRROR_MAX_IOV]; /* the I/O thread's: the guest's data for dst */

@@ -348,8 +348,8 @@ static uint64_t begin(struct disk_mirror *m, uint64_t off, uint64_t len)
 static void record_error(struct disk_mirror *m, int dst_ret)
 {
 	if (dst_ret && !m->error) {
-		pr_err("%s: a guest request could not be mirrored: %s", m->sink ? "the copy" : m->dst.path,
-		       strerror(-dst_ret));
+		pr_err("%s: a guest request could not be mirrored: %s",
+		       m->sink ? "the copy" : m->dst.path, strerror(-dst_ret));
 		m->error = dst_ret;
 	}
 }

@@ -207,6 +207,8 @@ static void dump_device(struct emitter *e, const struct stream_device *dev)
 		em_u64(e, "capacity", dev->capacity, DEC);
 	if (dev->readonly)
 		em_str(e, "readonly", "yes");
+	if (dev->disk_to[0])
+		em_str(e, "disk_to", dev->disk_to);
 	em_close(e);
 }
 
@@ -332,6 +334,25 @@ static int dump_round(struct dump *d, const struct stream_record *rec)
 	return 0;
 }
 
+/* DISK: checked as a destination checks it; DATA's bytes are shown by their hash. */
+static int dump_disk(struct dump *d, const struct stream_record *rec)
+{
+	static const char *const kinds[] = {
+	    [STREAM_DISK_DATA] = "data", [STREAM_DISK_ZERO] = "zero", [STREAM_DISK_DONE] = "done"};
+	struct stream_disk sd;
+	int ret = stream_check__disk(&d->chk, rec, &sd, d->err, sizeof(d->err));
+
+	if (ret)
+		return ret;
+	em_u64(&d->em, "disk", sd.disk, DEC);
+	em_str(&d->em, "kind", kinds[sd.kind]);
+	em_u64(&d->em, "offset", sd.offset, DEC);
+	em_u64(&d->em, "length", sd.length, DEC);
+	if (sd.data)
+		em_u64(&d->em, "data_hash", XXH3_64bits(sd.data, sd.length), HASH);
+	return 0;
+}
+
 static void dump_field(struct emitter *e, const struct stream_tlv *t)
 {
 	em_open(e, NULL, false);
@@ -416,6 +437,8 @@ static int dump_payload(struct dump *d, const struct stream_record *rec)
 		return dump_state(d, rec);
 	case STREAM_REC_VERIFY:
 		return dump_verify(d, rec);
+	case STREAM_REC_DISK:
+		return dump_disk(d, rec);
 	case STREAM_REC_END:
 		em_u64(&d->em, "records", stream_get64(rec->payload), DEC);
 		em_u64(&d->em, "checksum", stream_get64(rec->payload + 8), HASH);

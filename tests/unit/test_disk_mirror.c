@@ -5,7 +5,10 @@
  * the pass runs (writes, discards, write-zeroes, flushes, many of them on the piece
  * being copied) leave the two files equal; the refusals (existing file, the image
  * itself, a missing directory); the new file's lock; its removal, and only of the file
- * the mirror made.
+ * the mirror made. The remote form (migration without shared storage): a sink that
+ * writes into a file stands for the destination; the guest's requests during and after
+ * the pass reach it in order through the bounded queue, which makes a request wait
+ * when full, and lets none wait once closed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +16,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +314,184 @@ static void test_lock_take_and_removal(void **state)
 	unlink(moved);
 }
 
+/* ---- the remote form ---------------------------------------------------------- */
+
+struct sink {
+	int fd; /* the destination's file */
+	struct disk_mirror *m;
+	uint64_t puts, data_bytes;
+	size_t max_queued;    /* the most the queue held, seen at each put */
+	uint64_t last_off[4]; /* the offsets of the last puts, newest last */
+};
+
+static int sink_put(void *arg, uint64_t off, uint64_t len, const void *data)
+{
+	struct sink *s = arg;
+
+	pthread_mutex_lock(&s->m->lock);
+	s->max_queued = MAX(s->max_queued, s->m->queued);
+	pthread_mutex_unlock(&s->m->lock);
+	memmove(s->last_off, s->last_off + 1, sizeof(s->last_off) - sizeof(s->last_off[0]));
+	s->last_off[3] = off;
+	s->puts++;
+	if (!data)
+		return fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+				 (off_t)len)
+			   ? -errno
+			   : 0;
+	s->data_bytes += len;
+	return pwrite(s->fd, data, len, (off_t)off) == (ssize_t)len ? 0 : -EIO;
+}
+
+static void remote_start(struct fx *f, struct sink *s, struct disk_mirror_sink *ops,
+			 size_t queue_max)
+{
+	char err[256];
+
+	s->fd = open(f->dst_path, O_RDWR | O_CREAT | O_EXCL, 0644);
+	assert_true(s->fd >= 0);
+	assert_int_equal(ftruncate(s->fd, SIZE), 0);
+	s->m = &f->m;
+	*ops = (struct disk_mirror_sink){.put = sink_put, .arg = s};
+	assert_int_equal(
+	    disk_mirror__create_remote(&f->m, &f->src, ops, queue_max, err, sizeof(err)), 0);
+}
+
+/*
+ * As test_guest_requests_during_the_pass, the copy a sink's: every request the writer
+ * makes while the pass runs and after it has ended reaches the copy, in order (a
+ * sector written many times ends with its last data), through a queue of 256 KiB.
+ */
+static void test_remote_requests_during_the_pass(void **state)
+{
+	struct fx *f = *state;
+	struct writer w = {.f = f};
+	struct disk_mirror_sink ops;
+	struct disk_mirror_progress p;
+	struct sink s = {0};
+	pthread_t t;
+	char err[256];
+	bool done = false;
+
+	make_src(f, true);
+	remote_start(f, &s, &ops, 256 * KiB);
+	assert_int_equal(pthread_create(&t, NULL, writer_thread, &w), 0);
+	while (!done) {
+		assert_int_equal(disk_mirror__drain(&f->m), 0);
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	}
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
+	/* The writer's last requests wait for room: drained until it has made them all. */
+	while (pthread_tryjoin_np(t, NULL) == EBUSY)
+		assert_int_equal(disk_mirror__drain(&f->m), 0);
+	assert_int_equal(disk_mirror__drain(&f->m), 0);
+	assert_int_equal(disk_mirror__error(&f->m), 0);
+	disk_mirror__progress(&f->m, &p);
+	assert_int_equal(p.copied, SIZE);
+	assert_true(p.mirrored_requests > 0);
+	assert_true(w.ops > 200);
+	assert_true(s.max_queued <= 256 * KiB);
+	assert_same(f->src_path, f->dst_path);
+	disk_mirror__destroy(&f->m);
+	close(s.fd);
+	/* The remote form makes no file of its own: the sink's is left alone. */
+	assert_int_equal(access(f->dst_path, F_OK), 0);
+}
+
+struct blocked_writer {
+	struct disk_mirror *m;
+	int n;	 /* writes of 8 KiB at 0, 8 KiB, ..., each with its own byte */
+	int ret; /* the first failure */
+	bool finished;
+};
+
+static void *blocked_writer_thread(void *arg)
+{
+	struct blocked_writer *b = arg;
+	static uint8_t buf[8 * KiB];
+	struct iovec iov;
+
+	for (int i = 0; i < b->n && !b->ret; i++) {
+		memset(buf, 'a' + i, sizeof(buf));
+		iov = (struct iovec){buf, sizeof(buf)};
+		b->ret = disk_mirror__pwritev(b->m, &iov, 1, (uint64_t)i * sizeof(buf));
+	}
+	__atomic_store_n(&b->finished, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Bounded: a few seconds at most, in small sleeps. */
+static void wait_queued(struct disk_mirror *m, size_t bytes)
+{
+	for (int i = 0; i < 5000; i++) {
+		size_t q;
+
+		pthread_mutex_lock(&m->lock);
+		q = m->queued;
+		pthread_mutex_unlock(&m->lock);
+		if (q >= bytes)
+			return;
+		usleep(1000);
+	}
+	fail_msg("the queue never held %zu bytes", bytes);
+}
+
+/*
+ * A full queue holds a write back (the guest's request does not complete) until the
+ * queue is drained; the copy then gets the writes in the order they were made. Once
+ * closed, nothing waits: the writes go to the source alone.
+ */
+static void test_remote_queue_bound_and_close(void **state)
+{
+	struct fx *f = *state;
+	struct blocked_writer b = {.m = &f->m, .n = 4};
+	struct disk_mirror_sink ops;
+	struct disk_mirror_progress p;
+	struct sink s = {0};
+	uint8_t got[8 * KiB];
+	char err[256];
+	bool done = false;
+	pthread_t t;
+
+	make_src(f, false);
+	remote_start(f, &s, &ops, 16 * KiB);
+	while (!done)
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	assert_int_equal(disk_mirror__drain(&f->m), 0);
+	assert_int_equal(pthread_create(&t, NULL, blocked_writer_thread, &b), 0);
+	/* Two writes fill it; the third waits. */
+	wait_queued(&f->m, 16 * KiB);
+	assert_false(__atomic_load_n(&b.finished, __ATOMIC_ACQUIRE));
+	while (!__atomic_load_n(&b.finished, __ATOMIC_ACQUIRE))
+		assert_int_equal(disk_mirror__drain(&f->m), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(b.ret, 0);
+	assert_int_equal(disk_mirror__drain(&f->m), 0);
+	disk_mirror__progress(&f->m, &p);
+	assert_true(p.queue_waits >= 1);
+	assert_true(s.max_queued <= 16 * KiB);
+	assert_int_equal(s.last_off[0], 0);
+	assert_int_equal(s.last_off[3], 24 * KiB);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pread(s.fd, got, sizeof(got), (off_t)i * 8 * KiB), sizeof(got));
+		assert_int_equal(got[0], 'a' + i);
+		assert_int_equal(got[sizeof(got) - 1], 'a' + i);
+	}
+
+	/* Closed (the move failed): writes no longer queue, nor wait, nor reach the copy. */
+	disk_mirror__close(&f->m);
+	b = (struct blocked_writer){.m = &f->m, .n = 8};
+	blocked_writer_thread(&b);
+	assert_int_equal(b.ret, 0);
+	assert_null(f->m.head);
+	assert_int_equal(pread(s.fd, got, sizeof(got), 0), sizeof(got));
+	assert_int_equal(got[0], 'a');
+	assert_int_equal(pread(f->src.fd, got, sizeof(got), 56 * KiB), sizeof(got));
+	assert_int_equal(got[0], 'h');
+	disk_mirror__destroy(&f->m);
+	close(s.fd);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -319,6 +501,8 @@ int main(void)
 	    T(test_guest_requests_during_the_pass),
 	    T(test_refusals),
 	    T(test_lock_take_and_removal),
+	    T(test_remote_requests_during_the_pass),
+	    T(test_remote_queue_bound_and_close),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
