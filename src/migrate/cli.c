@@ -424,9 +424,17 @@ static json_int_t ram_moved(const json_t *st)
  */
 void migrate_cli__progress(const json_t *st, char *buf, size_t len)
 {
-	char ram[32], dirty[32], wire[32];
+	char ram[32], dirty[32], wire[32], disk[32], copied[32];
+	int n = 0;
 
-	snprintf(buf, len,
+	/* The disks sent through the stream go first: their pass, before the RAM's rounds. */
+	if (num(st, "disk_size") > 0)
+		n = snprintf(buf, len, "disks %s of %s; ",
+			     size_str(num(st, "disk_copied"), copied, sizeof(copied)),
+			     size_str(num(st, "disk_size"), disk, sizeof(disk)));
+	if (n < 0 || (size_t)n >= len)
+		n = 0;
+	snprintf(buf + n, len - (size_t)n,
 		 "%s: round %lld, guest RAM %s moved (%lld MB/s), %s dirty; %s on the wire; "
 		 "throttle %lld%%, %lld ms",
 		 json_string_value(json_object_get(st, "status")), (long long)num(st, "rounds"),
@@ -478,6 +486,10 @@ static void print_summary(const json_t *st)
 	       (long long)num(st, "lz4_pages"), (long long)num(st, "lz4_saved_bytes"),
 	       (long long)num(st, "zstd_pages"), (long long)num(st, "zstd_saved_bytes"),
 	       (long long)num(st, "connections"));
+	if (num(st, "disk_size") > 0)
+		printf("  disk_size     %lld\n  disk_copied   %lld\n  disk_bytes    %lld\n",
+		       (long long)num(st, "disk_size"), (long long)num(st, "disk_copied"),
+		       (long long)num(st, "disk_bytes"));
 	if (json_is_string(json_object_get(st, "error")))
 		printf("  error         %s\n", json_string_value(json_object_get(st, "error")));
 }
