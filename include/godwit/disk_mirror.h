@@ -100,6 +100,12 @@ int __must_check disk_mirror__create_remote(struct disk_mirror *m, struct disk *
  * fails).
  */
 int __must_check disk_mirror__drain(struct disk_mirror *m);
+/*
+ * Remote: from now on requests queue without waiting for room. For the pause: the
+ * vCPUs are stopped, so only what the device still holds comes, and the thread that
+ * drains is about to wait for the device to be idle.
+ */
+void disk_mirror__unbound(struct disk_mirror *m);
 /* Remote: the move has ended (failed or done): requests no longer queue or wait. */
 void disk_mirror__close(struct disk_mirror *m);
 /* Closes the new file and removes it (unless the path now names another file). */

@@ -56,6 +56,11 @@ int __must_check disk_send__copy(struct disk_sender *s, const bool *cancel,
 				 void (*progress)(void *arg), void *arg, char *err, size_t errlen);
 /* Sends what the guest's writes queued. 0 or -errno (err). */
 int __must_check disk_send__drain(struct disk_sender *s, char *err, size_t errlen);
+/*
+ * The pause: the VM is paused, and the device is about to be quiesced (which waits for
+ * a request that may be waiting for room in the queue): requests queue without limit.
+ */
+void disk_send__unbound(struct disk_sender *s);
 /* The figures for migrate_stats. */
 void disk_send__progress(struct disk_sender *s, uint64_t *size, uint64_t *copied, uint64_t *bytes);
 /* Detaches the mirrors (the guest's writes go to its image alone) and frees them. */

@@ -171,6 +171,14 @@ static void free_queue(struct disk_mirror *m)
 	m->queued = 0;
 }
 
+void disk_mirror__unbound(struct disk_mirror *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->queue_max = SIZE_MAX;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
 void disk_mirror__close(struct disk_mirror *m)
 {
 	pthread_mutex_lock(&m->lock);
@@ -402,7 +410,8 @@ static void enqueue(struct disk_mirror *m, struct disk_mirror_entry *e)
 	bool waited = false;
 
 	pthread_mutex_lock(&m->lock);
-	while (!m->closed && m->head && m->queued + e->cost > m->queue_max) {
+	while (!m->closed && m->head &&
+	       (m->queued > m->queue_max || e->cost > m->queue_max - m->queued)) {
 		waited = true;
 		pthread_cond_wait(&m->cond, &m->lock);
 	}

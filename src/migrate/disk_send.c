@@ -163,6 +163,12 @@ int disk_send__copy(struct disk_sender *s, const bool *cancel, void (*progress)(
 	return disk_send__drain(s, err, errlen);
 }
 
+void disk_send__unbound(struct disk_sender *s)
+{
+	for (unsigned int i = 0; i < s->n; i++)
+		disk_mirror__unbound(&s->d[i].m);
+}
+
 void disk_send__progress(struct disk_sender *s, uint64_t *size, uint64_t *copied, uint64_t *bytes)
 {
 	struct disk_mirror_progress p;

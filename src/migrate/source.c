@@ -964,6 +964,8 @@ static int stop_and_copy(struct source *src)
 	src->paused = true;
 	src->paused_ns = util__now_ns();
 	vm__set_throttle(src->vm, 0);
+	/* A disk request waiting for room in its queue would hold up the quiesce. */
+	disk_send__unbound(&src->disks);
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
 	src->quiesced = true;

@@ -8,7 +8,7 @@
  * the mirror made. The remote form (migration without shared storage): a sink that
  * writes into a file stands for the destination; the guest's requests during and after
  * the pass reach it in order through the bounded queue, which makes a request wait
- * when full, and lets none wait once closed.
+ * when full, and lets none wait once unbound (the pause) or closed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -477,6 +477,14 @@ static void test_remote_queue_bound_and_close(void **state)
 		assert_int_equal(got[0], 'a' + i);
 		assert_int_equal(got[sizeof(got) - 1], 'a' + i);
 	}
+
+	/* Unbound (the pause): the writes queue past the bound without waiting for a drain. */
+	disk_mirror__unbound(&f->m);
+	b = (struct blocked_writer){.m = &f->m, .n = 4};
+	blocked_writer_thread(&b);
+	assert_int_equal(b.ret, 0);
+	assert_int_equal(f->m.queued, 32 * KiB);
+	assert_int_equal(disk_mirror__drain(&f->m), 0);
 
 	/* Closed (the move failed): writes no longer queue, nor wait, nor reach the copy. */
 	disk_mirror__close(&f->m);
