@@ -122,7 +122,8 @@ static int load_disk(struct target *t, const struct stream_record *rec)
 	if (d.kind == STREAM_DISK_DATA && (!d.data || d.length > STREAM_DISK_MAX_DATA ||
 					   d.data + d.length != rec->payload + rec->length))
 		__builtin_trap();
-	if (d.kind != STREAM_DISK_DATA && (d.data || rec->length != STREAM_DISK_HDR_LEN))
+	if (d.kind != STREAM_DISK_DATA &&
+	    (d.data || rec->length != STREAM_DISK_HDR_LEN + (d.kind == STREAM_DISK_DIGEST ? 8 : 0)))
 		__builtin_trap();
 	/* ASan checks every byte of the data lies in the payload. */
 	if (d.data)

@@ -68,6 +68,11 @@ int __must_check disk__pwritev(struct disk *d, struct iovec *iov, int iovcnt, ui
 int __must_check disk__pread(struct disk *d, void *buf, size_t len, uint64_t off);
 int __must_check disk__pwrite(struct disk *d, const void *buf, size_t len, uint64_t off);
 
+/*
+ * XXH3-64 of the image's first size bytes, holes read as zeros (found with
+ * SEEK_DATA/SEEK_HOLE and hashed without reading). 0 or -errno.
+ */
+int __must_check disk__digest(struct disk *d, uint64_t size, uint64_t *out);
 /* fdatasync: everything written before is on stable storage when it returns 0. */
 int __must_check disk__flush(struct disk *d);
 /* Deallocates [off, off+len) (reads back as zeros). 0, -EOPNOTSUPP or -errno. */

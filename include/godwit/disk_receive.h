@@ -52,6 +52,13 @@ int __must_check disk_receive__create(struct disk_receive *r, uint32_t disk, con
 int __must_check disk_receive__apply(struct disk_receive *r, const struct stream_disk *d);
 /* fdatasync of every incoming image. 0 or -errno (why). */
 int __must_check disk_receive__sync(struct disk_receive *r, char *why, size_t whylen);
+/*
+ * --verify: each image whose source sent a digest (chk) hashed here and compared. 0,
+ * -EBADMSG (why names the disk) or -errno.
+ */
+struct stream_check;
+int __must_check disk_receive__verify(struct disk_receive *r, const struct stream_check *chk,
+				      char *why, size_t whylen);
 /* After GO: each image takes its name, and the directory is synced. 0 or -errno (why). */
 int __must_check disk_receive__link(struct disk_receive *r, char *why, size_t whylen);
 /* Closes them; unless keep, the names taken are removed again (the files go). */

@@ -61,6 +61,11 @@ int __must_check disk_send__drain(struct disk_sender *s, char *err, size_t errle
  * a request that may be waiting for room in the queue): requests queue without limit.
  */
 void disk_send__unbound(struct disk_sender *s);
+/*
+ * --verify, in the pause once the last writes are sent: a DIGEST of each image as the
+ * guest left it (a read of all its data). 0 or -errno (err).
+ */
+int __must_check disk_send__digests(struct disk_sender *s, char *err, size_t errlen);
 /* The figures for migrate_stats. */
 void disk_send__progress(struct disk_sender *s, uint64_t *size, uint64_t *copied, uint64_t *bytes);
 /* Detaches the mirrors (the guest's writes go to its image alone) and frees them. */

@@ -592,6 +592,7 @@ enum stream_disk_kind {
 	STREAM_DISK_DATA = 1,
 	STREAM_DISK_ZERO = 2,
 	STREAM_DISK_DONE = 3,
+	STREAM_DISK_DIGEST = 4, /* --verify: offset 0, length the size, data the u64 digest */
 };
 
 struct stream_disk {
@@ -600,11 +601,15 @@ struct stream_disk {
 	uint64_t offset;
 	uint64_t length;
 	const uint8_t *data; /* DATA: into the payload */
+	uint64_t digest;     /* DIGEST */
 };
 
 /* DATA when data is not NULL (length at most STREAM_DISK_MAX_DATA), else kind. */
 int __must_check stream__write_disk(struct stream_writer *w, uint32_t disk, uint32_t kind,
 				    uint64_t offset, uint64_t length, const void *data);
+/* DIGEST: the image's disk__digest at the switchover (--verify). */
+int __must_check stream__write_disk_digest(struct stream_writer *w, uint32_t disk, uint64_t size,
+					   uint64_t digest);
 /* The layout alone (kind, lengths); -EBADMSG with why set. */
 int __must_check stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *d,
 				     char *why, size_t whylen);

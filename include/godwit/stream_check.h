@@ -36,6 +36,8 @@ struct stream_check {
 	bool disk_in[VM_MAX_DISKS];
 	uint64_t disk_size[VM_MAX_DISKS]; /* the capacity CONFIG announced */
 	bool disk_done[VM_MAX_DISKS];	  /* its DONE came */
+	bool disk_has_digest[VM_MAX_DISKS]; /* --verify: its DIGEST came (after DONE) */
+	uint64_t disk_digest[VM_MAX_DISKS];
 };
 
 /*

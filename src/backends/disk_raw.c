@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "godwit/disk.h"
 #include "godwit/log.h"
@@ -300,5 +301,63 @@ int disk__write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unma
 		ret = disk__discard(d, off, len);
 	if (ret == -EOPNOTSUPP)
 		ret = write_zero_buffers(d, off, len);
+	return ret;
+}
+
+#define DIGEST_STEP (1 * MiB)
+
+/* [off, end) of the image into the hash: data read, holes as zeros. */
+static int digest_range(struct disk *d, XXH3_state_t *st, uint8_t *buf, const uint8_t *zeros,
+			uint64_t off, uint64_t end, bool data)
+{
+	uint64_t n;
+	int ret;
+
+	for (; off < end; off += n) {
+		n = MIN(end - off, (uint64_t)DIGEST_STEP);
+		if (data && (ret = disk__pread(d, buf, n, off)))
+			return ret;
+		XXH3_64bits_update(st, data ? buf : zeros, n);
+	}
+	return 0;
+}
+
+int disk__digest(struct disk *d, uint64_t size, uint64_t *out)
+{
+	uint8_t *buf = malloc(DIGEST_STEP), *zeros = calloc(1, DIGEST_STEP);
+	XXH3_state_t *st = XXH3_createState();
+	uint64_t off = 0, end;
+	off_t data, hole;
+	int ret = -ENOMEM;
+
+	if (!buf || !zeros || !st)
+		goto out;
+	XXH3_64bits_reset(st);
+	ret = 0;
+	while (!ret && off < size) {
+		/* No SEEK_DATA here (EINVAL): all of it is data. */
+		data = lseek(d->fd, (off_t)off, SEEK_DATA);
+		if (data < 0 && errno != ENXIO && errno != EINVAL) {
+			ret = -errno;
+			break;
+		}
+		if (data < 0 && errno == ENXIO)
+			data = (off_t)size;
+		if (data < 0 || (uint64_t)data <= off) {
+			hole = data < 0 ? -1 : lseek(d->fd, (off_t)off, SEEK_HOLE);
+			end = hole > (off_t)off ? MIN((uint64_t)hole, size) : size;
+			ret = digest_range(d, st, buf, zeros, off, end, true);
+		} else {
+			end = MIN((uint64_t)data, size);
+			ret = digest_range(d, st, buf, zeros, off, end, false);
+		}
+		off = end;
+	}
+	if (!ret)
+		*out = XXH3_64bits_digest(st);
+out:
+	XXH3_freeState(st);
+	free(zeros);
+	free(buf);
 	return ret;
 }

@@ -939,6 +939,21 @@ out:
 	return ret;
 }
 
+/* --verify with disks sent: not at real-time priority (a read of whole images). */
+static int verify_disks(struct dest *d)
+{
+	char why[sizeof(d->err)];
+	int ret;
+
+	util__switchover_priority(false);
+	ret = disk_receive__verify(&d->disks, &d->chk, why, sizeof(why));
+	if (d->realtime)
+		util__switchover_priority(true);
+	if (ret)
+		fail(d, "%s", why);
+	return ret;
+}
+
 static int wait_go(struct dest *d, struct stream_reader *cr)
 {
 	char msg[STREAM_ERROR_MSG_MAX + 1];
@@ -1178,6 +1193,8 @@ int migrate__receive(const struct receive_params *p)
 	/* Verify first: restoring the vCPUs makes KVM write guest RAM (kvmclock). */
 	if (!ret)
 		ret = verify(&d);
+	if (!ret)
+		ret = verify_disks(&d);
 	if (!ret)
 		ret = restore(&d);
 	if (!ret)

@@ -10,6 +10,7 @@
 
 #include "godwit/disk_receive.h"
 #include "godwit/log.h"
+#include "godwit/stream_check.h"
 
 /* DIR without its trailing slashes (a lone "/" stays). */
 static void strip_slashes(char *s)
@@ -154,6 +155,34 @@ int disk_receive__sync(struct disk_receive *r, char *why, size_t whylen)
 				 strerror(-ret));
 			return ret;
 		}
+	}
+	return 0;
+}
+
+int disk_receive__verify(struct disk_receive *r, const struct stream_check *chk, char *why,
+			 size_t whylen)
+{
+	uint64_t digest;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		if (!r->d[i].in || !chk->disk_has_digest[i])
+			continue;
+		ret = disk__digest(&r->d[i].img, r->d[i].img.size, &digest);
+		if (ret) {
+			snprintf(why, whylen, "disk %u: cannot hash its image: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+		if (digest != chk->disk_digest[i]) {
+			snprintf(why, whylen,
+				 "disk %u verification failed: its image differs from "
+				 "the source's",
+				 i);
+			return -EBADMSG;
+		}
+		pr_info("disk %u verified: its image matches the source's", i);
 	}
 	return 0;
 }

@@ -163,6 +163,30 @@ int disk_send__copy(struct disk_sender *s, const bool *cancel, void (*progress)(
 	return disk_send__drain(s, err, errlen);
 }
 
+int disk_send__digests(struct disk_sender *s, char *err, size_t errlen)
+{
+	uint64_t digest, t0;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < s->n; i++) {
+		struct disk_send *d = &s->d[i];
+
+		t0 = util__now_ns();
+		ret = disk__digest(&d->b->disk, d->m.size, &digest);
+		if (!ret)
+			ret = stream__write_disk_digest(d->w, d->disk, d->m.size, digest);
+		if (ret) {
+			snprintf(err, errlen, "disk %u: cannot send its digest: %s", d->disk,
+				 strerror(-ret));
+			return ret;
+		}
+		pr_debug("verify: disk %u hashed in %llu us", d->disk,
+			 (unsigned long long)((util__now_ns() - t0) / 1000));
+	}
+	return 0;
+}
+
 void disk_send__unbound(struct disk_sender *s)
 {
 	for (unsigned int i = 0; i < s->n; i++)

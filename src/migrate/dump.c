@@ -338,7 +338,11 @@ static int dump_round(struct dump *d, const struct stream_record *rec)
 static int dump_disk(struct dump *d, const struct stream_record *rec)
 {
 	static const char *const kinds[] = {
-	    [STREAM_DISK_DATA] = "data", [STREAM_DISK_ZERO] = "zero", [STREAM_DISK_DONE] = "done"};
+	    [STREAM_DISK_DATA] = "data",
+	    [STREAM_DISK_ZERO] = "zero",
+	    [STREAM_DISK_DONE] = "done",
+	    [STREAM_DISK_DIGEST] = "digest",
+	};
 	struct stream_disk sd;
 	int ret = stream_check__disk(&d->chk, rec, &sd, d->err, sizeof(d->err));
 
@@ -350,6 +354,8 @@ static int dump_disk(struct dump *d, const struct stream_record *rec)
 	em_u64(&d->em, "length", sd.length, DEC);
 	if (sd.data)
 		em_u64(&d->em, "data_hash", XXH3_64bits(sd.data, sd.length), HASH);
+	if (sd.kind == STREAM_DISK_DIGEST)
+		em_u64(&d->em, "digest", sd.digest, HASH);
 	return 0;
 }
 

@@ -945,6 +945,26 @@ static int send_go(struct source *src)
 	return ret;
 }
 
+/*
+ * --verify with disks sent: their digests. Reading whole images is no short, bounded
+ * step: not at real-time priority.
+ */
+static int send_disk_digests(struct source *src)
+{
+	char why[200];
+	int ret;
+
+	if (!src->disks.n)
+		return 0;
+	util__switchover_priority(false);
+	ret = disk_send__digests(&src->disks, why, sizeof(why));
+	if (src->realtime)
+		util__switchover_priority(true);
+	if (ret)
+		fail(src, "%s", why);
+	return ret;
+}
+
 /* The pause: last dirty pages, every piece of state, the digest, END (and GO, 1.5). */
 static int stop_and_copy(struct source *src)
 {
@@ -971,6 +991,8 @@ static int stop_and_copy(struct source *src)
 	src->quiesced = true;
 	/* The disks' last writes, before the state: the destination's images are complete. */
 	ret = send_disk_writes(src);
+	if (!ret && src->m->params.verify)
+		ret = send_disk_digests(src);
 	if (ret)
 		return ret;
 	dirty = ram__sync(&src->t, false);

@@ -661,6 +661,21 @@ int stream__write_disk(struct stream_writer *w, uint32_t disk, uint32_t kind, ui
 				    data ? 2 : 1);
 }
 
+int stream__write_disk_digest(struct stream_writer *w, uint32_t disk, uint64_t size,
+			      uint64_t digest)
+{
+	uint8_t p[STREAM_DISK_HDR_LEN + 8];
+	struct iovec iov = {p, sizeof(p)};
+
+	stream_put32(p, disk);
+	stream_put32(p + 4, STREAM_DISK_DIGEST);
+	stream_put64(p + 8, 0);
+	stream_put64(p + 16, size);
+	stream_put64(p + 24, digest);
+	return stream__write_record(w, STREAM_REC_DISK, stream__default_flags(STREAM_REC_DISK), &iov,
+				    1);
+}
+
 int stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *d, char *why,
 			size_t whylen)
 {
@@ -673,6 +688,7 @@ int stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *
 	d->offset = stream_get64(payload + 8);
 	d->length = stream_get64(payload + 16);
 	d->data = payload + STREAM_DISK_HDR_LEN;
+	d->digest = 0;
 	switch (d->kind) {
 	case STREAM_DISK_DATA:
 		if (!d->length || d->length > STREAM_DISK_MAX_DATA ||
@@ -690,6 +706,14 @@ int stream__disk_decode(const uint8_t *payload, size_t len, struct stream_disk *
 				 (unsigned long long)d->length, len);
 			return -EBADMSG;
 		}
+		d->data = NULL;
+		return 0;
+	case STREAM_DISK_DIGEST:
+		if (len != STREAM_DISK_HDR_LEN + 8 || !d->length) {
+			snprintf(why, whylen, "DISK digest in a record of %zu bytes", len);
+			return -EBADMSG;
+		}
+		d->digest = stream_get64(d->data);
 		d->data = NULL;
 		return 0;
 	}

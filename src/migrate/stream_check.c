@@ -201,6 +201,17 @@ int stream_check__disk(struct stream_check *c, const struct stream_record *rec,
 		}
 		c->disk_done[d->disk] = true;
 	}
+	if (d->kind == STREAM_DISK_DIGEST) {
+		if (d->offset || d->length != size || !c->disk_done[d->disk] ||
+		    c->disk_has_digest[d->disk]) {
+			snprintf(bad, sizeof(bad),
+				 "disk %u: a digest before DONE, a second one, or one not of "
+				 "the whole image", d->disk);
+			goto err;
+		}
+		c->disk_has_digest[d->disk] = true;
+		c->disk_digest[d->disk] = d->digest;
+	}
 	return 0;
 err:
 	snprintf(why, whylen, "bad DISK record %llu: %s", (unsigned long long)rec->index, bad);

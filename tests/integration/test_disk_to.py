@@ -290,3 +290,62 @@ def test_destination_killed_mid_copy(tmp_path, procs):
     dst2.stop()
     check_image(dst_dir / "vm.img", 33, 64 * MiB, acked(dst2))
     assert acked(dst2) > last_src
+
+
+def test_verify_covers_the_disks(tmp_path, procs):
+    src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    img = src_dir / "vm.img"
+    random_image(img, 32 * MiB, seed=34)
+    vm = start_vm(tmp_path, procs, img)
+    dst, port = receiver(tmp_path, procs, dst_dir)
+    res, out = migrate(vm, port, [(0, "vm.img")], ["--verify"])
+    assert res.returncode == 0 and out["status"] == "completed", res.stdout + res.stderr
+    assert "disk 0 verified" in dst.stderr()
+    dst.wait_for(r"blklog: acked \d+", count=3, timeout=60)
+    dst.stop()
+    same_at_switchover(img, dst_dir / "vm.img")
+
+
+def unnamed_image_fd(pid, dst_dir):
+    """The receiver's descriptor of the image it is making (unnamed: "... (deleted)")."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(dst_dir) + "/") and target.endswith("(deleted)"):
+            return f"/proc/{pid}/fd/{fd}"
+    return None
+
+
+def test_verify_refuses_a_damaged_copy(tmp_path, procs):
+    """Bytes written into the destination's image where the source has a hole (the pass
+    sends nothing there, and blklog, writing from the start, does not get that far):
+    --verify sees the images differ, the destination refuses to resume, the VM runs on
+    at the source, nothing is left."""
+    src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    img, size = src_dir / "vm.img", 1 << 30
+    random_image(img, 32 * MiB, seed=35)
+    os.truncate(img, size)
+    vm = start_vm(tmp_path, procs, img)
+    dst, port = receiver(tmp_path, procs, dst_dir)
+    cli = subprocess.Popen([GODWIT, "migrate", "--api", vm.api_path, "--to",
+                            f"tcp:127.0.0.1:{port}", "--disk-to", "0=vm.img", "--verify",
+                            "--max-bandwidth", "8M", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        copying(vm)
+        path = unnamed_image_fd(dst.proc.pid, dst_dir)
+        assert path, os.listdir(f"/proc/{dst.proc.pid}/fd")
+        with open(path, "r+b") as f:
+            f.seek(size - MiB + 4096)
+            f.write(b"not the source's")
+    finally:
+        out, err = finish_cli(cli)
+    assert cli.returncode == 1 and out["status"] == "failed", (out, err, dst.stderr())
+    assert "disk 0 verification failed" in out["error"], out
+    failed_move_leaves_the_vm_here(vm, img, dst, dst_dir)

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "godwit/disk_mirror.h"
 
@@ -143,6 +144,30 @@ static void assert_same(const char *a, const char *b)
 	free(y);
 }
 
+/*
+ * disk__digest (--verify of a disk sent in a migration): the same for the sparse source
+ * and its copy, and the XXH3-64 of all the bytes, holes read as zeros.
+ */
+static void assert_digest_is_of_the_bytes(struct fx *f)
+{
+	uint8_t *all = malloc(SIZE);
+	uint64_t a, b;
+	struct disk dst;
+
+	assert_non_null(all);
+	assert_int_equal(disk__pread(&f->src, all, SIZE, 0), 0);
+	assert_int_equal(disk__digest(&f->src, SIZE, &a), 0);
+	assert_int_equal(a, XXH3_64bits(all, SIZE));
+	dst = (struct disk){.fd = open(f->dst_path, O_RDONLY), .readonly = true, .size = SIZE};
+	assert_true(dst.fd >= 0);
+	assert_int_equal(disk__digest(&dst, SIZE, &b), 0);
+	assert_int_equal(a, b);
+	all[SIZE - 1] ^= 1;
+	assert_int_not_equal(a, XXH3_64bits(all, SIZE));
+	close(dst.fd);
+	free(all);
+}
+
 static void test_pass_copies_data_and_keeps_holes(void **state)
 {
 	struct fx *f = *state;
@@ -160,6 +185,7 @@ static void test_pass_copies_data_and_keeps_holes(void **state)
 	/* Only the data pieces were read: 3 MiB of data and the 1 MiB of written zeros. */
 	assert_true(p.data_bytes <= 4 * MiB);
 	assert_same(f->src_path, f->dst_path);
+	assert_digest_is_of_the_bytes(f);
 
 	fd = open(f->dst_path, O_RDONLY);
 	assert_true(fd >= 0);

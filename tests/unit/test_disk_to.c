@@ -180,6 +180,9 @@ static void test_check_disk_records(void **state)
 	rec.length = STREAM_DISK_HDR_LEN - 1;
 	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), -EBADMSG);
 
+	/* A digest before the image is complete. */
+	rec = disk_rec(buf, 0, STREAM_DISK_DIGEST, 0, DISK_SIZE, 8);
+	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), -EBADMSG);
 	/* END without DONE: the image is not complete. */
 	assert_int_equal(stream_check__complete(&chk, why, sizeof(why)), -EBADMSG);
 	assert_non_null(strstr(why, "disk 0"));
@@ -189,6 +192,15 @@ static void test_check_disk_records(void **state)
 	/* The guest's writes mirrored after the pass are still taken. */
 	rec = disk_rec(buf, 0, STREAM_DISK_DATA, 0, 512, 512);
 	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), 0);
+	/* --verify's digest: one, after DONE, of the whole image, its 8 bytes exactly. */
+	rec = disk_rec(buf, 0, STREAM_DISK_DIGEST, 0, DISK_SIZE, 8);
+	stream_put64(buf + STREAM_DISK_HDR_LEN, 0x1234567890abcdefULL);
+	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), 0);
+	assert_true(chk.disk_has_digest[0]);
+	assert_int_equal(chk.disk_digest[0], 0x1234567890abcdefULL);
+	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), -EBADMSG);
+	rec = disk_rec(buf, 0, STREAM_DISK_DIGEST, 0, DISK_SIZE, 7);
+	assert_int_equal(stream_check__disk(&chk, &rec, &d, why, sizeof(why)), -EBADMSG);
 	/* Now only the rest of the state is missing. */
 	assert_int_equal(stream_check__complete(&chk, why, sizeof(why)), -EBADMSG);
 	assert_null(strstr(why, "disk 0"));
