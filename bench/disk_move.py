@@ -27,6 +27,14 @@ host's page cache for every copy below.
    godwit's switch_us (its I/O held), and for both the slowest guest write of the
    window the move ended in.
 
+3. Without shared storage (--remote, default on): the same idle guest moved to a
+   `godwit receive` on loopback, three ways side by side in each run (their order
+   rotating): `cp --sparse=always` + `sync -d` of the image (the device's own limit),
+   a migration with the image on "shared storage" (the receiver opens the same file:
+   the RAM move alone), and `migrate --disk-to` (the image through the stream into the
+   receiver's --disk-dir, then the RAM). The disk's part of the move is the difference
+   of the two migrations' total_ms; its MB/s (data bytes / that) is compared with cp's.
+
 Python standard library only. Every process is started here and stopped by its PID;
 every wait is bounded; the work directory is removed at the end.
 """
@@ -45,7 +53,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 
-from devices import VM, conditions, qemu_missing  # noqa: E402
+import procmon  # noqa: E402
+from devices import GODWIT, VM, conditions, qemu_missing  # noqa: E402
 from godwit_vm import api  # noqa: E402
 from qmp import QMP  # noqa: E402
 
@@ -125,6 +134,89 @@ def throughput(workdir, image, data_bytes, runs):
             print(f"copy run {run + 1}: cp {cp_s:.3f} s, godwit {mv_s:.3f} s", flush=True)
     finally:
         vm.stop()
+    return rows
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def migrate_once(workdir, image, name, disk_to):
+    """The idle guest on image moved to a receiver on loopback; its migration status.
+    disk_to: the image goes through the stream into a --disk-dir, else the receiver
+    opens the same file (shared storage)."""
+    sock = os.path.join(workdir, f"{name}-src.sock")
+    vm = VM("godwit", workdir, f"{name}-src", "heartbeat 1000", disk=image,
+            extra=["--api", sock])
+    ddir = os.path.join(workdir, f"{name}-dir")
+    os.mkdir(ddir)
+    port = free_port()
+    disk = ["--disk-dir", ddir] if disk_to else ["--disk", image]
+    dst = procmon.Proc([GODWIT, "receive", "--listen", f"tcp:127.0.0.1:{port}", "--console",
+                        f"file:{os.path.join(workdir, name + '-dst.console')}", *disk],
+                       f"{name}-dst", workdir)
+    try:
+        wait_until(lambda: os.path.exists(sock), 30, "godwit's API socket")
+        wait_until(lambda: api(sock, "GET", "/vm")[1].get("state") == "running", 30,
+                   "the guest running")
+        wait_until(lambda: "waiting for an incoming" in dst.stderr(), 30, "the receiver")
+        # watch: the source waits for our ack of the final status before it exits.
+        req = {"to": f"tcp:127.0.0.1:{port}", "watch": True}
+        if disk_to:
+            req["disk_to"] = [{"disk": 0, "to": "moved.img"}]
+        status, body = api(sock, "PUT", "/vm/migrate", req)
+        if status != 202:
+            raise RuntimeError(f"migrate: {status} {body}")
+        st = {}
+
+        def done():
+            nonlocal st
+            st = api(sock, "GET", "/vm/migration")[1]
+            return st.get("status") in ("completed", "failed", "cancelled")
+        wait_until(done, 600, "the migration")
+        api(sock, "PUT", "/vm/migration/ack")
+        if st.get("status") != "completed":
+            raise RuntimeError(f"migrate: {st} {dst.stderr()[-500:]}")
+        return st
+    finally:
+        vm.stop()
+        dst.stop()
+        shutil.rmtree(ddir, ignore_errors=True)
+
+
+def remote(workdir, image, data_bytes, runs):
+    """cp, the RAM move alone and the move with --disk-to, side by side per run."""
+    rows = []
+    for run in range(runs):
+        row = {"run": run + 1}
+        order = ["cp", "ram", "disk"]
+        for what in order[run % 3:] + order[:run % 3]:
+            if what == "cp":
+                dst = os.path.join(workdir, f"rcp{run}.img")
+                t0 = time.monotonic()
+                subprocess.run(["cp", "--sparse=always", image, dst], check=True)
+                subprocess.run(["sync", "-d", dst], check=True)
+                row["cp_s"] = time.monotonic() - t0
+                os.unlink(dst)
+            elif what == "ram":
+                st = migrate_once(workdir, image, f"ram{run}", False)
+                row["ram_s"] = st["total_ms"] / 1000
+            else:
+                st = migrate_once(workdir, image, f"disk{run}", True)
+                row["disk_s"] = st["total_ms"] / 1000
+                row["disk_bytes"] = st["disk_bytes"]
+                row["pause_ms"] = st["downtime_ms"]
+        row["disk_part_s"] = max(row["disk_s"] - row["ram_s"], 1e-3)
+        row["cp_mbps"] = data_bytes / 1e6 / row["cp_s"]
+        row["disk_mbps"] = data_bytes / 1e6 / row["disk_part_s"]
+        rows.append(row)
+        print(f"remote run {run + 1}: cp {row['cp_s']:.3f} s, RAM move {row['ram_s']:.3f} s, "
+              f"--disk-to move {row['disk_s']:.3f} s", flush=True)
     return rows
 
 
@@ -238,7 +330,33 @@ def median(xs):
     return xs[len(xs) // 2] if xs else 0.0
 
 
-def report(args, tp, loads, skipped, load0):
+def report_remote(rows):
+    if not rows:
+        return []
+    ratio = median([r["disk_mbps"] / r["cp_mbps"] for r in rows])
+    lines = ["", "## Without shared storage (migrate --disk-to, loopback, guest idle)", "",
+             "| run | cp --sparse=always + sync | RAM move alone (shared storage) | "
+             "move with --disk-to | its disk part | disk MB/s | cp MB/s | ratio | "
+             "pause ms | image bytes sent |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['cp_s']:.3f} s | {r['ram_s']:.3f} s | "
+                     f"{r['disk_s']:.3f} s | {r['disk_part_s']:.3f} s | {r['disk_mbps']:.0f} | "
+                     f"{r['cp_mbps']:.0f} | {r['disk_mbps'] / r['cp_mbps']:.2f} | "
+                     f"{r['pause_ms']} | {r['disk_bytes']} |")
+    lines += ["", f"Median ratio of the disk part's throughput to cp's: **{ratio:.2f}x cp**. "
+              "The disk part is the --disk-to move's total_ms less the RAM move's, each "
+              "from the request to the hand-over."]
+    return lines
+
+
+def report(args, tp, loads, skipped, load0, remote_rows=()):
+    head = ["# Moving a disk (bench/disk_move.py)", "",
+            f"`bench/disk_move.py --mib {args.mib} --runs {args.runs}"
+            f"{' --only-remote' if args.only_remote else ''}`, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}; {conditions()}; load average before: "
+            f"{load0}."]
+    if args.only_remote:
+        return "\n".join(head + report_remote(remote_rows) + [""] + skipped) + "\n"
     cp = median([r["cp_mbps"] for r in tp])
     mv = median([r["move_mbps"] for r in tp])
     ratio = median([r["move_mbps"] / r["cp_mbps"] for r in tp])
@@ -270,6 +388,7 @@ def report(args, tp, loads, skipped, load0):
     lines += ["", "QEMU's move time runs from blockdev-mirror to BLOCK_JOB_COMPLETED "
               "(block-job-complete sent at BLOCK_JOB_READY); godwit's from the PUT to the "
               "switch done. Percentiles are quarter-octave bucket middles (+-10 %)."]
+    lines += report_remote(remote_rows)
     lines += [""] + skipped
     return "\n".join(lines) + "\n"
 
@@ -281,6 +400,10 @@ def main():
                     help="copies (each cp and a move) and moves under load per VMM")
     ap.add_argument("--vmms", default=os.environ.get("DISK_MOVE_VMMS", "godwit,qemu"))
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--remote", default=os.environ.get("DISK_MOVE_REMOTE", "1"),
+                    help="1: also the move without shared storage (3.), 0: not")
+    ap.add_argument("--only-remote", action="store_true",
+                    help="only the move without shared storage (3.)")
     args = ap.parse_args()
     skipped = []
     vmms = [v for v in args.vmms.split(",") if v]
@@ -292,9 +415,12 @@ def main():
     try:
         image = os.path.join(workdir, "image.img")
         data = make_image(image, args.mib)
-        tp = throughput(workdir, image, data, args.runs)
-        loads = []
-        for run in range(args.runs):
+        tp, loads, rem = [], [], []
+        if args.remote == "1" or args.only_remote:
+            rem = remote(workdir, image, data, args.runs)
+        if not args.only_remote:
+            tp = throughput(workdir, image, data, args.runs)
+        for run in range(0 if args.only_remote else args.runs):
             for kind in vmms:
                 for mode in ((None,) if kind == "godwit" else ("background", "write-blocking")):
                     print(f"under load: {kind} {mode or ''} run {run + 1}", flush=True)
@@ -303,12 +429,12 @@ def main():
                     loads.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = report(args, tp, loads, skipped, load0)
+    text = report(args, tp, loads, skipped, load0, rem)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
-    print(json.dumps({"throughput": tp, "load": loads}))
+    print(json.dumps({"throughput": tp, "load": loads, "remote": rem}))
     return 0
 
 
