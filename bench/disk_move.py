@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 
 import procmon  # noqa: E402
 from devices import GODWIT, VM, conditions, qemu_missing  # noqa: E402
-from godwit_vm import api  # noqa: E402
+from godwit_vm import api, free_port  # noqa: E402
 from qmp import QMP  # noqa: E402
 
 MiB = 1 << 20
@@ -135,15 +135,6 @@ def throughput(workdir, image, data_bytes, runs):
     finally:
         vm.stop()
     return rows
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def migrate_once(workdir, image, name, disk_to):
