@@ -1,5 +1,6 @@
 """bench/disk_move.py (`make bench-disk-move`), so that it cannot rot: one tiny run (64
-MiB image) through godwit and QEMU's blockdev-mirror in both copy modes, with sane
+MiB image) through godwit and QEMU's blockdev-mirror in both copy modes, and the move
+without shared storage (migrate --disk-to) against cp and the RAM move alone, with sane
 figures and DISK_MOVE.md written; and its reading of blkbench's latency buckets.
 Measures nothing worth keeping.
 """
@@ -53,5 +54,9 @@ def test_tiny_run_has_sane_figures(tmp_path):
                                                         "qemu-write-blocking #1"]
     for r in figures["load"]:
         assert r["move_s"] > 0 and r["idle_n"] > 0 and r["idle_p99"] >= r["idle_p50"] > 0, r
+    (rm,) = figures["remote"]
+    assert rm["disk_bytes"] == 48 << 20, rm
+    assert rm["cp_s"] > 0 and rm["ram_s"] > 0 and rm["disk_s"] > 0 and rm["disk_mbps"] > 0, rm
     text = out.read_text()
     assert "## Copy throughput" in text and "| godwit |" not in text and "godwit #1" in text
+    assert "## Without shared storage" in text
