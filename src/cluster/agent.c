@@ -50,6 +50,7 @@ struct lvm {
 struct agent {
 	char name[NAME_MAX_LEN + 1];
 	char listen[128], address[128], state_dir[256], godwit[PATH_MAX], etcd_url[200];
+	struct etcd_tls etcd_tls;
 	int64_t cpus, ttl, lease;
 	uint64_t memory;
 	struct tls_files tls;
@@ -945,22 +946,25 @@ static void usage(FILE *out)
 	    "of their own with their API sockets, consoles and logs in D: stopping or\n"
 	    "killing the agent leaves them running, and the next agent adopts them.\n"
 	    "\n"
-	    "  --etcd URL[,URL]   etcd's client URLs (http://HOST:PORT), one per member\n"
-	    "  --name H           this host's name in the cluster\n"
-	    "  --listen HOST:PORT the agent's HTTPS address\n"
-	    "  --state-dir D      where the VMs' sockets, consoles and logs go\n"
-	    "  --pki D            the cluster's certificates (default /etc/godwit/pki;\n"
-	    "                     D/ca.crt and D/node.crt, D/node.key: godwit cluster init)\n"
-	    "  --cert NAME        use D/NAME.crt and D/NAME.key (default node)\n"
-	    "  --address A        the IPv4 address incoming migrations listen on (default\n"
-	    "                     HOST of --listen)\n"
-	    "  --cpus N           CPUs offered to VMs (default: this host's)\n"
-	    "  --memory SIZE      memory offered to VMs (default: this host's)\n"
-	    "  --ttl S            the host's lease, 2..60 s (default 10): a host whose agent\n"
-	    "                     is silent this long is dead to the managers\n"
-	    "  --load-window S    the time constant of the published load's smoothing,\n"
-	    "                     1..86400 s (default 300): the balancer sees minutes\n"
-	    "  -h, --help         this text\n");
+	    "  --etcd URL[,URL]   etcd's client URLs (http:// or https://HOST:PORT), one per\n"
+	    "                     member\n");
+	fputs(ETCD_TLS_USAGE(""), out);
+	fprintf(out,
+		"  --name H           this host's name in the cluster\n"
+		"  --listen HOST:PORT the agent's HTTPS address\n"
+		"  --state-dir D      where the VMs' sockets, consoles and logs go\n"
+		"  --pki D            the cluster's certificates (default /etc/godwit/pki;\n"
+		"                     D/ca.crt and D/node.crt, D/node.key: godwit cluster init)\n"
+		"  --cert NAME        use D/NAME.crt and D/NAME.key (default node)\n"
+		"  --address A        the IPv4 address incoming migrations listen on (default\n"
+		"                     HOST of --listen)\n"
+		"  --cpus N           CPUs offered to VMs (default: this host's)\n"
+		"  --memory SIZE      memory offered to VMs (default: this host's)\n"
+		"  --ttl S            the host's lease, 2..60 s (default 10): a host whose agent\n"
+		"                     is silent this long is dead to the managers\n"
+		"  --load-window S    the time constant of the published load's smoothing,\n"
+		"                     1..86400 s (default 300): the balancer sees minutes\n"
+		"  -h, --help         this text\n");
 }
 
 static int parse(struct agent *a, int argc, char **argv)
@@ -978,6 +982,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	    {"ttl", required_argument, NULL, 't'},
 	    {"load-window", required_argument, NULL, 'w'},
 	    {"help", no_argument, NULL, 'h'},
+	    ETCD_TLS_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	const char *pki = "/etc/godwit/pki", *cert = PKI_NODE;
@@ -991,6 +996,8 @@ static int parse(struct agent *a, int argc, char **argv)
 	a->memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (etcd__tls_option(&a->etcd_tls, c, optarg))
+			continue;
 		switch (c) {
 		case 'e':
 			snprintf(a->etcd_url, sizeof(a->etcd_url), "%s", optarg);
@@ -1112,7 +1119,7 @@ int agent__main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (etcd__init(&a->etcd, a->etcd_url)) {
+	if (etcd__open(&a->etcd, a->etcd_url, &a->etcd_tls)) {
 		pr_err("%s", a->etcd.err);
 		goto out;
 	}
@@ -1122,7 +1129,7 @@ int agent__main(int argc, char **argv)
 		goto out;
 	}
 	fence(a);
-	if (etcd__init(&a->ka, a->etcd_url) || pipe2(a->ka_stop, O_CLOEXEC) ||
+	if (etcd__open(&a->ka, a->etcd_url, &a->etcd_tls) || pipe2(a->ka_stop, O_CLOEXEC) ||
 	    pthread_create(&a->ka_thread, NULL, keepalive, a)) {
 		pr_err("%s: cannot start the lease's keepalive", a->name);
 		goto out;

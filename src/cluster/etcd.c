@@ -431,6 +431,58 @@ int etcd__init(struct etcd *e, const char *urls)
 	return e->curl ? 0 : -ENOMEM;
 }
 
+bool etcd__tls_option(struct etcd_tls *t, int c, const char *arg)
+{
+	switch (c) {
+	case ETCD_OPT_CA:
+		t->ca = arg;
+		return true;
+	case ETCD_OPT_CERT:
+		t->cert = arg;
+		return true;
+	case ETCD_OPT_KEY:
+		t->key = arg;
+		return true;
+	}
+	return false;
+}
+
+static int tls_file(struct etcd *e, const char *opt, const char *path, char *dst, size_t len)
+{
+	if (!path || !*path)
+		return 0;
+	if (access(path, R_OK) || strlen(path) >= len) {
+		snprintf(e->err, sizeof(e->err), "--%s %.300s: %s", opt, path,
+			 strlen(path) >= len ? "path too long" : strerror(errno));
+		return -EINVAL;
+	}
+	memcpy(dst, path, strlen(path) + 1);
+	return 0;
+}
+
+int etcd__open(struct etcd *e, const char *urls, const struct etcd_tls *tls)
+{
+	bool https = false;
+	int i, ret = etcd__init(e, urls);
+
+	if (ret || !tls || (!tls->ca && !tls->cert && !tls->key))
+		return ret;
+	for (i = 0; i < e->nr_urls; i++)
+		https |= !strncmp(e->urls[i], "https://", 8);
+	if (!https) {
+		snprintf(e->err, sizeof(e->err),
+			 "--etcd-ca, --etcd-cert and --etcd-key are for https:// etcd URLs");
+		ret = -EINVAL;
+	} else if (!tls->cert != !tls->key) {
+		snprintf(e->err, sizeof(e->err), "--etcd-cert and --etcd-key go together");
+		ret = -EINVAL;
+	}
+	ret = ret ?: tls_file(e, "etcd-ca", tls->ca, e->cacert, sizeof(e->cacert));
+	ret = ret ?: tls_file(e, "etcd-cert", tls->cert, e->cert, sizeof(e->cert));
+	ret = ret ?: tls_file(e, "etcd-key", tls->key, e->key, sizeof(e->key));
+	return ret;
+}
+
 static void next_member(struct etcd *e)
 {
 	e->cur = (e->cur + 1) % e->nr_urls;
@@ -596,6 +648,20 @@ int etcd__delete(struct etcd *e, const char *key, bool prefix)
 
 	if (!req)
 		return -ENOMEM;
+	ret = call(e, "/v3/kv/deleterange", req, &resp);
+	json_decref(resp);
+	return ret;
+}
+
+int etcd__delete_range(struct etcd *e, const char *key, const char *end)
+{
+	json_t *req = json_object(), *resp;
+	int ret;
+
+	if (!req || set_b64(req, "key", key) || set_b64(req, "range_end", end)) {
+		json_decref(req);
+		return -ENOMEM;
+	}
 	ret = call(e, "/v3/kv/deleterange", req, &resp);
 	json_decref(resp);
 	return ret;

@@ -28,6 +28,7 @@
 #define MIN_TICK_MS	 100
 #define MAX_ATTEMPTS	 3 /* a failed move is retried at most twice more */
 #define RESTART_RETRY_MS 5000
+#define TRIM_EVERY_MS	 10000
 #define RETRY_BACKOFF_MS 3000
 
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
@@ -795,6 +796,21 @@ out:
 	free(qt);
 }
 
+/*
+ * Ended tasks and events beyond the newest `keep`, oldest first: their keys sort by
+ * time (a task's id by its creation), so what goes is one range.
+ */
+static void trim(struct mgr *m, const char *prefix, size_t keep)
+{
+	struct etcd_range r;
+
+	if (etcd__list(&m->loop, prefix, &r))
+		return;
+	if (r.count > keep && etcd__delete_range(&m->loop, r.kvs[0].key, r.kvs[r.count - keep].key))
+		pr_warn("manager %s: cannot trim %s: %s", m->id, prefix, m->loop.err);
+	etcd_range__free(&r);
+}
+
 /* One pass of the leader over the cluster; the revision it read, or 0. */
 static int64_t tick(struct mgr *m)
 {
@@ -816,6 +832,11 @@ static int64_t tick(struct mgr *m)
 	run_queue(m, &s);
 	power__tick(m, &s);
 	snap__free(&s);
+	if (cluster__now_ms() - m->trimmed_ms >= TRIM_EVERY_MS) {
+		trim(m, K_HISTORY, m->keep_history);
+		trim(m, K_EVENT, m->keep_events);
+		m->trimmed_ms = cluster__now_ms();
+	}
 	return rev;
 }
 
@@ -832,7 +853,10 @@ static void usage(FILE *out)
 		"task queue, maintenance and restarts of the VMs of dead hosts. All state is in\n"
 		"etcd.\n"
 		"\n"
-		"  --etcd URL[,URL]    etcd's client URLs (http://HOST:PORT), one per member\n"
+		"  --etcd URL[,URL]    etcd's client URLs (http:// or https://HOST:PORT), one per\n"
+		"                      member\n");
+	fputs(ETCD_TLS_USAGE(" "), out);
+	fprintf(out,
 		"  --listen HOST:PORT  the API's address\n"
 		"  --id NAME           this manager's name (default: host name and pid)\n"
 		"  --pki D             the cluster's certificates (default /etc/godwit/pki)\n"
@@ -845,6 +869,8 @@ static void usage(FILE *out)
 		"                      goes to standby (godwit cluster host standby H)\n"
 		"  --power-on-cmd CMD  the same to power it on (godwit cluster host wake H);\n"
 		"                      give every manager the same commands\n"
+		"  --keep-history N    ended tasks kept in etcd, the newest (default 1000)\n"
+		"  --keep-events N     events kept in etcd, the newest (default 1000)\n"
 		"  -h, --help          this text\n");
 }
 
@@ -859,7 +885,10 @@ static int parse(struct mgr *m, int argc, char **argv)
 	    {"ha-grace", required_argument, NULL, 'g'},
 	    {"power-off-cmd", required_argument, NULL, 'O'},
 	    {"power-on-cmd", required_argument, NULL, 'N'},
+	    {"keep-history", required_argument, NULL, 'H'},
+	    {"keep-events", required_argument, NULL, 'E'},
 	    {"help", no_argument, NULL, 'h'},
+	    ETCD_TLS_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	const char *pki = "/etc/godwit/pki", *cert = PKI_NODE;
@@ -868,8 +897,11 @@ static int parse(struct mgr *m, int argc, char **argv)
 	int c;
 
 	m->grace_ms = 30000;
+	m->keep_history = m->keep_events = 1000;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (etcd__tls_option(&m->etcd_tls, c, optarg))
+			continue;
 		switch (c) {
 		case 'e':
 			snprintf(m->etcd_url, sizeof(m->etcd_url), "%s", optarg);
@@ -906,6 +938,14 @@ static int parse(struct mgr *m, int argc, char **argv)
 			}
 			snprintf(c == 'O' ? m->power_off : m->power_on, sizeof(m->power_off), "%s",
 				 optarg);
+			break;
+		case 'H':
+		case 'E':
+			if (util__parse_u64(optarg, 1, 1000000, &v)) {
+				pr_err("--keep-%s: 1..1000000", c == 'H' ? "history" : "events");
+				return 2;
+			}
+			*(c == 'H' ? &m->keep_history : &m->keep_events) = (size_t)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -959,7 +999,8 @@ int manager__main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (etcd__init(&m->loop, m->etcd_url) || etcd__init(&m->api, m->etcd_url)) {
+	if (etcd__open(&m->loop, m->etcd_url, &m->etcd_tls) ||
+	    etcd__open(&m->api, m->etcd_url, &m->etcd_tls)) {
 		pr_err("%s", m->loop.err[0] ? m->loop.err : m->api.err);
 		goto out;
 	}

@@ -35,6 +35,7 @@ struct power_job {
 
 struct mgr {
 	char id[NAME_MAX_LEN + 1], listen[128], etcd_url[200];
+	struct etcd_tls etcd_tls;
 	struct tls_files tls;
 	struct api_client_tls ctls;
 	struct etcd loop; /* the leader loop's etcd client */
@@ -45,6 +46,8 @@ struct mgr {
 	int64_t grace_ms;		      /* before a VM without disks is restarted elsewhere */
 	char power_off[1024], power_on[1024]; /* the commands, "" if not given */
 	struct power_job job;
+	size_t keep_history, keep_events;
+	int64_t trimmed_ms;
 };
 
 struct s_host {

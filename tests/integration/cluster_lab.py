@@ -85,22 +85,27 @@ class Etcd:
     `cluster` (name=peer URL for every member), one member of that cluster."""
 
     def __init__(self, tmp_path, name="etcd", port=None, peer_port=None, cluster=None, ns=None,
-                 address="127.0.0.1"):
+                 address="127.0.0.1", tls=None):
+        """tls: a `godwit cluster init` directory: etcd serves https:// with its node
+        certificate and requires a client certificate of its CA (--client-cert-auth)."""
         self.dir = tmp_path / name
         self.dir.mkdir()
         two = free_ports(2) if not ns else (2379, 2380)
         self.port = port or two[0]
         self.peer_port = peer_port or two[1]
-        self.url = f"http://{address}:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{address}:{self.port}"
         self.ns = ns
         self.log = open(self.dir / "log", "wb")
         peer = f"http://{address}:{self.peer_port}"
         prefix = ["ip", "netns", "exec", ns] if ns else []
+        tls_args = ["--cert-file", str(tls / "node.crt"), "--key-file", str(tls / "node.key"),
+                    "--trusted-ca-file", str(tls / "ca.crt"), "--client-cert-auth"] if tls else []
         self.proc = subprocess.Popen(
             [*prefix, ETCD, "--name", name, "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", cluster or f"{name}={peer}"],
+             "--initial-cluster", cluster or f"{name}={peer}", *tls_args],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         if not cluster:
             self.wait()
@@ -117,7 +122,7 @@ class Etcd:
             raise AssertionError(f"etcd exited {self.proc.returncode}: "
                                  f"{(self.dir / 'log').read_text()[-2000:]}")
         prefix = ["ip", "netns", "exec", self.ns] if self.ns else []
-        r = subprocess.run([*prefix, "curl", "-s", "-m", "2", "-X", "POST",
+        r = subprocess.run([*prefix, "curl", "-s", "-m", "2", *curl_tls(self.tls), "-X", "POST",
                             self.url + "/v3/kv/range", "-d", '{"key":"AA=="}'],
                            capture_output=True, text=True)
         return r.returncode == 0 and '"header"' in r.stdout
@@ -160,16 +165,24 @@ class EtcdCluster:
             m.stop()
 
 
-def etcd_get(url, key, prefix=False, ns=None):
+def curl_tls(pki, cert="node"):
+    """curl's options for an etcd with TLS (Etcd's tls): its CA and a client certificate."""
+    if not pki:
+        return []
+    return ["--cacert", str(pki / "ca.crt"), *(["--cert", str(pki / f"{cert}.crt"), "--key",
+                                                 str(pki / f"{cert}.key")] if cert else [])]
+
+
+def etcd_get(url, key, prefix=False, ns=None, tls=None):
     """{key: value} of a key (or every key under a prefix) read straight from etcd
-    (from network namespace ns if given)."""
+    (from network namespace ns if given; tls: as Etcd's)."""
     import base64
     body = {"key": base64.b64encode(key.encode()).decode()}
     if prefix:
         end = key[:-1] + chr(ord(key[-1]) + 1)
         body["range_end"] = base64.b64encode(end.encode()).decode()
     prefix_cmd = ["ip", "netns", "exec", ns] if ns else []
-    r = subprocess.run([*prefix_cmd, "curl", "-s", "-m", "5", "-X", "POST",
+    r = subprocess.run([*prefix_cmd, "curl", "-s", "-m", "5", *curl_tls(tls), "-X", "POST",
                         url.split(",")[0] + "/v3/kv/range", "-d", json.dumps(body)],
                        capture_output=True, text=True, check=True)
     out = {}
@@ -200,7 +213,10 @@ class Node:
         self.url = f"https://{address}:{self.port}"
         self.log_path = lab.dir / f"{kind}-{name}.log"
         prefix = ["ip", "netns", "exec", ns] if ns else []
-        self.args = [*prefix, GODWIT, kind, "--etcd", lab.etcd.url, "--listen",
+        tls = getattr(lab.etcd, "tls", None)
+        etcd_tls = ["--etcd-ca", str(tls / "ca.crt"), "--etcd-cert", str(tls / "node.crt"),
+                    "--etcd-key", str(tls / "node.key")] if tls else []
+        self.args = [*prefix, GODWIT, kind, "--etcd", lab.etcd.url, *etcd_tls, "--listen",
                      f"{address}:{self.port}", "--pki", str(lab.pki), *args]
         self.start()
 
@@ -223,7 +239,8 @@ class Node:
         # An agent is ready once its host is up in etcd, not only serving.
         key = f"/godwit/alive/{self.name}"
         return key in etcd_get(self.lab.etcd.url, key,
-                               ns=self.lab.net.ns["client"] if self.lab.net else None)
+                               ns=self.lab.net.ns["client"] if self.lab.net else None,
+                               tls=getattr(self.lab.etcd, "tls", None))
 
     def logs(self):
         self.log.flush()
@@ -253,8 +270,9 @@ def https_call(pki, port, method, path, body=None, cert="client", timeout=60):
 class Lab:
     """etcd, the cluster's certificates, agents and managers; all stopped by PID."""
 
-    def __init__(self, tmp_path, etcd_members=1, net=None):
-        """net: a ClusterNet whose namespaces the hosts, etcd and the manager run in."""
+    def __init__(self, tmp_path, etcd_members=1, net=None, etcd_tls=False):
+        """net: a ClusterNet whose namespaces the hosts, etcd and the manager run in;
+        etcd_tls: etcd serves https:// and requires the cluster's certificates."""
         self.dir = tmp_path
         self.pki = tmp_path / "pki"
         self.nodes = []
@@ -267,7 +285,7 @@ class Lab:
         if net:
             self.etcd = Etcd(tmp_path, ns=net.ns["fabric"], address=net.ip["fabric"])
         elif etcd_members == 1:
-            self.etcd = Etcd(tmp_path)
+            self.etcd = Etcd(tmp_path, tls=self.pki if etcd_tls else None)
         else:
             self.etcd = EtcdCluster(tmp_path, etcd_members)
 
@@ -446,6 +464,22 @@ def create_on(lab, host, others, names, *extra, manager=None, **create_kw):
         ok(lab.cluster("maintenance", "exit", h, **kw))
     wait_until(f"{names} run on {host}",
                lambda: all(running_on(lab, n, host, **kw) for n in names))
+
+
+def overlap_max(tasks, host=None):
+    """Most moves in flight at once, from the tasks' own start and end times (a task holds
+    its slots from its start to its end): of one host (as source or destination), or of
+    the whole cluster (host None)."""
+    marks = []
+    for t in tasks:
+        if (host is None or host in (t["src"], t["dst"])) and "started_ms" in t:
+            marks += [(t["started_ms"], 1), (t["ended_ms"], -1)]
+    cur = peak = 0
+    # An end and a start at the same millisecond: the end first (the slot was free).
+    for _, d in sorted(marks):
+        cur += d
+        peak = max(peak, cur)
+    return peak
 
 
 def keeps_running(lab, name):

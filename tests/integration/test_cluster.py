@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from cluster_lab import (create, create_on, etcd_put, history, https_call, js, keeps_running, ok,
-                         passes, pid_alive, running_on, vms, wait_until)
+                         overlap_max, passes, pid_alive, running_on, vms, wait_until)
 from godwit_vm import TESTGUEST
 
 pytestmark = pytest.mark.kvm
@@ -75,19 +75,6 @@ def test_per_host_limit_makes_a_move_wait_then_run(lab):
     for n in ("v1", "v2"):
         assert vms(lab)[n]["host"] == "host-b"
         keeps_running(lab, n)
-
-
-def overlap_max(tasks, host):
-    """Most moves of one host in flight at once, from the tasks' own start and end times."""
-    marks = []
-    for t in tasks:
-        if host in (t["src"], t["dst"]) and "started_ms" in t:
-            marks += [(t["started_ms"], 1), (t["ended_ms"], -1)]
-    cur = peak = 0
-    for _, d in sorted(marks, key=lambda m: (m[0], m[1])):
-        cur += d
-        peak = max(peak, cur)
-    return peak
 
 
 def test_maintenance_empties_a_host_while_its_vms_run(lab):
@@ -232,6 +219,7 @@ def test_dead_host_without_disks_restarts_only_vms_marked_restart_always(lab):
     now = vms(lab)
     assert now["never"]["host"] == "host-a" and now["never"]["state"] == "host down", now
     assert now["never"]["task"] is None
+    assert len(lab.vm_pids()) == 1  # 'always' once, on host-b
 
 
 def test_cancel_of_a_move_under_way_leaves_the_vm_where_it_was(lab):

@@ -54,6 +54,41 @@ struct etcd_txn {
 int etcd__init(struct etcd *e, const char *url);
 void etcd__exit(struct etcd *e);
 
+/*
+ * etcd's own TLS, for https:// URLs: ca is the file of the CA that signed etcd's
+ * certificate (NULL: the system's), cert and key our client certificate, which an etcd
+ * started with --client-cert-auth requires. godwit agent and manager take them as
+ * --etcd-ca, --etcd-cert and --etcd-key (ETCD_TLS_OPTIONS).
+ */
+struct etcd_tls {
+	const char *ca, *cert, *key;
+};
+
+/*
+ * etcd__init, then the TLS files. -EINVAL, e->err saying why, for a file that cannot
+ * be read, a certificate without its key (or the reverse), or any of them with an
+ * http:// URL.
+ */
+int etcd__open(struct etcd *e, const char *urls, const struct etcd_tls *tls);
+
+enum { ETCD_OPT_CA = 0x1e0, ETCD_OPT_CERT, ETCD_OPT_KEY };
+/* getopt_long's rows of the three options */
+/* clang-format off */
+#define ETCD_TLS_OPTIONS                                       \
+	{"etcd-ca", required_argument, NULL, ETCD_OPT_CA},     \
+	{"etcd-cert", required_argument, NULL, ETCD_OPT_CERT}, \
+	{"etcd-key", required_argument, NULL, ETCD_OPT_KEY}
+/* clang-format on */
+/* Their lines of --help, the text at column 21 plus pad (a string of spaces). */
+#define ETCD_TLS_USAGE(pad)                                                                        \
+	"  --etcd-ca F        " pad "for https:// etcd URLs: the CA that signed etcd's\n"          \
+	"                     " pad "certificate (default: the system's)\n"                        \
+	"  --etcd-cert F, --etcd-key F\n"                                                          \
+	"                     " pad "the client certificate and key etcd requires with\n"          \
+	"                     " pad "--client-cert-auth (e.g. the cluster's node.crt, .key)\n"
+/* Takes getopt's option c into t if it is one of ETCD_TLS_OPTIONS: true if it was. */
+bool etcd__tls_option(struct etcd_tls *t, int c, const char *arg);
+
 int etcd__get(struct etcd *e, const char *key, struct etcd_range *r);
 /* Every key that starts with prefix, in key order. */
 int etcd__list(struct etcd *e, const char *prefix, struct etcd_range *r);
@@ -63,6 +98,8 @@ const struct etcd_kv *etcd_range__find(const struct etcd_range *r, const char *k
 
 int etcd__put(struct etcd *e, const char *key, const char *value, int64_t lease);
 int etcd__delete(struct etcd *e, const char *key, bool prefix);
+/* Every key from key (included) to end (excluded). */
+int etcd__delete_range(struct etcd *e, const char *key, const char *end);
 
 int etcd__lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id);
 /* -ENOENT once the lease has expired (or was revoked). */
