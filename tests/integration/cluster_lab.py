@@ -278,7 +278,9 @@ class Lab:
         self.nodes = []
         self.state_dirs = []
         self.net = net
-        ips = [a for ip in (net.ips() if net else []) for a in ("--ip", ip)]
+        # With namespaces the node certificate names the fabric (the managers); each
+        # host gets its own (agent), as many hosts as a test wants.
+        ips = ["--ip", net.ip["fabric"]] if net else []
         r = subprocess.run([GODWIT, "cluster", "init", "--dir", str(self.pki), *ips],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
@@ -295,6 +297,12 @@ class Lab:
             self.state_dirs.append(sd)
         ns = self.net.ns[name] if self.net else None
         addr = self.net.ip[name] if self.net else "127.0.0.1"
+        if self.net and not (self.pki / f"{name}.crt").exists():
+            r = subprocess.run([GODWIT, "cluster", "cert", "--dir", str(self.pki), "--name", name,
+                                "--ip", addr], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+        if self.net:
+            args = ("--cert", name, *args)
         n = Node(self, "agent", name, ["--name", name, "--state-dir", str(sd), "--memory",
                                        memory, "--cpus", str(cpus), "--ttl", "4", *args],
                  ns, addr)
@@ -369,9 +377,6 @@ class ClusterNet:
         for i, h in enumerate(self.hosts):
             self.ip[h] = f"192.0.2.{11 + i}"
         self.veth = {}
-
-    def ips(self):
-        return [self.ip[n] for n in self.ns]
 
     def sh(self, *args, check=True):
         return subprocess.run(list(args), check=check, capture_output=True, text=True,
