@@ -175,7 +175,8 @@ bench-disk-move: deps
 	$(Q)$(PYTHON) bench/disk_move.py
 
 # Emptying a host through the cluster one, two and eight moves per host at a time, side
-# by side (docs/cluster.md, "Measured"). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS.
+# by side, against the link's lower bound, with the guests' pauses (docs/cluster.md,
+# "Measured"). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS, LINK_MIB.
 .PHONY: bench-cluster
 bench-cluster: deps
 	$(Q)$(MAKE) --no-print-directory all
