@@ -517,6 +517,10 @@ static void recover_start(struct mgr *m, const struct snap *s, const struct s_ta
 	    strcmp(status, "cancelled")) {
 		task = json_deep_copy(st->t);
 		json_object_set_new(task, "phase", json_string("migrating"));
+		/* The stream's address, which the lost "migrating" record would have had. */
+		if (json_is_string(json_object_get(json_object_get(sv, "migration"), "to")))
+			json_object_set(task, "to",
+					json_object_get(json_object_get(sv, "migration"), "to"));
 		update_task(m, st, task);
 		json_decref(task);
 	} else if (ss == 200) {

@@ -37,9 +37,10 @@ def test_maintenance_of_a_host_running_16_vms(tmp_path):
         ok(lab.cluster("maintenance", "enter", "host-a", "--wait", timeout=600))
         hosts = {h["name"]: h for h in js(lab, "hosts")["hosts"]}
         assert hosts["host-a"]["state"] == "in maintenance" and hosts["host-a"]["vms"] == 0
-        now = vms(lab)
-        assert all(now[n]["host"] in ("host-b", "host-c") and now[n]["state"] == "running"
-                   for n in names), now
+        # A VM that has just arrived shows as running once its agent next publishes.
+        now = wait_until("every VM runs on host-b or host-c", lambda: (v := vms(lab)) and all(
+            v[n]["host"] in ("host-b", "host-c") and v[n]["state"] == "running"
+            for n in names) and v, timeout=30)
         # Each memtouch goes on passing on its new host: a pass checks every word of
         # the pages the previous pass wrote, before the move or after it.
         consoles = {n: lab.dir / f"h-{now[n]['host']}" / f"{n}.console" for n in names}
@@ -50,8 +51,14 @@ def test_maintenance_of_a_host_running_16_vms(tmp_path):
         assert len(lab.vm_pids()) == 16
         tasks = history(lab)
         assert len(tasks) == 16 and all(t["phase"] == "done" for t in tasks), tasks
-        # Every stream crossed the bridge to host-b's or host-c's own address.
-        assert all(t["to"].startswith(("tcp:192.0.2.12:", "tcp:192.0.2.13:")) for t in tasks)
+        # Every stream crossed the bridge to host-b's or host-c's own address. On this busy
+        # machine the manager may lose its lead and take it back mid-start: the task is
+        # then recovered from the source, which names the stream's address, unless it had
+        # already handed over (then the record has none).
+        assert all(t["dst"] in ("host-b", "host-c") for t in tasks), tasks
+        assert all(t.get("to", "tcp:192.0.2.12:").startswith(("tcp:192.0.2.12:",
+                                                               "tcp:192.0.2.13:"))
+                   for t in tasks), tasks
         # The limit binds (host-a had 16 to send) and is never passed, on any host.
         assert overlap_max(tasks, "host-a") == 3, tasks
         assert overlap_max(tasks, "host-b") <= 3 and overlap_max(tasks, "host-c") <= 3
