@@ -343,7 +343,9 @@ def test_verify_refuses_a_damaged_copy(tmp_path, procs):
     """Bytes written into the destination's image where the source has a hole (the pass
     sends nothing there, and blklog, writing from the start, does not get that far):
     --verify sees the images differ, the destination refuses to resume, the VM runs on
-    at the source, nothing is left."""
+    at the source, nothing is left. The pass runs at 32 MB/s, well above what blklog
+    appends on an idle host (~8 MB/s): at 8 MB/s the pass chased blklog's appends up the
+    1 GiB image and the move outlived the test's 60 s."""
     src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
     src_dir.mkdir()
     dst_dir.mkdir()
@@ -354,7 +356,7 @@ def test_verify_refuses_a_damaged_copy(tmp_path, procs):
     dst, port = receiver(tmp_path, procs, dst_dir)
     cli = subprocess.Popen([GODWIT, "migrate", "--api", vm.api_path, "--to",
                             f"tcp:127.0.0.1:{port}", "--disk-to", "0=vm.img", "--verify",
-                            "--max-bandwidth", "8M", "--json"],
+                            "--max-bandwidth", "32M", "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         copying(vm)
