@@ -49,6 +49,11 @@ def migrate(vm, port, disk_to, extra=(), timeout=180):
     return res, json.loads(lines[-1]) if lines else None
 
 
+# An image with room for blklog's appends (~8 MB/s on an idle host) for minutes: a test
+# that checks the VM still writes after a failed move must not find its disk full.
+ROOMY = 1 << 30
+
+
 def runs_on(vm, n=3):
     """The VM still runs here, on its own image: blklog acknowledges more records."""
     assert vm.api("GET", "/vm")[1]["state"] == "running"
@@ -182,6 +187,7 @@ def test_destination_refuses(tmp_path, procs, where):
         d.mkdir()
     img = src_dir / "vm.img"
     random_image(img, 16 * MiB, seed=31)
+    os.truncate(img, ROOMY)
     vm = start_vm(tmp_path, procs, img)
     to = {"outside": str(other / "vm.img"), "dotdot": "../c/vm.img", "exists": "vm.img",
           "no-disk-dir": "vm.img"}[where]
@@ -248,6 +254,7 @@ def start_slow_move(tmp_path, procs, size=64 * MiB):
     dst_dir.mkdir()
     img = src_dir / "vm.img"
     random_image(img, size, seed=33)
+    os.truncate(img, ROOMY)
     vm = start_vm(tmp_path, procs, img)
     dst, port = receiver(tmp_path, procs, dst_dir)
     cli = subprocess.Popen([GODWIT, "migrate", "--api", vm.api_path, "--to",
