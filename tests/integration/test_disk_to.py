@@ -212,6 +212,7 @@ def test_destination_refuses(tmp_path, procs, where):
 def test_source_refuses_an_unknown_disk_and_a_file(tmp_path, procs):
     img = tmp_path / "vm.img"
     random_image(img, 16 * MiB, seed=32)
+    os.truncate(img, ROOMY)
     vm = start_vm(tmp_path, procs, img)
     res = run_godwit(["migrate", "--api", vm.api_path, "--to", "tcp:127.0.0.1:9",
                       "--disk-to", "3=vm.img"])
