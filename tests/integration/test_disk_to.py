@@ -153,7 +153,8 @@ def test_sparse_image_stays_sparse(tmp_path, procs):
     dst.stop()
     new = dst_dir / "big.img"
     assert new.stat().st_size == size
-    assert new.stat().st_blocks * 512 < 16 * MiB, new.stat()
+    # 4 MiB of data, blklog's appends (~8 MB/s on an idle host, on both sides), not 4 GiB.
+    assert new.stat().st_blocks * 512 < 256 * MiB, new.stat()
     with open(new, "rb") as f:
         for off, chunk in data.items():
             if off == 0:
