@@ -93,8 +93,9 @@ struct migrate_stats {
 	uint64_t zstd_pages;	/* data pages sent zstd-compressed */
 	uint64_t zstd_saved;
 	uint64_t remaining_bytes;
-	uint64_t bandwidth;  /* bytes/s, last estimate */
-	uint64_t dirty_rate; /* bytes/s, last estimate */
+	uint64_t bandwidth;	/* bytes/s, last estimate */
+	uint64_t max_bandwidth; /* bytes/s the stream is held to, 0: none */
+	uint64_t dirty_rate;	/* bytes/s, last estimate */
 	uint32_t throttle_pct;
 	uint32_t max_throttle_pct;
 	uint32_t connections; /* TCP connections the stream went over */

@@ -37,7 +37,8 @@ static void usage(FILE *out)
 	    "  tasks [--all]                           queued and running tasks (--all: ended)\n"
 	    "  events                                  what happened, newest last\n"
 	    "  maintenance enter|exit HOST [--wait]    empty a host / make it usable again\n"
-	    "  limits [--per-host N] [--cluster N]     migrations in flight at most\n"
+	    "  limits [--per-host N] [--cluster N] [--max-bandwidth B]\n"
+	    "                                          moves in flight at most, their cap\n"
 	    "  simulate [options]                      balancing and power on a synthetic\n"
 	    "                                          cluster (no VM, no manager; --help)\n"
 	    "  console-token [--days N] [--revoke-all] a login for the web console\n"
@@ -762,41 +763,99 @@ static int cmd_maintenance(const struct client *c, int argc, char **argv)
 	return 0;
 }
 
+static int limits_opts(int argc, char **argv, json_t *req, bool *json)
+{
+	static const struct option opts[] = {
+	    {"per-host", required_argument, NULL, 'p'},
+	    {"cluster", required_argument, NULL, 'c'},
+	    {"max-bandwidth", required_argument, NULL, 'b'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	uint64_t v;
+	int o;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'p':
+		case 'c':
+			if (util__parse_u64(optarg, 1, LIMIT_MAX, &v)) {
+				pr_err("--%s: 1..%d", o == 'p' ? "per-host" : "cluster", LIMIT_MAX);
+				return 2;
+			}
+			json_object_set_new(req, o == 'p' ? "per_host" : "cluster",
+					    json_integer((json_int_t)v));
+			break;
+		case 'b':
+			if (util__parse_size(optarg, &v) || v > INT64_MAX) {
+				pr_err("--max-bandwidth: bytes/s such as 100M, 0 for no cap");
+				return 2;
+			}
+			json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)v));
+			break;
+		case 'j':
+			*json = true;
+			break;
+		case 'h':
+			printf(
+			    "usage: godwit cluster limits [--per-host N] [--cluster N]\n"
+			    "       [--max-bandwidth B] [--json]\n"
+			    "\n"
+			    "Shows, or with options sets, what holds every move. --per-host: "
+			    "moves\n"
+			    "at once on one host, in and out together (default 8); --cluster: "
+			    "moves\n"
+			    "at once in the cluster (default 128); a move over a limit waits in "
+			    "the\n"
+			    "queue. --max-bandwidth: the stream of every move is held to B "
+			    "bytes/s\n"
+			    "(K, M, G; 0: no cap, the default); a move asked with a lower cap "
+			    "keeps\n"
+			    "its own. Moves that start afterwards, queued ones included, obey the\n"
+			    "new values; running ones keep theirs.\n");
+			return 1;
+		default:
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		pr_err("usage: godwit cluster limits [--per-host N] [--cluster N] "
+		       "[--max-bandwidth B] [--json]");
+		return 2;
+	}
+	return 0;
+}
+
 static int cmd_limits(const struct client *c, int argc, char **argv)
 {
 	json_t *req = json_object(), *reply;
-	uint64_t v;
-	int i, ret;
+	bool json = false;
+	int64_t bw;
+	int ret;
 
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			continue;
-		if (i + 1 < argc &&
-		    (!strcmp(argv[i], "--per-host") || !strcmp(argv[i], "--cluster"))) {
-			if (util__parse_u64(argv[i + 1], 1, LIMIT_MAX, &v)) {
-				pr_err("%s: 1..%d", argv[i], LIMIT_MAX);
-				json_decref(req);
-				return 2;
-			}
-			json_object_set_new(req,
-					    !strcmp(argv[i], "--per-host") ? "per_host" : "cluster",
-					    json_integer((json_int_t)v));
-			i++;
-			continue;
-		}
-		pr_err("usage: godwit cluster limits [--per-host N] [--cluster N] [--json]");
+	ret = limits_opts(argc, argv, req, &json);
+	if (ret) {
 		json_decref(req);
-		return 2;
+		return ret == 1 ? 0 : ret;
 	}
 	ret = ask(c, json_object_size(req) ? "PUT" : "GET", "/limits",
 		  json_object_size(req) ? req : NULL, 200, &reply);
 	json_decref(req);
 	if (ret)
 		return 1;
-	if (want_json(argc, argv))
+	bw = cluster__int(reply, "max_bandwidth", 0);
+	if (json)
 		print_json(reply);
+	else if (bw)
+		printf("at most %d migrations per host (in and out), %d in the cluster; each "
+		       "move at most %.1f MiB/s\n",
+		       (int)cluster__int(reply, "per_host", 0),
+		       (int)cluster__int(reply, "cluster", 0), (double)bw / (1 << 20));
 	else
-		printf("at most %d migrations per host (in and out), %d in the cluster\n",
+		printf("at most %d migrations per host (in and out), %d in the cluster; no "
+		       "bandwidth cap\n",
 		       (int)cluster__int(reply, "per_host", 0),
 		       (int)cluster__int(reply, "cluster", 0));
 	json_decref(reply);

@@ -294,6 +294,19 @@ static int take_slots(struct mgr *m, const struct snap *s, const struct s_task *
 	return ret ?: (ok ? 0 : -EAGAIN);
 }
 
+/*
+ * The move's own cap and the cluster's (config/limits), the lower of those set: read at
+ * each start, so a cap set while moves wait in the queue holds for them too.
+ */
+static int64_t move_bandwidth(const struct snap *s, const json_t *task)
+{
+	int64_t own = cluster__int(task, "max_bandwidth", 0);
+
+	if (own <= 0)
+		return s->move_bandwidth;
+	return s->move_bandwidth && s->move_bandwidth < own ? s->move_bandwidth : own;
+}
+
 static void start_migration(struct mgr *m, const struct snap *s, const struct s_task *st,
 			    const char *dst_name)
 {
@@ -303,6 +316,7 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 	json_t *task = json_deep_copy(st->t), *reply = NULL, *req;
 	char err[600];
 	long status;
+	int64_t bw;
 	int ret;
 
 	json_object_set_new(task, "phase", json_string("starting"));
@@ -335,8 +349,9 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 	json_object_set_new(task, "phase", json_string("migrating"));
 	update_task(m, st, task);
 	req = json_pack("{s:O}", "to", json_object_get(task, "to"));
-	if (json_object_get(task, "max_bandwidth"))
-		json_object_set(req, "max_bandwidth", json_object_get(task, "max_bandwidth"));
+	bw = move_bandwidth(s, task);
+	if (bw)
+		json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)bw));
 	{
 		char path[160];
 
@@ -476,6 +491,9 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		    json_pack("{s:s, s:I, s:I, s:I, s:i}", "status", status, "ram_bytes",
 			      (json_int_t)total, "ram_moved_bytes", (json_int_t)moved, "bandwidth",
 			      (json_int_t)bw, "rounds", (int)cluster__int(mig, "rounds", 0));
+		if (cluster__int(mig, "max_bandwidth", 0) > 0)
+			json_object_set(prog, "max_bandwidth",
+					json_object_get(mig, "max_bandwidth"));
 		/* Holes the guest never touched are not sent: they count as moved. */
 		json_object_set_new(prog, "skipped_bytes",
 				    json_integer(cluster__int(mig, "skipped_pages", 0) * 4096));

@@ -88,6 +88,7 @@ struct snap {
 	size_t nr_tasks;
 	int cluster_used;
 	struct sched_limits limits;
+	int64_t move_bandwidth; /* bytes/s every move is held to, 0: none */
 	json_t *groups, *rules; /* {NAME: record}, never NULL once read */
 	json_t *drs, *dpm;	/* their settings as stored, or NULL */
 	char leader[NAME_MAX_LEN + 1];

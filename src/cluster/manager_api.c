@@ -300,10 +300,10 @@ static int list_tasks(struct mgr *m, const struct snap *s, struct api_response *
 		json_object_set_new(t, "cancel_asked", json_boolean(s->tasks[i].cancel));
 		json_array_append_new(list, t);
 	}
-	resp->body =
-	    json_pack("{s:o, s:o, s:{s:i, s:i}, s:i}", "tasks", list, "history",
-		      history(&m->api, HISTORY_MAX), "limits", "per_host", s->limits.per_host,
-		      "cluster", s->limits.cluster, "in_flight", s->cluster_used);
+	resp->body = json_pack("{s:o, s:o, s:{s:i, s:i, s:I}, s:i}", "tasks", list, "history",
+			       history(&m->api, HISTORY_MAX), "limits", "per_host",
+			       s->limits.per_host, "cluster", s->limits.cluster, "max_bandwidth",
+			       (json_int_t)s->move_bandwidth, "in_flight", s->cluster_used);
 	return 0;
 }
 
@@ -425,18 +425,34 @@ static int limits(struct mgr *m, const struct snap *s, const struct api_request 
 {
 	int64_t ph = cluster__int(req->body, "per_host", s->limits.per_host);
 	int64_t cl = cluster__int(req->body, "cluster", s->limits.cluster);
+	int64_t bw = cluster__int(req->body, "max_bandwidth", s->move_bandwidth);
+	static const char *const fields[] = {"per_host", "cluster", "max_bandwidth"};
 	json_t *rec;
+	size_t i;
 
 	if (!strcmp(req->method, "GET")) {
-		resp->body = json_pack("{s:i, s:i}", "per_host", s->limits.per_host, "cluster",
-				       s->limits.cluster);
+		resp->body =
+		    json_pack("{s:i, s:i, s:I}", "per_host", s->limits.per_host, "cluster",
+			      s->limits.cluster, "max_bandwidth", (json_int_t)s->move_bandwidth);
 		return 0;
+	}
+	for (i = 0; i < 3; i++) {
+		if (json_object_get(req->body, fields[i]) &&
+		    !json_is_integer(json_object_get(req->body, fields[i]))) {
+			api__error(resp, 400, "%s: a whole number", fields[i]);
+			return 0;
+		}
 	}
 	if (ph < 1 || ph > LIMIT_MAX || cl < 1 || cl > LIMIT_MAX) {
 		api__error(resp, 400, "per_host and cluster: 1..%d", LIMIT_MAX);
 		return 0;
 	}
-	rec = json_pack("{s:I, s:I}", "per_host", (json_int_t)ph, "cluster", (json_int_t)cl);
+	if (bw < 0) {
+		api__error(resp, 400, "max_bandwidth: bytes per second, 0 for no limit");
+		return 0;
+	}
+	rec = json_pack("{s:I, s:I, s:I}", "per_host", (json_int_t)ph, "cluster", (json_int_t)cl,
+			"max_bandwidth", (json_int_t)bw);
 	if (cluster__put_json(&m->api, K_LIMITS, rec, 0)) {
 		json_decref(rec);
 		api__error(resp, 503, "%s", m->api.err);

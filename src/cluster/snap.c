@@ -157,6 +157,9 @@ static void one(struct snap *s, const struct etcd_kv *kv, json_t **running_of)
 
 		s->limits.per_host = (int)cluster__int(l, "per_host", LIMIT_HOST_DEFAULT);
 		s->limits.cluster = (int)cluster__int(l, "cluster", LIMIT_CLUSTER_DEFAULT);
+		s->move_bandwidth = cluster__int(l, "max_bandwidth", 0);
+		if (s->move_bandwidth < 0)
+			s->move_bandwidth = 0;
 		json_decref(l);
 	} else if (!strcmp(kv->key, K_LEADER)) {
 		snprintf(s->leader, sizeof(s->leader), "%.63s", kv->value);

@@ -141,7 +141,7 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 	uint64_t moved = (st->pages_sent + st->zero_pages) * GUEST_PAGE_SIZE;
 
 	return json_pack("{s:s, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?, s:s?, s:I, s:I, s:I}",
+			 "s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:s?, s:s?, s:I, s:I, s:I}",
 			 "status", migrate__status_name(st->status), "to", st->to, "total_ms",
 			 (json_int_t)st->total_ms, "downtime_ms", (json_int_t)st->downtime_ms,
 			 "rounds", (int)st->rounds, "ram_bytes", (json_int_t)st->ram_bytes,
@@ -150,7 +150,7 @@ json_t *vm_api__migration_json(const struct migrate_stats *st)
 			 (json_int_t)st->pages_sent, "zero_pages", (json_int_t)st->zero_pages,
 			 "skipped_pages", (json_int_t)st->skipped_pages, "remaining_bytes",
 			 (json_int_t)st->remaining_bytes, "bandwidth", (json_int_t)st->bandwidth,
-			 "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
+			 "max_bandwidth", (json_int_t)st->max_bandwidth, "dirty_rate", (json_int_t)st->dirty_rate, "throttle_pct",
 			 (int)st->throttle_pct, "max_throttle_pct", (int)st->max_throttle_pct,
 			 "lz4_pages", (json_int_t)st->lz4_pages, "lz4_saved_bytes",
 			 (json_int_t)st->lz4_saved, "zstd_pages", (json_int_t)st->zstd_pages,

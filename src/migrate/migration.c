@@ -324,6 +324,7 @@ int migrate__start(struct vm *vm, const struct migrate_params *p, char *err, siz
 	m->stats.encryption = "none";
 	m->stats.start_ns = util__now_ns();
 	m->stats.ram_bytes = vm->mem.size;
+	m->stats.max_bandwidth = m->params.max_bandwidth;
 	snprintf(m->stats.to, sizeof(m->stats.to), "%s", p->to);
 	m->cancel = false;
 	m->watched = p->watch;

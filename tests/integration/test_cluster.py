@@ -77,6 +77,47 @@ def test_per_host_limit_makes_a_move_wait_then_run(lab):
         keeps_running(lab, n)
 
 
+def test_bandwidth_cap_holds_every_move_unless_a_move_asks_for_less(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    m = lab.manager("m1")
+    # 8 MiB of random bytes (incompressible) rewritten at 1 MB/s: a move held to 2 or
+    # 4 MiB/s lasts seconds and converges.
+    create_on(lab, "host-a", ["host-b"], ["v1", "v2"],
+              cmdline="heartbeat 10 ; memtouch 8M 1 random")
+    for bad in ("fast", "-1", "1Q"):
+        r = lab.cluster("limits", "--max-bandwidth", bad)
+        assert r.returncode == 2 and "--max-bandwidth" in r.stderr, r.stderr
+    for body in ({"max_bandwidth": "4M"}, {"max_bandwidth": -1}, {"per_host": "2"}):
+        status, reply = https_call(lab.pki, m.port, "PUT", "/limits", body)
+        assert status == 400, (body, status, reply)
+    assert "no bandwidth cap" in ok(lab.cluster("limits"))
+    assert "each move at most 4.0 MiB/s" in ok(lab.cluster("limits", "--max-bandwidth", "4M"))
+    # Setting another limit keeps the cap.
+    assert js(lab, "limits", "--per-host", "4") == {"per_host": 4, "cluster": 128,
+                                                    "max_bandwidth": 4 << 20}
+    t1 = ok(lab.cluster("migrate", "v1", "--to", "host-b")).strip()
+    t2 = ok(lab.cluster("migrate", "v2", "--to", "host-b", "--max-bandwidth", "2M")).strip()
+    caps = {}
+
+    def caps_seen():
+        for t in js(lab, "tasks")["tasks"] + history(lab):
+            cap = (t.get("progress") or {}).get("max_bandwidth")
+            if cap:
+                caps[t["id"]] = cap
+        return t1 in caps and t2 in caps
+
+    # What each source was asked for, as its own API reports it while the move runs.
+    wait_until("both moves under way with their caps", caps_seen, timeout=120)
+    assert caps == {t1: 4 << 20, t2: 2 << 20}, caps
+    wait_until("both moves end", lambda: {t1, t2} <= {t["id"] for t in history(lab)}, timeout=180)
+    assert all(t["phase"] == "done" for t in history(lab) if t["id"] in (t1, t2))
+    assert "no bandwidth cap" in ok(lab.cluster("limits", "--max-bandwidth", "0"))
+    for n in ("v1", "v2"):
+        assert vms(lab)[n]["host"] == "host-b"
+        keeps_running(lab, n)
+
+
 def test_maintenance_empties_a_host_while_its_vms_run(lab):
     lab.agent("host-a")
     lab.agent("host-b")

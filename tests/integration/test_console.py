@@ -245,7 +245,9 @@ def test_console_empties_a_host_and_moves_and_cancels_from_the_page(lab, browser
     # 32 MiB of random bytes, rewritten at 2 MB/s: moves at a few MB/s take seconds.
     create_on(lab, "host-a", ["host-b", "host-c"], names, memory="128M",
               cmdline="heartbeat 10 ; memtouch 32M 2 random")
-    ok(lab.cluster("limits", "--per-host", "1"))
+    # One move at a time, each held to 8 MiB/s: the 32 MiB take seconds to cross even on
+    # an idle machine, where unbounded moves ended between two of the page's polls.
+    ok(lab.cluster("limits", "--per-host", "1", "--max-bandwidth", "8M"))
     log_in(browser, m, console_token(lab))
     wait_until("4 VMs on host-a shown", lambda: sorted(
         (host_card(browser, "host-a") or {}).get("vms", [])) == names, timeout=30)
