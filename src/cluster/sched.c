@@ -51,8 +51,8 @@ static void explain(const struct sched_host *hosts, size_t n, uint64_t memory, i
 			used += (size_t)snprintf(why + used, len - used, "%s %s (ruled out)",
 						 i ? "," : "", h->name);
 		else if (!h->up)
-			used += (size_t)snprintf(why + used, len - used, "%s %s down", i ? "," : "",
-						 h->name);
+			used += (size_t)snprintf(why + used, len - used, "%s %s %s", i ? "," : "",
+						 h->name, h->state ? h->state : "down");
 		else if (h->maintenance)
 			used += (size_t)snprintf(why + used, len - used, "%s %s in maintenance",
 						 i ? "," : "", h->name);

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 from cluster_lab import js, ok, pid_alive, wait_until
+from godwit_vm import TESTGUEST
 
 POWER_OFF = """#!/bin/sh
 # $1: the host. The test wrote its agent's PID in $1.pid.
@@ -58,6 +59,9 @@ def test_standby_and_wake_run_the_power_commands(lab, tmp_path):
         wait_until("host-b's agent stopped", lambda: agents["host-b"].proc.poll() is not None)
         wait_until("host-b's lease gone", lambda: not host(lab, "host-b")["up"], timeout=30)
         assert host(lab, "host-b")["state"] == "standby"
+        # Placement says why a host in standby takes nothing (it once said "down").
+        r = lab.cluster("create", "big", "--kernel", TESTGUEST, "--memory", "5G")
+        assert r.returncode == 1 and "host-b in standby" in r.stderr, r.stderr
         assert "host-b: power-off command exited 0: powering off host-b" in events(lab)
 
         ok(lab.cluster("host", "wake", "host-b"))

@@ -14,9 +14,9 @@
 static void hosts3(struct sched_host *h)
 {
 	memset(h, 0, 3 * sizeof(*h));
-	h[0] = (struct sched_host){"host-a", true, false, 8, 4 * GiB, 2, 3 * GiB, 0};
-	h[1] = (struct sched_host){"host-b", true, false, 8, 4 * GiB, 2, 1 * GiB, 0};
-	h[2] = (struct sched_host){"host-c", true, false, 8, 4 * GiB, 2, 2 * GiB, 0};
+	h[0] = (struct sched_host){"host-a", true, false, 8, 4 * GiB, 2, 3 * GiB, 0, NULL};
+	h[1] = (struct sched_host){"host-b", true, false, 8, 4 * GiB, 2, 1 * GiB, 0, NULL};
+	h[2] = (struct sched_host){"host-c", true, false, 8, 4 * GiB, 2, 2 * GiB, 0, NULL};
 }
 
 static void test_place_takes_the_most_free_memory(void **state)
@@ -50,6 +50,9 @@ static void test_place_says_why_nothing_fits(void **state)
 	assert_int_equal(sched__place(h, 3, 2 * GiB, 2, -1, why, sizeof(why)), -1);
 	assert_string_equal(why, "no host has 2 GiB and 2 vCPUs free: host-a 1 GiB and 6 vCPUs, "
 				 "host-b in maintenance, host-c down");
+	h[2].state = "in standby";
+	assert_int_equal(sched__place(h, 3, 2 * GiB, 2, -1, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "host-c in standby"));
 	assert_int_equal(sched__place(h, 0, 2 * GiB, 2, -1, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "no host is up"));
 }
@@ -92,7 +95,7 @@ static void test_pick_is_fair_between_hosts(void **state)
 	(void)state;
 	memset(h, 0, sizeof(h));
 	for (i = 0; i < 6; i++)
-		h[i] = (struct sched_host){"h", true, false, 64, 64 * GiB, 0, 0, 0};
+		h[i] = (struct sched_host){"h", true, false, 64, 64 * GiB, 0, 0, 0, NULL};
 	h[0].name = "host-a";
 	h[1].name = "host-b";
 	/* host-a's evacuation queued first, with 10 moves; then one from host-b. */

@@ -20,6 +20,7 @@ struct sched_host {
 	int64_t cpus_used;
 	uint64_t mem_used; /* VMs it owns, and those on their way to it */
 	int slots_used;	   /* migrations in flight in and out */
+	const char *state; /* why not up, for messages ("in standby"...); NULL: "down" */
 };
 
 struct sched_limits {
