@@ -1060,6 +1060,42 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 	return expect_record(src, r, want, NULL);
 }
 
+/*
+ * A send that failed because the destination hung up: a destination that gives up
+ * (a full disk, a record it refused) says why in an ERROR before it closes, and that
+ * reason, not the EPIPE or reset it left here, is what the user needs. Reads what the
+ * control channel still holds, past round acknowledgements, for at most a second.
+ */
+static void peer_reason(struct source *src, int ret)
+{
+	uint64_t deadline = util__now_ns() + 1000000000ULL;
+	char msg[STREAM_ERROR_MSG_MAX + 1];
+	struct stream_record rec;
+	struct stream_reader r;
+	uint32_t code;
+	int i;
+
+	if (src->err[0] || (ret != -EPIPE && ret != -ECONNRESET))
+		return;
+	if (stream__reader_init(&r, &src->io, STREAM_CTX_CONTROL))
+		return;
+	for (i = 0; i < 4096 && util__now_ns() < deadline; i++) {
+		if (stream_io__wait_readable(&src->io,
+					     (int)((deadline - util__now_ns()) / 1000000) + 1) ||
+		    stream__read_record(&r, &rec))
+			break;
+		if (rec.type == STREAM_REC_ROUND_ACK)
+			continue;
+		if (rec.type == STREAM_REC_ERROR) {
+			if (stream__error_decode(rec.payload, rec.length, &code, msg))
+				snprintf(msg, sizeof(msg), "(unreadable error message)");
+			fail(src, "destination refused the VM: %s", msg);
+		}
+		break;
+	}
+	stream__reader_exit(&r);
+}
+
 
 /* Where the pause went: what to cut first when it is too long. */
 static void log_pause(struct source *src)
@@ -1264,8 +1300,10 @@ static int send_disks(struct source *src)
 				      sizeof(why));
 	if (ret == -ECANCELED)
 		return ret;
-	if (ret)
+	if (ret) {
+		peer_reason(src, ret);
 		fail(src, "%s", src->w.err[0] ? src->w.err : why);
+	}
 	/* The RAM's --max-bandwidth counts from its own start. */
 	src->s.bw_start_ns = util__now_ns();
 	src->s.lz4_win.start_ns = src->s.bw_start_ns;
@@ -1369,7 +1407,8 @@ static void finish(struct source *src, int ret)
 	vm__set_throttle(src->vm, 0);
 	if (ret == -ECANCELED)
 		fail(src, "cancelled");
-	else if (ret)
+	peer_reason(src, ret);
+	if (ret)
 		fail(src, "%s", src->w.err[0] ? src->w.err : strerror(-ret));
 	if (ret && !src->go_sent)
 		send_abort(src);

@@ -379,3 +379,28 @@ def test_verify_refuses_a_damaged_copy(tmp_path, procs):
     assert cli.returncode == 1 and out["status"] == "failed", (out, err, dst.stderr())
     assert "disk 0 verification failed" in out["error"], out
     failed_move_leaves_the_vm_here(vm, img, dst, dst_dir)
+
+
+def test_destination_disk_full_reported_at_the_source(tmp_path, procs):
+    """The destination's --disk-dir fills up part-way through the image: the
+    destination's reason (no space) comes back to the source, which said 'Broken pipe'
+    before; the VM runs on at the source and nothing is left there."""
+    src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "godwit-test", str(dst_dir)],
+                   check=True)
+    try:
+        img = src_dir / "vm.img"
+        random_image(img, 32 * MiB, seed=36)
+        os.truncate(img, ROOMY)
+        vm = start_vm(tmp_path, procs, img)
+        dst, port = receiver(tmp_path, procs, dst_dir)
+        res, out = migrate(vm, port, [(0, "vm.img")])
+        assert res.returncode != 0 and out["status"] == "failed", res.stdout + res.stderr
+        assert "destination" in out["error"] and "No space left" in out["error"], out
+        failed_move_leaves_the_vm_here(vm, img, dst, dst_dir)
+    finally:
+        # Lazy: a receiver left running by a failure (the procs fixture stops it after
+        # this) would keep a plain unmount busy.
+        subprocess.run(["umount", "-l", str(dst_dir)], check=True)
