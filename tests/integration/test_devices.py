@@ -52,27 +52,27 @@ def start_vm(tmp_path, lab, procs, cmdline, disk=None, net=True, name="a0"):
     return g
 
 
-def receiver(tmp_path, lab, procs, side, name, disk=None, net=True):
+def receiver(tmp_path, lab, procs, side, name, disk=None, net=True, extra=(), timeout=10):
     api = str(tmp_path / f"{name}.sock")
     console = tmp_path / f"{name}.console"
     args = ["receive", "--listen", f"tcp:{lab.ip[side]}:7777", "--api", api,
-            "--console", f"file:{console}"]
+            "--console", f"file:{console}", *extra]
     if net:
         args += ["--net", f"tap={lab.tap[side]}"]
     if disk:
         args += ["--disk", str(disk)]
     g = NsGodwit(tmp_path, lab, side, args, name)
     procs.append(g)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while "waiting for an incoming migration" not in g.stderr():
         assert g.proc.poll() is None and time.monotonic() < deadline, g.stderr()
         time.sleep(0.05)
     return g
 
 
-def migrate(src, lab, side):
+def migrate(src, lab, side, extra=(), timeout=120):
     res = run_godwit(["migrate", "--api", src.api_path, "--to", f"tcp:{lab.ip[side]}:7777",
-                      "--json"], timeout=120)
+                      "--json", *extra], timeout=timeout)
     assert res.returncode == 0, res.stderr + res.stdout
     assert src.wait_exit(timeout=10) == 0
 

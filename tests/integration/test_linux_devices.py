@@ -80,6 +80,61 @@ def test_ext4_records_survive_two_moves_and_fsck_is_clean(tmp_path, lab, procs):
     assert log.splitlines() == [f"rec {i}" for i in range(written)], log[-500:]
 
 
+def test_ext4_moves_with_its_disk_between_hosts_that_share_none(tmp_path, lab, procs):  # noqa: F811
+    """The same writer, moved host-a -> host-b -> host-a with `--disk-to`: each move
+    sends the image through the stream into the destination's own --disk-dir (a new
+    file each time), mirroring the guest's writes meanwhile. The last copy holds every
+    acknowledged record, in order, and e2fsck finds it clean."""
+    _need_image()
+    dirs = {n: tmp_path / n for n in ("a", "b", "a2")}
+    for d in dirs.values():
+        d.mkdir()
+    image = dirs["a"] / "vm.img"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+
+    api = str(tmp_path / "a0.sock")
+    a0 = NsGodwit(tmp_path, lab, "host-a",
+                  ["run", "--kernel", VMLINUX, "--initrd", INITRD, "--cmdline", CMDLINE,
+                   "--memory", "512M", "--cpus", "2", "--disk", str(image), "--api", api,
+                   "--console", f"file:{tmp_path / 'a0.console'}", "--", "sh", "-c",
+                   RECORDS], "a0")
+    procs.append(a0)
+    a0.wait_for(r"^acked 3\r?$", timeout=TIMEOUT)
+
+    # Started while the guest runs: in the nested VM on a busy host that took over 10 s.
+    b = receiver(tmp_path, lab, procs, "host-b", "b", net=False,
+                 extra=["--disk-dir", str(dirs["b"])], timeout=STEP_TIMEOUT)
+    migrate(a0, lab, "host-b", ["--disk-to", "0=vm.img"], timeout=STEP_TIMEOUT)
+    b.wait_for(r"^acked \d+\r?$", timeout=STEP_TIMEOUT, count=3)
+
+    a1 = receiver(tmp_path, lab, procs, "host-a", "a1", net=False,
+                  extra=["--disk-dir", str(dirs["a2"])], timeout=STEP_TIMEOUT)
+    migrate(b, lab, "host-a", ["--disk-to", "0=vm.img"], timeout=STEP_TIMEOUT)
+    m = a1.wait_for(r"^written (\d+)\r?$", timeout=WRITE_SECONDS + STEP_TIMEOUT)
+    written = int(m[0])
+    assert a1.wait_exit(timeout=STEP_TIMEOUT) == 0, a1.stderr()[-2000:]
+
+    acked = _acked(a0, b, a1)
+    assert acked and acked == sorted(set(acked)), acked
+    assert acked[-1] == written - 1, (acked[-5:], written)
+    assert _acked(b) and _acked(a1), (len(_acked(a0)), len(_acked(b)), len(_acked(a1)))
+
+    final = dirs["a2"] / "vm.img"
+    fsck = subprocess.run(["e2fsck", "-n", "-f", str(final)], capture_output=True, text=True,
+                          timeout=60)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    log = subprocess.run(["debugfs", "-R", "cat /log", str(final)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert log.splitlines() == [f"rec {i}" for i in range(written)], log[-500:]
+    # Each source's file was left as it was: the first holds the records written before
+    # the first move, a prefix of the last copy's.
+    first = subprocess.run(["debugfs", "-R", "cat /log", str(image)], capture_output=True,
+                           text=True, timeout=60).stdout.splitlines()
+    assert first == [f"rec {i}" for i in range(len(first))], first[-5:]
+
+
 # The guest's TCP server: busybox nc echoing one connection (docs/linux-guests.md).
 SERVER = ("n=0; while ! ip link show eth0 >/dev/null 2>&1 && [ $n -lt 100 ]; do sleep 0.1; "
           "n=$((n+1)); done; ip addr add {ip}/24 dev eth0 && ip link set eth0 up || exit 2; "
