@@ -48,6 +48,8 @@ static void usage(FILE *out)
 	    "  rule list|rm [NAME]                     the placement rules\n"
 	    "  drs config [--automation manual|automatic|off] [--threshold 1..5]\n"
 	    "         [--interval S] [--vm VM --automation LEVEL|default]   balancing\n"
+	    "  drs recommendations                     the last pass's moves to apply\n"
+	    "  drs apply ID|all                        queue them as tasks\n"
 	    "  dpm config [--enable|--disable] [--target PCT] [--band PCT] [--window S]\n"
 	    "         [--min-hosts N]                  power management\n"
 	    "  host standby|wake HOST                  power an empty host off / on again\n"

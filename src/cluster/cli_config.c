@@ -268,11 +268,72 @@ static void drs_show(const json_t *d)
 	json_object_foreach((json_t *)vms, vm, v) printf("  %s: %s\n", vm, json_string_value(v));
 }
 
+static void drs_recommendation(const json_t *r)
+{
+	char size[32];
+
+	cluster__fmt_size((uint64_t)cluster__int(r, "bytes", 0), size, sizeof(size));
+	printf("%-8s %-11s %s %s -> %s, gain %.4f, %s to copy\n    %s\n",
+	       cluster__str(r, "id", "?"), cluster__str(r, "reason", "?"), cluster__str(r, "vm", "?"),
+	       cluster__str(r, "src", "?"), cluster__str(r, "dst", "?"),
+	       json_number_value(json_object_get(r, "gain")), size, cluster__str(r, "why", ""));
+}
+
+static int drs_recommendations(const struct client *c, bool json)
+{
+	json_t *reply, *r;
+	size_t i;
+
+	if (cluster_cli__ask(c, "GET", "/drs/recommendations", NULL, 200, &reply))
+		return 1;
+	if (json) {
+		cluster_cli__print_json(reply);
+	} else if (!cluster__int(reply, "pass", 0)) {
+		printf("no DRS pass has run yet\n");
+	} else {
+		printf("DRS pass %d (automation %s): imbalance %.4f, tolerated %.4f\n",
+		       (int)cluster__int(reply, "pass", 0), cluster__str(reply, "automation", "?"),
+		       json_number_value(json_object_get(reply, "imbalance")),
+		       json_number_value(json_object_get(reply, "tolerance")));
+		json_array_foreach(json_object_get(reply, "recommendations"), i, r)
+			drs_recommendation(r);
+		if (!json_array_size(json_object_get(reply, "recommendations")))
+			printf("no recommendation\n");
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int drs_apply(const struct client *c, const char *id)
+{
+	json_t *req = json_pack("{s:s}", "id", id), *reply, *t;
+	size_t i;
+	int ret;
+
+	ret = cluster_cli__ask(c, "POST", "/drs/apply", req, 202, &reply);
+	json_decref(req);
+	if (ret)
+		return 1;
+	json_array_foreach(json_object_get(reply, "tasks"), i, t)
+		printf("%s: %s: %s from %s to %s\n", cluster__str(t, "id", "?"),
+		       cluster__str(t, "task", "?"), cluster__str(t, "vm", "?"),
+		       cluster__str(t, "src", "?"), cluster__str(t, "dst", "?"));
+	if (!json_array_size(json_object_get(reply, "tasks")))
+		printf("no recommendation to apply\n");
+	json_decref(reply);
+	return 0;
+}
+
 int cluster_cli__drs(const struct client *c, int argc, char **argv)
 {
 	json_t *req;
 	int i;
 
+	if (argc >= 2 && !strcmp(argv[1], "recommendations") &&
+	    (argc == 2 || (argc == 3 && !strcmp(argv[2], "--json"))))
+		return drs_recommendations(c, argc == 3);
+	if (argc == 3 && !strcmp(argv[1], "apply"))
+		return drs_apply(c, argv[2]);
 	if (argc < 2 || strcmp(argv[1], "config"))
 		goto usage;
 	req = json_object();
@@ -307,7 +368,9 @@ bad:
 	json_decref(req);
 usage:
 	pr_err("usage: godwit cluster drs config [--automation manual|automatic|off] "
-	       "[--threshold 1..5] [--interval S] [--vm VM --automation LEVEL|default] [--json]");
+	       "[--threshold 1..5] [--interval S] [--vm VM --automation LEVEL|default] [--json]\n"
+	       "       godwit cluster drs recommendations [--json]\n"
+	       "       godwit cluster drs apply ID|all");
 	return 2;
 err:
 	json_decref(req);

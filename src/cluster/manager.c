@@ -853,6 +853,7 @@ static int64_t tick(struct mgr *m)
 	scan_dead_hosts(m, &s);
 	run_queue(m, &s);
 	power__tick(m, &s);
+	mgr__drs_tick(m, &s);
 	snap__free(&s);
 	if (cluster__now_ms() - m->trimmed_ms >= TRIM_EVERY_MS) {
 		trim(m, K_HISTORY, m->keep_history);

@@ -48,6 +48,7 @@ struct mgr {
 	struct power_job job;
 	size_t keep_history, keep_events;
 	int64_t trimmed_ms;
+	int64_t drs_ms; /* when this leader's last DRS pass ran (manager_drs.c) */
 };
 
 struct s_host {
@@ -136,6 +137,12 @@ json_t *mgr__dpm_settings(const struct snap *s);
 /* The leader's part of standby: runs the power commands and follows them (power.c). */
 void power__tick(struct mgr *m, const struct snap *s);
 void power__exit(struct mgr *m);
+
+/* The leader's DRS pass, every `drs config --interval` (manager_drs.c). */
+void mgr__drs_tick(struct mgr *m, const struct snap *s);
+/* GET /drs/recommendations, POST /drs/apply; 1 if not one of those. */
+int mgr__drs_route(struct mgr *m, const struct snap *s, const struct api_request *req,
+		   struct api_response *resp);
 
 /* One request to a host's agent. */
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,

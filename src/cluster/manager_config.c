@@ -469,6 +469,8 @@ int mgr__config_route(struct mgr *m, const struct snap *s, const struct api_requ
 		return add_rule(m, s, req->body, resp);
 	if (!strncmp(p, "/rules/", 7) && del)
 		return rm_rule(m, s, p + 7, resp);
+	if (!strncmp(p, "/drs/", 5))
+		return mgr__drs_route(m, s, req, resp);
 	if (!strcmp(p, "/drs") && (get || put))
 		return drs(m, s, req, resp);
 	if (!strcmp(p, "/dpm") && (get || put))

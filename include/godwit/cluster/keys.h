@@ -34,6 +34,7 @@
 #define K_RULE	     K_ROOT "config/rules/"  /* + NAME: a placement rule */
 #define K_DRS	     K_ROOT "config/drs"     /* balancing's settings */
 #define K_DPM	     K_ROOT "config/dpm"     /* power management's settings */
+#define K_DRS_PASS   K_ROOT "drs/pass"	     /* the last DRS pass: loads, recommendations */
 #define K_POWER	     K_ROOT "power/"	     /* + H: {"state": "powering-off"|"standby"|...} */
 
 #define NAME_MAX_LEN	      63

@@ -1,0 +1,105 @@
+"""The leader's DRS pass on four hosts (docs/drs.md, docs/cluster.md "Balancing"): twelve
+CPU-busy test guests started on one host; `manual` lists recommendations and applies one,
+`automatic` spreads them under the threshold, keeping an "apart" pair on different hosts
+and a "must run on" VM in its group; then ten passes of the steady load move nothing.
+
+The hosts are agents of one machine: each publishes the load of its own VMs (a busy vCPU
+wants one CPU, run or waited for) and the machine's CPUs as its capacity, so a host's load
+grows with the VMs it runs, as on separate machines."""
+import pytest
+
+from cluster_lab import create_on, history, js, keeps_running, ok, vms, wait_until
+
+pytestmark = pytest.mark.kvm
+
+HOSTS = ("host-a", "host-b", "host-c", "host-d")
+# One vCPU that never halts (a paced memtouch spins between its pages) and dirties little:
+# CPU demand of one CPU each, and moves that converge on a busy machine.
+BUSY = "memtouch 8M 4"
+NAMES = [f"vm{i}" for i in range(12)]
+PAIR = ("vm0", "vm1")  # apart
+PINNED = "vm2"  # must run on rack-x
+RACK_X = ("host-a", "host-b")
+
+
+def last_pass(lab):
+    return js(lab, "drs", "recommendations")
+
+
+def drs_moves(lab):
+    return [t for t in history(lab) if t.get("reason") == "drs"]
+
+
+def test_drs_manual_recommends_and_automatic_spreads_without_ping_pong(lab):
+    for h in HOSTS:
+        lab.agent(h, "--load-window", "5", cpus=16)
+    lab.manager("m1")
+    ok(lab.cluster("limits", "--per-host", "4"))
+    ok(lab.cluster("drs", "config", "--automation", "manual", "--interval", "5"))
+    create_on(lab, "host-a", HOSTS[1:], NAMES, "--cpus", "1", cmdline=BUSY)
+    ok(lab.cluster("group", "add", "rack-x", *RACK_X))
+    ok(lab.cluster("rule", "add", "pin", "--vm", PINNED, "--must", "--run-on", "rack-x"))
+    ok(lab.cluster("rule", "add", "pair", "--apart", *PAIR))
+
+    # manual: recommendations with their reason and gain; nothing moves by itself.
+    # From a pass that began once the rules were in.
+    p0 = last_pass(lab)["pass"]
+    rec = wait_until("recommendations", lambda: (p := last_pass(lab))["pass"] > p0 and
+                     p["recommendations"] and p, timeout=120, step=1)
+    assert rec["automation"] == "manual" and rec["imbalance"] > rec["tolerance"] > 0, rec
+    assert rec["loads"]["host-a"] > max(rec["loads"][h] for h in HOSTS[1:]), rec
+    for r in rec["recommendations"]:
+        assert r["src"] == "host-a" and r["dst"] in HOSTS[1:] and r["reason"] in (
+            "balance", "rule") and r["why"] and r["bytes"] > 0, r
+        assert r["vm"] != PINNED or r["dst"] in RACK_X, r
+    assert any(r["reason"] == "rule" and r.get("rule") == "pair"
+               for r in rec["recommendations"]), rec
+    assert "imbalance" in ok(lab.cluster("drs", "recommendations"))
+    r = lab.cluster("drs", "apply", "999-1")
+    assert r.returncode == 1 and "no recommendation 999-1" in r.stderr, r.stderr
+    # A pass every 5 s replaces the ids: take the newest and apply at once.
+    for _ in range(5):
+        first = last_pass(lab)["recommendations"][0]
+        r = lab.cluster("drs", "apply", first["id"])
+        if r.returncode == 0:
+            break
+    ok(r)
+    assert f"{first['vm']} from host-a to {first['dst']}" in r.stdout, r.stdout
+    wait_until(f"{first['vm']} moved to {first['dst']}",
+               lambda: any(t["vm"] == first["vm"] and t["phase"] == "done" for t in drs_moves(lab)),
+               timeout=120, step=1)
+    assert vms(lab)[first["vm"]]["host"] == first["dst"]
+    assert len(drs_moves(lab)) == 1
+    # The applied recommendation is not listed again once its VM moved.
+    assert all(r["vm"] != first["vm"] or r["src"] != "host-a"
+               for r in last_pass(lab)["recommendations"])
+
+    # automatic: spread under the threshold, rules kept all along.
+    ok(lab.cluster("drs", "config", "--automation", "automatic"))
+
+    def balanced():
+        v = vms(lab)
+        assert v[PINNED]["host"] in RACK_X, v[PINNED]
+        p = last_pass(lab)
+        busy = [n for n in NAMES if v[n]["task"] is not None]
+        return (not busy and p["imbalance"] < p["tolerance"] and
+                v[PAIR[0]]["host"] != v[PAIR[1]]["host"] and p)
+    done = wait_until("the load spread under the threshold", balanced, timeout=600, step=2)
+    v = vms(lab)
+    count = {h: sum(1 for n in NAMES if v[n]["host"] == h) for h in HOSTS}
+    assert all(c >= 2 for c in count.values()), count
+    for m in drs_moves(lab):
+        assert m["phase"] == "done" and m["dst"] != m["src"], m
+        if m["vm"] == PINNED:
+            assert m["dst"] in RACK_X, m
+    for n in NAMES:
+        keeps_running(lab, n)
+
+    # No ping-pong: ten passes of the same load move nothing.
+    moved = len(drs_moves(lab))
+    start = done["pass"]
+    wait_until("ten more passes", lambda: last_pass(lab)["pass"] >= start + 10, timeout=300,
+               step=2)
+    assert len(drs_moves(lab)) == moved, drs_moves(lab)[moved:]
+    after = vms(lab)
+    assert {n: after[n]["host"] for n in NAMES} == {n: v[n]["host"] for n in NAMES}
