@@ -64,6 +64,7 @@ struct agent {
 	struct lvm vms[AGENT_MAX_VMS];
 	size_t nr_vms;
 	struct load_tracker load; /* the main loop's */
+	bool shared;		  /* --shared-machine: host_cpu and host_memory are not its own */
 };
 
 /* ---- the VMs on this host ---- */
@@ -729,6 +730,11 @@ static json_t *host_load_json(struct agent *a, double demand)
 
 	if (!load__sample_host(&h))
 		load_tracker__host(&a->load, &h, h.ms, &own_cpu, &own_mem);
+	/* Other agents' VMs on the same machine would count as this host's own use. */
+	if (a->shared) {
+		own_cpu = 0;
+		own_mem = 0;
+	}
 	return json_pack("{s:I, s:I, s:I, s:f, s:I, s:f, s:I}", "cpus", (json_int_t)a->cpus,
 			 "cores", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "memory",
 			 (json_int_t)a->memory, "host_cpu", own_cpu, "host_memory",
@@ -964,6 +970,8 @@ static void usage(FILE *out)
 		"                     is silent this long is dead to the managers\n"
 		"  --load-window S    the time constant of the published load's smoothing,\n"
 		"                     1..86400 s (default 300): the balancer sees minutes\n"
+		"  --shared-machine   other agents run on this machine (a lab): publish its use\n"
+		"                     outside this agent's VMs as 0, since it is not this host's\n"
 		"  -h, --help         this text\n");
 }
 
@@ -981,6 +989,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	    {"memory", required_argument, NULL, 'M'},
 	    {"ttl", required_argument, NULL, 't'},
 	    {"load-window", required_argument, NULL, 'w'},
+	    {"shared-machine", no_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    ETCD_TLS_OPTIONS,
 	    {NULL, 0, NULL, 0},
@@ -1058,6 +1067,9 @@ static int parse(struct agent *a, int argc, char **argv)
 				return 2;
 			}
 			a->load.window_ms = (int64_t)v * 1000;
+			break;
+		case 'S':
+			a->shared = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -10,6 +10,7 @@
 
 #include "godwit/api.h"
 #include "godwit/api_client.h"
+#include "godwit/cluster/drs.h"
 #include "godwit/cluster/etcd.h"
 #include "godwit/cluster/keys.h"
 #include "godwit/cluster/sched.h"
@@ -49,6 +50,9 @@ struct mgr {
 	size_t keep_history, keep_events;
 	int64_t trimmed_ms;
 	int64_t drs_ms; /* when this leader's last DRS pass ran (manager_drs.c) */
+	struct dpm_state dpm;
+	int64_t dpm_ms;			     /* when DPM last decided */
+	char dpm_host[NAME_MAX_LEN + 1]; /* the host DPM empties for standby, "" if none */
 };
 
 struct s_host {

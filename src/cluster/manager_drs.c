@@ -50,7 +50,7 @@ static int vm_index(const struct drs_build *b, const char *name)
 	return -1;
 }
 
-static void build_hosts(struct drs_build *b, const struct snap *s)
+static void build_hosts(struct drs_build *b, const struct snap *s, const char *emptied)
 {
 	const char *gname;
 	json_t *g, *h;
@@ -78,7 +78,8 @@ static void build_hosts(struct drs_build *b, const struct snap *s)
 
 		dh->name = sh->name;
 		dh->up = sh->alive && sh->rec;
-		dh->maintenance = sh->maint != NULL;
+		/* A host DPM empties receives nothing, as one entering maintenance. */
+		dh->maintenance = sh->maint != NULL || !strcmp(sh->name, emptied);
 		dh->standby = sh->power != NULL;
 		dh->cpus = cluster__int(sh->rec, "cpus", 0);
 		dh->memory = (uint64_t)cluster__int(sh->rec, "memory", 0);
@@ -231,7 +232,7 @@ static void build_free(struct drs_build *b)
 }
 
 static int build(struct drs_build *b, const struct snap *s, const json_t *settings,
-		 const struct etcd_range *hist)
+		 const struct etcd_range *hist, const char *emptied)
 {
 	size_t members = 0;
 	const char *name;
@@ -249,7 +250,7 @@ static int build(struct drs_build *b, const struct snap *s, const json_t *settin
 		build_free(b);
 		return -ENOMEM;
 	}
-	build_hosts(b, s);
+	build_hosts(b, s, emptied);
 	build_vms(b, s, settings, hist);
 	build_rules(b, s);
 	b->m.hosts = b->hosts;
@@ -372,6 +373,182 @@ static json_t *loads(const struct drs_build *b)
 	return l;
 }
 
+/* ---- power (DPM) ---- */
+
+/*
+ * Writes power/H = state, as `host standby|wake` do, if this manager still leads and the
+ * record is as the snapshot had it (rev 0: absent); power.c runs the command.
+ */
+static bool power_put(struct mgr *m, const struct s_host *h, const char *state)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s}", "state", state, "since_ms",
+				(json_int_t)cluster__now_ms(), "by", "dpm");
+	char key[160], *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	struct etcd_txn t;
+	bool ok = false;
+	int ret;
+
+	json_decref(rec);
+	if (!text)
+		return false;
+	snprintf(key, sizeof(key), K_POWER "%s", h->name);
+	etcd_txn__init(&t);
+	ret = etcd_txn__cmp_value(&t, K_LEADER, ETCD_EQUAL, m->id);
+	ret = ret
+		  ?: h->power_rev ? etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->power_rev)
+				  : etcd_txn__cmp(&t, key, ETCD_CREATE, ETCD_EQUAL, 0);
+	ret = ret ?: etcd_txn__put(&t, true, key, text, 0);
+	ret = ret ?: etcd__txn(&m->loop, &t, &ok);
+	etcd_txn__free(&t);
+	free(text);
+	if (ret)
+		pr_warn("manager %s: DPM: %s", m->id, m->loop.err);
+	return !ret && ok;
+}
+
+/* Whether a host still runs a VM or has one on its way in or out. */
+static bool host_busy(const struct snap *s, const struct s_host *h)
+{
+	size_t i;
+
+	if (h->vms)
+		return true;
+	for (i = 0; i < s->nr_tasks; i++)
+		if (!strcmp(cluster__str(s->tasks[i].t, "dst", ""), h->name) ||
+		    !strcmp(cluster__str(s->tasks[i].t, "src", ""), h->name))
+			return true;
+	return false;
+}
+
+/* The host DPM empties: requeue what failed to leave; to standby once it is empty. */
+static void dpm_follow(struct mgr *m, const struct snap *s, json_t *out)
+{
+	int hi = snap__host(s, m->dpm_host);
+	const struct s_host *h = hi >= 0 ? &s->hosts[hi] : NULL;
+	char id[80], err[600];
+	size_t i;
+
+	json_object_set_new(out, "emptying", json_string(m->dpm_host));
+	/* Gone, down, or taken in hand by a user (maintenance, standby): no longer DPM's. */
+	if (!h || !h->alive || h->maint || h->power) {
+		m->dpm_host[0] = '\0';
+		return;
+	}
+	if (!host_busy(s, h)) {
+		if (power_put(m, h, "powering-off"))
+			cluster__event(&m->loop, "DPM: %s is empty, going to standby", h->name);
+		m->dpm_host[0] = '\0';
+		return;
+	}
+	for (i = 0; i < s->nr_vms; i++)
+		if (s->vms[i].spec && !s->vms[i].task[0] && !strcmp(s->vms[i].owner, h->name))
+			mgr__create_task(&m->loop, &s->vms[i], "migrate", "dpm", "", 0, id,
+					 sizeof(id), err, sizeof(err));
+}
+
+static void dpm_settings(struct drs_config *c, const json_t *d)
+{
+	c->dpm_target = (double)cluster__int(d, "target", DPM_TARGET_DEFAULT) / 100;
+	c->dpm_tolerance = (double)cluster__int(d, "band", DPM_BAND_DEFAULT) / 100;
+	c->dpm_window = (double)cluster__int(d, "window", DPM_WINDOW_DEFAULT);
+}
+
+static size_t serving(const struct drs_build *b)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < b->m.nr_hosts; i++)
+		n += b->hosts[i].up && !b->hosts[i].maintenance && !b->hosts[i].standby;
+	return n;
+}
+
+/* Carries out a decision; false if it could not (why in out). */
+static void dpm_act(struct mgr *m, const struct snap *s, const struct drs_build *b,
+		    const struct dpm_decision *d, int64_t min_hosts, json_t *out)
+{
+	const struct s_host *h = &s->hosts[d->host];
+	char task[80], err[600];
+	size_t i;
+
+	json_object_set_new(out, "action",
+			    json_string(d->action == DPM_POWER_OFF ? "power-off" : "power-on"));
+	json_object_set_new(out, "host", json_string(h->name));
+	json_object_set_new(out, "why", json_string(d->why));
+	if (d->action == DPM_POWER_ON) {
+		if (!m->power_on[0])
+			json_object_set_new(out, "held", json_string("no --power-on-cmd"));
+		else if (strcmp(cluster__str(h->power, "state", ""), "standby"))
+			json_object_set_new(out, "held", json_string("not in standby"));
+		else if (power_put(m, h, "powering-on"))
+			cluster__event(&m->loop, "DPM: %s", d->why);
+		return;
+	}
+	if (!m->power_off[0]) {
+		json_object_set_new(out, "held", json_string("no --power-off-cmd"));
+		return;
+	}
+	if ((int64_t)serving(b) - 1 < min_hosts) {
+		json_object_set_new(out, "held", json_string("dpm config --min-hosts"));
+		return;
+	}
+	snprintf(m->dpm_host, sizeof(m->dpm_host), "%s", h->name);
+	cluster__event(&m->loop, "DPM: %s", d->why);
+	for (i = 0; i < d->nr_moves; i++)
+		if (!mgr__create_task(&m->loop, b->svm[d->moves[i].vm], "migrate", "dpm",
+				      b->hosts[d->moves[i].dst].name, 0, task, sizeof(task), err,
+				      sizeof(err)))
+			cluster__event(&m->loop, "%s: DPM: %s", task, d->moves[i].why);
+}
+
+/* One DPM decision; `moved`: DRS queued moves this pass (DPM waits for their end). */
+static json_t *dpm_pass(struct mgr *m, const struct snap *s, const struct drs_build *b,
+			struct drs_config *c, bool moved)
+{
+	json_t *settings = mgr__dpm_settings(s), *out = json_object();
+	struct dpm_decision d = {0};
+	int64_t now = cluster__now_ms();
+	char why[300] = "";
+	size_t i;
+
+	if (!json_is_true(json_object_get(settings, "enabled"))) {
+		memset(&m->dpm, 0, sizeof(m->dpm));
+		m->dpm_ms = 0;
+		m->dpm_host[0] = '\0';
+		json_decref(out);
+		json_decref(settings);
+		return NULL;
+	}
+	dpm_settings(c, settings);
+	if (m->dpm_host[0]) {
+		dpm_follow(m, s, out);
+		goto out;
+	}
+	/* One power change at a time: a command running, or a host on its way. */
+	for (i = 0; i < s->nr_hosts; i++)
+		if (s->hosts[i].power &&
+		    strcmp(cluster__str(s->hosts[i].power, "state", ""), "standby"))
+			goto out;
+	if (moved)
+		goto out;
+	d.moves = calloc(b->m.nr_vms + 1, sizeof(*d.moves));
+	if (!d.moves ||
+	    dpm__recommend(&b->m, c, &m->dpm, m->dpm_ms ? (double)(now - m->dpm_ms) / 1000 : 0, &d,
+			   why, sizeof(why))) {
+		json_object_set_new(out, "error", json_string(d.moves ? why : "out of memory"));
+		goto out;
+	}
+	m->dpm_ms = now;
+	if (d.action != DPM_NONE && d.host >= 0 && (size_t)d.host < s->nr_hosts)
+		dpm_act(m, s, b, &d, cluster__int(settings, "min_hosts", DPM_MIN_HOSTS_DEFAULT),
+			out);
+out:
+	json_object_set_new(out, "below_s", json_real(m->dpm.below_for));
+	json_object_set_new(out, "above_s", json_real(m->dpm.above_for));
+	free(d.moves);
+	json_decref(settings);
+	return out;
+}
+
 static void pass(struct mgr *m, const struct snap *s, const json_t *settings)
 {
 	const char *automation = cluster__str(settings, "automation", DRS_AUTOMATION_DEFAULT);
@@ -380,14 +557,14 @@ static void pass(struct mgr *m, const struct snap *s, const json_t *settings)
 	struct drs_config c;
 	struct drs_build b;
 	char why[300] = "";
-	json_t *rec;
+	json_t *rec, *dpm;
 	int64_t nr = last_pass(m) + 1;
 	int n = 0;
 
 	config_of(&c, s, settings);
 	if (!etcd__list(&m->loop, K_HISTORY, &hist))
 		h = &hist;
-	if (build(&b, s, settings, h)) {
+	if (build(&b, s, settings, h, m->dpm_host)) {
 		if (h)
 			etcd_range__free(h);
 		return;
@@ -409,6 +586,9 @@ static void pass(struct mgr *m, const struct snap *s, const json_t *settings)
 	    json_real(isfinite(drs__tolerance(c.threshold)) ? drs__tolerance(c.threshold) : -1));
 	json_object_set_new(rec, "imbalance", json_real(drs__imbalance(&b.m)));
 	json_object_set_new(rec, "loads", loads(&b));
+	dpm = dpm_pass(m, s, &b, &c, json_array_size(json_object_get(rec, "applied")) > 0 || n < 0);
+	if (dpm)
+		json_object_set_new(rec, "dpm", dpm);
 	if (n < 0) {
 		json_object_set_new(rec, "error",
 				    json_string(n == -ENOMEM ? "out of memory" : why));
