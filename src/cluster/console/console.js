@@ -141,12 +141,14 @@
     inflight = true;
     stopPolling();
     try {
-      const [hosts, vms, tasks, events] = await Promise.all([
+      const [hosts, vms, tasks, events, drs] = await Promise.all([
         api('GET', '/hosts'), api('GET', '/vms'), api('GET', '/tasks'), api('GET', '/events'),
+        api('GET', '/drs/recommendations'),
       ]);
       current = { hosts: hosts.hosts, vms: vms.vms };
       renderHosts(hosts.hosts, vms.vms, tasks.tasks);
       renderMoves(tasks);
+      renderDrs(drs);
       renderVms(vms.vms);
       renderEvents(events.events);
       setText($('leader'), hosts.leader ? `leader ${hosts.leader}` : 'no leader');
@@ -344,6 +346,46 @@
     $('ended').hidden = ended.length === 0;
     $('ended-title').hidden = ended.length === 0;
   }
+
+  // ---- balancing (DRS) ----
+
+  function makeRecommendation(r) {
+    const apply = el('button', { type: 'button', class: 'quiet apply-button' }, 'Apply');
+    const tr = el('tr', { data: { id: r.id } },
+      el('td', { class: 'id' }), el('td', { class: 'vm' }), el('td', { class: 'route' }),
+      el('td', { class: 'why' }), el('td', { class: 'num gain' }), el('td', { class: 'num copy' }),
+      el('td', {}, apply));
+    apply.addEventListener('click', () => applyDrs(tr.dataset.id, apply));
+    return tr;
+  }
+
+  function renderDrs(d) {
+    const list = d.recommendations || [];
+    reconcile($('drs').tBodies[0], list, (r) => r.id, makeRecommendation, (tr, r) => {
+      setText(tr.querySelector('.id'), r.id);
+      setText(tr.querySelector('.vm'), r.vm);
+      setText(tr.querySelector('.route'), `${r.src} → ${r.dst}`);
+      setText(tr.querySelector('.why'), r.reason);
+      setText(tr.querySelector('.gain'), Number(r.gain || 0).toFixed(3));
+      setText(tr.querySelector('.copy'), bytes(r.bytes));
+      tr.title = r.why || '';
+    });
+    $('drs').hidden = list.length === 0;
+    $('no-drs').hidden = list.length > 0;
+    $('drs-apply-all').hidden = list.length < 2;
+    $('drs-apply-all').disabled = false;
+    setText($('drs-summary'), d.pass
+      ? `${d.automation} · imbalance ${Number(d.imbalance).toFixed(3)}` +
+        (d.tolerance >= 0 ? ` (tolerated ${Number(d.tolerance).toFixed(3)})` : '')
+      : 'no pass yet');
+  }
+
+  function applyDrs(id, button) {
+    button.disabled = true;
+    act(`apply recommendation ${id}`, () => api('POST', '/drs/apply', { id }));
+  }
+
+  $('drs-apply-all').addEventListener('click', () => applyDrs('all', $('drs-apply-all')));
 
   // ---- VMs ----
 
