@@ -93,22 +93,24 @@ static void build_hosts(struct drs_build *b, const struct snap *s, const char *e
 	}
 }
 
-/* When each VM's last move ended, from the ended tasks (-1: none kept). */
-static double moved_ago(const struct etcd_range *hist, const char *vm, int64_t now)
+/* {VM: when its last move ended} from the ended tasks, read once per pass. */
+static json_t *last_moves(const struct etcd_range *hist)
 {
-	int64_t last = -1;
+	json_t *ended = json_object();
 	size_t i;
 
-	for (i = 0; hist && i < hist->count; i++) {
+	for (i = 0; ended && hist && i < hist->count; i++) {
 		json_t *t = cluster__kv_json(&hist->kvs[i]);
+		const char *vm = cluster__str(t, "vm", "");
 
-		if (t && !strcmp(cluster__str(t, "vm", ""), vm) &&
-		    !strcmp(cluster__str(t, "kind", ""), "migrate") &&
-		    !strcmp(cluster__str(t, "phase", ""), "done"))
-			last = cluster__int(t, "ended_ms", last);
+		if (t && *vm && !strcmp(cluster__str(t, "kind", ""), "migrate") &&
+		    !strcmp(cluster__str(t, "phase", ""), "done") &&
+		    cluster__int(t, "ended_ms", -1) > cluster__int(ended, vm, -1))
+			json_object_set_new(ended, vm,
+					    json_integer(cluster__int(t, "ended_ms", -1)));
 		json_decref(t);
 	}
-	return last < 0 ? -1 : (double)(now - last) / 1000;
+	return ended;
 }
 
 static enum drs_automation automation_of(const char *a)
@@ -138,6 +140,7 @@ static void build_vms(struct drs_build *b, const struct snap *s, const json_t *s
 		      const struct etcd_range *hist)
 {
 	const json_t *per_vm = json_object_get(settings, "vms");
+	json_t *ended = last_moves(hist);
 	int64_t now = cluster__now_ms();
 	size_t i;
 
@@ -169,7 +172,9 @@ static void build_vms(struct drs_build *b, const struct snap *s, const json_t *s
 		    load ? fmax(0, json_number_value(json_object_get(load, "cpu"))) +
 			       fmax(0, json_number_value(json_object_get(load, "cpu_wait")))
 			 : (double)d->vcpus;
-		d->moved_ago = moved_ago(hist, v->name, now);
+		d->moved_ago = cluster__int(ended, v->name, -1) < 0
+				   ? -1
+				   : (double)(now - cluster__int(ended, v->name, 0)) / 1000;
 		d->automation = automation_of(cluster__str(per_vm, v->name, NULL));
 		d->moving = v->task[0] != '\0';
 		/* A VM whose host is down or powering is HA's or DPM's, not the balancer's. */
@@ -178,6 +183,7 @@ static void build_vms(struct drs_build *b, const struct snap *s, const json_t *s
 			d->automation = DRS_AUTO_DISABLED;
 		}
 	}
+	json_decref(ended);
 }
 
 static void build_rules(struct drs_build *b, const struct snap *s)
