@@ -610,13 +610,26 @@ void mgr__drs_tick(struct mgr *m, const struct snap *s)
 {
 	json_t *settings = mgr__drs_settings(s);
 	int64_t now = cluster__now_ms();
+	struct snap fresh;
 
-	if (settings &&
-	    now - m->drs_ms >= cluster__int(settings, "interval", DRS_INTERVAL_DEFAULT) * 1000) {
-		m->drs_ms = now;
-		pass(m, s, settings);
+	if (!settings ||
+	    now - m->drs_ms < cluster__int(settings, "interval", DRS_INTERVAL_DEFAULT) * 1000) {
+		json_decref(settings);
+		return;
 	}
 	json_decref(settings);
+	m->drs_ms = now;
+	/*
+	 * The tick's snapshot is older than what its queue did meanwhile (a move ended, its
+	 * task gone): a task made from it could name a source the VM has left.
+	 */
+	if (snap__read(&m->loop, &fresh))
+		return;
+	settings = mgr__drs_settings(&fresh);
+	if (settings && !strcmp(fresh.leader, m->id))
+		pass(m, &fresh, settings);
+	json_decref(settings);
+	snap__free(&fresh);
 }
 
 /* ---- the API: recommendations and apply ---- */

@@ -7,6 +7,7 @@ that they outlive an agent: `Lab.stop` ends them too, by the PIDs their agents w
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -485,6 +486,17 @@ def overlap_max(tasks, host=None):
         cur += d
         peak = max(peak, cur)
     return peak
+
+
+def power_scripts(pw, off, on, agents):
+    """Writes the power-off and power-on scripts (their text's {dir} is pw) and, for each
+    host of agents ({name: Node}), its agent's PID and command line, which they use."""
+    for name, text in (("off", off), ("on", on)):
+        (pw / name).write_text(text.replace("{dir}", str(pw)))
+        os.chmod(pw / name, 0o755)
+    for h, a in agents.items():
+        (pw / f"{h}.pid").write_text(str(a.proc.pid))
+        (pw / f"{h}.cmd").write_text(shlex.join(a.args))
 
 
 def keeps_running(lab, name):

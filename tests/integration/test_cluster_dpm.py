@@ -7,12 +7,11 @@ The power commands are scripts that stop a host's agent by the PID the test reco
 start it again (as test_cluster_power.py). The agents run with --shared-machine: all of
 them measure one machine, whose other work is no host's own load."""
 import os
-import shlex
 import signal
 
 import pytest
 
-from cluster_lab import TESTGUEST, js, ok, pid_alive, vms, wait_until
+from cluster_lab import TESTGUEST, js, ok, pid_alive, power_scripts, vms, wait_until
 
 pytestmark = pytest.mark.kvm
 
@@ -44,14 +43,9 @@ def state(lab, name):
 def test_dpm_packs_idle_vms_into_standby_and_wakes_a_host_for_demand(lab, tmp_path):
     pw = tmp_path / "power"
     pw.mkdir()
-    for name, text in (("off", POWER_OFF), ("on", POWER_ON)):
-        (pw / name).write_text(text.replace("{dir}", str(pw)))
-        os.chmod(pw / name, 0o755)
     agents = {h: lab.agent(h, "--load-window", "5", "--shared-machine", cpus=16, memory="1G")
               for h in HOSTS}
-    for h, a in agents.items():
-        (pw / f"{h}.pid").write_text(str(a.proc.pid))
-        (pw / f"{h}.cmd").write_text(shlex.join(a.args))
+    power_scripts(pw, POWER_OFF, POWER_ON, agents)
     lab.manager("m1", "--power-off-cmd", str(pw / "off"), "--power-on-cmd", str(pw / "on"))
     restarted = []
     try:

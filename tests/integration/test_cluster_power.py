@@ -3,11 +3,10 @@ settings"): the leader runs --power-off-cmd and --power-on-cmd with the host's n
 scripts that stop that host's agent by the PID the test recorded and start it again; the
 host goes to standby, comes back, and a command that fails leaves its host in service."""
 import os
-import shlex
 import signal
 import subprocess
 
-from cluster_lab import js, ok, pid_alive, wait_until
+from cluster_lab import js, ok, pid_alive, power_scripts, wait_until
 from godwit_vm import TESTGUEST
 
 POWER_OFF = """#!/bin/sh
@@ -36,13 +35,8 @@ def events(lab):
 def test_standby_and_wake_run_the_power_commands(lab, tmp_path):
     pw = tmp_path / "power"
     pw.mkdir()
-    for name, text in (("off", POWER_OFF), ("on", POWER_ON)):
-        (pw / name).write_text(text.replace("{dir}", str(pw)))
-        os.chmod(pw / name, 0o755)
     agents = {h: lab.agent(h) for h in ("host-a", "host-b", "host-c")}
-    for h, a in agents.items():
-        (pw / f"{h}.pid").write_text(str(a.proc.pid))
-        (pw / f"{h}.cmd").write_text(shlex.join(a.args))
+    power_scripts(pw, POWER_OFF, POWER_ON, agents)
     lab.manager("m1", "--power-off-cmd", str(pw / "off"), "--power-on-cmd", str(pw / "on"))
     restarted = None
     try:
