@@ -468,7 +468,7 @@ static size_t serving(const struct drs_build *b)
 	return n;
 }
 
-/* Carries out a decision; false if it could not (why in out). */
+/* Carries out a decision; what held it back, if anything, goes into out. */
 static void dpm_act(struct mgr *m, const struct snap *s, const struct drs_build *b,
 		    const struct dpm_decision *d, int64_t min_hosts, json_t *out)
 {
