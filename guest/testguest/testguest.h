@@ -79,6 +79,7 @@ enum workload_kind {
 	WL_BLKBENCH,
 	WL_NETBENCH,
 	WL_IOPORT,
+	WL_FILL,
 };
 
 #define MAX_EXTENTS 16

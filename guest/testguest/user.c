@@ -324,6 +324,9 @@ static void parse_one(char *seg, u32 cpu)
 		/* A trailing mode word, so that SIZE [MBPS] keep their places. */
 		wl->random = n > 2 && n <= 4 && !memcmp(w[n - 1], "random", 7);
 		n -= wl->random;
+	} else if (!memcmp(name, "fill", 5)) {
+		minargs = maxargs = 1;
+		wl->kind = WL_FILL;
 	} else if (!memcmp(name, "heartbeat", 10)) {
 		minargs = maxargs = 1;
 		wl->kind = WL_HEARTBEAT;
@@ -364,6 +367,10 @@ static void parse_one(char *seg, u32 cpu)
 		wl->arg1 = (wl->arg1 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 		if (n > 2)
 			wl->arg2 = need_num(w[2], false, 1, 1000000, "memtouch MB/s");
+		break;
+	case WL_FILL:
+		wl->arg1 = need_num(w[1], true, PAGE_SIZE, 1UL << 46, "fill size");
+		wl->arg1 = (wl->arg1 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 		break;
 	case WL_HEARTBEAT:
 		wl->arg1 = need_num(w[1], false, 1, 3600000, "heartbeat period (ms)");
@@ -456,14 +463,15 @@ static void alloc_ranges(void)
 	}
 	for (u32 c = 0; c < ncpus; c++) {
 		struct workload *wl = &cpus[c].wl;
-		if (wl->kind != WL_MEMTOUCH)
+		if (wl->kind != WL_MEMTOUCH && wl->kind != WL_FILL)
 			continue;
 		u64 need = wl->arg1;
 		while (need) {
 			if (idx >= nmemmap || wl->nextents == MAX_EXTENTS)
-				fail("not enough RAM for memtouch %lu MiB on vcpu %u (%lu MiB free "
-				     "for all memtouch ranges)",
-				     wl->arg1 / MIB, c, free_total / MIB);
+				fail("not enough RAM for %s %lu MiB on vcpu %u (%lu MiB free "
+				     "for all memtouch and fill ranges)",
+				     wl->kind == WL_FILL ? "fill" : "memtouch", wl->arg1 / MIB, c,
+				     free_total / MIB);
 			struct hvm_memmap_entry *m = &memmap[idx];
 			u64 s = (m->addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 			u64 e = (m->addr + m->size) & ~(PAGE_SIZE - 1);
@@ -655,6 +663,23 @@ static void memtouch(struct cpu *c)
 	}
 }
 
+/*
+ * Dirties its range once with incompressible pages, then the vCPU halts: a migration
+ * has that much to send, paced as slowly as it likes, while the guest takes no CPU.
+ */
+static void fill(struct cpu *c)
+{
+	struct workload *wl = &c->wl;
+	struct memtouch_miss miss;
+
+	for (u32 x = 0; x < wl->nextents; x++)
+		for (u64 gpa = wl->ext[x].start; gpa < wl->ext[x].start + wl->ext[x].len;
+		     gpa += PAGE_SIZE)
+			memrand_page(gpa, 1, &miss);
+	println("fill: cpu=%u %lu KiB written in %u range(s) from 0x%lx, halting", c->index,
+		wl->arg1 / 1024, wl->nextents, wl->ext[0].start);
+}
+
 static void heartbeat(struct cpu *c)
 {
 	u64 period = c->wl.arg1 * NS_PER_MS;
@@ -720,6 +745,9 @@ static void run_workload(struct cpu *c)
 	switch (c->wl.kind) {
 	case WL_MEMTOUCH:
 		memtouch(c);
+		break;
+	case WL_FILL:
+		fill(c);
 		break;
 	case WL_HEARTBEAT:
 		heartbeat(c);

@@ -101,6 +101,31 @@ def test_memtouch_random_runs_and_reports_a_changed_byte(vms):
     assert vm.output().count("memtouch: ERROR") == 1
 
 
+def test_fill_writes_its_range_once_and_halts(vms):
+    """fill: every page of its range holds pass 1 of the random pattern (checked in
+    guest RAM, first and last page and one between), written once: a second read a
+    moment later finds the same bytes, and nothing more is printed."""
+    vm = vms("heartbeat 100 ; fill 2M", cpus=2, memory="128M")
+    m = vm.wait_for(r"^fill: cpu=1 2048 KiB written in 1 range\(s\) from 0x([0-9a-f]+), "
+                    r"halting$", timeout=60)
+    start = int(m[0], 16)
+    pages = [start, start + 255 * 4096, start + 511 * 4096]
+
+    def read():
+        with open(f"/proc/{vm.proc.pid}/mem", "rb", buffering=0) as mem:
+            out = []
+            for gpa in pages:
+                mem.seek(guest_ram_address(vm.proc.pid, gpa))
+                out.append(list(struct.unpack("<512Q", mem.read(4096))))
+            return out
+
+    first = read()
+    assert first == [memrand_page(gpa, 1) for gpa in pages]
+    vm.wait_for(r"^hb 10 ", timeout=30)
+    assert read() == first
+    assert vm.output().count("fill:") == 1 and "ERROR" not in vm.output()
+
+
 def test_heartbeat_ticks_at_its_rate(vms):
     vm = vms("heartbeat 50")
     beats = vm.wait_for(r"^hb (\d+) (\d+)$", count=20, timeout=30)
