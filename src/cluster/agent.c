@@ -38,6 +38,12 @@
 #define AGENT_TICK_MS  2000
 #define VM_API_TIMEOUT 5
 #define START_WAIT_MS  20000
+/*
+ * Threads answering the API: a VM's start (spawned and waited for until it listens)
+ * holds one, so that the others go on answering (the leader's many starts at once,
+ * its polls of moves under way).
+ */
+#define AGENT_HTTPS_THREADS 8
 
 struct lvm {
 	char name[NAME_MAX_LEN + 1];
@@ -63,6 +69,8 @@ struct agent {
 	pthread_mutex_t lock;
 	struct lvm vms[AGENT_MAX_VMS];
 	size_t nr_vms;
+	/* The names being started, one per API thread at most: "" for none. */
+	char starting[AGENT_HTTPS_THREADS][NAME_MAX_LEN + 1];
 	struct load_tracker load; /* the main loop's */
 	bool shared;		  /* --shared-machine: host_cpu and host_memory are not its own */
 };
@@ -422,7 +430,56 @@ static bool wait_departed(struct agent *a, const char *name)
 	return true;
 }
 
+/* Claims name for a start: false if a copy runs or another start has it. */
+static bool claim_start(struct agent *a, const char *name, bool claim)
+{
+	bool ok = !claim;
+	int i;
+
+	pthread_mutex_lock(&a->lock);
+	if (claim && !find_vm(a, name)) {
+		ok = true;
+		for (i = 0; i < AGENT_HTTPS_THREADS && ok; i++)
+			ok = strcmp(a->starting[i], name);
+		for (i = 0; i < AGENT_HTTPS_THREADS && ok; i++)
+			if (!a->starting[i][0]) {
+				snprintf(a->starting[i], sizeof(a->starting[i]), "%s", name);
+				break;
+			}
+		ok = ok && i < AGENT_HTTPS_THREADS;
+	}
+	for (i = 0; i < AGENT_HTTPS_THREADS && !claim; i++)
+		if (!strcmp(a->starting[i], name))
+			a->starting[i][0] = '\0';
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
+static int start_claimed(struct agent *a, const json_t *spec, bool incoming,
+			 struct api_response *resp);
+
 static int start_vm(struct agent *a, const json_t *spec, bool incoming, struct api_response *resp)
+{
+	const char *name = cluster__str(spec, "name", "");
+	char err[768] = "";
+	int ret;
+
+	if (cluster__spec_check(spec, err, sizeof(err))) {
+		api__error(resp, 400, "%s", err);
+		return 0;
+	}
+	if (!wait_departed(a, name) || !claim_start(a, name, true)) {
+		api__error(resp, 409, "%s already runs on %s", name, a->name);
+		return 0;
+	}
+	ret = start_claimed(a, spec, incoming, resp);
+	claim_start(a, name, false);
+	return ret;
+}
+
+/* The start itself, name claimed (its process, pid file and log are this start's). */
+static int start_claimed(struct agent *a, const json_t *spec, bool incoming,
+			 struct api_response *resp)
 {
 	const char *name = cluster__str(spec, "name", "");
 	char err[768] = "", *argv[64], listen[160] = "";
@@ -430,14 +487,6 @@ static int start_vm(struct agent *a, const json_t *spec, bool incoming, struct a
 	int ret, attempt;
 	pid_t pid = 0;
 
-	if (cluster__spec_check(spec, err, sizeof(err))) {
-		api__error(resp, 400, "%s", err);
-		return 0;
-	}
-	if (!wait_departed(a, name)) {
-		api__error(resp, 409, "%s already runs on %s", name, a->name);
-		return 0;
-	}
 	/* A port taken between our probe and the receive's bind: try another. */
 	for (attempt = 0; attempt < 3; attempt++) {
 		if (incoming) {
@@ -1147,7 +1196,8 @@ int agent__main(int argc, char **argv)
 		goto out;
 	}
 	ka_started = true;
-	if (https__start(&a->https, a->listen, &a->tls, handle, a, err, sizeof(err))) {
+	if (https__start_threads(&a->https, a->listen, &a->tls, handle, a, AGENT_HTTPS_THREADS, err,
+				 sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
 	}

@@ -24,14 +24,20 @@
 
 #define HTTPS_MAX_BODY (1 << 20)
 
-struct https_server {
+/* One thread's event loop; every loop accepts on the same listening socket. */
+struct https_loop {
 	struct event_base *base;
 	struct evhttp *http;
 	struct event *stop_ev;
-	SSL_CTX *ctx;
-	int stop_pipe[2];
 	pthread_t thread;
 	bool running;
+};
+
+struct https_server {
+	struct https_loop loops[HTTPS_MAX_THREADS];
+	int nr_loops;
+	SSL_CTX *ctx;
+	int stop_pipe[2];
 	https_handler handler;
 	https_gate gate;
 	void *opaque;
@@ -157,19 +163,19 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
-	struct https_server *srv = arg;
+	struct https_loop *l = arg;
 
 	(void)fd;
 	(void)what;
-	event_base_loopbreak(srv->base);
+	event_base_loopbreak(l->base);
 }
 
 static void *serve(void *arg)
 {
-	struct https_server *srv = arg;
+	struct https_loop *l = arg;
 
 	pthread_setname_np(pthread_self(), "https");
-	event_base_dispatch(srv->base);
+	event_base_dispatch(l->base);
 	return NULL;
 }
 
@@ -230,22 +236,60 @@ static int split_listen(const char *listen, char *host, size_t hostlen, uint16_t
 	return 0;
 }
 
-int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
-		 https_handler handler, void *opaque, char *err, size_t errlen)
+/*
+ * A loop's base and evhttp, on the socket of fd_from, or (fd_from NULL) on a socket it
+ * binds, returned in bound.
+ */
+static int loop_init(struct https_server *srv, struct https_loop *l, const char *host,
+		     uint16_t port, struct evhttp_bound_socket *fd_from,
+		     struct evhttp_bound_socket **bound)
 {
-	return https__start_gated(out, listen, tls, handler, NULL, opaque, err, errlen);
+	evutil_socket_t fd;
+
+	l->base = event_base_new();
+	l->http = l->base ? evhttp_new(l->base) : NULL;
+	if (!l->http)
+		return -ENOMEM;
+	l->stop_ev = event_new(l->base, srv->stop_pipe[0], EV_READ, on_stop, l);
+	if (!l->stop_ev || event_add(l->stop_ev, NULL))
+		return -ENOMEM;
+	evhttp_set_bevcb(l->http, make_bev, srv);
+	evhttp_set_gencb(l->http, on_request, srv);
+	evhttp_set_max_body_size(l->http, HTTPS_MAX_BODY);
+	evhttp_set_timeout(l->http, 60);
+	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						EVHTTP_REQ_DELETE);
+	if (!fd_from) {
+		*bound = evhttp_bind_socket_with_handle(l->http, host, port);
+		return *bound ? 0 : -EADDRINUSE;
+	}
+	/* Its own descriptor of the one socket: each evhttp closes the one it has. */
+	fd = fcntl(evhttp_bound_socket_get_fd(fd_from), F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!evhttp_accept_socket_with_handle(l->http, fd)) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
-int https__start_gated(struct https_server **out, const char *listen, const struct tls_files *tls,
-		       https_handler handler, https_gate gate, void *opaque, char *err,
-		       size_t errlen)
+static int start(struct https_server **out, const char *listen, const struct tls_files *tls,
+		 https_handler handler, https_gate gate, void *opaque, int threads, char *err,
+		 size_t errlen)
 {
 	struct https_server *srv;
+	struct evhttp_bound_socket *bound = NULL;
 	char host[256];
 	uint16_t port;
-	int ret = -ENOMEM;
+	int i, ret = -ENOMEM;
 
 	*out = NULL;
+	if (threads < 1 || threads > HTTPS_MAX_THREADS) {
+		snprintf(err, errlen, "1..%d threads serve HTTPS, not %d", HTTPS_MAX_THREADS,
+			 threads);
+		return -EINVAL;
+	}
 	if (split_listen(listen, host, sizeof(host), &port)) {
 		snprintf(err, errlen, "listen address '%s' is not HOST:PORT", listen);
 		return -EINVAL;
@@ -262,28 +306,22 @@ int https__start_gated(struct https_server **out, const char *listen, const stru
 		ret = -EINVAL;
 		goto err;
 	}
-	srv->base = event_base_new();
-	srv->http = srv->base ? evhttp_new(srv->base) : NULL;
-	if (!srv->http || pipe2(srv->stop_pipe, O_CLOEXEC))
+	if (pipe2(srv->stop_pipe, O_CLOEXEC))
 		goto err;
-	srv->stop_ev = event_new(srv->base, srv->stop_pipe[0], EV_READ, on_stop, srv);
-	if (!srv->stop_ev || event_add(srv->stop_ev, NULL))
-		goto err;
-	evhttp_set_bevcb(srv->http, make_bev, srv);
-	evhttp_set_gencb(srv->http, on_request, srv);
-	evhttp_set_max_body_size(srv->http, HTTPS_MAX_BODY);
-	evhttp_set_timeout(srv->http, 60);
-	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						  EVHTTP_REQ_DELETE);
-	if (!evhttp_bind_socket_with_handle(srv->http, host, port)) {
-		snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
-		ret = -EADDRINUSE;
-		goto err;
+	for (i = 0; i < threads; i++) {
+		ret = loop_init(srv, &srv->loops[i], host, port, i ? bound : NULL, &bound);
+		srv->nr_loops = i + 1;
+		if (ret == -EADDRINUSE)
+			snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+		if (ret)
+			goto err;
 	}
-	ret = -pthread_create(&srv->thread, NULL, serve, srv);
-	if (ret)
-		goto err;
-	srv->running = true;
+	for (i = 0; i < srv->nr_loops; i++) {
+		ret = -pthread_create(&srv->loops[i].thread, NULL, serve, &srv->loops[i]);
+		if (ret)
+			goto err;
+		srv->loops[i].running = true;
+	}
 	*out = srv;
 	return 0;
 err:
@@ -293,21 +331,46 @@ err:
 	return ret;
 }
 
+int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
+		 https_handler handler, void *opaque, char *err, size_t errlen)
+{
+	return https__start_threads(out, listen, tls, handler, opaque, 1, err, errlen);
+}
+
+int https__start_threads(struct https_server **out, const char *listen, const struct tls_files *tls,
+			 https_handler handler, void *opaque, int threads, char *err, size_t errlen)
+{
+	return start(out, listen, tls, handler, NULL, opaque, threads, err, errlen);
+}
+
+int https__start_gated(struct https_server **out, const char *listen, const struct tls_files *tls,
+		       https_handler handler, https_gate gate, void *opaque, char *err,
+		       size_t errlen)
+{
+	return start(out, listen, tls, handler, gate, opaque, 1, err, errlen);
+}
+
 void https__stop(struct https_server *srv)
 {
+	int i;
+
 	if (!srv)
 		return;
-	if (srv->running) {
-		if (write(srv->stop_pipe[1], "x", 1) != 1)
-			pr_warn("https: cannot wake the server to stop it");
-		pthread_join(srv->thread, NULL);
+	/* The pipe stays readable: every loop sees it. */
+	if (srv->stop_pipe[1] >= 0 && write(srv->stop_pipe[1], "x", 1) != 1)
+		pr_warn("https: cannot wake the server to stop it");
+	for (i = 0; i < srv->nr_loops; i++) {
+		struct https_loop *l = &srv->loops[i];
+
+		if (l->running)
+			pthread_join(l->thread, NULL);
+		if (l->stop_ev)
+			event_free(l->stop_ev);
+		if (l->http)
+			evhttp_free(l->http);
+		if (l->base)
+			event_base_free(l->base);
 	}
-	if (srv->stop_ev)
-		event_free(srv->stop_ev);
-	if (srv->http)
-		evhttp_free(srv->http);
-	if (srv->base)
-		event_base_free(srv->base);
 	SSL_CTX_free(srv->ctx);
 	if (srv->stop_pipe[0] >= 0)
 		close(srv->stop_pipe[0]);

@@ -53,6 +53,15 @@ typedef int (*https_handler)(void *opaque, const struct api_request *req,
  */
 int https__start(struct https_server **out, const char *listen, const struct tls_files *tls,
 		 https_handler handler, void *opaque, char *err, size_t errlen);
+/*
+ * The same with threads (1..HTTPS_MAX_THREADS) each answering requests, so that one
+ * slow request (an agent spawning a VM) does not hold up the others: handler must be
+ * safe to run in several threads at once.
+ */
+#define HTTPS_MAX_THREADS 16
+int https__start_threads(struct https_server **out, const char *listen,
+			 const struct tls_files *tls, https_handler handler, void *opaque,
+			 int threads, char *err, size_t errlen);
 
 /* One request as a gate sees it: its headers, its peer, what else goes in the reply. */
 struct https_req;
