@@ -82,6 +82,21 @@ static void elect(struct mgr *m)
 	}
 }
 
+/*
+ * The lease renewed within a tick too: a tick that claims or polls a hundred moves
+ * makes hundreds of round trips, which outlast the lease's TTL on a busy machine.
+ */
+void mgr__hold_lead(struct mgr *m)
+{
+	int64_t ttl;
+
+	if (!m->leader || cluster__now_ms() - m->held_ms < 1000)
+		return;
+	m->held_ms = cluster__now_ms();
+	/* A lease that is gone: elect() finds out at the next tick, and our writes fail. */
+	etcd__lease_keepalive(&m->loop, m->lease, &ttl);
+}
+
 /* Every write of the leader names it: a deposed leader's writes fail. */
 static int leader_txn(struct mgr *m, struct etcd_txn *t)
 {
@@ -112,19 +127,29 @@ static int put_task(struct etcd_txn *t, const char *id, json_t *task)
 	return ret;
 }
 
-static int update_task(struct mgr *m, const struct s_task *st, json_t *task)
+/* if_value: only if the task's record is still that text (NULL: whatever it is). */
+int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const char *if_value)
 {
+	char key[160];
 	struct etcd_txn t;
 	bool ok;
 	int ret;
 
 	ret = leader_txn(m, &t);
+	snprintf(key, sizeof(key), K_TASK "%s", st->id);
+	if (if_value)
+		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
 	ret = ret ?: put_task(&t, st->id, task);
 	if (ret) {
 		etcd_txn__free(&t);
 		return ret;
 	}
 	return commit(m, &t, &ok) ?: (ok ? 0 : -EAGAIN);
+}
+
+static int update_task(struct mgr *m, const struct s_task *st, json_t *task)
+{
+	return mgr__update_task(m, st, task, NULL);
 }
 
 static void release_slots(struct etcd_txn *t, const json_t *task)
@@ -199,13 +224,18 @@ static int finish(struct mgr *m, const struct s_task *st, const char *phase, con
 	return ret ?: (ok ? 0 : -EAGAIN);
 }
 
-/* A failed attempt: back to the queue (its slots given back), or failed after the last. */
-static void retry(struct mgr *m, const struct s_task *st, const char *error)
+/*
+ * A failed attempt: back to the queue (its slots given back), or failed after the last;
+ * if_value as for mgr__update_task.
+ */
+void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const char *if_value)
 {
 	int attempt = (int)cluster__int(st->t, "attempt", 0) + 1;
+	char key[160];
 	json_t *task;
 	struct etcd_txn t;
 	bool ok;
+	int ret;
 
 	if (attempt >= MAX_ATTEMPTS) {
 		finish(m, st, "failed", error, NULL);
@@ -222,15 +252,26 @@ static void retry(struct mgr *m, const struct s_task *st, const char *error)
 	json_object_del(task, "to");
 	if (!*cluster__str(task, "want_dst", ""))
 		json_object_set_new(task, "dst", json_string(""));
-	if (!leader_txn(m, &t) && !put_task(&t, st->id, task)) {
+	ret = leader_txn(m, &t);
+	snprintf(key, sizeof(key), K_TASK "%s", st->id);
+	if (if_value)
+		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
+	if (!ret && !put_task(&t, st->id, task)) {
 		release_slots(&t, st->t);
-		commit(m, &t, &ok);
+		ret = commit(m, &t, &ok);
 	} else {
 		etcd_txn__free(&t);
+		ret = -ENOMEM;
 	}
-	cluster__event(&m->loop, "%s: %s attempt %d failed: %s", st->id,
-		       cluster__str(task, "vm", ""), attempt, error);
+	if (!ret && ok)
+		cluster__event(&m->loop, "%s: %s attempt %d failed: %s", st->id,
+			       cluster__str(task, "vm", ""), attempt, error);
 	json_decref(task);
+}
+
+static void retry(struct mgr *m, const struct s_task *st, const char *error)
+{
+	mgr__retry(m, st, error, NULL);
 }
 
 /* ---- migrations ---- */
@@ -307,17 +348,17 @@ static int64_t move_bandwidth(const struct snap *s, const json_t *task)
 	return s->move_bandwidth && s->move_bandwidth < own ? s->move_bandwidth : own;
 }
 
+/*
+ * Claims the move's slots (here, in the leader's thread: the claims of one tick are
+ * serial, so the limits hold however many starts run), then hands the calls to the
+ * agents to the start workers (manager_start.c).
+ */
 static void start_migration(struct mgr *m, const struct snap *s, const struct s_task *st,
 			    const char *dst_name)
 {
-	const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
 	const char *src_name = cluster__str(st->t, "src", "");
-	int src = snap__host(s, src_name), dst = snap__host(s, dst_name);
-	json_t *task = json_deep_copy(st->t), *reply = NULL, *req;
-	char err[600];
-	long status;
-	int64_t bw;
-	int ret;
+	json_t *task = json_deep_copy(st->t);
+	struct s_task now = *st;
 
 	json_object_set_new(task, "phase", json_string("starting"));
 	json_object_set_new(task, "dst", json_string(dst_name));
@@ -327,51 +368,9 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 		return; /* someone took a slot first: next tick */
 	}
 	/* From here the task holds its slots: every way out gives them back. */
-	struct s_task now = *st;
 	now.t = task;
-	{
-		char path[160];
-
-		snprintf(path, sizeof(path), "/vms/%s/receive", vm->name);
-		ret = mgr__agent_call(m, &s->hosts[dst], "POST", path, vm->spec, 30, &status,
-				      &reply, err, sizeof(err));
-	}
-	if (!ret && status != 201)
-		snprintf(err, sizeof(err), "%s: %s", dst_name, cluster__str(reply, "error", "?"));
-	if (ret || status != 201) {
-		json_decref(reply);
-		retry(m, &now, err);
-		json_decref(task);
-		return;
-	}
-	json_object_set(task, "to", json_object_get(reply, "to"));
-	json_decref(reply);
-	json_object_set_new(task, "phase", json_string("migrating"));
-	update_task(m, st, task);
-	req = json_pack("{s:O}", "to", json_object_get(task, "to"));
-	bw = move_bandwidth(s, task);
-	if (bw)
-		json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)bw));
-	{
-		char path[160];
-
-		snprintf(path, sizeof(path), "/vms/%s/migrate", vm->name);
-		ret = mgr__agent_call(m, &s->hosts[src], "POST", path, req, 30, &status, &reply,
-				      err, sizeof(err));
-	}
-	json_decref(req);
-	if (!ret && status != 202)
-		snprintf(err, sizeof(err), "%s: %s", src_name, cluster__str(reply, "error", "?"));
-	json_decref(reply);
-	if (ret || status != 202) {
-		char path[160];
-
-		snprintf(path, sizeof(path), "/vms/%s", vm->name);
-		mgr__agent_call(m, &s->hosts[dst], "DELETE", path, NULL, 30, &status, &reply,
-				err + 300, 300);
-		json_decref(reply);
-		retry(m, &now, err);
-	}
+	if (starts__submit(m, s, &now, move_bandwidth(s, task)))
+		retry(m, &now, "the manager is out of memory");
 	json_decref(task);
 }
 
@@ -758,6 +757,10 @@ static void run_queue(struct mgr *m, const struct snap *s)
 		const char *phase = cluster__str(st->t, "phase", "");
 		const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
 
+		mgr__hold_lead(m);
+		/* Its start is under way in this manager: its record is the worker's. */
+		if (starts__busy(m, st->id))
+			continue;
 		if (!vm || !vm->spec) {
 			finish(m, st, "failed", "the VM was deleted", NULL);
 			continue;
@@ -802,6 +805,7 @@ static void run_queue(struct mgr *m, const struct snap *s)
 	}
 	sched__pick(sh, s->nr_hosts, q, nq, s->cluster_used, &s->limits, d);
 	for (i = 0; i < nq; i++) {
+		mgr__hold_lead(m);
 		if (d[i].verdict == SCHED_START) {
 			start_migration(m, s, qt[i], s->hosts[d[i].dst].name);
 		} else if (d[i].verdict == SCHED_NOROOM) {
@@ -840,6 +844,8 @@ static int64_t tick(struct mgr *m)
 	struct snap s;
 
 	elect(m);
+	/* Before the snapshot, so that it has what the workers' starts came to. */
+	starts__settle(m);
 	if (!m->leader || snap__read(&m->loop, &s))
 		return 0;
 	rev = s.revision;
@@ -1027,6 +1033,10 @@ int manager__main(int argc, char **argv)
 		pr_err("%s", m->loop.err[0] ? m->loop.err : m->api.err);
 		goto out;
 	}
+	if (starts__init(m, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
 	if (https__start_gated(&m->https, m->listen, &m->tls, mgr__handle, mgr__console_gate, m,
 			       err, sizeof(err))) {
 		pr_err("%s", err);
@@ -1047,12 +1057,14 @@ int manager__main(int argc, char **argv)
 			break;
 	}
 	https__stop(m->https);
+	starts__exit(m);
 	power__exit(m);
 	/* Hand the lead over at once rather than after the lease's TTL. */
 	if (m->leader)
 		etcd__lease_revoke(&m->loop, m->lease);
 	ret = 0;
 out:
+	starts__exit(m);
 	etcd__exit(&m->loop);
 	etcd__exit(&m->api);
 	if (sfd >= 0)

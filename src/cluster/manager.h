@@ -53,6 +53,8 @@ struct mgr {
 	struct dpm_state dpm;
 	int64_t dpm_ms;			     /* when DPM last decided */
 	char dpm_host[NAME_MAX_LEN + 1]; /* the host DPM empties for standby, "" if none */
+	struct start_pool *starts; /* the moves' starts under way (manager_start.c) */
+	int64_t held_ms;	   /* when the lease was last renewed within a tick */
 };
 
 struct s_host {
@@ -147,6 +149,29 @@ void mgr__drs_tick(struct mgr *m, const struct snap *s);
 /* GET /drs/recommendations, POST /drs/apply; 1 if not one of those. */
 int mgr__drs_route(struct mgr *m, const struct snap *s, const struct api_request *req,
 		   struct api_response *resp);
+
+/*
+ * A task's record written by the leader; with if_value only if the record is still
+ * that text. mgr__retry: a failed attempt, back to the queue or failed after the last.
+ */
+int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const char *if_value);
+void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const char *if_value);
+
+/*
+ * Moves' starts (the agents' receive and migrate) run by a pool of workers
+ * (manager_start.c): submit a task whose slots are claimed (its stream held to
+ * bandwidth bytes/s, 0: not); busy while its outcome is not recorded; settle records
+ * the finished ones (the leader's thread, each tick).
+ */
+int starts__init(struct mgr *m, char *err, size_t errlen);
+int starts__submit(struct mgr *m, const struct snap *s, const struct s_task *st,
+		   int64_t bandwidth);
+bool starts__busy(struct mgr *m, const char *task_id);
+void starts__settle(struct mgr *m);
+void starts__exit(struct mgr *m);
+
+/* Renews the leader's lease if a second has passed: called within long passes. */
+void mgr__hold_lead(struct mgr *m);
 
 /* One request to a host's agent. */
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,

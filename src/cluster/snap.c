@@ -362,6 +362,9 @@ int mgr__create_task(struct etcd *e, const struct s_vm *vm, const char *kind, co
 			 "queued", "attempt", 0, "created_ms", (json_int_t)cluster__now_ms());
 	if (task && max_bandwidth > 0)
 		json_object_set_new(task, "max_bandwidth", json_integer(max_bandwidth));
+	/* Asked for by name: a retry goes there again, not where the scheduler likes. */
+	if (task && *dst)
+		json_object_set_new(task, "want_dst", json_string(dst));
 	text = task ? json_dumps(task, JSON_COMPACT) : NULL;
 	json_decref(task);
 	if (!text)
