@@ -369,7 +369,7 @@ static void start_migration(struct mgr *m, const struct snap *s, const struct s_
 	}
 	/* From here the task holds its slots: every way out gives them back. */
 	now.t = task;
-	if (starts__submit(m, s, &now, move_bandwidth(s, task)))
+	if (mgr__start_submit(m, s, &now, move_bandwidth(s, task)))
 		retry(m, &now, "the manager is out of memory");
 	json_decref(task);
 }
@@ -759,7 +759,7 @@ static void run_queue(struct mgr *m, const struct snap *s)
 
 		mgr__hold_lead(m);
 		/* Its start is under way in this manager: its record is the worker's. */
-		if (starts__busy(m, st->id))
+		if (mgr__start_busy(m, st->id))
 			continue;
 		if (!vm || !vm->spec) {
 			finish(m, st, "failed", "the VM was deleted", NULL);
@@ -845,7 +845,7 @@ static int64_t tick(struct mgr *m)
 
 	elect(m);
 	/* Before the snapshot, so that it has what the workers' starts came to. */
-	starts__settle(m);
+	mgr__start_settle(m);
 	if (!m->leader || snap__read(&m->loop, &s))
 		return 0;
 	rev = s.revision;
@@ -1033,7 +1033,7 @@ int manager__main(int argc, char **argv)
 		pr_err("%s", m->loop.err[0] ? m->loop.err : m->api.err);
 		goto out;
 	}
-	if (starts__init(m, err, sizeof(err))) {
+	if (mgr__start_init(m, err, sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
 	}
@@ -1057,14 +1057,14 @@ int manager__main(int argc, char **argv)
 			break;
 	}
 	https__stop(m->https);
-	starts__exit(m);
+	mgr__start_exit(m);
 	power__exit(m);
 	/* Hand the lead over at once rather than after the lease's TTL. */
 	if (m->leader)
 		etcd__lease_revoke(&m->loop, m->lease);
 	ret = 0;
 out:
-	starts__exit(m);
+	mgr__start_exit(m);
 	etcd__exit(&m->loop);
 	etcd__exit(&m->api);
 	if (sfd >= 0)

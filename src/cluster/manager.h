@@ -163,12 +163,12 @@ void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const
  * bandwidth bytes/s, 0: not); busy while its outcome is not recorded; settle records
  * the finished ones (the leader's thread, each tick).
  */
-int starts__init(struct mgr *m, char *err, size_t errlen);
-int starts__submit(struct mgr *m, const struct snap *s, const struct s_task *st,
+int mgr__start_init(struct mgr *m, char *err, size_t errlen);
+int mgr__start_submit(struct mgr *m, const struct snap *s, const struct s_task *st,
 		   int64_t bandwidth);
-bool starts__busy(struct mgr *m, const char *task_id);
-void starts__settle(struct mgr *m);
-void starts__exit(struct mgr *m);
+bool mgr__start_busy(struct mgr *m, const char *task_id);
+void mgr__start_settle(struct mgr *m);
+void mgr__start_exit(struct mgr *m);
 
 /* Renews the leader's lease if a second has passed: called within long passes. */
 void mgr__hold_lead(struct mgr *m);

@@ -8,8 +8,8 @@
  *
  * The leader keeps every write to etcd: it claims a move's slots before it hands the
  * move over (so the limits hold whatever the workers do) and records what came of it
- * at its next tick (starts__settle), only if the task's record is still the one it
- * claimed. Until then the leader leaves the task alone (starts__busy). A manager that
+ * at its next tick (mgr__start_settle), only if the task's record is still the one it
+ * claimed. Until then the leader leaves the task alone (mgr__start_busy). A manager that
  * stops or loses the lead meanwhile leaves the task "starting", which the next leader
  * recovers from what the source says, as before.
  */
@@ -157,7 +157,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int starts__init(struct mgr *m, char *err, size_t errlen)
+int mgr__start_init(struct mgr *m, char *err, size_t errlen)
 {
 	struct start_pool *p = calloc(1, sizeof(*p));
 	int ret;
@@ -173,14 +173,14 @@ int starts__init(struct mgr *m, char *err, size_t errlen)
 		ret = -pthread_create(&p->threads[p->nr_threads], NULL, worker, m);
 		if (ret) {
 			snprintf(err, errlen, "cannot start the start workers: %s", strerror(-ret));
-			starts__exit(m);
+			mgr__start_exit(m);
 			return ret;
 		}
 	}
 	return 0;
 }
 
-bool starts__busy(struct mgr *m, const char *task_id)
+bool mgr__start_busy(struct mgr *m, const char *task_id)
 {
 	struct start_pool *p = m->starts;
 	struct start_job *j;
@@ -204,7 +204,8 @@ static int host_url(const struct snap *s, const char *name, char *url, size_t le
 	return 0;
 }
 
-int starts__submit(struct mgr *m, const struct snap *s, const struct s_task *st, int64_t bandwidth)
+int mgr__start_submit(struct mgr *m, const struct snap *s, const struct s_task *st,
+		      int64_t bandwidth)
 {
 	const struct s_vm *vm = snap__vm(s, cluster__str(st->t, "vm", ""));
 	struct start_pool *p = m->starts;
@@ -264,7 +265,7 @@ static void record(struct mgr *m, const struct start_job *j)
 	json_decref(task);
 }
 
-void starts__settle(struct mgr *m)
+void mgr__start_settle(struct mgr *m)
 {
 	struct start_pool *p = m->starts;
 	struct start_job **pp, *done = NULL, *j;
@@ -293,7 +294,7 @@ void starts__settle(struct mgr *m)
 	}
 }
 
-void starts__exit(struct mgr *m)
+void mgr__start_exit(struct mgr *m)
 {
 	struct start_pool *p = m->starts;
 	struct start_job *j;
@@ -308,7 +309,7 @@ void starts__exit(struct mgr *m)
 	for (i = 0; i < p->nr_threads; i++)
 		pthread_join(p->threads[i], NULL);
 	/* While it still may lead: what the running starts came to. */
-	starts__settle(m);
+	mgr__start_settle(m);
 	while (p->jobs) {
 		j = p->jobs;
 		p->jobs = j->next;
