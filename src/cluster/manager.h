@@ -165,7 +165,7 @@ void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const
  */
 int mgr__start_init(struct mgr *m, char *err, size_t errlen);
 int mgr__start_submit(struct mgr *m, const struct snap *s, const struct s_task *st,
-		   int64_t bandwidth);
+		      int64_t bandwidth);
 bool mgr__start_busy(struct mgr *m, const char *task_id);
 void mgr__start_settle(struct mgr *m);
 void mgr__start_exit(struct mgr *m);
