@@ -30,6 +30,7 @@
 #define RESTART_RETRY_MS 5000
 #define TRIM_EVERY_MS	 10000
 #define RETRY_BACKOFF_MS 3000
+#define SILENT_SOURCE_MS 120000
 
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
 		    const json_t *req, long timeout_s, long *status, json_t **reply, char *err,
@@ -422,6 +423,7 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		   *dst = cluster__str(st->t, "dst", "");
 	json_t *d = NULL, *sv = NULL, *mig, *task, *prog;
 	const char *status;
+	int64_t since;
 	int ds, ss;
 
 	ds = vm_on(m, s, dst, vm, &d);
@@ -449,13 +451,22 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		goto out; /* the source has handed over: the destination resumes soon */
 	}
 	mig = json_object_get(sv, "migration");
-	status = cluster__str(mig, "status", "none");
+	/*
+	 * No migration in the answer: the VM's API did not answer its agent in time (a
+	 * loaded host), which says nothing of the move unless it lasts. Since: when the
+	 * source took the migrate (its start may have waited for a worker).
+	 */
+	status = cluster__str(mig, "status", mig ? "none" : "unknown");
+	since = cluster__now_ms() -
+		cluster__int(st->t, "migrating_ms", cluster__int(st->t, "started_ms", 0));
 	if (!strcmp(status, "failed") || !strcmp(status, "cancelled") ||
-	    (!strcmp(status, "none") &&
-	     cluster__now_ms() - cluster__int(st->t, "started_ms", 0) > 30000)) {
+	    (!strcmp(status, "none") && since > 30000) ||
+	    (!strcmp(status, "unknown") && since > SILENT_SOURCE_MS)) {
 		char why[600];
 
-		snprintf(why, sizeof(why), "%s", cluster__str(mig, "error", status));
+		snprintf(why, sizeof(why), "%s",
+			 mig ? cluster__str(mig, "error", status)
+			     : "the source's VM did not answer its agent for 120 s");
 		drop_on(m, s, dst, vm);
 		if (st->cancel || !strcmp(status, "cancelled"))
 			finish(m, st, "cancelled", NULL, NULL);
