@@ -51,10 +51,10 @@ struct mgr {
 	int64_t trimmed_ms;
 	int64_t drs_ms; /* when this leader's last DRS pass ran (manager_drs.c) */
 	struct dpm_state dpm;
-	int64_t dpm_ms;			     /* when DPM last decided */
+	int64_t dpm_ms;			 /* when DPM last decided */
 	char dpm_host[NAME_MAX_LEN + 1]; /* the host DPM empties for standby, "" if none */
-	struct start_pool *starts; /* the moves' starts under way (manager_start.c) */
-	int64_t held_ms;	   /* when the lease was last renewed within a tick */
+	struct start_pool *starts;	 /* the moves' starts under way (manager_start.c) */
+	int64_t held_ms;		 /* when the lease was last renewed within a tick */
 };
 
 struct s_host {
