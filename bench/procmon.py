@@ -43,22 +43,26 @@ class Proc:
         self.exit_code = None
         self.rusage = None
         self.exited_at = None
+        # A sampling thread polls too: without the lock, the thread that lost the race to
+        # reap the child got ChildProcessError and reported exit -1 for a VM that exited 0.
+        self._reap = threading.Lock()
 
     def poll(self):
-        if self.exit_code is not None:
+        with self._reap:
+            if self.exit_code is not None:
+                return self.exit_code
+            try:
+                pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.exit_code = -1
+                return self.exit_code
+            if pid == 0:
+                return None
+            self.exited_at = time.monotonic()
+            self.exit_code = os.waitstatus_to_exitcode(status)
+            self.rusage = ru
+            self.popen.returncode = self.exit_code  # so Popen never waits for it again
             return self.exit_code
-        try:
-            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            self.exit_code = -1
-            return self.exit_code
-        if pid == 0:
-            return None
-        self.exited_at = time.monotonic()
-        self.exit_code = os.waitstatus_to_exitcode(status)
-        self.rusage = ru
-        self.popen.returncode = self.exit_code  # so Popen never waits for it again
-        return self.exit_code
 
     def alive(self):
         return self.poll() is None
