@@ -40,9 +40,9 @@ def _acked(*vms):
     return nums
 
 
-def test_ext4_records_survive_two_moves_and_fsck_is_clean(tmp_path, lab, procs):  # noqa: F811
-    _need_image()
-    image = tmp_path / "shared.img"
+def _start_writer(tmp_path, lab, procs, image):  # noqa: F811
+    """A fresh ext4 on image and the Linux guest appending records to it on host-a, once
+    it has acknowledged a few."""
     with open(image, "wb") as f:
         f.truncate(64 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
@@ -55,6 +55,13 @@ def test_ext4_records_survive_two_moves_and_fsck_is_clean(tmp_path, lab, procs):
                    RECORDS], "a0")
     procs.append(a0)
     a0.wait_for(r"^acked 3\r?$", timeout=TIMEOUT)
+    return a0
+
+
+def test_ext4_records_survive_two_moves_and_fsck_is_clean(tmp_path, lab, procs):  # noqa: F811
+    _need_image()
+    image = tmp_path / "shared.img"
+    a0 = _start_writer(tmp_path, lab, procs, image)
 
     b = receiver(tmp_path, lab, procs, "host-b", "b", disk=image, net=False)
     migrate(a0, lab, "host-b")
@@ -90,18 +97,7 @@ def test_ext4_moves_with_its_disk_between_hosts_that_share_none(tmp_path, lab, p
     for d in dirs.values():
         d.mkdir()
     image = dirs["a"] / "vm.img"
-    with open(image, "wb") as f:
-        f.truncate(64 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
-
-    api = str(tmp_path / "a0.sock")
-    a0 = NsGodwit(tmp_path, lab, "host-a",
-                  ["run", "--kernel", VMLINUX, "--initrd", INITRD, "--cmdline", CMDLINE,
-                   "--memory", "512M", "--cpus", "2", "--disk", str(image), "--api", api,
-                   "--console", f"file:{tmp_path / 'a0.console'}", "--", "sh", "-c",
-                   RECORDS], "a0")
-    procs.append(a0)
-    a0.wait_for(r"^acked 3\r?$", timeout=TIMEOUT)
+    a0 = _start_writer(tmp_path, lab, procs, image)
 
     # Started while the guest runs: in the nested VM on a busy host that took over 10 s.
     b = receiver(tmp_path, lab, procs, "host-b", "b", net=False,
