@@ -98,8 +98,7 @@ void mgr__hold_lead(struct mgr *m)
 	etcd__lease_keepalive(&m->loop, m->lease, &ttl);
 }
 
-/* Every write of the leader names it: a deposed leader's writes fail. */
-static int leader_txn(struct mgr *m, struct etcd_txn *t)
+int mgr__leader_txn(struct mgr *m, struct etcd_txn *t)
 {
 	etcd_txn__init(t);
 	return etcd_txn__cmp_value(t, K_LEADER, ETCD_EQUAL, m->id);
@@ -136,7 +135,7 @@ int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const
 	bool ok;
 	int ret;
 
-	ret = leader_txn(m, &t);
+	ret = mgr__leader_txn(m, &t);
 	snprintf(key, sizeof(key), K_TASK "%s", st->id);
 	if (if_value)
 		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
@@ -183,7 +182,7 @@ static int finish(struct mgr *m, const struct s_task *st, const char *phase, con
 		json_object_set_new(task, "error", json_string(error));
 	json_object_del(task, "slots");
 	text = json_dumps(task, JSON_COMPACT);
-	ret = leader_txn(m, &t);
+	ret = mgr__leader_txn(m, &t);
 	if (new_owner) {
 		snprintf(key, sizeof(key), K_OWNER "%s", vm);
 		ret =
@@ -253,7 +252,7 @@ void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const
 	json_object_del(task, "to");
 	if (!*cluster__str(task, "want_dst", ""))
 		json_object_set_new(task, "dst", json_string(""));
-	ret = leader_txn(m, &t);
+	ret = mgr__leader_txn(m, &t);
 	snprintf(key, sizeof(key), K_TASK "%s", st->id);
 	if (if_value)
 		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
@@ -320,7 +319,7 @@ static int take_slots(struct mgr *m, const struct snap *s, const struct s_task *
 	etcd_range__free(&slots);
 	list = json_pack("[s, s, s]", keys[0], keys[1], keys[2]);
 	json_object_set_new(task, "slots", list);
-	ret = leader_txn(m, &t);
+	ret = mgr__leader_txn(m, &t);
 	snprintf(prefix, sizeof(prefix), K_TASK "%s", st->id);
 	ret = ret ?: etcd_txn__cmp(&t, prefix, ETCD_MOD, ETCD_EQUAL, st->mod_rev);
 	for (i = 0; i < 3 && !ret; i++) {
@@ -643,7 +642,7 @@ static void put_maint(struct mgr *m, const struct s_host *h, const json_t *rec)
 	if (!text)
 		return;
 	snprintf(key, sizeof(key), K_MAINT "%s", h->name);
-	ret = leader_txn(m, &t);
+	ret = mgr__leader_txn(m, &t);
 	ret = ret ?: etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->maint_rev);
 	ret = ret ?: etcd_txn__put(&t, true, key, text, 0);
 	free(text);

@@ -155,6 +155,8 @@ int mgr__drs_route(struct mgr *m, const struct snap *s, const struct api_request
  * that text. mgr__retry: a failed attempt, back to the queue or failed after the last.
  */
 int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const char *if_value);
+/* A transaction that holds only while m leads: a deposed leader's writes fail. */
+int mgr__leader_txn(struct mgr *m, struct etcd_txn *t);
 void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const char *if_value);
 
 /*

@@ -296,8 +296,7 @@ static void put_record(struct mgr *m, const json_t *rec)
 
 	if (!text)
 		return;
-	etcd_txn__init(&t);
-	ret = etcd_txn__cmp_value(&t, K_LEADER, ETCD_EQUAL, m->id);
+	ret = mgr__leader_txn(m, &t);
 	ret = ret ?: etcd_txn__put(&t, true, K_DRS_PASS, text, 0);
 	ret = ret ?: etcd__txn(&m->loop, &t, &ok);
 	etcd_txn__free(&t);
@@ -398,8 +397,7 @@ static bool power_put(struct mgr *m, const struct s_host *h, const char *state)
 	if (!text)
 		return false;
 	snprintf(key, sizeof(key), K_POWER "%s", h->name);
-	etcd_txn__init(&t);
-	ret = etcd_txn__cmp_value(&t, K_LEADER, ETCD_EQUAL, m->id);
+	ret = mgr__leader_txn(m, &t);
 	ret = ret
 		  ?: h->power_rev ? etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->power_rev)
 				  : etcd_txn__cmp(&t, key, ETCD_CREATE, ETCD_EQUAL, 0);

@@ -33,8 +33,7 @@ static bool put_power(struct mgr *m, const struct s_host *h, const json_t *rec)
 	if (rec && !text)
 		return false;
 	snprintf(key, sizeof(key), K_POWER "%s", h->name);
-	etcd_txn__init(&t);
-	ret = etcd_txn__cmp_value(&t, K_LEADER, ETCD_EQUAL, m->id);
+	ret = mgr__leader_txn(m, &t);
 	ret = ret ?: etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->power_rev);
 	ret = ret
 		  ?: (text ? etcd_txn__put(&t, true, key, text, 0)
