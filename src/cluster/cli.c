@@ -801,22 +801,17 @@ static int limits_opts(int argc, char **argv, json_t *req, bool *json)
 			*json = true;
 			break;
 		case 'h':
-			printf(
-			    "usage: godwit cluster limits [--per-host N] [--cluster N]\n"
-			    "       [--max-bandwidth B] [--json]\n"
-			    "\n"
-			    "Shows, or with options sets, what holds every move. --per-host: "
-			    "moves\n"
-			    "at once on one host, in and out together (default 8); --cluster: "
-			    "moves\n"
-			    "at once in the cluster (default 128); a move over a limit waits in "
-			    "the\n"
-			    "queue. --max-bandwidth: the stream of every move is held to B "
-			    "bytes/s\n"
-			    "(K, M, G; 0: no cap, the default); a move asked with a lower cap "
-			    "keeps\n"
-			    "its own. Moves that start afterwards, queued ones included, obey the\n"
-			    "new values; running ones keep theirs.\n");
+			printf("usage: godwit cluster limits [--per-host N] [--cluster N]\n"
+			       "       [--max-bandwidth B] [--json]\n"
+			       "\n"
+			       "Shows, or with options sets, what holds every move.\n"
+			       "--per-host: moves at once on one host, in and out together\n"
+			       "(default 8); --cluster: moves at once in the cluster (default\n"
+			       "128); a move over a limit waits in the queue.\n"
+			       "--max-bandwidth: the stream of every move is held to B bytes/s\n"
+			       "(K, M, G; 0: no cap, the default); a move asked with a lower\n"
+			       "cap keeps its own. Moves that start afterwards, queued ones\n"
+			       "included, obey the new values; running ones keep theirs.\n");
 			return 1;
 		default:
 			return 2;
@@ -848,18 +843,17 @@ static int cmd_limits(const struct client *c, int argc, char **argv)
 	if (ret)
 		return 1;
 	bw = cluster__int(reply, "max_bandwidth", 0);
-	if (json)
+	if (json) {
 		print_json(reply);
-	else if (bw)
-		printf("at most %d migrations per host (in and out), %d in the cluster; each "
-		       "move at most %.1f MiB/s\n",
-		       (int)cluster__int(reply, "per_host", 0),
-		       (int)cluster__int(reply, "cluster", 0), (double)bw / (1 << 20));
-	else
-		printf("at most %d migrations per host (in and out), %d in the cluster; no "
-		       "bandwidth cap\n",
+	} else {
+		printf("at most %d migrations per host (in and out), %d in the cluster; ",
 		       (int)cluster__int(reply, "per_host", 0),
 		       (int)cluster__int(reply, "cluster", 0));
+		if (bw)
+			printf("each move at most %.1f MiB/s\n", (double)bw / (1 << 20));
+		else
+			printf("no bandwidth cap\n");
+	}
 	json_decref(reply);
 	return 0;
 }
