@@ -308,9 +308,11 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 		out[i].name = h->name;
 		/* A host without a record has never registered: nothing goes there. */
 		out[i].up = h->alive && h->rec && !h->power;
-		if (h->power)
-			out[i].state = strcmp(snap__host_state(h), "standby") ? snap__host_state(h)
-									      : "in standby";
+		if (h->power) {
+			const char *st = snap__host_state(h);
+
+			out[i].state = strcmp(st, "standby") ? st : "in standby";
+		}
 		out[i].maintenance = h->maint != NULL;
 		out[i].cpus = cluster__int(h->rec, "cpus", 0);
 		out[i].memory = (uint64_t)cluster__int(h->rec, "memory", 0);

@@ -1018,13 +1018,22 @@ static int stop_and_copy(struct source *src)
 	return ret;
 }
 
+/* The destination's ERROR: why it will not take the VM. */
+static void refused(struct source *src, const struct stream_record *rec)
+{
+	char msg[STREAM_ERROR_MSG_MAX + 1];
+	uint32_t code;
+
+	if (stream__error_decode(rec->payload, rec->length, &code, msg))
+		snprintf(msg, sizeof(msg), "(unreadable error message)");
+	fail(src, "destination refused the VM: %s", msg);
+}
+
 /* Reads the next control record, which must be want; *out (if given) is valid until the next read. */
 static int expect_record(struct source *src, struct stream_reader *r, uint32_t want,
 			 struct stream_record *out)
 {
 	struct stream_record rec;
-	char msg[STREAM_ERROR_MSG_MAX + 1];
-	uint32_t code;
 	int ret;
 
 	ret = stream_io__wait_readable(&src->io, HANDSHAKE_TIMEOUT_MS);
@@ -1039,9 +1048,7 @@ static int expect_record(struct source *src, struct stream_reader *r, uint32_t w
 		return ret;
 	}
 	if (rec.type == STREAM_REC_ERROR) {
-		if (stream__error_decode(rec.payload, rec.length, &code, msg))
-			snprintf(msg, sizeof(msg), "(unreadable error message)");
-		fail(src, "destination refused the VM: %s", msg);
+		refused(src, &rec);
 		src->dest_refused = true;
 		return -EREMOTEIO;
 	}
@@ -1069,10 +1076,8 @@ static int expect(struct source *src, struct stream_reader *r, uint32_t want)
 static void peer_reason(struct source *src, int ret)
 {
 	uint64_t deadline = util__now_ns() + 1000000000ULL;
-	char msg[STREAM_ERROR_MSG_MAX + 1];
 	struct stream_record rec;
 	struct stream_reader r;
-	uint32_t code;
 	int i;
 
 	if (src->err[0] || (ret != -EPIPE && ret != -ECONNRESET))
@@ -1086,11 +1091,8 @@ static void peer_reason(struct source *src, int ret)
 			break;
 		if (rec.type == STREAM_REC_ROUND_ACK)
 			continue;
-		if (rec.type == STREAM_REC_ERROR) {
-			if (stream__error_decode(rec.payload, rec.length, &code, msg))
-				snprintf(msg, sizeof(msg), "(unreadable error message)");
-			fail(src, "destination refused the VM: %s", msg);
-		}
+		if (rec.type == STREAM_REC_ERROR)
+			refused(src, &rec);
 		break;
 	}
 	stream__reader_exit(&r);
@@ -1405,11 +1407,12 @@ static void finish(struct source *src, int ret)
 	if (ret && src->t.pending)
 		ram__log_stop(&src->t);
 	vm__set_throttle(src->vm, 0);
-	if (ret == -ECANCELED)
+	if (ret == -ECANCELED) {
 		fail(src, "cancelled");
-	peer_reason(src, ret);
-	if (ret)
+	} else if (ret) {
+		peer_reason(src, ret);
 		fail(src, "%s", src->w.err[0] ? src->w.err : strerror(-ret));
+	}
 	if (ret && !src->go_sent)
 		send_abort(src);
 	close_connections(src, 0);
