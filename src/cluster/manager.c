@@ -127,24 +127,31 @@ static int put_task(struct etcd_txn *t, const char *id, json_t *task)
 	return ret;
 }
 
-/* if_value: only if the task's record is still that text (NULL: whatever it is). */
-int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const char *if_value)
+/*
+ * A leader's transaction that rewrites a task's record: only if the record is still
+ * if_value (NULL: whatever it is). On an error t is freed.
+ */
+static int task_txn(struct mgr *m, struct etcd_txn *t, const struct s_task *st, json_t *task,
+		    const char *if_value)
 {
 	char key[160];
-	struct etcd_txn t;
-	bool ok;
-	int ret;
+	int ret = mgr__leader_txn(m, t);
 
-	ret = mgr__leader_txn(m, &t);
 	snprintf(key, sizeof(key), K_TASK "%s", st->id);
 	if (if_value)
-		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
-	ret = ret ?: put_task(&t, st->id, task);
-	if (ret) {
-		etcd_txn__free(&t);
-		return ret;
-	}
-	return commit(m, &t, &ok) ?: (ok ? 0 : -EAGAIN);
+		ret = ret ?: etcd_txn__cmp_value(t, key, ETCD_EQUAL, if_value);
+	ret = ret ?: put_task(t, st->id, task);
+	if (ret)
+		etcd_txn__free(t);
+	return ret;
+}
+
+int mgr__update_task(struct mgr *m, const struct s_task *st, json_t *task, const char *if_value)
+{
+	struct etcd_txn t;
+	bool ok;
+
+	return task_txn(m, &t, st, task, if_value) ?: commit(m, &t, &ok) ?: (ok ? 0 : -EAGAIN);
 }
 
 static int update_task(struct mgr *m, const struct s_task *st, json_t *task)
@@ -231,7 +238,6 @@ static int finish(struct mgr *m, const struct s_task *st, const char *phase, con
 void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const char *if_value)
 {
 	int attempt = (int)cluster__int(st->t, "attempt", 0) + 1;
-	char key[160];
 	json_t *task;
 	struct etcd_txn t;
 	bool ok;
@@ -252,16 +258,12 @@ void mgr__retry(struct mgr *m, const struct s_task *st, const char *error, const
 	json_object_del(task, "to");
 	if (!*cluster__str(task, "want_dst", ""))
 		json_object_set_new(task, "dst", json_string(""));
-	ret = mgr__leader_txn(m, &t);
-	snprintf(key, sizeof(key), K_TASK "%s", st->id);
-	if (if_value)
-		ret = ret ?: etcd_txn__cmp_value(&t, key, ETCD_EQUAL, if_value);
-	if (!ret && !put_task(&t, st->id, task)) {
+	ret = task_txn(m, &t, st, task, if_value);
+	if (ret) {
+		pr_warn("manager %s: %s: requeueing: %s", m->id, st->id, strerror(-ret));
+	} else {
 		release_slots(&t, st->t);
 		ret = commit(m, &t, &ok);
-	} else {
-		etcd_txn__free(&t);
-		ret = -ENOMEM;
 	}
 	if (!ret && ok)
 		cluster__event(&m->loop, "%s: %s attempt %d failed: %s", st->id,

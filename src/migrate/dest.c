@@ -172,12 +172,17 @@ static int open_source(struct dest *d)
 
 static void send_error(struct dest *d);
 
-/* A read failed: why, the channel's reason (TLS, an encrypted file) first. */
+/*
+ * A read failed: why, the channel's reason (TLS, an encrypted file) first. -ECANCELED:
+ * the source gave up and said why; the stream was fine.
+ */
 static int bad_stream(struct dest *d, int ret)
 {
 	const char *channel = stream_io__channel_error(&d->io);
 
-	if (channel)
+	if (ret == -ECANCELED)
+		fail(d, "%s", d->r.err);
+	else if (channel)
 		fail(d, "bad migration stream: %s (%s)", channel, d->r.err);
 	else
 		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
@@ -755,9 +760,7 @@ static int next_record(struct dest *d, struct stream_record *rec)
 
 	if (ret == 1)
 		return receive_ram(d, rec);
-	if (ret)
-		fail(d, "bad migration stream: %s", d->r.err[0] ? d->r.err : strerror(-ret));
-	return ret;
+	return ret ? bad_stream(d, ret) : 0;
 }
 
 static int receive_records(struct dest *d)

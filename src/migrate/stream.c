@@ -392,6 +392,28 @@ static int open_payload(struct stream_reader *r, const struct stream_record *rec
 }
 
 /*
+ * The peer's ERROR in the data stream: it gave up mid-stream (the source's abort, on
+ * the one connection) and says why. The reason, not "out of order", is the error.
+ */
+static int peer_error(struct stream_reader *r, struct stream_record *rec)
+{
+	char msg[STREAM_ERROR_MSG_MAX + 1];
+	uint32_t code;
+	int ret;
+
+	if (rec->length > STREAM_ERROR_MAX_LEN)
+		return rec_fail(r, rec, -E2BIG, "length %llu exceeds the limit %u",
+				(unsigned long long)rec->length, STREAM_ERROR_MAX_LEN);
+	ret = read_payload(r, rec);
+	if (ret)
+		return ret;
+	if (stream__error_decode(rec->payload, rec->length, &code, msg))
+		return rec_fail(r, rec, -EBADMSG, "an unreadable ERROR");
+	snprintf(r->err, sizeof(r->err), "the sender stopped: %.200s", msg);
+	return -ECANCELED;
+}
+
+/*
  * One record off the wire; *known tells whether the caller must see it. A record of
  * type open_type is opened (1), not read.
  */
@@ -405,6 +427,9 @@ static int read_one(struct stream_reader *r, struct stream_record *rec, bool *kn
 	ret = read_rec_hdr(r, rec);
 	if (ret)
 		return ret;
+	if (r->ctx == STREAM_CTX_DATA && r->have_header && rec->type == STREAM_REC_ERROR &&
+	    r->phase != STREAM_PHASE_DONE)
+		return peer_error(r, rec);
 	ti = type_lookup(rec->type);
 	ret = check_rec_hdr(r, rec, ti, &phase);
 	if (ret)

@@ -503,6 +503,9 @@ def test_cancel_from_api(tmp_path, procs):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert dst.wait_exit(timeout=30) != 0
+    # The destination says why it stopped: the source's reason, not a broken stream.
+    assert "incoming migration failed: the sender stopped: cancelled" in dst.stderr(), \
+        dst.stderr()
     heartbeat_continues(src)
 
 

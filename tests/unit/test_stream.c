@@ -668,7 +668,7 @@ static void test_truncation(void **state)
 
 /* ---- order --------------------------------------------------------------------- */
 
-enum { S_CFG = 1, S_RAM, S_ROUND, S_STATE, S_VERIFY, S_END, S_GO, S_UNK };
+enum { S_CFG = 1, S_RAM, S_ROUND, S_STATE, S_VERIFY, S_END, S_GO, S_UNK, S_ERR, S_BADERR };
 
 /* Writes a sequence with raw records (bypassing the writer's own order check). */
 static void write_seq(struct stream_io *io, const int *seq, size_t n)
@@ -721,9 +721,30 @@ static void write_seq(struct stream_io *io, const int *seq, size_t n)
 		case S_UNK:
 			raw_rec(io, 0x5555, 0, "x", 1);
 			break;
+		case S_ERR:
+			raw_rec(io, STREAM_REC_ERROR, 1, "\0\0\0\1cancelled", 13);
+			break;
+		case S_BADERR:
+			raw_rec(io, STREAM_REC_ERROR, 1, "\0\0\0\1can\0celled", 14);
+			break;
 		}
 	}
 	stream__tlv_writer_exit(&tw);
+}
+
+/* seq: up to max steps, 0-terminated when shorter. */
+static void expect_seq_fail(const int *seq, size_t max, int err, const char *msg)
+{
+	struct stream_io io;
+	const uint8_t *buf;
+	size_t len, n = 0;
+
+	while (n < max && seq[n])
+		n++;
+	write_seq(&io, seq, n);
+	buf = stream_io__mem_data(&io, &len);
+	expect_fail(buf, len, err, msg);
+	stream_io__exit(&io);
 }
 
 static void test_order(void **state)
@@ -745,21 +766,32 @@ static void test_order(void **state)
 	    {{S_CFG, S_GO}, "control message not allowed in the migration stream"},
 	    {{S_CFG, S_RAM}, "end of stream before END"},
 	};
-	struct stream_io io;
-	const uint8_t *buf;
-	size_t len, i;
+	size_t i;
 
 	(void)state;
-	for (i = 0; i < ARRAY_SIZE(cases); i++) {
-		size_t n = 0;
+	for (i = 0; i < ARRAY_SIZE(cases); i++)
+		expect_seq_fail(cases[i].seq, 6, cases[i].msg[0] == 'e' ? -EIO : -EPROTO,
+				cases[i].msg);
+}
 
-		while (n < 6 && cases[i].seq[n])
-			n++;
-		write_seq(&io, cases[i].seq, n);
-		buf = stream_io__mem_data(&io, &len);
-		expect_fail(buf, len, cases[i].msg[0] == 'e' ? -EIO : -EPROTO, cases[i].msg);
-		stream_io__exit(&io);
-	}
+/* A sender that gives up mid-stream says why; the reader's error is that reason. */
+static void test_error_mid_stream(void **state)
+{
+	static const struct {
+		int seq[3];
+		int err;
+		const char *msg;
+	} cases[] = {
+	    {{S_CFG, S_RAM, S_ERR}, -ECANCELED, "the sender stopped: cancelled"},
+	    {{S_CFG, S_BADERR}, -EBADMSG, "record 1 (ERROR) at offset "},
+	    {{S_CFG, S_BADERR}, -EBADMSG, "an unreadable ERROR"},
+	    {{S_ERR}, -ECANCELED, "the sender stopped: cancelled"},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(cases); i++)
+		expect_seq_fail(cases[i].seq, 3, cases[i].err, cases[i].msg);
 }
 
 static void test_order_ok_and_after_end(void **state)
@@ -1796,6 +1828,7 @@ int main(void)
 	    cmocka_unit_test(test_checksum),
 	    cmocka_unit_test(test_truncation),
 	    cmocka_unit_test(test_order),
+	    cmocka_unit_test(test_error_mid_stream),
 	    cmocka_unit_test(test_order_ok_and_after_end),
 	    cmocka_unit_test(test_end_mismatch),
 	    cmocka_unit_test(test_ram_runs),
