@@ -178,7 +178,10 @@ int __must_check virtio_blk__move_start(struct virtio_blk *b, const char *path,
  * without shared storage attaches its remote mirror so (src/migrate/disk_send.c).
  */
 void virtio_blk__set_mirror(struct virtio_blk *b, struct disk_mirror *m);
-/* -ENOENT if no move is under way. */
+/*
+ * -ENOENT if no move is under way, -EBUSY once its pass has ended (the move
+ * completes); 0: the move ends cancelled.
+ */
 int virtio_blk__move_cancel(struct virtio_blk *b);
 void virtio_blk__move_stats(struct virtio_blk *b, struct blk_move_stats *st);
 bool virtio_blk__moving(struct virtio_blk *b);

@@ -469,7 +469,13 @@ static int put_disk_move_cancel(void *opaque, const struct api_request *req,
 	b = path_disk(opaque, req->path, &id, resp);
 	if (!b)
 		return 0;
-	if (virtio_blk__move_cancel(b)) {
+	switch (virtio_blk__move_cancel(b)) {
+	case 0:
+		break;
+	case -EBUSY:
+		api__error(resp, 409, "disk %u: too late to cancel, the move is completing", id);
+		return 0;
+	default:
 		api__error(resp, 409, "disk %u is not being moved", id);
 		return 0;
 	}

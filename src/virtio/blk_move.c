@@ -61,13 +61,6 @@ static bool cancelled(struct blk_move *mv)
 	return ret;
 }
 
-static void set_status(struct blk_move *mv, enum blk_move_status s)
-{
-	pthread_mutex_lock(&mv->lock);
-	mv->stats.status = s;
-	pthread_mutex_unlock(&mv->lock);
-}
-
 /*
  * With the device's I/O held: the new image replaces the old, whose lock goes only
  * once the new one's is held (it has been since its creation).
@@ -157,7 +150,17 @@ static int copy_all(struct virtio_blk *b, struct disk_mirror *m, char *err, size
 			return ret;
 		keep_rate(&b->move);
 	}
-	set_status(&b->move, BLK_MOVE_SWITCHING);
+	/* A cancel that was answered "cancelling" is kept; after this one is refused. */
+	pthread_mutex_lock(&b->move.lock);
+	if (b->move.cancel)
+		ret = -ECANCELED;
+	else
+		b->move.stats.status = BLK_MOVE_SWITCHING;
+	pthread_mutex_unlock(&b->move.lock);
+	if (ret) {
+		snprintf(err, errlen, "cancelled");
+		return ret;
+	}
 	return disk_mirror__sync(m, err, errlen);
 }
 
@@ -280,6 +283,8 @@ int virtio_blk__move_cancel(struct virtio_blk *b)
 	pthread_mutex_lock(&mv->lock);
 	if (!mv->running || virtio_blk__move_status_final(mv->stats.status))
 		ret = -ENOENT;
+	else if (mv->stats.status == BLK_MOVE_SWITCHING)
+		ret = -EBUSY;
 	else
 		mv->cancel = true;
 	pthread_mutex_unlock(&mv->lock);

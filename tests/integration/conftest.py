@@ -1,6 +1,7 @@
 """Shared pytest configuration for godwit's integration tests (markers: pytest.ini)."""
 import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -46,6 +47,16 @@ def vms(tmp_path):
     yield start
     for g in started:
         g.stop()
+
+
+@pytest.fixture(scope="session")
+def faults(tmp_path_factory):
+    """faults.c built as a library to LD_PRELOAD into godwit (its header says what it does)."""
+    so = tmp_path_factory.mktemp("faults") / "faults.so"
+    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o",
+                    str(so), os.path.join(os.path.dirname(__file__), "faults.c"), "-ldl"],
+                   check=True)
+    return str(so)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The disks' locks at the hand-over when one cannot be released (needs /dev/kvm).
 
-lockfault.c, LD_PRELOAD'ed into the source, makes releasing one image's lock fail,
+faults.c, LD_PRELOAD'ed into the source, makes releasing one image's lock fail,
 and can let "another process" take an image the source had already released. The
 source must then hold every lock again and run on, or, where one cannot be taken
 back, keep its VM paused rather than let the guest write to an image it does not own.
@@ -10,23 +10,13 @@ import json
 import os
 import re
 import struct
-import subprocess
 import time
 
 import pytest
 
-from godwit_vm import free_port, ROOT, Godwit, run_godwit
+from godwit_vm import free_port, Godwit, run_godwit
 
 pytestmark = pytest.mark.kvm
-
-
-@pytest.fixture(scope="module")
-def lockfault(tmp_path_factory):
-    so = tmp_path_factory.mktemp("lockfault") / "lockfault.so"
-    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o",
-                    str(so), os.path.join(ROOT, "tests", "integration", "lockfault.c"), "-ldl"],
-                   check=True)
-    return str(so)
 
 
 def locked_elsewhere(path):
@@ -41,7 +31,7 @@ def locked_elsewhere(path):
         os.close(fd)
 
 
-def move_that_fails_to_release(tmp_path, procs, lockfault, grab):
+def move_that_fails_to_release(tmp_path, procs, faults, grab):
     """A source with two disks whose second image's lock cannot be released (and, with
     grab, whose first image another process takes meanwhile) migrates to a receiver."""
     imgs = [tmp_path / f"disk{i}.img" for i in range(2)]
@@ -49,7 +39,7 @@ def move_that_fails_to_release(tmp_path, procs, lockfault, grab):
         with open(img, "wb") as f:
             f.truncate(16 << 20)
     asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
-    env = ["env", f"LD_PRELOAD={lockfault}", f"GODWIT_FAIL_UNLOCK={imgs[1]}",
+    env = ["env", f"LD_PRELOAD={faults}", f"GODWIT_FAIL_UNLOCK={imgs[1]}",
            f"ASAN_OPTIONS={asan}"]
     if grab:
         env.append(f"GODWIT_GRAB_ON_FAIL={imgs[0]}")
@@ -77,20 +67,20 @@ def move_that_fails_to_release(tmp_path, procs, lockfault, grab):
     return src, imgs, out
 
 
-def test_lock_that_cannot_be_released_leaves_every_lock_held(tmp_path, procs, lockfault):
+def test_lock_that_cannot_be_released_leaves_every_lock_held(tmp_path, procs, faults):
     """The first image's lock was released before the second's failed: it is taken
     back, and the VM runs on with both images locked."""
-    src, imgs, _ = move_that_fails_to_release(tmp_path, procs, lockfault, grab=False)
+    src, imgs, _ = move_that_fails_to_release(tmp_path, procs, faults, grab=False)
     n = len(re.findall(r"^hb ", src.output(), re.M))
     src.wait_for(r"^hb ", count=n + 5)
     assert src.api("GET", "/vm")[1]["state"] == "running"
     assert locked_elsewhere(imgs[0]) and locked_elsewhere(imgs[1])
 
 
-def test_lock_that_cannot_be_taken_back_keeps_the_vm_paused(tmp_path, procs, lockfault):
+def test_lock_that_cannot_be_taken_back_keeps_the_vm_paused(tmp_path, procs, faults):
     """Another process took the first image once the source had released it: the source
     cannot own it again, so its VM stays paused (the destination never got GO)."""
-    src, imgs, out = move_that_fails_to_release(tmp_path, procs, lockfault, grab=True)
+    src, imgs, out = move_that_fails_to_release(tmp_path, procs, faults, grab=True)
     assert "could not be locked again" in out["error"], out
     deadline = time.monotonic() + 10
     while "the VM stays paused here" not in src.stderr():

@@ -156,6 +156,36 @@ def test_cancel_keeps_the_disk_and_removes_the_copy(tmp_path, procs):
     check_image(old, 21, size, acked(vm))
 
 
+def test_cancel_once_the_copy_is_done_is_refused_and_the_move_completes(tmp_path, procs,
+                                                                        faults):
+    """The new image's last sync is held (faults.c) until the test lets it go: the pass
+    has ended, the move is `switching`, and a cancel then is refused as too late (a 202
+    there once answered for a move that went on to complete)."""
+    old, new, size = tmp_path / "old.img", tmp_path / "new.img", 8 * MiB
+    gate = tmp_path / "sync-may-go"
+    random_image(old, size, seed=22)
+    asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    env = ["env", f"LD_PRELOAD={faults}", f"GODWIT_HOLD_SYNC={new}",
+           f"GODWIT_SYNC_GATE={gate}", f"ASAN_OPTIONS={asan}"]
+    vm = Godwit.run_testguest(tmp_path, "heartbeat 10", extra=["--disk", str(old)],
+                              prefix=env)
+    procs.append(vm)
+    vm.wait_for(r"^hb 3 ")
+    status, body = vm.api("PUT", "/vm/disks/0/move", {"to": str(new)})
+    assert status == 202, body
+    assert wait_move(vm, until=("switching",) + FINAL)["status"] == "switching"
+    status, body = vm.api("PUT", "/vm/disks/0/move/cancel")
+    assert status == 409 and "too late" in body["error"], body
+    res = run_godwit(["disk-move", "--api", vm.api_path, "--disk", "0", "--cancel"])
+    assert res.returncode == 1 and "too late" in res.stderr, res.stderr
+    gate.touch()
+    st = wait_move(vm)
+    assert st["status"] == "completed" and st["copied_bytes"] == size, st
+    assert locked_elsewhere(new) and not locked_elsewhere(old)
+    vm.stop()
+    assert new.read_bytes() == old.read_bytes()
+
+
 def test_mostly_holes_disk_of_several_gib_stays_sparse(tmp_path, procs):
     old, new, size = tmp_path / "old.img", tmp_path / "new.img", 6 << 30
     pieces = {(1 << 30): b"", (3 << 30) + 4096: b"", size - MiB: b""}
