@@ -642,7 +642,8 @@ static void test_stop_with_client_connected(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	api__stop(srv);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	assert_true(t1.tv_sec - t0.tv_sec < 3);
+	/* Not waiting for the clients (that would be forever); wide for a loaded host. */
+	assert_true(t1.tv_sec - t0.tv_sec < 20);
 	/* Both connections were closed by the server. */
 	assert_true(read(idle, buf, sizeof(buf)) <= 0);
 	assert_true(read(partial, buf, sizeof(buf)) <= 0);

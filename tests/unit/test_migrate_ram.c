@@ -234,14 +234,17 @@ static void *cancel_later(void *arg)
 	return NULL;
 }
 
+static volatile sig_atomic_t alarmed;
+
 static void wake_up(int sig)
 {
 	(void)sig;
+	alarmed = 1;
 }
 
 /*
  * At 1 byte/s the wait after the first record is days long: a cancel must end it. Should
- * it not, SIGALRM interrupts the sleep after 3 s so that the test fails, not hangs.
+ * it not, SIGALRM interrupts the sleep after 10 s so that the test fails, not hangs.
  */
 static void test_bandwidth_wait_ends_on_cancel(void **state)
 {
@@ -262,7 +265,8 @@ static void test_bandwidth_wait_ends_on_cancel(void **state)
 				 .bw_start_ns = util__now_ns() };
 	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
 	assert_int_equal(pthread_create(&th, NULL, cancel_later, &c), 0);
-	alarm(3);
+	alarmed = 0;
+	alarm(10);
 	t0 = util__now_ns();
 	ret = ram__send_all(&s);
 	took_ms = (util__now_ns() - t0) / 1000000;
@@ -270,7 +274,9 @@ static void test_bandwidth_wait_ends_on_cancel(void **state)
 	pthread_join(th, NULL);
 	sigaction(SIGALRM, &old, NULL);
 	assert_int_equal(ret, -ECANCELED);
-	assert_true(took_ms >= 100 && took_ms < 1000);
+	/* The cancel ended the wait, not the alarm (a loaded host may be slow to cancel). */
+	assert_false(alarmed);
+	assert_true(took_ms >= 100);
 	/* The first record went out; the wait after it ended the pass. */
 	assert_int_equal(s.pages_sent, 256);
 	teardown(&p);
