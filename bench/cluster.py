@@ -1,32 +1,49 @@
 #!/usr/bin/python3
-"""Emptying a host through the cluster (`make bench-cluster`; docs/cluster.md, "Measured").
+"""Emptying a host through the cluster (`make bench-cluster`; docs/bench.md, "Emptying a
+host", and docs/cluster.md, "Measured").
 
-One etcd, three agents and a manager on loopback (tests/integration/cluster_lab.py),
-CLUSTER_VMS test-guest VMs (default 8) of CLUSTER_MIB MiB (256) on host-a, each running
-`memtouch` over a quarter of its RAM with random (incompressible) pages at a moderate
-CLUSTER_MBPS (20 MB/s). host-a enters maintenance with the per-host limit set to 1
-(OpenStack's default of one at a time), 2 (KubeVirt's per node) and 8 (the default,
-vSphere's), in turn and side by side in one run: the VMs go back to host-a between
-cases. For each case: the evacuation's wall time (command to `in maintenance`), its
-ratio to the limit-1 case, the moves' own times (a task's start to its end, from the
-tasks' records), and the manager's overhead per move: the time from a task's creation
-to its start, and its end to the next task's start on a freed slot, are not the
-migration's.
+Three hosts, etcd and a manager, by default as network namespaces on a bridge
+(tests/integration/cluster_lab.ClusterNet, 192.0.2.0/24) whose every host port is
+shaped to --mbit (1000) Mbit/s each way with tbf, so that the link, as between real
+hosts, bounds a move rather than this machine's CPUs; `--link loopback` runs them on
+loopback as before. --vms (8) test-guest VMs of --mib MiB (256) on host-a, each with
+5/8 of its RAM written once with random pages (`fill`, then that vCPU halts) and a
+quarter rewritten with random pages at --mbps MB/s (`memtouch ... random`): all of it
+incompressible. host-a enters maintenance with the per-host limit at each of --limits
+(1, 2, 8: OpenStack's one at a time, KubeVirt's two per node, vSphere's default) in
+turn, side by side in one run; the VMs go back to host-a between the cases.
 
-Against the link: the lower bound of an evacuation is the bytes it moved over the
-link's bandwidth. Bytes moved: what the destination VM processes read
-(/proc/PID/io rchar right after the evacuation: the migration streams, plus a few KiB
-of API requests). Bandwidth: one TCP stream of LINK_MIB (512) MiB of random bytes over
-the same loopback between two processes, measured before and after the cases (the
-faster of the two is the bound). The guests' pauses: each source's own measurement
-("migration to ... completed in N ms (pause P ms)" in its log), against the pause of
-one VM moved alone on the same cluster first. Prints tables; nothing here is asserted.
+The lower bound of an evacuation is the bytes it moved over the link's bandwidth.
+Bytes moved: what the destination VM processes read (/proc/PID/io rchar right after
+the evacuation: the migration streams, plus a few KiB of API requests). Bandwidth: one
+TCP stream of --link-mib MiB of random bytes from host-a to host-b over the same path,
+measured before and after the cases; the faster of the two.
+
+For each case: the evacuation's wall time (command to `in maintenance`, as the CLI's
+--wait sees it; "last done": to the last move recorded done) against the bound, against
+each VM sending once what it sent alone ("vs once": moves sharing the link send more of
+what their guests dirty meanwhile) and against the first case (one at a time); the
+time some source was streaming (the union of the moves' streams: from the source's
+taking the migrate, in the task's record, for as long as the source says it took, in
+its log) and the rest, when the link was idle;
+and the manager's share of each move: its start (the slot claimed to the source's
+taking the migrate: the destination's receive spawned through its agent), its end (the
+source done to the task recorded done) and, one at a time, the gap between a move's end
+and the next one's start. etcd requests per move: the gRPC messages etcd received from
+every client (leader, agents' load, the CLI's waiting) over the case, per move. The
+guests' pauses: each source's own measurement ("completed in N ms (pause P ms)" in its
+log), against the pause of one VM moved alone first. CPU: the machine's busy share over
+the case (all cores), with the load average at both ends. Prints tables and, last, the
+figures as one JSON line; nothing here is asserted. With --before, each case runs
+twice in turn, with another binary's manager and then this tree's (agents and VMs
+unchanged), for a change to the cluster layer side by side in one run.
 """
+import argparse
 import json
 import os
 import pathlib
 import re
-import socket
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,51 +53,123 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
 
-from cluster_lab import Lab, wait_until  # noqa: E402
-from godwit_vm import TESTGUEST  # noqa: E402
+import cluster_lab  # noqa: E402
+from cluster_lab import ClusterNet, Lab, etcd_get, wait_until  # noqa: E402
+from godwit_vm import GODWIT, TESTGUEST  # noqa: E402
 
-VMS = int(os.environ.get("CLUSTER_VMS", "8"))
-MIB = int(os.environ.get("CLUSTER_MIB", "256"))
-MBPS = int(os.environ.get("CLUSTER_MBPS", "20"))
-LINK_MIB = int(os.environ.get("LINK_MIB", "512"))
-PAUSE = re.compile(r"migration to \S+ completed in (\d+) ms \(pause (\d+) ms\)")
+HOSTS = ("host-a", "host-b", "host-c")
+DONE = re.compile(r"migration to \S+ completed in (\d+) ms \(pause (\d+) ms\)")
 
-# The link's sender, in a process of its own (the receiver is this one): random bytes,
-# so nothing on the path can shrink them.
+# The link's two ends, each a process of its own in its host's namespace. The receiver
+# times from the connection's accept to its end; the sender's buffer is random, so
+# nothing on the path can shrink it.
+RECEIVER = """
+import json, socket, sys, time
+ls = socket.socket()
+ls.bind((sys.argv[1], 0))
+ls.listen(1)
+ls.settimeout(60)
+print(ls.getsockname()[1], flush=True)
+conn, _ = ls.accept()
+conn.settimeout(120)
+buf = bytearray(1 << 20)
+got = 0
+t0 = time.monotonic()
+while True:
+    n = conn.recv_into(buf)
+    if not n:
+        break
+    got += n
+print(json.dumps({"bytes": got, "s": time.monotonic() - t0}), flush=True)
+"""
 SENDER = """
 import os, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 buf = os.urandom(1 << 20)
-for _ in range(int(sys.argv[2])):
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+for _ in range(int(sys.argv[3])):
     s.sendall(buf)
 s.close()
 """
 
 
-def link_bandwidth():
-    """Bytes/s of one TCP stream over loopback between two processes."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
-    sender = subprocess.Popen([sys.executable, "-c", SENDER, str(ls.getsockname()[1]),
-                               str(LINK_MIB)])
+def options(argv=None):
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vms", type=int, default=int(env("CLUSTER_VMS", "8")),
+                   help="VMs on host-a (CLUSTER_VMS, default 8)")
+    p.add_argument("--mib", type=int, default=int(env("CLUSTER_MIB", "256")),
+                   help="each VM's memory in MiB, at least 16 (CLUSTER_MIB, default 256)")
+    p.add_argument("--mbps", type=int, default=int(env("CLUSTER_MBPS", "20")),
+                   help="each guest's dirtying rate, MB/s (CLUSTER_MBPS, default 20)")
+    p.add_argument("--link", choices=("netns", "loopback"),
+                   default=env("CLUSTER_LINK", "netns"),
+                   help="hosts as namespaces on a shaped bridge, or on loopback "
+                        "(CLUSTER_LINK, default netns)")
+    p.add_argument("--mbit", type=int, default=int(env("CLUSTER_MBIT", "1000")),
+                   help="netns: each host's link, Mbit/s each way; 0: not shaped "
+                        "(CLUSTER_MBIT, default 1000)")
+    p.add_argument("--limits", default=env("CLUSTER_LIMITS", "1,2,8"),
+                   help="per-host limits, one case each (CLUSTER_LIMITS, default 1,2,8)")
+    p.add_argument("--link-mib", type=int, default=int(env("LINK_MIB", "512")),
+                   help="MiB of the link's TCP copy (LINK_MIB, default 512)")
+    p.add_argument("--before", metavar="GODWIT",
+                   help="run each case twice in turn, first with the manager of this "
+                        "godwit binary (e.g. main's build), then with this tree's: the "
+                        "cluster layer's change side by side")
+    p.add_argument("--dir", help="where the cluster's files go (default: a new temporary "
+                                 "directory, kept)")
+    o = p.parse_args(argv)
     try:
-        conn, _ = ls.accept()
-        buf = bytearray(1 << 20)
-        got = 0
-        t0 = time.monotonic()
-        while True:
-            n = conn.recv_into(buf)
-            if not n:
-                break
-            got += n
-        elapsed = time.monotonic() - t0
-        conn.close()
+        o.limits = [int(x) for x in o.limits.split(",")]
+    except ValueError:
+        p.error(f"--limits {o.limits!r}: per-host limits, comma-separated (1,2,8)")
+    if o.vms < 1 or o.mib < 16 or o.mbps < 1 or o.mbit < 0 or o.link_mib < 1 or \
+            not o.limits or min(o.limits) < 1:
+        p.error("--vms, --mbps, --link-mib and each of --limits at least 1, --mib at least 16")
+    return o
+
+
+def in_ns(net, host):
+    return ["ip", "netns", "exec", net.ns[host]] if net else []
+
+
+def link_bandwidth(net, mib):
+    """Bytes/s of one TCP stream from host-a to host-b (or over loopback)."""
+    addr = net.ip["host-b"] if net else "127.0.0.1"
+    rx = subprocess.Popen([*in_ns(net, "host-b"), sys.executable, "-c", RECEIVER, addr],
+                          stdout=subprocess.PIPE, text=True)
+    tx = None
+    try:
+        port = rx.stdout.readline().strip()
+        tx = subprocess.Popen([*in_ns(net, "host-a"), sys.executable, "-c", SENDER, addr,
+                               port, str(mib)])
+        tx.wait(timeout=600)
+        out, _ = rx.communicate(timeout=60)
     finally:
-        ls.close()
-        sender.wait(timeout=120)
-    assert got == LINK_MIB << 20, got
-    return got / elapsed
+        for p in (tx, rx):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+    r = json.loads(out)
+    if tx.returncode or r["bytes"] != mib << 20:
+        raise SystemExit(f"the link's copy: sender exit {tx.returncode}, {r['bytes']} bytes")
+    return r["bytes"] / r["s"]
+
+
+def cpu_times():
+    """(busy, total) jiffies of all CPUs."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def etcd_messages(lab):
+    """gRPC messages etcd has received from all its clients so far."""
+    url = lab.etcd.url + "/metrics"
+    r = subprocess.run([*in_ns(lab.net, "client"), "curl", "-s", "-m", "10", url],
+                       capture_output=True, text=True, timeout=30)
+    return sum(float(ln.rsplit(None, 1)[1]) for ln in r.stdout.splitlines()
+               if ln.startswith("grpc_server_msg_received_total{"))
 
 
 def log_sizes(lab, host):
@@ -88,13 +177,15 @@ def log_sizes(lab, host):
     return {p: p.stat().st_size for p in d.glob("*.log")}
 
 
-def pauses_since(sizes):
-    """The pauses (ms) of the moves that ended since log_sizes() in those logs."""
-    out = []
+def moves_since(sizes):
+    """{vm: (ms, pause ms)} of the moves that ended since log_sizes() in those logs, as
+    each source measured them (the last, if a VM moved twice)."""
+    out = {}
     for p, size in sizes.items():
         with open(p, errors="replace") as f:
             f.seek(size)
-            out += [int(m.group(2)) for m in PAUSE.finditer(f.read())]
+            for m in DONE.finditer(f.read()):
+                out[p.stem] = (int(m.group(1)), int(m.group(2)))
     return out
 
 
@@ -129,89 +220,200 @@ def on(lab, host):
             if v["host"] == host and v["state"] == "running" and v["task"] is None]
 
 
+def union_s(spans):
+    """Seconds covered by the (start, end) spans together."""
+    total, reach = 0.0, None
+    for a, b in sorted(spans):
+        if reach is None or a > reach:
+            total += b - a
+            reach = b
+        elif b > reach:
+            total += b - reach
+            reach = b
+    return total
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
 def evacuate(lab, limit, names):
     seen = {t["id"] for t in js(lab, "tasks")["history"]}
     run(lab, "limits", "--per-host", str(limit))
     logs = log_sizes(lab, "host-a")
+    load0, cpu0, etcd0 = os.getloadavg()[0], cpu_times(), etcd_messages(lab)
+    t0_ms = time.time() * 1000
     t0 = time.monotonic()
     run(lab, "maintenance", "enter", "host-a", "--wait")
     wall = time.monotonic() - t0
+    cpu1, etcd1, load1 = cpu_times(), etcd_messages(lab), os.getloadavg()[0]
     moved = bytes_read(lab, names)
-    tasks = [t for t in js(lab, "tasks")["history"] if t["id"] not in seen]
-    moves = [(t["ended_ms"] - t["started_ms"]) / 1000 for t in tasks]
-    waits = [(t["started_ms"] - t["created_ms"]) / 1000 for t in tasks]
-    return {"wall": wall, "moves": moves, "wait": min(waits), "n": len(tasks),
-            "bytes": moved, "pauses": pauses_since(logs)}
+    src = moves_since(logs)
+    tasks = sorted((t for t in js(lab, "tasks")["history"] if t["id"] not in seen),
+                   key=lambda t: t["started_ms"])
+    last_end = max((t["ended_ms"] for t in tasks), default=t0_ms)
+    streams, starts, ends, timeline = [], [], [], []
+    for t in tasks:
+        mig = t.get("migrating_ms", t["started_ms"])
+        done = mig + src[t["vm"]][0] if t["vm"] in src else None
+        starts.append((mig - t["started_ms"]) / 1000)
+        if done:
+            streams.append((mig / 1000, done / 1000))
+            ends.append((t["ended_ms"] - done) / 1000)
+        # Its marks in s from the command: claimed, the source's migrate taken, the
+        # source's own end, recorded done.
+        timeline.append([t["vm"], t["dst"], *(round((x - t0_ms) / 1000, 3) if x else None
+                                              for x in (t["started_ms"], mig, done,
+                                                        t["ended_ms"]))])
+    # One at a time: a move's end to the next one's start (the slot free, unused).
+    gaps = [(b["started_ms"] - a["ended_ms"]) / 1000 for a, b in zip(tasks, tasks[1:])]
+    streaming = union_s(streams)
+    return {"timeline": timeline, "last_end_s": (last_end - t0_ms) / 1000,
+            "limit": limit, "wall_s": wall, "moves": len(tasks), "bytes": moved,
+            "streaming_s": streaming, "idle_s": wall - streaming,
+            "first_start_s": (tasks[0]["started_ms"] - t0_ms) / 1000 if tasks else None,
+            "move_s": median([(t["ended_ms"] - t["started_ms"]) / 1000 for t in tasks]),
+            "source_s": median([s[0] / 1000 for s in src.values()]),
+            "start_s": median(starts), "end_s": median(ends),
+            "gap_s": median(gaps) if limit == 1 else None,
+            "pauses_ms": [s[1] for s in src.values()],
+            "etcd_per_move": (etcd1 - etcd0) / max(1, len(tasks)),
+            "cpu_busy": (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1]),
+            "load": [load0, load1]}
 
 
 def single_move(lab, name):
-    """One VM moved alone to host-b and back: the pause of the move there."""
+    """One VM moved alone to host-b and back: its time and pause there."""
     logs = log_sizes(lab, "host-a")
     t0 = time.monotonic()
     run(lab, "migrate", name, "--to", "host-b", "--wait")
     wall = time.monotonic() - t0
-    pause = pauses_since(logs)
+    src = moves_since(logs)
     moved = bytes_read(lab, [name])
     run(lab, "migrate", name, "--to", "host-a", "--wait")
     wait_until("it is back on host-a", lambda: name in on(lab, "host-a"), timeout=120)
-    return wall, pause, moved
+    return {"wall_s": wall, "bytes": moved, "source_s": src[name][0] / 1000,
+            "pause_ms": src[name][1]}
+
+
+def use_manager(lab, binary, name):
+    """The running manager stopped (it hands the lead over), `name` started from binary;
+    once it leads."""
+    for n in lab.nodes:
+        if n.kind == "manager" and n.proc.poll() is None:
+            n.stop()
+    # Node takes its binary from cluster_lab's GODWIT.
+    cluster_lab.GODWIT = binary
+    try:
+        lab.manager(name)
+    finally:
+        cluster_lab.GODWIT = GODWIT
+    ns = lab.net.ns["client"] if lab.net else None
+    wait_until(f"{name} leads", lambda: etcd_get(lab.etcd.url, "/godwit/leader", ns=ns).get(
+        "/godwit/leader") == name, timeout=60)
 
 
 def back_to_a(lab, names):
+    run(lab, "limits", "--per-host", "8")
     run(lab, "maintenance", "exit", "host-a")
     for n in names:
-        run(lab, "migrate", n, "--to", "host-a", "--wait")
-    wait_until("all back on host-a", lambda: len(on(lab, "host-a")) == len(names), timeout=120)
+        run(lab, "migrate", n, "--to", "host-a")
+    wait_until("all back on host-a", lambda: len(on(lab, "host-a")) == len(names),
+               timeout=900, step=1)
 
 
-def main():
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="godwit-bench-cluster."))
-    lab = Lab(tmp)
-    try:
-        for h in ("host-a", "host-b", "host-c"):
-            lab.agent(h, memory=f"{(VMS + 1) * MIB}M", cpus=4 * VMS)
-        lab.manager("m1")
-        for h in ("host-b", "host-c"):
-            run(lab, "maintenance", "enter", h)
-        names = [f"vm{i}" for i in range(VMS)]
-        for n in names:
-            run(lab, "create", n, "--kernel", TESTGUEST, "--memory", f"{MIB}M", "--cpus", "2",
-                "--cmdline", f"heartbeat 10 ; memtouch {MIB // 4}M {MBPS} random")
-        for h in ("host-b", "host-c"):
-            run(lab, "maintenance", "exit", h)
-        wait_until("all run on host-a", lambda: len(on(lab, "host-a")) == VMS, timeout=120)
-        load0 = os.getloadavg()[0]
-        bw = [link_bandwidth()]
-        one_wall, one_pause, one_bytes = single_move(lab, names[0])
-        results = {}
-        for limit in (1, 2, 8):
-            results[limit] = evacuate(lab, limit, names)
-            if limit != 8:
+def report(o, fig):
+    one, link = fig["single"], fig["link_Bps"]
+    where = (f"namespace hosts on a bridge, each port {o.mbit} Mbit/s each way (tbf)"
+             if o.link == "netns" and o.mbit else
+             "namespace hosts on a bridge, not shaped" if o.link == "netns" else "loopback")
+    print(f"{o.vms} VMs of {o.mib} MiB on host-a: {fig['cmdline']!r} (random pages), {where}, "
+          f"{os.cpu_count()} CPUs, load average {fig['load'][0]:.1f} at the start, "
+          f"{fig['load'][1]:.1f} at the end")
+    print(f"link: one TCP stream host-a -> host-b, {fig['link_runs_Bps'][0] / 1e6:.1f} MB/s "
+          f"before the cases, {fig['link_runs_Bps'][1] / 1e6:.1f} MB/s after")
+    print(f"one VM moved alone: {one['wall_s']:.2f} s (command to done), "
+          f"{one['bytes'] / 1e6:.1f} MB, {one['source_s']:.2f} s streaming, "
+          f"bound {one['bytes'] / link:.2f} s, pause {one['pause_ms']} ms")
+    once = one["bytes"] * o.vms / link
+    print(f"each VM sent once what it sent alone: {one['bytes'] * o.vms / 1e6:.0f} MB, "
+          f"{once:.1f} s at the link's rate")
+    head = ("manager", "limit", "evacuation s", "vs first", "last done s", "MB moved",
+            "bound s", "vs bound", "vs once", "streaming s", "idle s", "move s",
+            "source s", "start s", "end s", "gap s", "pause ms (median, max)", "etcd/move",
+            "CPU busy", "load")
+    print("| " + " | ".join(head) + " |")
+    base = {}
+    for r in fig["cases"]:
+        base.setdefault(r["manager"], r["wall_s"])
+        bound = r["bytes"] / link
+        p = r["pauses_ms"] or [0]
+        gap = f"{r['gap_s']:.2f}" if r["gap_s"] is not None else "-"
+        print("| " + " | ".join([
+            r["manager"] or "-", str(r["limit"]), f"{r['wall_s']:.1f}",
+            f"{r['wall_s'] / base[r['manager']]:.2f}", f"{r['last_end_s']:.1f}",
+            f"{r['bytes'] / 1e6:.0f}", f"{bound:.1f}", f"{r['wall_s'] / bound:.2f}",
+            f"{r['wall_s'] / once:.2f}", f"{r['streaming_s']:.1f}", f"{r['idle_s']:.1f}",
+            f"{r['move_s']:.2f}", f"{r['source_s']:.2f}", f"{r['start_s']:.2f}",
+            f"{r['end_s']:.2f}", gap, f"{median(p):.0f}, {max(p)}",
+            f"{r['etcd_per_move']:.0f}", f"{r['cpu_busy'] * 100:.0f}%",
+            f"{r['load'][0]:.1f}-{r['load'][1]:.1f}"]) + " |")
+    print(json.dumps(fig))
+
+
+def bench(o, lab):
+    for h in HOSTS:
+        lab.agent(h, memory=f"{(o.vms + 1) * o.mib}M", cpus=4 * o.vms)
+    lab.manager("m1")
+    for h in HOSTS[1:]:
+        run(lab, "maintenance", "enter", h)
+    names = [f"vm{i}" for i in range(o.vms)]
+    cmdline = f"memtouch {o.mib // 4}M {o.mbps} random ; fill {o.mib * 5 // 8}M"
+    for n in names:
+        run(lab, "create", n, "--kernel", TESTGUEST, "--memory", f"{o.mib}M", "--cpus", "2",
+            "--cmdline", cmdline)
+    for h in HOSTS[1:]:
+        run(lab, "maintenance", "exit", h)
+    wait_until("all run on host-a", lambda: len(on(lab, "host-a")) == o.vms, timeout=300,
+               step=1)
+    load0 = os.getloadavg()[0]
+    bw = [link_bandwidth(lab.net, o.link_mib)]
+    single = single_move(lab, names[0])
+    managers = [("before", o.before), ("after", GODWIT)] if o.before else [("", None)]
+    cases = []
+    for limit in o.limits:
+        for label, binary in managers:
+            if cases:
                 back_to_a(lab, names)
-        bw.append(link_bandwidth())
-        link = max(bw)
-        print(f"{VMS} VMs of {MIB} MiB on host-a, memtouch {MIB // 4}M at {MBPS} MB/s "
-              f"(random pages), loopback, {os.cpu_count()} CPUs, load average "
-              f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-        print(f"link: one TCP stream over loopback, {bw[0] / 1e6:.0f} MB/s before the cases, "
-              f"{bw[1] / 1e6:.0f} MB/s after")
-        print(f"one VM moved alone: {one_wall:.2f} s (command to done), "
-              f"{one_bytes / 1e6:.1f} MB, pause {one_pause} ms")
-        print(f"{'per-host limit':>14} {'evacuation s':>12} {'vs limit 1':>10} "
-              f"{'MB moved':>9} {'lower bound s':>13} {'vs bound':>8} "
-              f"{'move s (median, max)':>20} {'pause ms (median, max)':>22} "
-              f"{'queue to start s (min)':>22}")
-        base = results[1]["wall"]
-        for limit, r in results.items():
-            bound = r["bytes"] / link
-            pauses = r["pauses"] or [0]
-            print(f"{limit:>14} {r['wall']:>12.1f} {r['wall'] / base:>10.2f} "
-                  f"{r['bytes'] / 1e6:>9.1f} {bound:>13.2f} {r['wall'] / bound:>8.0f} "
-                  f"{statistics.median(r['moves']):>11.2f}, {max(r['moves']):>6.2f} "
-                  f"{statistics.median(pauses):>13.0f}, {max(pauses):>6} "
-                  f"{r['wait']:>22.2f}   ({r['n']} moves, {len(r['pauses'])} pauses)")
+            if binary:
+                use_manager(lab, binary, f"m-{label}")
+            cases.append({**evacuate(lab, limit, names), "manager": label})
+    bw.append(link_bandwidth(lab.net, o.link_mib))
+    report(o, {"cmdline": cmdline, "link": o.link, "mbit": o.mbit, "link_runs_Bps": bw,
+               "link_Bps": max(bw), "single": single, "cases": cases,
+               "load": [load0, os.getloadavg()[0]]})
+
+
+def main(argv=None):
+    o = options(argv)
+    # A SIGTERM ends the bench through its cleanup, as an error does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = pathlib.Path(o.dir or tempfile.mkdtemp(prefix="godwit-bench-cluster."))
+    tmp.mkdir(parents=True, exist_ok=True)
+    print(f"files in {tmp}", file=sys.stderr)
+    net = lab = None
+    try:
+        if o.link == "netns":
+            net = ClusterNet(hosts=HOSTS).up()
+            if o.mbit:
+                net.shape(o.mbit)
+        lab = Lab(tmp, net=net)
+        bench(o, lab)
     finally:
-        lab.stop()
+        if lab:
+            lab.stop()
+        if net:
+            net.down()
 
 
 if __name__ == "__main__":

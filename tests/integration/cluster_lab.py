@@ -378,6 +378,7 @@ class ClusterNet:
         for i, h in enumerate(self.hosts):
             self.ip[h] = f"192.0.2.{11 + i}"
         self.veth = {}
+        self.port = {}
 
     def sh(self, *args, check=True):
         return subprocess.run(list(args), check=check, capture_output=True, text=True,
@@ -403,9 +404,23 @@ class ClusterNet:
                 self.run(n, "ip", "addr", "add", f"{self.ip[n]}/24", "dev", a)
                 self.run(n, "ip", "link", "set", a, "up")
                 self.veth[n] = a
+                self.port[n] = b
         except BaseException:
             self.down()
             raise
+        return self
+
+    def shape(self, mbit):
+        """Each host's link to the bridge at mbit Mbit/s each way, as a switch port's (tbf
+        on both ends of its veth: what the host sends, and what the bridge sends it). The
+        qdiscs go with the veths when the namespaces are removed."""
+        # A burst of 1 ms at the rate (at least 64 KiB): larger bursts let a short copy
+        # run faster than the rate; tbf splits larger GSO packets itself.
+        burst = f"{max(64 << 10, mbit * 1000 // 8)}b"
+        for h in self.hosts:
+            for n, dev in ((h, self.veth[h]), ("fabric", self.port[h])):
+                self.run(n, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+                         f"{mbit}mbit", "burst", burst, "latency", "20ms")
         return self
 
     def cut(self, host, up=False):
