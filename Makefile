@@ -175,8 +175,10 @@ bench-disk-move: deps
 	$(Q)$(PYTHON) bench/disk_move.py
 
 # Emptying a host through the cluster one, two and eight moves per host at a time, side
-# by side, against the link's lower bound, with the guests' pauses (docs/cluster.md,
-# "Measured"). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS, LINK_MIB.
+# by side, over namespace hosts on a bridge shaped to 1 Gbit/s, against the link's lower
+# bound, with the guests' pauses (docs/bench.md, "Emptying a host"; bench/cluster.py
+# --help). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS (20), CLUSTER_MBIT (1000),
+# CLUSTER_LINK (netns or loopback), CLUSTER_LIMITS (1,2,8), LINK_MIB (512).
 .PHONY: bench-cluster
 bench-cluster: deps
 	$(Q)$(MAKE) --no-print-directory all
