@@ -55,6 +55,8 @@ struct mgr {
 	char dpm_host[NAME_MAX_LEN + 1]; /* the host DPM empties for standby, "" if none */
 	struct start_pool *starts;	 /* the moves' starts under way (manager_start.c) */
 	int64_t held_ms;		 /* when the lease was last renewed within a tick */
+	bool again;			 /* this tick gave slots back or queued moves */
+	bool moving;			 /* it polled moves under way */
 };
 
 struct s_host {
