@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Emptying a host through the cluster (`make bench-cluster`; docs/bench.md, "Emptying a
-host", and docs/cluster.md, "Measured").
+host through the cluster", and docs/cluster.md, "Measured").
 
 Three hosts, etcd and a manager, by default as network namespaces on a bridge
 (tests/integration/cluster_lab.ClusterNet, 192.0.2.0/24) whose every host port is
@@ -94,7 +94,8 @@ s.close()
 
 def options(argv=None):
     env = os.environ.get
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vms", type=int, default=int(env("CLUSTER_VMS", "8")),
                    help="VMs on host-a (CLUSTER_VMS, default 8)")
     p.add_argument("--mib", type=int, default=int(env("CLUSTER_MIB", "256")),
@@ -333,7 +334,8 @@ def report(o, fig):
     print(f"{o.vms} VMs of {o.mib} MiB on host-a: {fig['cmdline']!r} (random pages), {where}, "
           f"{os.cpu_count()} CPUs, load average {fig['load'][0]:.1f} at the start, "
           f"{fig['load'][1]:.1f} at the end")
-    print(f"link: one TCP stream host-a -> host-b, {fig['link_runs_Bps'][0] / 1e6:.1f} MB/s "
+    path = "host-a -> host-b" if o.link == "netns" else "over loopback"
+    print(f"link: one TCP stream {path}, {fig['link_runs_Bps'][0] / 1e6:.1f} MB/s "
           f"before the cases, {fig['link_runs_Bps'][1] / 1e6:.1f} MB/s after")
     print(f"one VM moved alone: {one['wall_s']:.2f} s (command to done), "
           f"{one['bytes'] / 1e6:.1f} MB, {one['source_s']:.2f} s streaming, "
