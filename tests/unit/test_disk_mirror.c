@@ -18,10 +18,12 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -204,6 +206,7 @@ struct writer {
 	struct fx *f;
 	bool stop;
 	unsigned int ops;
+	bool waited; /* step_with_writer's wait at the middle of the pass is over */
 };
 
 /* The I/O thread's part: requests at random, half of them next to the pass's position. */
@@ -249,10 +252,40 @@ static void *writer_thread(void *arg)
 			    (struct iovec){buf + 512 + iov[1].iov_len, len - 512 - iov[1].iov_len};
 			assert_int_equal(disk_mirror__pwritev(m, iov, 3, off), 0);
 		}
-		w->ops++;
+		__atomic_add_fetch(&w->ops, 1, __ATOMIC_RELEASE);
 	}
 	free(buf);
 	return NULL;
+}
+
+/*
+ * One piece of the pass; at its middle, until the writer has made 50 requests more (at
+ * most 30 s): requests land during the pass however the threads are scheduled (a
+ * loaded host once ran the whole pass before the writer's first). drain: the remote
+ * form's queue, which the writer may wait on.
+ */
+static void step_with_writer(struct fx *f, struct writer *w, bool *done, bool drain)
+{
+	struct disk_mirror_progress p;
+	unsigned int want;
+	time_t deadline;
+	char err[256];
+
+	disk_mirror__progress(&f->m, &p);
+	assert_int_equal(disk_mirror__copy_step(&f->m, done, err, sizeof(err)), 0);
+	if (p.copied >= SIZE / 2 || w->waited)
+		return;
+	disk_mirror__progress(&f->m, &p);
+	if (p.copied < SIZE / 2)
+		return;
+	w->waited = true;
+	want = __atomic_load_n(&w->ops, __ATOMIC_ACQUIRE) + 50;
+	deadline = time(NULL) + 30;
+	while (__atomic_load_n(&w->ops, __ATOMIC_ACQUIRE) < want && time(NULL) < deadline) {
+		if (drain)
+			assert_int_equal(disk_mirror__drain(&f->m), 0);
+		sched_yield();
+	}
 }
 
 static void test_guest_requests_during_the_pass(void **state)
@@ -268,7 +301,7 @@ static void test_guest_requests_during_the_pass(void **state)
 	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
 	assert_int_equal(pthread_create(&t, NULL, writer_thread, &w), 0);
 	while (!done)
-		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+		step_with_writer(f, &w, &done, false);
 	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	assert_int_equal(disk_mirror__error(&f->m), 0);
@@ -396,7 +429,6 @@ static void test_remote_requests_during_the_pass(void **state)
 	struct disk_mirror_progress p;
 	struct sink s = {0};
 	pthread_t t;
-	char err[256];
 	bool done = false;
 
 	make_src(f, true);
@@ -404,7 +436,7 @@ static void test_remote_requests_during_the_pass(void **state)
 	assert_int_equal(pthread_create(&t, NULL, writer_thread, &w), 0);
 	while (!done) {
 		assert_int_equal(disk_mirror__drain(&f->m), 0);
-		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+		step_with_writer(f, &w, &done, true);
 	}
 	__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
 	/* The writer's last requests wait for room: drained until it has made them all. */
