@@ -5,12 +5,15 @@
 /*
  * A disk image copied to a new file while the guest uses it, the mirror of ESX's
  * Storage vMotion (Mashtizadeh et al., USENIX ATC 2011): one pass copies the image
- * front to back, and every guest write (and discard, write-zeroes, flush) that lands
- * below the copy's position goes synchronously to both files before the guest hears
- * of it. A write to the piece being copied waits until that piece is in the new file,
- * then goes to both. So when the pass reaches the end the two files are equal and stay
- * so: the move always converges, whatever the guest writes (docs/devices.md, "Moving
- * a disk").
+ * front to back, and every guest write (and discard, write-zeroes) that lands below
+ * the copy's position is applied to the source and queued, with a copy of its data,
+ * before the guest hears of it; the thread that copies applies the queue to the new
+ * file, oldest first, between two pieces of the pass. Once the pass has reached the
+ * end the queue is emptied and from then on the guest's requests go to both files
+ * themselves. So the two files end equal and stay so: the move always converges,
+ * whatever the guest writes (docs/devices.md, "Moving a disk"). The queue keeps the
+ * new file's locks out of the guest's requests during the pass: only the copying
+ * thread writes there, and a guest request never waits for a piece being copied.
  *
  * The new file stays sparse: the pass skips the source's holes (SEEK_DATA/SEEK_HOLE)
  * and the all-zero blocks of its data, and no guest write above the copy's position
@@ -29,8 +32,10 @@
 
 #include "godwit/disk.h"
 
-/* The copy's step: a write to the piece being copied waits for at most one of these. */
+/* The copy's step, between two drains of the queue. */
 #define DISK_MIRROR_CHUNK (512 * KiB)
+/* A move on this host: the most its queue holds before a guest request waits for room. */
+#define DISK_MIRROR_QUEUE_MAX (16 * MiB)
 /* The guest's requests have at most this many segments. */
 #define DISK_MIRROR_MAX_IOV 1024
 
@@ -58,23 +63,25 @@ struct disk_mirror {
 
 	pthread_mutex_t lock; /* the fields below */
 	pthread_cond_t cond;
-	uint64_t copied;	 /* [0, copied) is in dst: guest writes there go to both */
+	uint64_t copied;	 /* [0, copied) is in dst, but for what is queued */
 	uint64_t claim_end;	 /* > copied: [copied, claim_end) is being copied */
 	bool writing;		 /* a guest request is in flight */
+	bool sync;		 /* on this host, the pass done: requests go to both files */
+	bool applying;		 /* the drain applies an entry it took from the queue */
 	int error;		 /* the first failure on dst: the move fails */
 	uint64_t data_bytes;	 /* the pass read from src and wrote to dst */
 	uint64_t mirrored_bytes; /* guest writes (data, discards, zeroes) sent to dst too */
 	uint64_t mirrored_requests;
 	/*
-	 * Remote: the guest's writes below `copied`, oldest first, waiting for
+	 * The guest's writes below claim_end, oldest first, waiting for
 	 * disk_mirror__drain. A request is queued before the guest hears it completed; one
 	 * that would take the queue past queue_max waits for a drain (one larger than
-	 * queue_max goes alone), so memory stays bounded and a slow link slows the
-	 * guest's writes, as a slow disk would.
+	 * queue_max goes alone), so memory stays bounded and a copy slower than the
+	 * guest's writes (a slow link) slows them, as a slow disk would.
 	 */
 	struct disk_mirror_entry *head, *tail;
 	size_t queued, queue_max;
-	bool closed;	      /* disk_mirror__close: nothing more is queued, no one waits */
+	bool closed; /* disk_mirror__close or a failed drain: nothing is queued, no one waits */
 	uint64_t queue_waits; /* requests that waited for room */
 
 	struct iovec iov[DISK_MIRROR_MAX_IOV]; /* the I/O thread's: the guest's data for dst */
@@ -95,9 +102,9 @@ int __must_check disk_mirror__create_remote(struct disk_mirror *m, struct disk *
 					    const struct disk_mirror_sink *sink, size_t queue_max,
 					    char *err, size_t errlen);
 /*
- * Remote: hands what is queued to the sink, oldest first, and wakes a request waiting
- * for room. 0, or the sink's -errno (what was taken from the queue is dropped: the move
- * fails).
+ * Applies what is queued to the new file or hands it to the sink, oldest first, and
+ * wakes a request waiting for room. 0, or the write's or the sink's -errno: the move
+ * fails, and the mirror is closed (what is queued is dropped).
  */
 int __must_check disk_mirror__drain(struct disk_mirror *m);
 /*
@@ -106,7 +113,7 @@ int __must_check disk_mirror__drain(struct disk_mirror *m);
  * drains is about to wait for the device to be idle.
  */
 void disk_mirror__unbound(struct disk_mirror *m);
-/* Remote: the move has ended (failed or done): requests no longer queue or wait. */
+/* The move has ended (failed or done): requests no longer queue or wait. */
 void disk_mirror__close(struct disk_mirror *m);
 /* Closes the new file and removes it (unless the path now names another file). */
 void disk_mirror__destroy(struct disk_mirror *m);
@@ -117,8 +124,10 @@ void disk_mirror__destroy(struct disk_mirror *m);
 void disk_mirror__take(struct disk_mirror *m, struct disk *out);
 
 /*
- * Copies the next piece of data, or skips the next hole. *done once the pass has
- * reached the end. 0, or -errno of the read or write that failed (err says which).
+ * Drains the queue, then copies the next piece of data or skips the next hole. *done
+ * once the pass has reached the end; on this host the queue is then empty and the
+ * guest's requests go to both files from here. 0, or -errno of the read or write
+ * that failed (err says which).
  */
 int __must_check disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err,
 					size_t errlen);
@@ -126,10 +135,12 @@ int __must_check disk_mirror__copy_step(struct disk_mirror *m, bool *done, char 
 int __must_check disk_mirror__sync(struct disk_mirror *m, char *err, size_t errlen);
 
 /*
- * The guest's requests, as disk__pwritev etc. on the source, each also applied to the
- * new file where it lies below the copy's position. The result is the source's: a
- * failure on the new file only fails the move (disk_mirror__error), never the guest.
- * The iovec array is used as scratch, as disk__pwritev does.
+ * The guest's requests, as disk__pwritev etc. on the source, each also queued for the
+ * new file (or applied to it, once the pass has ended) where it lies below the copy's
+ * position. The result is the source's: a failure on the new file only fails the move
+ * (disk_mirror__error), never the guest. The iovec array is used as scratch, as
+ * disk__pwritev does. A flush syncs the new file too once the pass has ended; before,
+ * disk_mirror__sync does it before the new file becomes the disk.
  */
 int __must_check disk_mirror__pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt,
 				      uint64_t off);

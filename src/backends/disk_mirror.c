@@ -3,11 +3,15 @@
  * A disk image mirrored into a new file while in use (include/godwit/disk_mirror.h).
  *
  * The copy position `copied` only grows. The copy thread claims [copied, claim_end)
- * only while no guest request is in flight, and a guest request waits while it
- * overlaps the claim; so a request either lies where the claim cannot reach it until it
- * has completed on the source (the claim then reads its data), or lies below `copied`
- * and goes to both files. Only the part below `copied` goes to the new file: above it
- * the new file stays all holes until the pass, which skips holes and zero blocks.
+ * only while no guest request is in flight; a request queues its part below
+ * claim_end, so a request either lies where the claim cannot reach it until it has
+ * completed on the source (the claim then reads its data), or is queued after the
+ * claim was made and reaches the new file after the claimed piece: the queue is
+ * drained by the copy thread between pieces. Only the part below claim_end goes to
+ * the new file: above it the new file stays all holes until the pass, which skips
+ * holes and zero blocks. On this host, once the pass has ended and the queue is
+ * empty, requests go to both files themselves (`sync`): there is no piece left to
+ * order them against.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,13 +35,15 @@
  */
 #define REMOTE_MAX_REQUEST (64 * MiB)
 
-/* A guest request below the copy's position, for a remote copy. */
+enum entry_kind { ENTRY_DATA, ENTRY_DISCARD, ENTRY_ZEROES, ENTRY_ZEROES_UNMAP };
+
+/* A guest request below the copy's position, queued for the new file or the sink. */
 struct disk_mirror_entry {
 	struct disk_mirror_entry *next;
-	uint64_t off, len; /* the range to send: the request's part below `copied` */
+	uint64_t off, len; /* the range to copy: the request's part below claim_end */
 	size_t cost;	   /* against queue_max */
-	bool zero;	   /* no data: the range reads as zeros */
-	uint8_t data[];	   /* the whole request's data (a write) */
+	enum entry_kind kind;
+	uint8_t data[]; /* the whole request's data (a write) */
 };
 
 static bool all_zero(const uint8_t *p, size_t len)
@@ -129,6 +135,7 @@ int disk_mirror__create(struct disk_mirror *m, struct disk *src, const char *pat
 	ret = make_dst(m, path, &sst, err, errlen);
 	if (ret)
 		goto err_buf;
+	m->queue_max = DISK_MIRROR_QUEUE_MAX;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	return 0;
@@ -268,12 +275,42 @@ static int next_piece(struct disk_mirror *m, uint64_t off, uint64_t *end, bool *
 	return 0;
 }
 
+static const char *dst_name(const struct disk_mirror *m)
+{
+	return m->sink ? "the copy" : m->dst.path;
+}
+
+/*
+ * On this host, the pass done: the queue emptied, then the guest's requests go to
+ * both files (a request that comes meanwhile waits for the queue to be empty).
+ */
+static int go_sync(struct disk_mirror *m, char *err, size_t errlen)
+{
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	m->sync = true;
+	/* A request in flight queues before it completes: wait for it, then drain it. */
+	while (m->writing)
+		pthread_cond_wait(&m->cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+	ret = disk_mirror__drain(m);
+	if (ret)
+		snprintf(err, errlen, "cannot write %s: %s", dst_name(m), strerror(-ret));
+	return ret;
+}
+
 int disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err, size_t errlen)
 {
 	uint64_t off, end = 0;
 	bool is_data = false;
 	int ret;
 
+	ret = disk_mirror__drain(m);
+	if (ret) {
+		snprintf(err, errlen, "cannot write %s: %s", dst_name(m), strerror(-ret));
+		return ret;
+	}
 	pthread_mutex_lock(&m->lock);
 	while (m->writing)
 		pthread_cond_wait(&m->cond, &m->lock);
@@ -291,6 +328,8 @@ int disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err, size_t 
 		snprintf(err, errlen, "%s: cannot find its data: %s", m->src->path, strerror(-ret));
 		return ret;
 	}
+	if (*done && !m->sink && !m->sync)
+		return go_sync(m, err, errlen);
 	if (*done || !is_data)
 		return 0;
 
@@ -298,8 +337,7 @@ int disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err, size_t 
 	if (ret)
 		snprintf(err, errlen, "cannot read %s: %s", m->src->path, strerror(-ret));
 	else if ((ret = write_data(m, off, end - off)))
-		snprintf(err, errlen, "cannot write %s: %s", m->sink ? "the copy" : m->dst.path,
-			 strerror(-ret));
+		snprintf(err, errlen, "cannot write %s: %s", dst_name(m), strerror(-ret));
 	pthread_mutex_lock(&m->lock);
 	if (!ret) {
 		m->copied = end;
@@ -333,21 +371,107 @@ int disk_mirror__sync(struct disk_mirror *m, char *err, size_t errlen)
 	return ret;
 }
 
-/* ---- the guest's requests ------------------------------------------------------- */
+/* ---- the queue ------------------------------------------------------------------ */
+
+/* A request's part below the copy's position, to the new file or the sink. */
+static int apply(struct disk_mirror *m, enum entry_kind kind, uint64_t off, uint64_t len,
+		 const void *data)
+{
+	int ret;
+
+	if (m->sink)
+		return m->sink->put(m->sink->arg, off, len, kind == ENTRY_DATA ? data : NULL);
+	switch (kind) {
+	case ENTRY_DATA:
+		return disk__pwrite(&m->dst, data, len, off);
+	case ENTRY_DISCARD:
+		ret = disk__discard(&m->dst, off, len);
+		/* Without holes the data is left: a hint, as for the guest. */
+		return ret == -EOPNOTSUPP ? 0 : ret;
+	default:
+		return disk__write_zeroes(&m->dst, off, len, kind == ENTRY_ZEROES_UNMAP);
+	}
+}
+
+int disk_mirror__drain(struct disk_mirror *m)
+{
+	struct disk_mirror_entry *e;
+	int ret = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&m->lock);
+		e = m->head;
+		if (e) {
+			m->head = e->next;
+			if (!m->head)
+				m->tail = NULL;
+			m->queued -= e->cost;
+		}
+		m->applying = e != NULL;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		if (!e)
+			return 0;
+		ret = apply(m, e->kind, e->off, e->len, e->data);
+		free(e);
+		if (ret)
+			break;
+	}
+	/* The copy is lost: nothing more is queued, and no request waits for a drain. */
+	pthread_mutex_lock(&m->lock);
+	m->applying = false;
+	m->closed = true;
+	if (!m->error)
+		m->error = ret;
+	free_queue(m);
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
 
 /*
- * Waits until [off, off+len) is clear of the piece being copied and marks a request in
- * flight. Returns how many bytes from off lie below the copy's position (to mirror).
+ * What the part of a request below the copy's position costs against the queue's
+ * bound: its data, or ZERO_ENTRY_COST; 0 when nothing is queued.
  */
-static uint64_t begin(struct disk_mirror *m, uint64_t off, uint64_t len)
+static size_t cost_of(const struct disk_mirror *m, uint64_t below, uint64_t len, bool data)
+{
+	if (!below || m->sync)
+		return 0;
+	return data ? (size_t)len : ZERO_ENTRY_COST;
+}
+
+/* m->lock held: a request costing cost may go now. */
+static bool may_go(const struct disk_mirror *m, size_t cost)
+{
+	if (m->closed)
+		return true;
+	if (m->sync)
+		return !m->head && !m->applying;
+	return !cost || !m->head || (m->queued <= m->queue_max && cost <= m->queue_max - m->queued);
+}
+
+/*
+ * Waits until the request may go (room in the queue for its part below the copy's
+ * position; once in sync, an empty queue) and marks it in flight. Returns how many
+ * bytes from off lie below the copy's position (to mirror); *sync: they go to the
+ * new file now, not through the queue.
+ */
+static uint64_t begin(struct disk_mirror *m, uint64_t off, uint64_t len, bool data, bool *sync)
 {
 	uint64_t below;
+	bool waited = false;
 
 	pthread_mutex_lock(&m->lock);
-	while (off < m->claim_end && off + len > m->copied)
+	for (;;) {
+		below = off < m->claim_end ? MIN(len, m->claim_end - off) : 0;
+		if (may_go(m, cost_of(m, below, len, data)))
+			break;
+		waited = true;
 		pthread_cond_wait(&m->cond, &m->lock);
+	}
+	m->queue_waits += waited && !m->sync;
 	m->writing = true;
-	below = off < m->copied ? MIN(len, m->copied - off) : 0;
+	*sync = m->sync;
 	pthread_mutex_unlock(&m->lock);
 	return below;
 }
@@ -356,23 +480,39 @@ static uint64_t begin(struct disk_mirror *m, uint64_t off, uint64_t len)
 static void record_error(struct disk_mirror *m, int dst_ret)
 {
 	if (dst_ret && !m->error) {
-		pr_err("%s: a guest request could not be mirrored: %s",
-		       m->sink ? "the copy" : m->dst.path, strerror(-dst_ret));
+		pr_err("%s: a guest request could not be mirrored: %s", dst_name(m),
+		       strerror(-dst_ret));
 		m->error = dst_ret;
 	}
 }
 
-static void end(struct disk_mirror *m, uint64_t mirrored, int dst_ret)
+/*
+ * The request has completed on the source (ret); e, if any, joins the queue in the
+ * same step as the request leaves flight, so that go_sync's drain finds it.
+ */
+static void end(struct disk_mirror *m, uint64_t mirrored, struct disk_mirror_entry *e, int ret,
+		int dst_ret)
 {
 	pthread_mutex_lock(&m->lock);
 	m->writing = false;
-	if (mirrored && !dst_ret) {
+	if (e && !ret && !m->closed) {
+		e->next = NULL;
+		if (m->tail)
+			m->tail->next = e;
+		else
+			m->head = e;
+		m->tail = e;
+		m->queued += e->cost;
+		e = NULL;
+	}
+	if (mirrored && !ret && !dst_ret) {
 		m->mirrored_bytes += mirrored;
 		m->mirrored_requests++;
 	}
 	record_error(m, dst_ret);
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+	free(e);
 }
 
 /* The first len bytes of iov into m->iov; their count, or -EINVAL if too many. */
@@ -399,86 +539,52 @@ static uint64_t iov_bytes(const struct iovec *iov, int iovcnt)
 	return n;
 }
 
-/* ---- a remote copy: the queue ------------------------------------------------- */
-
-/*
- * Queues e once there is room (or the queue is empty): the order of the queue is
- * the order of the guest's requests, which the drain keeps.
- */
-static void enqueue(struct disk_mirror *m, struct disk_mirror_entry *e)
-{
-	bool waited = false;
-
-	pthread_mutex_lock(&m->lock);
-	while (!m->closed && m->head &&
-	       (m->queued > m->queue_max || e->cost > m->queue_max - m->queued)) {
-		waited = true;
-		pthread_cond_wait(&m->cond, &m->lock);
-	}
-	if (m->closed) {
-		free(e);
-	} else {
-		e->next = NULL;
-		if (m->tail)
-			m->tail->next = e;
-		else
-			m->head = e;
-		m->tail = e;
-		m->queued += e->cost;
-		m->queue_waits += waited;
-	}
-	pthread_mutex_unlock(&m->lock);
-}
-
-int disk_mirror__drain(struct disk_mirror *m)
-{
-	struct disk_mirror_entry *e;
-	int ret = 0;
-
-	for (;;) {
-		pthread_mutex_lock(&m->lock);
-		e = m->head;
-		if (e) {
-			m->head = e->next;
-			if (!m->head)
-				m->tail = NULL;
-			m->queued -= e->cost;
-			pthread_cond_broadcast(&m->cond);
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (!e)
-			return 0;
-		if (!ret)
-			ret = m->sink->put(m->sink->arg, e->off, e->len, e->zero ? NULL : e->data);
-		free(e);
-		if (ret)
-			return ret;
-	}
-}
-
-static struct disk_mirror_entry *new_entry(uint64_t off, uint64_t len, size_t data_len)
+static struct disk_mirror_entry *new_entry(enum entry_kind kind, uint64_t off, uint64_t len,
+					   size_t data_len)
 {
 	struct disk_mirror_entry *e = malloc(sizeof(*e) + data_len);
 
 	if (e)
 		*e = (struct disk_mirror_entry){.off = off,
 						.len = len,
-						.zero = !data_len,
+						.kind = kind,
 						.cost = data_len ? data_len : ZERO_ENTRY_COST};
 	return e;
 }
 
-/*
- * The write goes to the source from the entry's copy of the guest's buffers, so that
- * both sides get the same bytes even if the guest changes them meanwhile.
- */
-static int remote_pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off)
+/* ---- the guest's requests --------------------------------------------------------- */
+
+/* In sync: the source, then the new file, before the guest hears of it. */
+static int pwritev_both(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off,
+			uint64_t below)
 {
-	uint64_t len = iov_bytes(iov, iovcnt), below = begin(m, off, len), pos = 0;
-	bool fits = len <= REMOTE_MAX_REQUEST;
-	struct disk_mirror_entry *e = below && fits ? new_entry(off, below, len) : NULL;
+	int n = iov_prefix(m, iov, iovcnt, below), ret, dst_ret = 0;
+
+	/* Copied before the source's write uses iov as scratch. */
+	ret = disk__pwritev(m->src, iov, iovcnt, off);
+	if (!ret)
+		dst_ret = n < 0 ? n : disk__pwritev(&m->dst, m->iov, n, off);
+	end(m, below, NULL, ret, dst_ret);
+	return ret;
+}
+
+/*
+ * Queued: the write goes to the source from the entry's copy of the guest's buffers,
+ * not from guest memory again, so that a guest changing its buffer during the request
+ * cannot leave the two images different.
+ */
+int disk_mirror__pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	uint64_t len = iov_bytes(iov, iovcnt), pos = 0, below;
+	bool fits = len <= REMOTE_MAX_REQUEST, sync;
+	struct disk_mirror_entry *e = NULL;
 	int ret;
 
+	below = begin(m, off, len, true, &sync);
+	if (below && sync)
+		return pwritev_both(m, iov, iovcnt, off, below);
+	if (below && fits)
+		e = new_entry(ENTRY_DATA, off, below, len);
 	if (e) {
 		for (int i = 0; i < iovcnt; i++) {
 			memcpy(e->data + pos, iov[i].iov_base, iov[i].iov_len);
@@ -488,91 +594,59 @@ static int remote_pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, 
 	} else {
 		ret = disk__pwritev(m->src, iov, iovcnt, off);
 	}
-	end(m, ret ? 0 : below, below && !e ? (fits ? -ENOMEM : -E2BIG) : 0);
-	if (e && !ret)
-		enqueue(m, e);
-	else
-		free(e);
+	end(m, below, e, ret, below && !e ? (fits ? -ENOMEM : -E2BIG) : 0);
 	return ret;
 }
 
-/* A discard or write-zeroes done on the source: the range below `copied` reads as zeros. */
-static void remote_zero(struct disk_mirror *m, uint64_t off, uint64_t below, int ret)
+/* A discard or write-zeroes done on the source (ret): the same below the copy's position. */
+static int zero_end(struct disk_mirror *m, enum entry_kind kind, uint64_t off, uint64_t below,
+		    bool sync, int ret)
 {
-	struct disk_mirror_entry *e = !ret && below ? new_entry(off, below, 0) : NULL;
+	struct disk_mirror_entry *e = NULL;
+	int dst_ret = 0;
 
-	end(m, ret ? 0 : below, !ret && below && !e ? -ENOMEM : 0);
-	if (e)
-		enqueue(m, e);
-}
-
-/* ---- the guest's requests, continued ---------------------------------------------- */
-
-int disk_mirror__pwritev(struct disk_mirror *m, struct iovec *iov, int iovcnt, uint64_t off)
-{
-	uint64_t below;
-	int n, ret, dst_ret = 0;
-
-	if (m->sink)
-		return remote_pwritev(m, iov, iovcnt, off);
-	below = begin(m, off, iov_bytes(iov, iovcnt));
-	n = below ? iov_prefix(m, iov, iovcnt, below) : 0;
-
-	/* Copied before the source's write uses iov as scratch. */
-	ret = disk__pwritev(m->src, iov, iovcnt, off);
-	if (!ret && below)
-		dst_ret = n < 0 ? n : disk__pwritev(&m->dst, m->iov, n, off);
-	end(m, below, dst_ret);
+	if (!ret && below && sync) {
+		dst_ret = apply(m, kind, off, below, NULL);
+	} else if (!ret && below) {
+		e = new_entry(kind, off, below, 0);
+		dst_ret = e ? 0 : -ENOMEM;
+	}
+	end(m, below, e, ret, dst_ret);
 	return ret;
 }
 
 int disk_mirror__discard(struct disk_mirror *m, uint64_t off, uint64_t len)
 {
-	uint64_t below = begin(m, off, len);
-	int ret, dst_ret = 0;
+	bool sync;
+	uint64_t below = begin(m, off, len, false, &sync);
 
-	ret = disk__discard(m->src, off, len);
-	if (m->sink) {
-		remote_zero(m, off, below, ret);
-		return ret;
-	}
-	if (!ret && below) {
-		dst_ret = disk__discard(&m->dst, off, below);
-		/* Without holes the data is left: a hint, as for the guest. */
-		if (dst_ret == -EOPNOTSUPP)
-			dst_ret = 0;
-	}
-	end(m, below, dst_ret);
-	return ret;
+	return zero_end(m, ENTRY_DISCARD, off, below, sync, disk__discard(m->src, off, len));
 }
 
 int disk_mirror__write_zeroes(struct disk_mirror *m, uint64_t off, uint64_t len, bool may_unmap)
 {
-	uint64_t below = begin(m, off, len);
-	int ret, dst_ret = 0;
+	bool sync;
+	uint64_t below = begin(m, off, len, false, &sync);
 
-	ret = disk__write_zeroes(m->src, off, len, may_unmap);
-	if (m->sink) {
-		remote_zero(m, off, below, ret);
-		return ret;
-	}
-	if (!ret && below)
-		dst_ret = disk__write_zeroes(&m->dst, off, below, may_unmap);
-	end(m, below, dst_ret);
-	return ret;
+	return zero_end(m, may_unmap ? ENTRY_ZEROES_UNMAP : ENTRY_ZEROES, off, below, sync,
+			disk__write_zeroes(m->src, off, len, may_unmap));
 }
 
 /*
- * A flush covers both files: once the move switches, the new one is the disk. What
- * lies above the copy's position reaches the new file through the pass, which
- * disk_mirror__sync makes stable before the switch.
+ * A flush covers the new file too once the pass has ended: from the switch on it is
+ * the disk. Before, what the guest writes reaches it through the queue, and
+ * disk_mirror__sync makes it stable before the switch.
  */
 int disk_mirror__flush(struct disk_mirror *m)
 {
-	int ret = disk__flush(m->src);
-	/* A remote copy is made stable by its receiver before it becomes the disk. */
-	int dst_ret = ret || m->sink ? 0 : disk__flush(&m->dst);
+	int ret = disk__flush(m->src), dst_ret = 0;
+	bool sync;
 
+	pthread_mutex_lock(&m->lock);
+	sync = m->sync;
+	pthread_mutex_unlock(&m->lock);
+	if (!ret && sync)
+		dst_ret = disk__flush(&m->dst);
 	pthread_mutex_lock(&m->lock);
 	record_error(m, dst_ret);
 	pthread_mutex_unlock(&m->lock);

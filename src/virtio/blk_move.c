@@ -169,8 +169,11 @@ static void finish(struct virtio_blk *b, int ret, const char *err)
 	struct blk_move *mv = &b->move;
 	struct disk_mirror *m = mv->mirror;
 
-	if (ret)
+	if (ret) {
+		/* A request waiting for room in the queue goes on (the move is over). */
+		disk_mirror__close(m);
 		virtio_blk__set_mirror(b, NULL);
+	}
 	pthread_mutex_lock(&mv->lock);
 	take_progress(mv);
 	mv->mirror = NULL;
@@ -253,6 +256,7 @@ static int launch(struct virtio_blk *b, const char *path, uint64_t max_bandwidth
 		free(m);
 		return ret;
 	}
+	pthread_setname_np(mv->thread, "disk-move");
 	mv->running = true;
 	return 0;
 }

@@ -3,7 +3,9 @@
  * The disk mirror (src/backends/disk_mirror.c) on real files: the pass copies data and
  * leaves holes and zero blocks as holes; guest requests issued by another thread while
  * the pass runs (writes, discards, write-zeroes, flushes, many of them on the piece
- * being copied) leave the two files equal; the refusals (existing file, the image
+ * being copied) leave the two files equal; during the pass a guest write reaches the
+ * new file only through the queue, at the copy's next step, and once the pass has
+ * ended it goes to both files itself; the refusals (existing file, the image
  * itself, a missing directory); the new file's lock; its removal, and only of the file
  * the mirror made. The remote form (migration without shared storage): a sink that
  * writes into a file stands for the destination; the guest's requests during and after
@@ -312,6 +314,66 @@ static void test_guest_requests_during_the_pass(void **state)
 	disk_mirror__destroy(&f->m);
 }
 
+static void pwrite_byte(struct disk_mirror *m, uint8_t byte, uint64_t off)
+{
+	static uint8_t buf[8 * KiB];
+	struct iovec iov = {buf, sizeof(buf)};
+
+	memset(buf, byte, sizeof(buf));
+	assert_int_equal(disk_mirror__pwritev(m, &iov, 1, off), 0);
+}
+
+static uint8_t dst_byte(struct fx *f, uint64_t off)
+{
+	uint8_t b = 0;
+
+	assert_int_equal(pread(f->m.dst.fd, &b, 1, (off_t)off), 1);
+	return b;
+}
+
+/*
+ * The I/O thread never writes the new file while the pass runs: a write below the
+ * copy's position is queued (and the source has it when the request returns); the
+ * copy's next step applies it, and the queue is empty when the pass has ended. From
+ * then on a write goes to both files before it returns.
+ */
+static void test_writes_queue_during_the_pass(void **state)
+{
+	struct fx *f = *state;
+	struct disk_mirror_progress p;
+	char err[256];
+	bool done = false;
+	uint8_t b = 0;
+
+	make_src(f, true);
+	assert_int_equal(disk_mirror__create(&f->m, &f->src, f->dst_path, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	disk_mirror__progress(&f->m, &p);
+	assert_true(p.copied >= 16 * KiB && p.copied < SIZE);
+
+	pwrite_byte(&f->m, 'q', 0);
+	assert_int_equal(f->m.queued, 8 * KiB);
+	assert_int_equal(pread(f->src.fd, &b, 1, 0), 1);
+	assert_int_equal(b, 'q');
+	assert_int_not_equal(dst_byte(f, 0), 'q');
+	assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	assert_int_equal(f->m.queued, 0);
+	assert_int_equal(dst_byte(f, 0), 'q');
+
+	pwrite_byte(&f->m, 'r', 0);
+	while (!done)
+		assert_int_equal(disk_mirror__copy_step(&f->m, &done, err, sizeof(err)), 0);
+	assert_null(f->m.head);
+	assert_int_equal(dst_byte(f, 0), 'r');
+	pwrite_byte(&f->m, 's', SIZE - 8 * KiB);
+	assert_int_equal(f->m.queued, 0);
+	assert_int_equal(dst_byte(f, SIZE - 8 * KiB), 's');
+	assert_int_equal(disk_mirror__error(&f->m), 0);
+	assert_same(f->src_path, f->dst_path);
+	disk_mirror__destroy(&f->m);
+}
+
 static void test_refusals(void **state)
 {
 	struct fx *f = *state;
@@ -565,6 +627,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_pass_copies_data_and_keeps_holes),
 	    T(test_guest_requests_during_the_pass),
+	    T(test_writes_queue_during_the_pass),
 	    T(test_refusals),
 	    T(test_lock_take_and_removal),
 	    T(test_remote_requests_during_the_pass),
