@@ -82,12 +82,12 @@ class VM:
     guest's exit is charged)."""
 
     def __init__(self, kind, workdir, name, cmdline, disk=None, tap=None, netns=None,
-                 memory="256M", extra=()):
+                 memory="256M", extra=(), godwit=None):
         self.kind = kind
         self.console = os.path.join(workdir, f"{name}.console")
         prefix = ["ip", "netns", "exec", netns] if netns else []
         if kind == "godwit":
-            args = [GODWIT, "run", "--kernel", TESTGUEST, "--memory", memory, "--cpus", "1",
+            args = [godwit or GODWIT, "run", "--kernel", TESTGUEST, "--memory", memory, "--cpus", "1",
                     "--cmdline", cmdline, "--console", f"file:{self.console}"]
             if disk:
                 args += ["--disk", disk]

@@ -35,6 +35,11 @@ host's page cache for every copy below.
    receiver's --disk-dir, then the RAM). The disk's part of the move is the difference
    of the two migrations' total_ms; its MB/s (data bytes / that) is compared with cp's.
 
+4. --ab PATH: a second godwit build (a change's, against build/godwit): under load its
+   moves ("godwit-B") alternate with build/godwit's, which goes first alternating from
+   run to run; without shared storage its --disk-to move joins the rotation. Same
+   image, same load, same run: the way to tell a change's effect on this shared host.
+
 Python standard library only. Every process is started here and stopped by its PID;
 every wait is bounded; the work directory is removed at the end.
 """
@@ -137,18 +142,18 @@ def throughput(workdir, image, data_bytes, runs):
     return rows
 
 
-def migrate_once(workdir, image, name, disk_to):
+def migrate_once(workdir, image, name, disk_to, godwit=None):
     """The idle guest on image moved to a receiver on loopback; its migration status.
     disk_to: the image goes through the stream into a --disk-dir, else the receiver
-    opens the same file (shared storage)."""
+    opens the same file (shared storage). godwit: the build (default GODWIT)."""
     sock = os.path.join(workdir, f"{name}-src.sock")
     vm = VM("godwit", workdir, f"{name}-src", "heartbeat 1000", disk=image,
-            extra=["--api", sock])
+            extra=["--api", sock], godwit=godwit)
     ddir = os.path.join(workdir, f"{name}-dir")
     os.mkdir(ddir)
     port = free_port()
     disk = ["--disk-dir", ddir] if disk_to else ["--disk", image]
-    dst = procmon.Proc([GODWIT, "receive", "--listen", f"tcp:127.0.0.1:{port}", "--console",
+    dst = procmon.Proc([godwit or GODWIT, "receive", "--listen", f"tcp:127.0.0.1:{port}", "--console",
                         f"file:{os.path.join(workdir, name + '-dst.console')}", *disk],
                        f"{name}-dst", workdir)
     try:
@@ -180,13 +185,14 @@ def migrate_once(workdir, image, name, disk_to):
         shutil.rmtree(ddir, ignore_errors=True)
 
 
-def remote(workdir, image, data_bytes, runs):
-    """cp, the RAM move alone and the move with --disk-to, side by side per run."""
+def remote(workdir, image, data_bytes, runs, ab=None):
+    """cp, the RAM move alone and the move with --disk-to (and with build ab's), side by
+    side per run."""
     rows = []
     for run in range(runs):
         row = {"run": run + 1}
-        order = ["cp", "ram", "disk"]
-        for what in order[run % 3:] + order[:run % 3]:
+        order = ["cp", "ram", "disk"] + (["diskB"] if ab else [])
+        for what in order[run % len(order):] + order[:run % len(order)]:
             if what == "cp":
                 dst = os.path.join(workdir, f"rcp{run}.img")
                 t0 = time.monotonic()
@@ -197,17 +203,23 @@ def remote(workdir, image, data_bytes, runs):
             elif what == "ram":
                 st = migrate_once(workdir, image, f"ram{run}", False)
                 row["ram_s"] = st["total_ms"] / 1000
+            elif what == "diskB":
+                st = migrate_once(workdir, image, f"diskB{run}", True, ab)
+                row["diskB_s"] = st["total_ms"] / 1000
             else:
                 st = migrate_once(workdir, image, f"disk{run}", True)
                 row["disk_s"] = st["total_ms"] / 1000
                 row["disk_bytes"] = st["disk_bytes"]
                 row["pause_ms"] = st["downtime_ms"]
-        row["disk_part_s"] = max(row["disk_s"] - row["ram_s"], 1e-3)
         row["cp_mbps"] = data_bytes / 1e6 / row["cp_s"]
-        row["disk_mbps"] = data_bytes / 1e6 / row["disk_part_s"]
+        for k in ("disk", "diskB"):
+            if k + "_s" in row:
+                row[k + "_part_s"] = max(row[k + "_s"] - row["ram_s"], 1e-3)
+                row[k + "_mbps"] = data_bytes / 1e6 / row[k + "_part_s"]
         rows.append(row)
         print(f"remote run {run + 1}: cp {row['cp_s']:.3f} s, RAM move {row['ram_s']:.3f} s, "
-              f"--disk-to move {row['disk_s']:.3f} s", flush=True)
+              f"--disk-to move {row['disk_s']:.3f} s"
+              + (f", with --ab's build {row['diskB_s']:.3f} s" if ab else ""), flush=True)
     return rows
 
 
@@ -274,15 +286,17 @@ def qemu_mirror(vm, qmp, dst, size, mode):
     return t0, t1, time.monotonic()
 
 
-def under_load(kind, workdir, image, mib, run, mode=None):
-    """One move under `blkbench MIB latency`; returns a row of figures."""
+def under_load(kind, workdir, image, mib, run, mode=None, godwit=None):
+    """One move under `blkbench MIB latency`; returns a row of figures. godwit: the
+    build (default GODWIT), mode "B" names --ab's."""
     name = f"{kind}-{mode}-{run}" if mode else f"{kind}-{run}"
     work = os.path.join(workdir, f"{name}.img")
     subprocess.run(["cp", "--sparse=always", image, work], check=True)
     dst = os.path.join(workdir, f"{name}-moved.img")
     sock = os.path.join(workdir, f"{name}.sock")
     extra = ["--api", sock] if kind == "godwit" else ["-qmp", f"unix:{sock},server=on,wait=off"]
-    vm = VM(kind, workdir, name, f"blkbench {mib} latency", disk=work, extra=extra)
+    vm = VM(kind, workdir, name, f"blkbench {mib} latency", disk=work, extra=extra,
+            godwit=godwit)
     qmp = None
     try:
         wait_until(lambda: len(windows(vm)) >= 8, 60, f"{name}: latency windows")
@@ -325,6 +339,7 @@ def report_remote(rows):
     if not rows:
         return []
     ratio = median([r["disk_mbps"] / r["cp_mbps"] for r in rows])
+    ab = [r for r in rows if "diskB_s" in r]
     lines = ["", "## Without shared storage (migrate --disk-to, loopback, guest idle)", "",
              "| run | cp --sparse=always + sync | RAM move alone (shared storage) | "
              "move with --disk-to | its disk part | disk MB/s | cp MB/s | ratio | "
@@ -337,34 +352,41 @@ def report_remote(rows):
     lines += ["", f"Median ratio of the disk part's throughput to cp's: **{ratio:.2f}x cp**. "
               "The disk part is the --disk-to move's total_ms less the RAM move's, each "
               "from the request to the hand-over."]
+    if ab:
+        lines += ["", "--ab's build in the same runs: "
+                  + ", ".join(f"run {r['run']} {r['diskB_s']:.3f} s (its disk part "
+                              f"{r['diskB_mbps']:.0f} MB/s, {r['diskB_mbps'] / r['cp_mbps']:.2f}x "
+                              "cp)" for r in ab)
+                  + f"; median **{median([r['diskB_mbps'] / r['cp_mbps'] for r in ab]):.2f}x cp**."]
     return lines
 
 
 def report(args, tp, loads, skipped, load0, remote_rows=()):
+    flags = "".join(f" {f}" for f, on in (("--only-remote", args.only_remote),
+                                          ("--only-load", args.only_load)) if on)
+    flags += f" --ab {args.ab}" if args.ab else ""
     head = ["# Moving a disk (bench/disk_move.py)", "",
-            f"`bench/disk_move.py --mib {args.mib} --runs {args.runs}"
-            f"{' --only-remote' if args.only_remote else ''}`, "
+            f"`bench/disk_move.py --mib {args.mib} --runs {args.runs}{flags}`, "
             f"{time.strftime('%Y-%m-%d %H:%M')}; {conditions()}; load average before: "
-            f"{load0}."]
+            f"{load0}; after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}."]
     if args.only_remote:
         return "\n".join(head + report_remote(remote_rows) + [""] + skipped) + "\n"
     cp = median([r["cp_mbps"] for r in tp])
     mv = median([r["move_mbps"] for r in tp])
     ratio = median([r["move_mbps"] / r["cp_mbps"] for r in tp])
-    lines = ["# Moving a disk (bench/disk_move.py)", "",
-             f"`bench/disk_move.py --mib {args.mib} --runs {args.runs}`, "
-             f"{time.strftime('%Y-%m-%d %H:%M')}; {conditions()}; load average before: "
-             f"{load0}.", "",
-             "## Copy throughput, guest idle", "",
-             "| run | cp --sparse=always + sync | MB/s | godwit disk-move | MB/s | ratio |",
-             "|---|---|---|---|---|---|"]
+    lines = list(head)
+    if tp:
+        lines += ["", "## Copy throughput, guest idle", "",
+                  "| run | cp --sparse=always + sync | MB/s | godwit disk-move | MB/s | ratio |",
+                  "|---|---|---|---|---|---|"]
     for r in tp:
         lines.append(f"| {r['run']} | {r['cp_s']:.3f} s | {r['cp_mbps']:.0f} | "
                      f"{r['move_s']:.3f} s | {r['move_mbps']:.0f} | "
                      f"{r['move_mbps'] / r['cp_mbps']:.2f} |")
-    lines += ["", f"Medians: cp {cp:.0f} MB/s, godwit {mv:.0f} MB/s; ratio **{ratio:.2f}x cp** "
-              "(goal >= 0.8x).", "",
-              "## Under guest write load (blkbench latency: 4 KiB writes, one at a time)", "",
+    if tp:
+        lines += ["", f"Medians: cp {cp:.0f} MB/s, godwit {mv:.0f} MB/s; ratio "
+                  f"**{ratio:.2f}x cp** (goal >= 0.8x)."]
+    lines += ["", "## Under guest write load (blkbench latency: 4 KiB writes, one at a time)", "",
               "| VMM | move s | idle p50 us | idle p99 us | during p50 us | during p99 us | "
               "p99 during/idle | writes idle/during | slowest write during (us) | "
               "slowest write, switch window (us) | I/O held for the switch (us) |",
@@ -376,6 +398,13 @@ def report(args, tp, loads, skipped, load0, remote_rows=()):
                      f"{p99_ratio:.2f} | {r['idle_n']}/{r['during_n']} | {r['during_max_us']} | "
                      f"{r['switch_window_max_us']} | "
                      f"{r['switch_us'] if r['switch_us'] is not None else '-'} |")
+    by_vmm = {}
+    for r in loads:
+        if r["idle_p99"]:
+            by_vmm.setdefault(r["vmm"].split(" #")[0], []).append(r["during_p99"] / r["idle_p99"])
+    lines += ["", "Median p99 during/idle: " + ", ".join(
+        f"{v} **{median(xs):.2f}x** ({' '.join(f'{x:.1f}' for x in xs)})"
+        for v, xs in by_vmm.items()) + " (goal <= 2x)."]
     lines += ["", "QEMU's move time runs from blockdev-mirror to BLOCK_JOB_COMPLETED "
               "(block-job-complete sent at BLOCK_JOB_READY); godwit's from the PUT to the "
               "switch done. Percentiles are quarter-octave bucket middles (+-10 %)."]
@@ -395,6 +424,10 @@ def main():
                     help="1: also the move without shared storage (3.), 0: not")
     ap.add_argument("--only-remote", action="store_true",
                     help="only the move without shared storage (3.)")
+    ap.add_argument("--ab", metavar="GODWIT", help="a second godwit build whose moves "
+                    "alternate with build/godwit's run by run (4.)")
+    ap.add_argument("--only-load", action="store_true",
+                    help="only the moves under guest load (2.)")
     args = ap.parse_args()
     skipped = []
     vmms = [v for v in args.vmms.split(",") if v]
@@ -407,15 +440,20 @@ def main():
         image = os.path.join(workdir, "image.img")
         data = make_image(image, args.mib)
         tp, loads, rem = [], [], []
-        if args.remote == "1" or args.only_remote:
-            rem = remote(workdir, image, data, args.runs)
-        if not args.only_remote:
+        if (args.remote == "1" or args.only_remote) and not args.only_load:
+            rem = remote(workdir, image, data, args.runs, args.ab)
+        if not args.only_remote and not args.only_load:
             tp = throughput(workdir, image, data, args.runs)
         for run in range(0 if args.only_remote else args.runs):
             for kind in vmms:
-                for mode in ((None,) if kind == "godwit" else ("background", "write-blocking")):
+                modes = ("background", "write-blocking")
+                if kind == "godwit":
+                    # Which build goes first alternates: the host's load drifts.
+                    modes = (None, "B")[::1 if run % 2 == 0 else -1] if args.ab else (None,)
+                for mode in modes:
                     print(f"under load: {kind} {mode or ''} run {run + 1}", flush=True)
-                    row = under_load(kind, workdir, image, args.mib, run + 1, mode)
+                    row = under_load(kind, workdir, image, args.mib, run + 1, mode,
+                                     args.ab if mode == "B" else None)
                     row["vmm"] += f" #{run + 1}"
                     loads.append(row)
     finally:

@@ -492,6 +492,7 @@ int virtio_blk__init(struct virtio_blk *b, struct guest_mem *mem,
 	ret = -pthread_create(&b->thread, NULL, io_thread, b);
 	if (ret)
 		goto err_mmio;
+	pthread_setname_np(b->thread, "blk-io");
 	b->thread_started = true;
 	return 0;
 
