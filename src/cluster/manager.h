@@ -51,12 +51,11 @@ struct mgr {
 	int64_t trimmed_ms;
 	int64_t drs_ms; /* when this leader's last DRS pass ran (manager_drs.c) */
 	struct dpm_state dpm;
-	int64_t dpm_ms;			 /* when DPM last decided */
-	char dpm_host[NAME_MAX_LEN + 1]; /* the host DPM empties for standby, "" if none */
-	struct start_pool *starts;	 /* the moves' starts under way (manager_start.c) */
-	int64_t held_ms;		 /* when the lease was last renewed within a tick */
-	bool again;			 /* this tick gave slots back or queued moves */
-	bool moving;			 /* it polled moves under way */
+	int64_t dpm_ms;		   /* when DPM last decided */
+	struct start_pool *starts; /* the moves' starts under way (manager_start.c) */
+	int64_t held_ms;	   /* when the lease was last renewed within a tick */
+	bool again;		   /* this tick gave slots back or queued moves */
+	bool moving;		   /* it polled moves under way */
 };
 
 struct s_host {
@@ -100,6 +99,8 @@ struct snap {
 	int64_t move_bandwidth; /* bytes/s every move is held to, 0: none */
 	json_t *groups, *rules; /* {NAME: record}, never NULL once read */
 	json_t *drs, *dpm;	/* their settings as stored, or NULL */
+	json_t *emptying;	/* the host DPM empties for standby (K_EMPTYING), or NULL */
+	int64_t emptying_rev;
 	char leader[NAME_MAX_LEN + 1];
 	int64_t revision;
 };

@@ -381,33 +381,80 @@ static json_t *loads(const struct drs_build *b)
 /* ---- power (DPM) ---- */
 
 /*
- * Writes power/H = state, as `host standby|wake` do, if this manager still leads and the
- * record is as the snapshot had it (rev 0: absent); power.c runs the command.
+ * The host being emptied is kept in etcd (K_EMPTYING), not in the leader's memory: a
+ * manager that takes the lead mid-emptying follows it through. Each change goes in one
+ * leader-guarded transaction with what it depends on, as the snapshot had it.
  */
-static bool power_put(struct mgr *m, const struct s_host *h, const char *state)
+
+/* Commits t (ret: an error building it); whether it took. */
+static bool dpm_commit(struct mgr *m, struct etcd_txn *t, int ret)
+{
+	bool ok = false;
+
+	ret = ret ?: etcd__txn(&m->loop, t, &ok);
+	etcd_txn__free(t);
+	if (ret)
+		pr_warn("manager %s: DPM: %s", m->id,
+			ret == -ENOMEM ? "out of memory" : m->loop.err);
+	return !ret && ok;
+}
+
+/*
+ * Adds power/H = state to t, as `host standby|wake` write it, if the record is as the
+ * snapshot had it (rev 0: absent); power.c runs the command.
+ */
+static int power_put(struct etcd_txn *t, const struct s_host *h, const char *state)
 {
 	json_t *rec = json_pack("{s:s, s:I, s:s}", "state", state, "since_ms",
 				(json_int_t)cluster__now_ms(), "by", "dpm");
 	char key[160], *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-	struct etcd_txn t;
-	bool ok = false;
 	int ret;
 
 	json_decref(rec);
 	if (!text)
-		return false;
+		return -ENOMEM;
 	snprintf(key, sizeof(key), K_POWER "%s", h->name);
-	ret = mgr__leader_txn(m, &t);
-	ret = ret
-		  ?: h->power_rev ? etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, h->power_rev)
-				  : etcd_txn__cmp(&t, key, ETCD_CREATE, ETCD_EQUAL, 0);
-	ret = ret ?: etcd_txn__put(&t, true, key, text, 0);
-	ret = ret ?: etcd__txn(&m->loop, &t, &ok);
-	etcd_txn__free(&t);
+	ret = h->power_rev ? etcd_txn__cmp(t, key, ETCD_MOD, ETCD_EQUAL, h->power_rev)
+			   : etcd_txn__cmp(t, key, ETCD_CREATE, ETCD_EQUAL, 0);
+	ret = ret ?: etcd_txn__put(t, true, key, text, 0);
 	free(text);
-	if (ret)
-		pr_warn("manager %s: DPM: %s", m->id, m->loop.err);
-	return !ret && ok;
+	return ret;
+}
+
+/* Adds the end of the emptying to t, if its record is still the snapshot's. */
+static int emptying_end(struct etcd_txn *t, const struct snap *s)
+{
+	return etcd_txn__cmp(t, K_EMPTYING, ETCD_MOD, ETCD_EQUAL, s->emptying_rev)
+		   ?: etcd_txn__delete(t, true, K_EMPTYING, false);
+}
+
+/* The host is DPM's no longer: back in service as it is. */
+static void emptying_release(struct mgr *m, const struct snap *s)
+{
+	struct etcd_txn t;
+
+	dpm_commit(m, &t, mgr__leader_txn(m, &t) ?: emptying_end(&t, s));
+}
+
+/* Records that DPM empties h, if no emptying is recorded; whether it is now. */
+static bool emptying_start(struct mgr *m, const struct s_host *h)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s}", "host", h->name, "since_ms",
+				(json_int_t)cluster__now_ms(), "by", m->id);
+	char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	struct etcd_txn t;
+	bool ok;
+	int ret;
+
+	json_decref(rec);
+	ret = mgr__leader_txn(m, &t);
+	if (!ret && !text)
+		ret = -ENOMEM;
+	ret = ret ?: etcd_txn__cmp(&t, K_EMPTYING, ETCD_CREATE, ETCD_EQUAL, 0);
+	ret = ret ?: etcd_txn__put(&t, true, K_EMPTYING, text, 0);
+	ok = dpm_commit(m, &t, ret);
+	free(text);
+	return ok;
 }
 
 /* Whether a host still runs a VM or has one on its way in or out. */
@@ -424,30 +471,41 @@ static bool host_busy(const struct snap *s, const struct s_host *h)
 	return false;
 }
 
-/* The host DPM empties: requeue what failed to leave; to standby once it is empty. */
-static void dpm_follow(struct mgr *m, const struct snap *s, json_t *out)
+/*
+ * The host DPM empties: requeue what failed to leave; to standby once it is empty (the
+ * power record written and the emptying's removed in one transaction).
+ */
+static void dpm_follow(struct mgr *m, const struct snap *s, const char *name, json_t *out)
 {
-	int hi = snap__host(s, m->dpm_host);
+	int hi = snap__host(s, name);
 	const struct s_host *h = hi >= 0 ? &s->hosts[hi] : NULL;
 	char id[80], err[600];
+	struct etcd_txn t;
 	size_t i;
 
-	json_object_set_new(out, "emptying", json_string(m->dpm_host));
+	json_object_set_new(out, "emptying", json_string(name));
 	/* Gone, down, or taken in hand by a user (maintenance, standby): no longer DPM's. */
 	if (!h || !h->alive || h->maint || h->power) {
-		m->dpm_host[0] = '\0';
+		emptying_release(m, s);
 		return;
 	}
-	if (!host_busy(s, h)) {
-		if (power_put(m, h, "powering-off"))
-			cluster__event(&m->loop, "DPM: %s is empty, going to standby", h->name);
-		m->dpm_host[0] = '\0';
+	if (host_busy(s, h)) {
+		for (i = 0; i < s->nr_vms; i++)
+			if (s->vms[i].spec && !s->vms[i].task[0] &&
+			    !strcmp(s->vms[i].owner, h->name))
+				mgr__create_task(&m->loop, &s->vms[i], "migrate", "dpm", "", 0, id,
+						 sizeof(id), err, sizeof(err));
 		return;
 	}
-	for (i = 0; i < s->nr_vms; i++)
-		if (s->vms[i].spec && !s->vms[i].task[0] && !strcmp(s->vms[i].owner, h->name))
-			mgr__create_task(&m->loop, &s->vms[i], "migrate", "dpm", "", 0, id,
-					 sizeof(id), err, sizeof(err));
+	if (!m->power_off[0]) {
+		/* Kept empty for a leader that has the command. */
+		json_object_set_new(out, "held", json_string("no --power-off-cmd"));
+		return;
+	}
+	if (dpm_commit(m, &t,
+		       mgr__leader_txn(m, &t) ?: emptying_end(&t, s)
+						     ?: power_put(&t, h, "powering-off")))
+		cluster__event(&m->loop, "DPM: %s is empty, going to standby", h->name);
 }
 
 static void dpm_settings(struct drs_config *c, const json_t *d)
@@ -472,6 +530,7 @@ static void dpm_act(struct mgr *m, const struct snap *s, const struct drs_build 
 {
 	const struct s_host *h = &s->hosts[d->host];
 	char task[80], err[600];
+	struct etcd_txn t;
 	size_t i;
 
 	json_object_set_new(out, "action",
@@ -483,7 +542,8 @@ static void dpm_act(struct mgr *m, const struct snap *s, const struct drs_build 
 			json_object_set_new(out, "held", json_string("no --power-on-cmd"));
 		else if (strcmp(cluster__str(h->power, "state", ""), "standby"))
 			json_object_set_new(out, "held", json_string("not in standby"));
-		else if (power_put(m, h, "powering-on"))
+		else if (dpm_commit(m, &t,
+				    mgr__leader_txn(m, &t) ?: power_put(&t, h, "powering-on")))
 			cluster__event(&m->loop, "DPM: %s", d->why);
 		return;
 	}
@@ -495,7 +555,10 @@ static void dpm_act(struct mgr *m, const struct snap *s, const struct drs_build 
 		json_object_set_new(out, "held", json_string("dpm config --min-hosts"));
 		return;
 	}
-	snprintf(m->dpm_host, sizeof(m->dpm_host), "%s", h->name);
+	if (!emptying_start(m, h)) {
+		json_object_set_new(out, "held", json_string("cannot record the emptying"));
+		return;
+	}
 	cluster__event(&m->loop, "DPM: %s", d->why);
 	for (i = 0; i < d->nr_moves; i++)
 		if (!mgr__create_task(&m->loop, b->svm[d->moves[i].vm], "migrate", "dpm",
@@ -517,14 +580,15 @@ static json_t *dpm_pass(struct mgr *m, const struct snap *s, const struct drs_bu
 	if (!json_is_true(json_object_get(settings, "enabled"))) {
 		memset(&m->dpm, 0, sizeof(m->dpm));
 		m->dpm_ms = 0;
-		m->dpm_host[0] = '\0';
+		if (s->emptying)
+			emptying_release(m, s);
 		json_decref(out);
 		json_decref(settings);
 		return NULL;
 	}
 	dpm_settings(c, settings);
-	if (m->dpm_host[0]) {
-		dpm_follow(m, s, out);
+	if (s->emptying) {
+		dpm_follow(m, s, cluster__str(s->emptying, "host", ""), out);
 		goto out;
 	}
 	/* One power change at a time: a command running, or a host on its way. */
@@ -568,7 +632,7 @@ static void pass(struct mgr *m, const struct snap *s, const json_t *settings)
 	config_of(&c, s, settings);
 	if (!etcd__list(&m->loop, K_HISTORY, &hist))
 		h = &hist;
-	if (build(&b, s, settings, h, m->dpm_host)) {
+	if (build(&b, s, settings, h, cluster__str(s->emptying, "host", ""))) {
 		if (h)
 			etcd_range__free(h);
 		return;

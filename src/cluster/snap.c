@@ -119,6 +119,9 @@ static void one(struct snap *s, const struct etcd_kv *kv, json_t **running_of)
 		s->drs = cluster__kv_json(kv);
 	} else if (!strcmp(kv->key, K_DPM)) {
 		s->dpm = cluster__kv_json(kv);
+	} else if (!strcmp(kv->key, K_EMPTYING)) {
+		s->emptying = cluster__kv_json(kv);
+		s->emptying_rev = kv->mod_rev;
 	} else if (take(kv->key, K_VM, &rest)) {
 		v = vm_get(s, rest);
 		if (v)
@@ -273,6 +276,7 @@ void snap__free(struct snap *s)
 	json_decref(s->rules);
 	json_decref(s->drs);
 	json_decref(s->dpm);
+	json_decref(s->emptying);
 	free(s->hosts);
 	free(s->vms);
 	free(s->tasks);

@@ -36,6 +36,7 @@
 #define K_DPM	     K_ROOT "config/dpm"     /* power management's settings */
 #define K_DRS_PASS   K_ROOT "drs/pass"	     /* the last DRS pass: loads, recommendations */
 #define K_POWER	     K_ROOT "power/"	     /* + H: {"state": "powering-off"|"standby"|...} */
+#define K_EMPTYING   K_ROOT "dpm/emptying"   /* {"host", "since_ms", "by"}: DPM empties it */
 
 #define NAME_MAX_LEN	      63
 #define LIMIT_HOST_DEFAULT    8
