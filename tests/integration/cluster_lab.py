@@ -4,6 +4,7 @@ Every process is started here, remembered by PID and stopped by PID; every wait 
 bounded in time. VMs are started by agents (not by the test), in their own sessions so
 that they outlive an agent: `Lab.stop` ends them too, by the PIDs their agents wrote.
 """
+import contextlib
 import json
 import os
 import re
@@ -443,6 +444,23 @@ class ClusterNet:
     def down(self):
         for ns in self.ns.values():
             self.sh("ip", "netns", "del", ns, check=False)
+
+
+@contextlib.contextmanager
+def net_lab(tmp_path, hosts):
+    """A Lab whose hosts are the namespaces of a ClusterNet of those hosts; the lab
+    stopped and the namespaces removed on the way out, even on failure."""
+    net = ClusterNet(hosts=hosts).up()
+    lab = None
+    try:
+        lab = Lab(tmp_path, net=net)
+        yield lab
+    finally:
+        try:
+            if lab:
+                lab.stop()
+        finally:
+            net.down()
 
 
 # ---- the cluster tests' shared steps, through godwit cluster ----

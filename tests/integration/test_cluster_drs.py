@@ -3,12 +3,15 @@ CPU-busy test guests started on one host; `manual` lists recommendations and app
 `automatic` spreads them under the threshold, keeping an "apart" pair on different hosts
 and a "must run on" VM in its group; then ten passes of the steady load move nothing.
 
-The hosts are agents of one machine: each publishes the load of its own VMs (a busy vCPU
-wants one CPU, run or waited for) and the machine's CPUs as its capacity, so a host's load
-grows with the VMs it runs, as on separate machines."""
+The hosts are network namespaces on a bridge (cluster_lab.ClusterNet, 192.0.2.0/24): each
+agent and its VMs in its own, so every DRS move's stream crosses the veths from one
+host's address to another's. They share one machine's CPUs: each publishes the load of
+its own VMs (a busy vCPU wants one CPU, run or waited for) and the machine's CPUs as its
+capacity, so a host's load grows with the VMs it runs, as on separate machines."""
 import pytest
 
-from cluster_lab import create_on, history, js, keeps_running, ok, vms, wait_until
+from cluster_lab import (create_on, history, js, keeps_running, net_lab, ok, running_on, vms,
+                         wait_until)
 
 pytestmark = pytest.mark.kvm
 
@@ -22,6 +25,12 @@ PINNED = "vm2"  # must run on rack-x
 RACK_X = ("host-a", "host-b")
 
 
+@pytest.fixture
+def netlab(tmp_path):
+    with net_lab(tmp_path, HOSTS) as lab:
+        yield lab
+
+
 def last_pass(lab):
     return js(lab, "drs", "recommendations")
 
@@ -30,7 +39,8 @@ def drs_moves(lab):
     return [t for t in history(lab) if t.get("reason") == "drs"]
 
 
-def test_drs_manual_recommends_and_automatic_spreads_without_ping_pong(lab):
+def test_drs_manual_recommends_and_automatic_spreads_without_ping_pong(netlab):
+    lab = netlab
     for h in HOSTS:
         lab.agent(h, "--load-window", "5", cpus=16)
     lab.manager("m1")
@@ -95,6 +105,11 @@ def test_drs_manual_recommends_and_automatic_spreads_without_ping_pong(lab):
         assert m["phase"] == "done" or m.get("error"), m
         if m["vm"] == PINNED:
             assert m["dst"] in RACK_X, m
+    # Each stream went to its destination's own address across the bridge (a move whose
+    # task a new leader recovered after it had handed over has no address recorded).
+    streams = [(m["dst"], m["to"]) for m in drs_moves(lab) if m["phase"] == "done" and "to" in m]
+    assert streams and all(to.startswith(f"tcp:{lab.net.ip[dst]}:") for dst, to in streams), \
+        streams
     for n in NAMES:
         keeps_running(lab, n)
 
@@ -106,3 +121,69 @@ def test_drs_manual_recommends_and_automatic_spreads_without_ping_pong(lab):
     assert len(drs_moves(lab)) == moved, drs_moves(lab)[moved:]
     after = vms(lab)
     assert {n: after[n]["host"] for n in NAMES} == {n: v[n]["host"] for n in NAMES}
+
+
+def test_a_vms_own_automation_wins_over_the_clusters(tmp_path):
+    """Per-VM automation (`drs config --vm`) on two namespace hosts: under an `automatic`
+    cluster a `manual` VM is only recommended, an `off` VM is not even that, while a VM
+    of the cluster's level is moved; under a `manual` cluster an `automatic` VM is moved
+    and no other. A "must run on host-b" rule gives the two held VMs a move every pass
+    (of reason `rule`: its automation is the VM's, as a balancing move's), and two busy
+    VMs on host-a give balancing one."""
+    hosts = HOSTS[:2]
+    held = {"keep": "manual", "frozen": "off"}
+    busy = ["w0", "w1"]
+    with net_lab(tmp_path, hosts) as lab:
+        for h in hosts:
+            lab.agent(h, "--load-window", "5", cpus=16)
+        lab.manager("m1")
+        ok(lab.cluster("drs", "config", "--automation", "manual", "--interval", "5"))
+        create_on(lab, "host-a", hosts[1:], list(held), "--cpus", "1", cmdline="idle")
+        create_on(lab, "host-a", hosts[1:], busy, "--cpus", "1", cmdline=BUSY)
+        for vm, level in held.items():
+            ok(lab.cluster("drs", "config", "--vm", vm, "--automation", level))
+        ok(lab.cluster("group", "add", "just-b", "host-b"))
+        ok(lab.cluster("rule", "add", "to-b", "--vm", "keep", "--vm", "frozen", "--must",
+                       "--run-on", "just-b"))
+        ok(lab.cluster("drs", "config", "--automation", "automatic"))
+        p0 = last_pass(lab)["pass"]
+
+        def held_still():
+            v = vms(lab)
+            assert all(v[n]["host"] == "host-a" and v[n]["task"] is None for n in held), v
+            assert not [m for m in drs_moves(lab) if m["vm"] in held]
+            p = last_pass(lab)
+            assert all(m["vm"] != "frozen" for m in p["recommendations"] + p["applied"]), p
+            assert all(m["vm"] != "keep" for m in p["applied"]), p
+            return p
+
+        # automatic: a busy VM goes to host-b; keep is recommended every pass, not moved.
+        wait_until("a busy VM moved by DRS", lambda: held_still() and any(
+            m["vm"] in busy and m["phase"] == "done" for m in drs_moves(lab)),
+            timeout=180, step=1)
+        seen = set()
+        while len(seen) < 3:
+            p = wait_until("an automatic pass", lambda: (q := held_still())["pass"] > max(
+                seen, default=p0) and q["automation"] == "automatic" and q, timeout=60, step=1)
+            (r,) = [r for r in p["recommendations"] if r["vm"] == "keep"]
+            assert r["reason"] == "rule" and r["rule"] == "to-b" and r["dst"] == "host-b", r
+            seen.add(p["pass"])
+        ok(lab.cluster("drs", "config", "--automation", "manual"))
+        wait_until("a manual pass, no move under way", lambda: held_still()[
+            "automation"] == "manual" and not js(lab, "tasks")["tasks"], timeout=60, step=1)
+        done = {m["id"] for m in drs_moves(lab)}
+        before = vms(lab)
+
+        # manual: keep, now automatic itself, is moved; nothing else is.
+        ok(lab.cluster("drs", "config", "--vm", "keep", "--automation", "automatic"))
+        wait_until("keep moved to host-b by DRS", lambda: any(
+            m["vm"] == "keep" and m["phase"] == "done" for m in drs_moves(lab)),
+            timeout=180, step=1)
+        (m,) = [m for m in drs_moves(lab) if m["id"] not in done]
+        assert m["vm"] == "keep" and m["dst"] == "host-b", m
+        # It shows as running once host-b's agent next publishes.
+        wait_until("keep runs on host-b", lambda: running_on(lab, "keep", "host-b"))
+        after = vms(lab)
+        assert {n: after[n]["host"] for n in ["frozen", *busy]} == {
+            n: before[n]["host"] for n in ["frozen", *busy]}
+        assert after["frozen"]["host"] == "host-a"
