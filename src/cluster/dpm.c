@@ -87,7 +87,11 @@ static int reserve_ok(const struct drs_plan *p, int skip, bool *ok)
 	return 0;
 }
 
-/* Whether DPM may move the VMs of host h at all. */
+/*
+ * Whether DPM may move the VMs of host h at all. A VM set to manual on its own moves
+ * only when a user applies its move, so its host stays up: power saving is not worth
+ * overriding what the user asked of that VM.
+ */
 static bool evacuable(const struct drs_plan *p, int h)
 {
 	size_t a;
@@ -95,7 +99,7 @@ static bool evacuable(const struct drs_plan *p, int h)
 	for (a = p->vm_start[h]; a < p->vm_start[h + 1]; a++) {
 		int v = p->vm_of[a];
 
-		if (p->m->vms[v].moving ||
+		if (p->m->vms[v].moving || p->m->vms[v].automation == DRS_AUTO_MANUAL ||
 		    drs__automation(p->c, &p->m->vms[v]) == DRS_AUTO_DISABLED ||
 		    drs__plan_in_together(p, v))
 			return false;

@@ -467,6 +467,27 @@ static void test_dpm_powers_off_after_the_window_and_keeps_n_plus_1(void **state
 	assert_int_equal(d.nr_moves, 3);
 }
 
+/* A VM set to manual on its own keeps its host up: DPM empties another. */
+static void test_dpm_leaves_the_host_of_a_manual_vm(void **state)
+{
+	struct drs_move moves[MAX_VMS];
+	struct dpm_decision d = {.moves = moves};
+	struct dpm_state s = {0};
+	struct lab l;
+	char why[256];
+	size_t k;
+
+	(void)state;
+	lab_idle(&l);
+	l.c.dpm_window = 0;
+	l.v[0].automation = DRS_AUTO_MANUAL; /* on host-0, the cheapest to empty */
+	assert_int_equal(dpm__recommend(&l.m, &l.c, &s, 60, &d, why, sizeof(why)), 0);
+	assert_int_equal(d.action, DPM_POWER_OFF);
+	assert_int_not_equal(d.host, 0);
+	for (k = 0; k < d.nr_moves; k++)
+		assert_int_not_equal(moves[k].vm, 0);
+}
+
 static void test_dpm_powers_on_when_hot_or_short_of_reserve(void **state)
 {
 	struct drs_move moves[MAX_VMS];
@@ -610,6 +631,7 @@ int main(void)
 	    cmocka_unit_test(test_place_keeps_balance_and_rules),
 	    cmocka_unit_test(test_check_refuses_a_bad_model),
 	    cmocka_unit_test(test_dpm_powers_off_after_the_window_and_keeps_n_plus_1),
+	    cmocka_unit_test(test_dpm_leaves_the_host_of_a_manual_vm),
 	    cmocka_unit_test(test_dpm_powers_on_when_hot_or_short_of_reserve),
 	    cmocka_unit_test(test_trace_is_read_strictly),
 	    cmocka_unit_test(test_lower_bound),
