@@ -51,12 +51,19 @@ static void take_progress(struct blk_move *mv)
 	mv->stats.mirrored_requests = p.mirrored_requests;
 }
 
-static bool cancelled(struct blk_move *mv)
+/*
+ * Whether the move is cancelled; if not and the pass is done, it is switching from now
+ * on, in the same step: a cancel answered "cancelling" is always kept, and one after
+ * is refused (virtio_blk__move_cancel).
+ */
+static bool cancelled(struct blk_move *mv, bool pass_done)
 {
 	bool ret;
 
 	pthread_mutex_lock(&mv->lock);
 	ret = mv->cancel;
+	if (!ret && pass_done)
+		mv->stats.status = BLK_MOVE_SWITCHING;
 	pthread_mutex_unlock(&mv->lock);
 	return ret;
 }
@@ -134,11 +141,13 @@ static int copy_all(struct virtio_blk *b, struct disk_mirror *m, char *err, size
 	bool done = false;
 	int ret = 0;
 
-	while (!done) {
-		if (cancelled(&b->move)) {
+	for (;;) {
+		if (cancelled(&b->move, done)) {
 			snprintf(err, errlen, "cancelled");
 			return -ECANCELED;
 		}
+		if (done)
+			break;
 		ret = disk_mirror__copy_step(m, &done, err, errlen);
 		if (!ret && (ret = disk_mirror__error(m)))
 			snprintf(err, errlen, "a guest write could not be mirrored to %s: %s",
@@ -149,17 +158,6 @@ static int copy_all(struct virtio_blk *b, struct disk_mirror *m, char *err, size
 		if (ret)
 			return ret;
 		keep_rate(&b->move);
-	}
-	/* A cancel that was answered "cancelling" is kept; after this one is refused. */
-	pthread_mutex_lock(&b->move.lock);
-	if (b->move.cancel)
-		ret = -ECANCELED;
-	else
-		b->move.stats.status = BLK_MOVE_SWITCHING;
-	pthread_mutex_unlock(&b->move.lock);
-	if (ret) {
-		snprintf(err, errlen, "cancelled");
-		return ret;
 	}
 	return disk_mirror__sync(m, err, errlen);
 }
