@@ -54,6 +54,15 @@ stall=${GODWIT_LINUX_STALL:-900}
 rig=${NESTED_KVM_RUN:-scripts/nested-kvm/run.sh}
 cache=${NESTED_KVM_CACHE:-build/nested-kvm}
 out=${GODWIT_LINUX_OUT:-build/test-linux}
+# The nested VM writes each outcome there, but sees its own /tmp, /run and /dev/shm
+# (scripts/nested-kvm/init.sh), not the host's: an outcomes file there never fills.
+[ -n "${NESTED_KVM_RUN:-}" ] || case $(realpath -m "$out") in
+/tmp | /tmp/* | /run | /run/* | /dev/shm | /dev/shm/*)
+	echo "test-linux: GODWIT_LINUX_OUT=$out: the nested VM cannot write to the host's" \
+		"/tmp, /run or /dev/shm; choose a directory elsewhere (default build/test-linux)" >&2
+	exit 2
+	;;
+esac
 rm -rf "$out"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

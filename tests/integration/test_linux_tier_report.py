@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from godwit_vm import ROOT
 
 SCRIPT = os.path.join(ROOT, "scripts", "test-linux.sh")
@@ -128,3 +130,18 @@ def test_vm_budget_spent_leaves_the_rest_not_run(tmp_path):
     got = {t.split("::")[1]: o for o, t in _outcome_lines(res.stdout)}
     assert got["test_d_hangs"] == "not-run" and got["test_e_after"] == "not-run", res.stdout
 
+
+
+def test_an_out_dir_the_nested_vm_cannot_see_is_refused(tmp_path):
+    """The real rig gives the nested VM its own /tmp: outcomes written there never reach
+    the host, and every test would be reported not-run. The script says so first."""
+    env = {k: v for k, v in os.environ.items() if k != "NESTED_KVM_RUN"}
+    env.update(GODWIT_NESTED="1", GODWIT_LINUX_OUT=str(tmp_path / "out"))
+    pvm = os.path.isdir("/sys/module/kvm_pvm") or not os.path.exists("/dev/kvm")
+    if os.getuid() != 0 or not pvm or not str(tmp_path).startswith("/tmp/"):
+        pytest.skip("the tier goes nested only as root on a host without usable KVM, and "
+                    "this check is about an out dir under /tmp")
+    res = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "the nested VM cannot write to the host's" in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
