@@ -34,10 +34,11 @@ RECORDS = ("n=0; while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n
 
 
 def _acked(*vms):
-    nums = []
-    for vm in vms:
-        nums += [int(n) for n in re.findall(r"^acked (\d+)\r?$", vm.output(), re.M)]
-    return nums
+    """The records acknowledged on the consoles of vms, one guest moved from each to the
+    next: their output joined, as a move can cut a line (`acked 2` on one host, `2` on
+    the next), and only complete lines counted."""
+    text = "".join(vm.output() for vm in vms)
+    return [int(n) for n in re.findall(r"^acked (\d+)\r?\n", text, re.M)]
 
 
 def _start_writer(tmp_path, lab, procs, image):  # noqa: F811
