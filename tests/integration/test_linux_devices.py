@@ -21,12 +21,15 @@ pytestmark = [pytest.mark.linux, pytest.mark.kvm]
 
 # How long the guest writes (guest clock, s): long enough for two moves in the nested VM.
 WRITE_SECONDS = 60
+# Two moves that each send the 64 MiB image too: in the rig, with the host busy, 60 s ran
+# out during the first (the writer acknowledged one record on the second host).
+WRITE_SECONDS_DISK_TO = 150
 # init's arguments cannot hold double quotes (docs/linux-guests.md), so none here.
 # `sync FILE` is fsync(2) in busybox; "acked N" only once record N is on the disk.
 RECORDS = ("n=0; while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; "
            "[ -b /dev/vda ] || { dmesg | grep -i -e virtio -e vda -e mmio; ls /sys/bus/virtio/devices; exit 2; }; "
            "mkdir -p /mnt; mount -t ext4 /dev/vda /mnt || exit 3; "
-           f"end=$(($(date +%s)+{WRITE_SECONDS})); i=0; "
+           "end=$(($(date +%s)+@SECONDS@)); i=0; "
            "while [ $(date +%s) -lt $end ]; do "
            "echo rec $i >> /mnt/log; sync /mnt/log || exit 4; echo acked $i; "
            "i=$((i+1)); sleep 0.1; done; "
@@ -41,9 +44,9 @@ def _acked(*vms):
     return [int(n) for n in re.findall(r"^acked (\d+)\r?\n", text, re.M)]
 
 
-def _start_writer(tmp_path, lab, procs, image):  # noqa: F811
-    """A fresh ext4 on image and the Linux guest appending records to it on host-a, once
-    it has acknowledged a few."""
+def _start_writer(tmp_path, lab, procs, image, seconds=WRITE_SECONDS):  # noqa: F811
+    """A fresh ext4 on image and the Linux guest appending records to it on host-a for
+    `seconds`, once it has acknowledged a few."""
     with open(image, "wb") as f:
         f.truncate(64 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
@@ -53,16 +56,16 @@ def _start_writer(tmp_path, lab, procs, image):  # noqa: F811
                   ["run", "--kernel", VMLINUX, "--initrd", INITRD, "--cmdline", CMDLINE,
                    "--memory", "512M", "--cpus", "2", "--disk", str(image), "--api", api,
                    "--console", f"file:{tmp_path / 'a0.console'}", "--", "sh", "-c",
-                   RECORDS], "a0")
+                   RECORDS.replace("@SECONDS@", str(seconds))], "a0")
     procs.append(a0)
     a0.wait_for(r"^acked 3\r?$", timeout=TIMEOUT)
     return a0
 
 
-def _check_records(a0, b, a1, image):
+def _check_records(a0, b, a1, image, seconds=WRITE_SECONDS):
     """Once the writer has ended on a1: every record it acknowledged on a0, b and a1 is in
     image's /log, in order, and e2fsck finds image clean."""
-    m = a1.wait_for(r"^written (\d+)\r?$", timeout=WRITE_SECONDS + STEP_TIMEOUT)
+    m = a1.wait_for(r"^written (\d+)\r?$", timeout=seconds + STEP_TIMEOUT)
     written = int(m[0])
     assert a1.wait_exit(timeout=STEP_TIMEOUT) == 0, a1.stderr()[-2000:]
 
@@ -104,7 +107,7 @@ def test_ext4_moves_with_its_disk_between_hosts_that_share_none(tmp_path, lab, p
     for d in dirs.values():
         d.mkdir()
     image = dirs["a"] / "vm.img"
-    a0 = _start_writer(tmp_path, lab, procs, image)
+    a0 = _start_writer(tmp_path, lab, procs, image, WRITE_SECONDS_DISK_TO)
 
     # Started while the guest runs: in the nested VM on a busy host that took over 10 s.
     b = receiver(tmp_path, lab, procs, "host-b", "b", net=False,
@@ -115,7 +118,7 @@ def test_ext4_moves_with_its_disk_between_hosts_that_share_none(tmp_path, lab, p
     a1 = receiver(tmp_path, lab, procs, "host-a", "a1", net=False,
                   extra=["--disk-dir", str(dirs["a2"])], timeout=STEP_TIMEOUT)
     migrate(b, lab, "host-a", ["--disk-to", "0=vm.img"], timeout=STEP_TIMEOUT)
-    _check_records(a0, b, a1, dirs["a2"] / "vm.img")
+    _check_records(a0, b, a1, dirs["a2"] / "vm.img", WRITE_SECONDS_DISK_TO)
     # Each source's file was left as it was: the first holds the records written before
     # the first move, a prefix of the last copy's.
     first = subprocess.run(["debugfs", "-R", "cat /log", str(image)], capture_output=True,
