@@ -37,21 +37,42 @@ host's page cache for every copy below.
 
 4. --ab PATH: a second godwit build (a change's, against build/godwit): under load its
    moves ("godwit-B") alternate with build/godwit's, which goes first alternating from
-   run to run; without shared storage its --disk-to move joins the rotation. Same
-   image, same load, same run: the way to tell a change's effect on this shared host.
+   run to run; without shared storage (3. and 5.) its --disk-to move joins the
+   rotation. Same image, same load, same run: the way to tell a change's effect on this
+   shared host.
+
+5. Without shared storage, under guest load (--remote-load, default on;
+   --only-remote-load): `blkbench MIB latency` as in 2., then the VM moves with its
+   disk to a second process on loopback, each VMM in every run, their order rotating:
+   godwit: `godwit receive --disk-dir DIR` and `godwit migrate --disk-to 0=moved.img`;
+   QEMU 7.2 as docs/interop/live-block-operations.rst has it: the destination
+   (-incoming defer, -S) on its own empty image of the same size exports it over NBD
+   (nbd-server-start, nbd-server-add writable), the source blockdev-adds an NBD node
+   for it and runs blockdev-mirror sync=full (background and write-blocking), migrates
+   the RAM at BLOCK_JOB_READY (downtime-limit 50 ms, godwit's default, bandwidth
+   unlimited), and once in postmigrate ends the mirror (block-job-cancel, which
+   completes a READY mirror); the destination stops its NBD server and `cont`s.
+   Figures: time to finish (first command to the destination running), the image
+   across (godwit's pass done; QEMU's READY) and its MB/s, guest write p50/p99 during
+   against idle (the windows of 2.), the pause (the slowest write of the first window
+   at the destination, the guest's output gap across the move, the VMM's own downtime).
+   Every moved image is compared with the source's (compare_images).
 
 Python standard library only. Every process is started here and stopped by its PID;
 every wait is bounded; the work directory is removed at the end.
 """
 import argparse
+import http.client
 import json
 import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,7 +80,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 
 import procmon  # noqa: E402
-from devices import GODWIT, VM, conditions, qemu_missing  # noqa: E402
+from devices import GODWIT, START_RX, VM, conditions, qemu_missing  # noqa: E402
 from godwit_vm import api, free_port  # noqa: E402
 from qmp import QMP  # noqa: E402
 
@@ -224,9 +245,14 @@ def remote(workdir, image, data_bytes, runs, ab=None):
 
 
 def windows(vm):
-    """[(host time the window's last line came, histogram {bucket: n}, max us)]."""
+    """[(host time the window's last line came, histogram {bucket: n}, max us, writes,
+    index of that line)] of a VM's console."""
+    return windows_in(list(vm.tail.lines))
+
+
+def windows_in(lines):
     out, hist = [], {}
-    for t, text in list(vm.tail.lines):
+    for i, (t, text) in enumerate(lines):
         m = HIST_RX.match(text)
         if m:
             for pair in m.group(1).split():
@@ -235,7 +261,7 @@ def windows(vm):
             continue
         m = WINDOW_RX.match(text)
         if m:
-            out.append((t, hist, int(m.group(2))))
+            out.append((t, hist, int(m.group(2)), int(m.group(1)), i))
             hist = {}
     return out
 
@@ -261,8 +287,8 @@ def percentile(hist, q):
 
 def summed(ws):
     h = {}
-    for _, hist, _ in ws:
-        for b, n in hist.items():
+    for w in ws:
+        for b, n in w[1].items():
             h[b] = h.get(b, 0) + n
     return h
 
@@ -330,6 +356,291 @@ def under_load(kind, workdir, image, mib, run, mode=None, godwit=None):
             "switch_window_max_us": last[0][2] if last else None, "switch_us": switch_us}
 
 
+# --- 5. Without shared storage, under guest write load ----------------------------------
+
+GOLDEN = 0x9E3779B97F4A7C15
+M64 = (1 << 64) - 1
+QEMU_DOWNTIME_MS = 50  # godwit migrate's default --downtime-ms, asked of QEMU too
+QEMU_UNLIMITED_BW = 1 << 40  # bytes/s (QEMU's default max-bandwidth is 128 MiB/s)
+
+
+class Receiver:
+    """A `godwit receive` and its console, read every 10 ms by a thread of its own so
+    that each line carries the host time it came (a VM does this for its console)."""
+
+    def __init__(self, godwit, workdir, name, port, disk_dir):
+        self.api = os.path.join(workdir, f"{name}.sock")
+        console = os.path.join(workdir, f"{name}.console")
+        self.proc = procmon.Proc([godwit, "receive", "--listen", f"tcp:127.0.0.1:{port}",
+                                  "--api", self.api, "--disk-dir", disk_dir,
+                                  "--console", f"file:{console}"], name, workdir)
+        self.tail = procmon.ConsoleTail(console)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._halt.wait(0.01):
+            self.tail.poll(time.monotonic())
+
+    def stop(self):
+        self._halt.set()
+        self._thread.join(timeout=5)
+        self.proc.stop()
+        self.tail.close()
+
+
+def lines_across(src, dst):
+    """The guest's console lines across the move, the source's then the destination's
+    (a line the pause cut in two goes on there, stamped there); and how many are the
+    source's."""
+    a, b = list(src.lines), list(dst.lines)
+    if src.partial and b:
+        b[0] = (b[0][0], src.partial.decode(errors="replace") + b[0][1])
+    return a + b, len(a)
+
+
+def blkbench_block(block, seed):
+    """The 4 KiB `blkbench MIB latency` writes at 4 KiB block `block` (blkbench.c fill)."""
+    s0 = block * 8
+    return struct.pack("<512Q", *(((s * GOLDEN + j) & M64) ^ seed
+                                  for s in range(s0, s0 + 8) for j in range(64)))
+
+
+def compare_images(src, dst, seed, chunk=MiB):
+    """The destination's image against the source's as the guest left it there: equal
+    but for 4 KiB blocks that hold exactly what blkbench writes there (the guest wrote
+    them after it resumed on the destination, and goes on until it is stopped). Raises
+    at the first other difference; returns (bytes compared, such blocks)."""
+    size = os.path.getsize(src)
+    if os.path.getsize(dst) != size:
+        raise RuntimeError(f"{dst} is {os.path.getsize(dst)} bytes, {src} {size}")
+    rewritten = 0
+    with open(src, "rb") as f, open(dst, "rb") as g:
+        for off in range(0, size, chunk):
+            a, b = f.read(chunk), g.read(chunk)
+            if a == b:
+                continue
+            for i in range(0, len(a), 4096):
+                if a[i:i + 4096] == b[i:i + 4096]:
+                    continue
+                if b[i:i + 4096] != blkbench_block((off + i) // 4096, seed):
+                    raise RuntimeError(f"the moved image differs from the source's at byte "
+                                       f"{off + i} (not a block the guest wrote there)")
+                rewritten += 1
+    return size, rewritten
+
+
+def poll_api(sock, path):
+    """GET path's JSON, {} if there is none (yet, or any more)."""
+    try:
+        return api(sock, "GET", path, timeout=2)[1] or {}
+    except (OSError, ValueError, http.client.HTTPException):
+        return {}
+
+
+def godwit_remote(name, workdir, sock, port, godwit):
+    """`godwit migrate --disk-to` of src's disk 0 to a receiver on port; the times (from
+    the command) the image was across and the destination running, and its JSON."""
+    ddir = os.path.join(workdir, f"{name}-dir")
+    os.mkdir(ddir)
+    dst = Receiver(godwit, workdir, f"{name}-dst", port, ddir)
+    try:
+        wait_until(lambda: "waiting for an incoming" in dst.proc.stderr(), 30, "the receiver")
+        t0 = time.monotonic()
+        cli = subprocess.Popen([godwit, "migrate", "--api", sock, "--to",
+                                f"tcp:127.0.0.1:{port}", "--disk-to", "0=moved.img", "--json"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        t_disk = t_run = t_cli = None
+        try:
+            # The destination's own word that it runs, and the source's that the image is
+            # across (its pass done, before the RAM), each polled every 10 ms.
+            while t_run is None:
+                now = time.monotonic()
+                if t_disk is None:
+                    st = poll_api(sock, "/vm/migration")
+                    if st.get("disk_size") and st.get("disk_copied") == st["disk_size"]:
+                        t_disk = now
+                if poll_api(dst.api, "/vm").get("state") == "running":
+                    t_run = now
+                    break
+                if t_cli is None and cli.poll() is not None:
+                    t_cli = now
+                if (t_cli is not None and (cli.returncode or now > t_cli + 10)) or \
+                        now > t0 + 600:
+                    break
+                time.sleep(0.01)
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        lines = [x for x in out.splitlines() if x.startswith("{")]
+        st = json.loads(lines[-1]) if lines else {}
+        if st.get("status") != "completed" or t_run is None:
+            raise RuntimeError(f"godwit migrate --disk-to: {st or out} {err[-500:]} "
+                               f"{dst.proc.stderr()[-500:]}")
+        return dst, ddir, t0, t_disk or t_run, t_run, st
+    except BaseException:
+        dst.stop()
+        raise
+
+
+def qemu_remote(vm, qmp, qdst, port, nport, mode):
+    """QEMU's move without shared storage (docs/interop/live-block-operations.rst): the
+    destination (-incoming defer, -S) exports its empty image over NBD, the source
+    mirrors its drive to it, migrates the RAM once the mirror is READY, ends the mirror
+    (block-job-cancel of a READY mirror completes it) once it is in postmigrate; the
+    destination stops its NBD server and runs. Times from the first command on the
+    source: the mirror READY, the destination running; and QEMU's query-migrate."""
+    t0 = time.monotonic()
+    qmp.command("blockdev-add", driver="nbd", export="d0", **{"node-name": "t0"},
+                server={"type": "inet", "host": "127.0.0.1", "port": str(nport)})
+    qmp.command("blockdev-mirror", **{"job-id": "m0", "copy-mode": mode}, device="d0",
+                target="t0", sync="full")
+    if qmp.wait_event("BLOCK_JOB_READY", 600) is None:
+        raise RuntimeError("QEMU: no BLOCK_JOB_READY within 600 s")
+    t_ready = time.monotonic()
+    qmp.command("migrate", uri=f"tcp:127.0.0.1:{port}")
+    deadline = time.monotonic() + 600
+    while True:
+        st = qmp.command("query-migrate") or {}
+        if st.get("status") == "completed":
+            break
+        if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError(f"QEMU migrate: {st}")
+        time.sleep(0.01)
+    # 7.2 says completed a moment before its run state is postmigrate (vmms.py, settled).
+    deadline = time.monotonic() + 10
+    while (qmp.command("query-status") or {}).get("status") != "postmigrate":
+        if time.monotonic() > deadline:
+            raise RuntimeError("QEMU's source completed but is not in postmigrate")
+        time.sleep(0.005)
+    qmp.command("block-job-cancel", device="m0")
+    ev = qmp.wait_event("BLOCK_JOB_COMPLETED", 120)
+    if ev is None or ev["data"].get("error"):
+        raise RuntimeError(f"QEMU mirror's end: {ev}")
+    qdst.command("nbd-server-stop")
+    qdst.command("cont")
+    t_run = time.monotonic()
+    return t0, t_ready, t_run, qmp.command("query-migrate") or {}
+
+
+def under_load_remote(kind, workdir, image, mib, data_bytes, run, mode=None, godwit=None):
+    """One move to a second process on loopback, its disk with it, under `blkbench MIB
+    latency`; a row of figures. kind godwit (mode "B": --ab's build) or qemu (mode: the
+    mirror's copy mode)."""
+    name = f"r{kind}-{mode}-{run}" if mode else f"r{kind}-{run}"
+    src_img = os.path.join(workdir, f"{name}.img")
+    subprocess.run(["cp", "--sparse=always", image, src_img], check=True)
+    sock = os.path.join(workdir, f"{name}.sock")
+    port, nport = free_port(), free_port()
+    while nport == port:
+        nport = free_port()
+    cmd = f"blkbench {mib} latency"
+    vm = dst = qmp = qdst = None
+    dst_img = os.path.join(workdir, f"{name}-dst.img")
+    ddir = None
+    try:
+        if kind == "godwit":
+            vm = VM(kind, workdir, name, cmd, disk=src_img, extra=["--api", sock],
+                    godwit=godwit)
+        else:
+            with open(dst_img, "wb") as f:
+                f.truncate(mib * MiB)
+            dsock = os.path.join(workdir, f"{name}-dst.qmp")
+            vm = VM(kind, workdir, name, cmd, disk=src_img,
+                    extra=["-qmp", f"unix:{sock},server=on,wait=off"])
+            dst = VM(kind, workdir, f"{name}-dst", cmd, disk=dst_img,
+                     extra=["-qmp", f"unix:{dsock},server=on,wait=off", "-incoming", "defer",
+                            "-S"])
+            qmp, qdst = QMP(sock), QMP(dsock)
+            qdst.command("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+            qdst.command("nbd-server-start", addr={"type": "inet", "data": {
+                "host": "127.0.0.1", "port": str(nport)}})
+            qdst.command("nbd-server-add", device="d0", writable=True)
+            qmp.command("migrate-set-parameters", **{"downtime-limit": QEMU_DOWNTIME_MS,
+                                                     "max-bandwidth": QEMU_UNLIMITED_BW})
+        wait_until(lambda: len(windows(vm)) >= 8, 60, f"{name}: latency windows")
+        if kind == "godwit":
+            dst, ddir, t0, t_disk, t_end, st = godwit_remote(name, workdir, sock, port,
+                                                             godwit or GODWIT)
+            dst_img = os.path.join(ddir, "moved.img")
+            downtime, disk_sent = st["downtime_ms"], st["disk_bytes"]
+        else:
+            t0, t_disk, t_end, st = qemu_remote(vm, qmp, qdst, port, nport, mode)
+            downtime, disk_sent = st.get("downtime"), None
+        time.sleep(2)
+        seed = vm.line_at(START_RX)
+    finally:
+        for q in (qmp, qdst):
+            if q:
+                q.close()
+        for v in (vm, dst):
+            if v:
+                v.stop()
+    if seed is None:
+        raise RuntimeError(f"{name}: no blkbench seed line")
+    lines, n_src = lines_across(vm.tail, dst.tail)
+    try:
+        compared, rewritten = compare_images(src_img, dst_img, int(seed[1].group(4), 16))
+    finally:
+        for p in (src_img, dst_img):
+            if os.path.exists(p):
+                os.unlink(p)
+        if ddir:
+            shutil.rmtree(ddir, ignore_errors=True)
+    ws = windows_in(lines)
+    src_ws, dst_ws = [w for w in ws if w[4] < n_src], [w for w in ws if w[4] >= n_src]
+    # Blocks the guest wrote on the destination: at most the writes its windows there
+    # counted, and one window's worth more (the one the stop cut short).
+    bound = sum(w[3] for w in dst_ws) + max((w[3] for w in ws), default=0)
+    if rewritten > bound:
+        raise RuntimeError(f"{name}: {rewritten} blocks differ, but the guest made at most "
+                           f"{bound} writes on the destination")
+    idle = [w for w in src_ws if ws[0][0] + 1 < w[0] < t0]
+    during = [w for w in src_ws if t0 + 0.5 < w[0]]
+    hi, hd = summed(idle), summed(during)
+    # QEMU stops kvmclock while the VM is stopped, so its guest's writes do not see its
+    # pause; the guest's output does: the gap between its last window line at the
+    # source and its first at the destination, less the 500 ms a window lasts.
+    gap = ((dst_ws[0][0] - src_ws[-1][0]) * 1000 - 500) if src_ws and dst_ws else None
+    sw = dst_ws[0][2] if dst_ws else None
+    return {"vmm": f"{kind}-{mode}" if mode else kind, "move_s": t_end - t0,
+            "disk_s": t_disk - t0, "disk_mbps": data_bytes / 1e6 / max(t_disk - t0, 1e-3),
+            "idle_n": sum(hi.values()), "during_n": sum(hd.values()),
+            "idle_p50": percentile(hi, 0.5), "idle_p99": percentile(hi, 0.99),
+            "during_p50": percentile(hd, 0.5), "during_p99": percentile(hd, 0.99),
+            "during_max_us": max((w[2] for w in during), default=None),
+            "switch_window_max_us": sw, "output_gap_ms": gap,
+            "pause_seen_ms": max(x for x in (gap, sw / 1000 if sw is not None else None, 0)
+                                 if x is not None),
+            "vmm_downtime_ms": downtime, "disk_bytes_sent": disk_sent,
+            "compared_bytes": compared, "rewritten_blocks": rewritten,
+            "rewritten_bound": bound}
+
+
+def remote_load(workdir, image, data_bytes, mib, runs, vmms, ab=None):
+    """Each VMM's move without shared storage under load, side by side in every run,
+    their order rotating from run to run."""
+    order = []
+    if "godwit" in vmms:
+        order += [("godwit", None)] + ([("godwit", "B")] if ab else [])
+    if "qemu" in vmms:
+        order += [("qemu", "background"), ("qemu", "write-blocking")]
+    rows = []
+    for run in range(runs):
+        for kind, mode in order[run % len(order):] + order[:run % len(order)]:
+            print(f"without shared storage, under load: {kind} {mode or ''} run {run + 1}",
+                  flush=True)
+            row = under_load_remote(kind, workdir, image, mib, data_bytes, run + 1, mode,
+                                    ab if mode == "B" else None)
+            row["vmm"] += f" #{run + 1}"
+            rows.append(row)
+    return rows
+
+
 def median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if xs else 0.0
@@ -361,16 +672,77 @@ def report_remote(rows):
     return lines
 
 
-def report(args, tp, loads, skipped, load0, remote_rows=()):
+def report_remote_load(rows):
+    if not rows:
+        return []
+    lines = ["", "## Without shared storage, under guest write load (loopback; blkbench "
+             "latency: 4 KiB writes, one at a time)", "",
+             "| VMM | move s | image across s | disk MB/s | idle p50 us | idle p99 us | "
+             "during p50 us | during p99 us | p99 during/idle | writes idle/during | "
+             "slowest write during (us) | slowest write, switch window (us) | "
+             "guest output gap at the switch (ms) | VMM's downtime (ms) | "
+             "blocks the guest rewrote at the destination |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p99_ratio = r["during_p99"] / r["idle_p99"] if r["idle_p99"] else 0
+        gap = "-" if r["output_gap_ms"] is None else f"{r['output_gap_ms']:.0f}"
+        lines.append(f"| {r['vmm']} | {r['move_s']:.2f} | {r['disk_s']:.2f} | "
+                     f"{r['disk_mbps']:.0f} | {r['idle_p50']:.0f} | {r['idle_p99']:.0f} | "
+                     f"{r['during_p50']:.0f} | {r['during_p99']:.0f} | {p99_ratio:.2f} | "
+                     f"{r['idle_n']}/{r['during_n']} | {r['during_max_us']} | "
+                     f"{r['switch_window_max_us']} | {gap} | {r['vmm_downtime_ms']} | "
+                     f"{r['rewritten_blocks']} |")
+    by_vmm, runs = {}, {}
+    for r in rows:
+        v, run = r["vmm"].split(" #")
+        by_vmm.setdefault(v, []).append(r)
+        runs.setdefault(run, {})[v] = r
+    lines += ["", "Medians: " + "; ".join(
+        f"{v} move {median([r['move_s'] for r in rs]):.2f} s, image across "
+        f"{median([r['disk_s'] for r in rs]):.2f} s ({median([r['disk_mbps'] for r in rs]):.0f}"
+        f" MB/s), p99 during/idle "
+        f"{median([r['during_p99'] / r['idle_p99'] for r in rs if r['idle_p99']]):.2f}x, pause "
+        f"seen {median([r['pause_seen_ms'] for r in rs]):.0f} ms"
+        for v, rs in by_vmm.items()) + "."]
+    ratios = {}
+    for rs in runs.values():
+        if "godwit" in rs:
+            for v, r in rs.items():
+                if v != "godwit":
+                    ratios.setdefault(v, []).append(r["move_s"] / rs["godwit"]["move_s"])
+    if ratios:
+        lines += ["", "Each run's time to finish over godwit's in the same run (above 1: "
+                  "godwit faster): " + ", ".join(
+                      f"{v} **{median(xs):.2f}x** ({' '.join(f'{x:.2f}' for x in xs)})"
+                      for v, xs in ratios.items()) + "."]
+    lines += ["", "Time to finish: from the first command (godwit: `migrate --disk-to`; QEMU: "
+              "blockdev-add of the NBD target on the source, the destination's NBD export "
+              "set up before) to the destination running (godwit: its GET /vm says so, "
+              "polled every 10 ms; QEMU: its `cont` returned). Image across: godwit's pass "
+              "done (disk_copied = disk_size, polled), QEMU's BLOCK_JOB_READY; MB/s = the "
+              "image's data bytes / that. Pause seen: the larger of the slowest guest write "
+              "of the first window at the destination and the gap between the guest's "
+              "last window line at the source and its first at the destination less "
+              "500 ms (QEMU stops kvmclock while the VM is stopped: its guest's writes do not "
+              "see the pause, its output does). Each moved image was compared with the "
+              "source's: equal but for blocks holding exactly what the guest writes there, "
+              "at most as many as it wrote at the destination."]
+    return lines
+
+
+def report(args, tp, loads, skipped, load0, remote_rows=(), rl_rows=()):
     flags = "".join(f" {f}" for f, on in (("--only-remote", args.only_remote),
-                                          ("--only-load", args.only_load)) if on)
+                                          ("--only-load", args.only_load),
+                                          ("--only-remote-load", args.only_remote_load))
+                    if on)
     flags += f" --ab {args.ab}" if args.ab else ""
     head = ["# Moving a disk (bench/disk_move.py)", "",
             f"`bench/disk_move.py --mib {args.mib} --runs {args.runs}{flags}`, "
             f"{time.strftime('%Y-%m-%d %H:%M')}; {conditions()}; load average before: "
             f"{load0}; after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}."]
-    if args.only_remote:
-        return "\n".join(head + report_remote(remote_rows) + [""] + skipped) + "\n"
+    if args.only_remote or args.only_remote_load:
+        return "\n".join(head + report_remote(remote_rows) + report_remote_load(rl_rows)
+                         + [""] + skipped) + "\n"
     cp = median([r["cp_mbps"] for r in tp])
     mv = median([r["move_mbps"] for r in tp])
     ratio = median([r["move_mbps"] / r["cp_mbps"] for r in tp])
@@ -408,7 +780,7 @@ def report(args, tp, loads, skipped, load0, remote_rows=()):
     lines += ["", "QEMU's move time runs from blockdev-mirror to BLOCK_JOB_COMPLETED "
               "(block-job-complete sent at BLOCK_JOB_READY); godwit's from the PUT to the "
               "switch done. Percentiles are quarter-octave bucket middles (+-10 %)."]
-    lines += report_remote(remote_rows)
+    lines += report_remote(remote_rows) + report_remote_load(rl_rows)
     lines += [""] + skipped
     return "\n".join(lines) + "\n"
 
@@ -422,13 +794,20 @@ def main():
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--remote", default=os.environ.get("DISK_MOVE_REMOTE", "1"),
                     help="1: also the move without shared storage (3.), 0: not")
-    ap.add_argument("--only-remote", action="store_true",
-                    help="only the move without shared storage (3.)")
+    ap.add_argument("--remote-load", default=os.environ.get("DISK_MOVE_REMOTE_LOAD", "1"),
+                    help="1: also the move without shared storage under guest load "
+                    "against QEMU's (5.), 0: not")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--only-remote", action="store_true",
+                      help="only the move without shared storage, guest idle (3.)")
+    only.add_argument("--only-load", action="store_true",
+                      help="only the moves under guest load (2.)")
+    only.add_argument("--only-remote-load", action="store_true",
+                      help="only the move without shared storage under guest load (5.)")
     ap.add_argument("--ab", metavar="GODWIT", help="a second godwit build whose moves "
                     "alternate with build/godwit's run by run (4.)")
-    ap.add_argument("--only-load", action="store_true",
-                    help="only the moves under guest load (2.)")
     args = ap.parse_args()
+    some = args.only_remote or args.only_load or args.only_remote_load
     skipped = []
     vmms = [v for v in args.vmms.split(",") if v]
     if "qemu" in vmms and qemu_missing():
@@ -439,12 +818,12 @@ def main():
     try:
         image = os.path.join(workdir, "image.img")
         data = make_image(image, args.mib)
-        tp, loads, rem = [], [], []
-        if (args.remote == "1" or args.only_remote) and not args.only_load:
+        tp, loads, rem, rl = [], [], [], []
+        if (args.remote == "1" and not some) or args.only_remote:
             rem = remote(workdir, image, data, args.runs, args.ab)
-        if not args.only_remote and not args.only_load:
+        if not some:
             tp = throughput(workdir, image, data, args.runs)
-        for run in range(0 if args.only_remote else args.runs):
+        for run in range(args.runs if not some or args.only_load else 0):
             for kind in vmms:
                 modes = ("background", "write-blocking")
                 if kind == "godwit":
@@ -456,14 +835,16 @@ def main():
                                      args.ab if mode == "B" else None)
                     row["vmm"] += f" #{run + 1}"
                     loads.append(row)
+        if (args.remote_load == "1" and not some) or args.only_remote_load:
+            rl = remote_load(workdir, image, data, args.mib, args.runs, vmms, args.ab)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = report(args, tp, loads, skipped, load0, rem)
+    text = report(args, tp, loads, skipped, load0, rem, rl)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
-    print(json.dumps({"throughput": tp, "load": loads, "remote": rem}))
+    print(json.dumps({"throughput": tp, "load": loads, "remote": rem, "remote_load": rl}))
     return 0
 
 
