@@ -82,7 +82,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 import procmon  # noqa: E402
 from devices import GODWIT, START_RX, VM, conditions, qemu_missing  # noqa: E402
 from godwit_vm import api, free_port  # noqa: E402
-from qmp import QMP  # noqa: E402
+from qmp import QMP, QMPError  # noqa: E402
 
 MiB = 1 << 20
 RESULTS = os.path.join(os.path.dirname(HERE), "bench", "results", "DISK_MOVE.md")
@@ -502,6 +502,8 @@ def qemu_remote(vm, qmp, qdst, port, nport, mode):
     if qmp.wait_event("BLOCK_JOB_READY", 600) is None:
         raise RuntimeError("QEMU: no BLOCK_JOB_READY within 600 s")
     t_ready = time.monotonic()
+    # The job's len counts what it copied, chunks the guest dirtied again included.
+    jobs = qmp.command("query-block-jobs") or [{}]
     qmp.command("migrate", uri=f"tcp:127.0.0.1:{port}")
     deadline = time.monotonic() + 600
     while True:
@@ -524,7 +526,7 @@ def qemu_remote(vm, qmp, qdst, port, nport, mode):
     qdst.command("nbd-server-stop")
     qdst.command("cont")
     t_run = time.monotonic()
-    return t0, t_ready, t_run, qmp.command("query-migrate") or {}
+    return t0, t_ready, t_run, qmp.command("query-migrate") or {}, jobs[0].get("len")
 
 
 def under_load_remote(kind, workdir, image, mib, data_bytes, run, mode=None, godwit=None):
@@ -569,10 +571,15 @@ def under_load_remote(kind, workdir, image, mib, data_bytes, run, mode=None, god
             dst_img = os.path.join(ddir, "moved.img")
             downtime, disk_sent = st["downtime_ms"], st["disk_bytes"]
         else:
-            t0, t_disk, t_end, st = qemu_remote(vm, qmp, qdst, port, nport, mode)
-            downtime, disk_sent = st.get("downtime"), None
+            t0, t_disk, t_end, st, disk_sent = qemu_remote(vm, qmp, qdst, port, nport, mode)
+            downtime = st.get("downtime")
         time.sleep(2)
         seed = vm.line_at(START_RX)
+    except (RuntimeError, QMPError, OSError, ValueError, KeyError) as e:
+        # What the VMM processes said goes with the error: a VMM that died says why.
+        raise RuntimeError(f"{type(e).__name__}: {e}; " + "; ".join(
+            f"{v.proc.name} (exit {v.proc.poll()}): {v.proc.stderr()[-800:]!r}"
+            for v in (vm, dst) if v)) from e
     finally:
         for q in (qmp, qdst):
             if q:
@@ -602,9 +609,10 @@ def under_load_remote(kind, workdir, image, mib, data_bytes, run, mode=None, god
     idle = [w for w in src_ws if ws[0][0] + 1 < w[0] < t0]
     during = [w for w in src_ws if t0 + 0.5 < w[0]]
     hi, hd = summed(idle), summed(during)
-    # QEMU stops kvmclock while the VM is stopped, so its guest's writes do not see its
-    # pause; the guest's output does: the gap between its last window line at the
-    # source and its first at the destination, less the 500 ms a window lasts.
+    # The pause as the guest's writes saw it (the slowest of the first window at the
+    # destination) needs a guest clock that counts the pause; its output shows it
+    # whatever the clock: the gap between the guest's last window line at the source
+    # and its first at the destination, less the 500 ms a window lasts.
     gap = ((dst_ws[0][0] - src_ws[-1][0]) * 1000 - 500) if src_ws and dst_ws else None
     sw = dst_ws[0][2] if dst_ws else None
     return {"vmm": f"{kind}-{mode}" if mode else kind, "move_s": t_end - t0,
@@ -634,8 +642,14 @@ def remote_load(workdir, image, data_bytes, mib, runs, vmms, ab=None):
         for kind, mode in order[run % len(order):] + order[:run % len(order)]:
             print(f"without shared storage, under load: {kind} {mode or ''} run {run + 1}",
                   flush=True)
-            row = under_load_remote(kind, workdir, image, mib, data_bytes, run + 1, mode,
-                                    ab if mode == "B" else None)
+            label = f"{kind}-{mode}" if mode else kind
+            try:
+                row = under_load_remote(kind, workdir, image, mib, data_bytes, run + 1, mode,
+                                        ab if mode == "B" else None)
+            except RuntimeError as e:
+                # A move that failed is a result too (reported, left out of the medians).
+                print(f"  failed: {e}", flush=True)
+                row = {"vmm": label, "error": str(e)[:3000]}
             row["vmm"] += f" #{run + 1}"
             rows.append(row)
     return rows
@@ -675,23 +689,26 @@ def report_remote(rows):
 def report_remote_load(rows):
     if not rows:
         return []
+    failed = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
     lines = ["", "## Without shared storage, under guest write load (loopback; blkbench "
              "latency: 4 KiB writes, one at a time)", "",
              "| VMM | move s | image across s | disk MB/s | idle p50 us | idle p99 us | "
              "during p50 us | during p99 us | p99 during/idle | writes idle/during | "
              "slowest write during (us) | slowest write, switch window (us) | "
              "guest output gap at the switch (ms) | VMM's downtime (ms) | "
-             "blocks the guest rewrote at the destination |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "image MiB sent | blocks the guest rewrote at the destination |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p99_ratio = r["during_p99"] / r["idle_p99"] if r["idle_p99"] else 0
         gap = "-" if r["output_gap_ms"] is None else f"{r['output_gap_ms']:.0f}"
+        sent = "-" if r["disk_bytes_sent"] is None else f"{r['disk_bytes_sent'] / MiB:.0f}"
         lines.append(f"| {r['vmm']} | {r['move_s']:.2f} | {r['disk_s']:.2f} | "
                      f"{r['disk_mbps']:.0f} | {r['idle_p50']:.0f} | {r['idle_p99']:.0f} | "
                      f"{r['during_p50']:.0f} | {r['during_p99']:.0f} | {p99_ratio:.2f} | "
                      f"{r['idle_n']}/{r['during_n']} | {r['during_max_us']} | "
                      f"{r['switch_window_max_us']} | {gap} | {r['vmm_downtime_ms']} | "
-                     f"{r['rewritten_blocks']} |")
+                     f"{sent} | {r['rewritten_blocks']} |")
     by_vmm, runs = {}, {}
     for r in rows:
         v, run = r["vmm"].split(" #")
@@ -715,6 +732,8 @@ def report_remote_load(rows):
                   "godwit faster): " + ", ".join(
                       f"{v} **{median(xs):.2f}x** ({' '.join(f'{x:.2f}' for x in xs)})"
                       for v, xs in ratios.items()) + "."]
+    for r in failed:
+        lines += ["", f"**{r['vmm']} failed**: {r['error']}"]
     lines += ["", "Time to finish: from the first command (godwit: `migrate --disk-to`; QEMU: "
               "blockdev-add of the NBD target on the source, the destination's NBD export "
               "set up before) to the destination running (godwit: its GET /vm says so, "
@@ -723,10 +742,13 @@ def report_remote_load(rows):
               "image's data bytes / that. Pause seen: the larger of the slowest guest write "
               "of the first window at the destination and the gap between the guest's "
               "last window line at the source and its first at the destination less "
-              "500 ms (QEMU stops kvmclock while the VM is stopped: its guest's writes do not "
-              "see the pause, its output does). Each moved image was compared with the "
+              "500 ms (a guest clock that did not count the pause would hide it from the "
+              "writes, not from the output). Each moved image was compared with the "
               "source's: equal but for blocks holding exactly what the guest writes there, "
-              "at most as many as it wrote at the destination."]
+              "at most as many as it wrote at the destination. Image MiB sent: godwit's "
+              "disk_bytes (the pass and the mirrored writes; holes and zero blocks are not "
+              "sent), QEMU's mirror job len at READY (what it copied, chunks the guest "
+              "dirtied again included)."]
     return lines
 
 
