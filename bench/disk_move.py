@@ -536,6 +536,9 @@ def under_load_remote(kind, workdir, image, mib, data_bytes, run, mode=None, god
     name = f"r{kind}-{mode}-{run}" if mode else f"r{kind}-{run}"
     src_img = os.path.join(workdir, f"{name}.img")
     subprocess.run(["cp", "--sparse=always", image, src_img], check=True)
+    # On disk before the guest starts: QEMU flushes the image when it stops the VM for
+    # the switch, and the copy's own dirty pages would lengthen its pause.
+    subprocess.run(["sync", "-d", src_img], check=True)
     sock = os.path.join(workdir, f"{name}.sock")
     port, nport = free_port(), free_port()
     while nport == port:
