@@ -689,6 +689,18 @@ def report_remote(rows):
     return lines
 
 
+LATENCY_HEAD = ("idle p50 us | idle p99 us | during p50 us | during p99 us | p99 during/idle | "
+                "writes idle/during | slowest write during (us)")
+
+
+def latency_cells(r):
+    """A row's guest write latency figures, the cells under LATENCY_HEAD."""
+    p99_ratio = r["during_p99"] / r["idle_p99"] if r["idle_p99"] else 0
+    return (f"{r['idle_p50']:.0f} | {r['idle_p99']:.0f} | {r['during_p50']:.0f} | "
+            f"{r['during_p99']:.0f} | {p99_ratio:.2f} | {r['idle_n']}/{r['during_n']} | "
+            f"{r['during_max_us']}")
+
+
 def report_remote_load(rows):
     if not rows:
         return []
@@ -696,20 +708,16 @@ def report_remote_load(rows):
     rows = [r for r in rows if "error" not in r]
     lines = ["", "## Without shared storage, under guest write load (loopback; blkbench "
              "latency: 4 KiB writes, one at a time)", "",
-             "| VMM | move s | image across s | disk MB/s | idle p50 us | idle p99 us | "
-             "during p50 us | during p99 us | p99 during/idle | writes idle/during | "
-             "slowest write during (us) | slowest write, switch window (us) | "
-             "guest output gap at the switch (ms) | VMM's downtime (ms) | "
-             "image MiB sent | blocks the guest rewrote at the destination |",
+             f"| VMM | move s | image across s | disk MB/s | {LATENCY_HEAD} | "
+             "slowest write, switch window (us) | guest output gap at the switch (ms) | "
+             "VMM's downtime (ms) | image MiB sent | blocks the guest rewrote at the "
+             "destination |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        p99_ratio = r["during_p99"] / r["idle_p99"] if r["idle_p99"] else 0
         gap = "-" if r["output_gap_ms"] is None else f"{r['output_gap_ms']:.0f}"
         sent = "-" if r["disk_bytes_sent"] is None else f"{r['disk_bytes_sent'] / MiB:.0f}"
         lines.append(f"| {r['vmm']} | {r['move_s']:.2f} | {r['disk_s']:.2f} | "
-                     f"{r['disk_mbps']:.0f} | {r['idle_p50']:.0f} | {r['idle_p99']:.0f} | "
-                     f"{r['during_p50']:.0f} | {r['during_p99']:.0f} | {p99_ratio:.2f} | "
-                     f"{r['idle_n']}/{r['during_n']} | {r['during_max_us']} | "
+                     f"{r['disk_mbps']:.0f} | {latency_cells(r)} | "
                      f"{r['switch_window_max_us']} | {gap} | {r['vmm_downtime_ms']} | "
                      f"{sent} | {r['rewritten_blocks']} |")
     by_vmm, runs = {}, {}
@@ -717,7 +725,7 @@ def report_remote_load(rows):
         v, run = r["vmm"].split(" #")
         by_vmm.setdefault(v, []).append(r)
         runs.setdefault(run, {})[v] = r
-    lines += ["", "Medians: " + "; ".join(
+    lines += [] if not by_vmm else ["", "Medians: " + "; ".join(
         f"{v} move {median([r['move_s'] for r in rs]):.2f} s, image across "
         f"{median([r['disk_s'] for r in rs]):.2f} s ({median([r['disk_mbps'] for r in rs]):.0f}"
         f" MB/s), p99 during/idle "
@@ -784,15 +792,11 @@ def report(args, tp, loads, skipped, load0, remote_rows=(), rl_rows=()):
         lines += ["", f"Medians: cp {cp:.0f} MB/s, godwit {mv:.0f} MB/s; ratio "
                   f"**{ratio:.2f}x cp** (goal >= 0.8x)."]
     lines += ["", "## Under guest write load (blkbench latency: 4 KiB writes, one at a time)", "",
-              "| VMM | move s | idle p50 us | idle p99 us | during p50 us | during p99 us | "
-              "p99 during/idle | writes idle/during | slowest write during (us) | "
+              f"| VMM | move s | {LATENCY_HEAD} | "
               "slowest write, switch window (us) | I/O held for the switch (us) |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in loads:
-        p99_ratio = r["during_p99"] / r["idle_p99"] if r["idle_p99"] else 0
-        lines.append(f"| {r['vmm']} | {r['move_s']:.2f} | {r['idle_p50']:.0f} | "
-                     f"{r['idle_p99']:.0f} | {r['during_p50']:.0f} | {r['during_p99']:.0f} | "
-                     f"{p99_ratio:.2f} | {r['idle_n']}/{r['during_n']} | {r['during_max_us']} | "
+        lines.append(f"| {r['vmm']} | {r['move_s']:.2f} | {latency_cells(r)} | "
                      f"{r['switch_window_max_us']} | "
                      f"{r['switch_us'] if r['switch_us'] is not None else '-'} |")
     by_vmm = {}
