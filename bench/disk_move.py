@@ -440,8 +440,9 @@ def poll_api(sock, path):
 
 
 def godwit_remote(name, workdir, sock, port, godwit):
-    """`godwit migrate --disk-to` of src's disk 0 to a receiver on port; the times (from
-    the command) the image was across and the destination running, and its JSON."""
+    """`godwit migrate --disk-to` of the VM's (API sock) disk 0 to a receiver on port; the
+    receiver, its --disk-dir, the times the command started, the image was across and
+    the destination ran, and the command's JSON."""
     ddir = os.path.join(workdir, f"{name}-dir")
     os.mkdir(ddir)
     dst = Receiver(godwit, workdir, f"{name}-dst", port, ddir)
