@@ -83,6 +83,7 @@ import procmon  # noqa: E402
 from devices import GODWIT, START_RX, VM, conditions, qemu_missing  # noqa: E402
 from godwit_vm import api, free_port  # noqa: E402
 from qmp import QMP, QMPError  # noqa: E402
+from vmms import QEMU_UNLIMITED_BW  # noqa: E402
 
 MiB = 1 << 20
 RESULTS = os.path.join(os.path.dirname(HERE), "bench", "results", "DISK_MOVE.md")
@@ -361,7 +362,6 @@ def under_load(kind, workdir, image, mib, run, mode=None, godwit=None):
 GOLDEN = 0x9E3779B97F4A7C15
 M64 = (1 << 64) - 1
 QEMU_DOWNTIME_MS = 50  # godwit migrate's default --downtime-ms, asked of QEMU too
-QEMU_UNLIMITED_BW = 1 << 40  # bytes/s (QEMU's default max-bandwidth is 128 MiB/s)
 
 
 class Receiver:
