@@ -14,6 +14,7 @@
  */
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,9 +22,20 @@
 #include "godwit/stream.h"
 #include "godwit/vm.h"
 
+/*
+ * Once this much data has been written into an image since its last flush, a helper
+ * thread flushes it (fdatasync) while the stream brings the rest, so that DONE's
+ * fdatasync finds little left (docs/migration-flow.md, "Figures").
+ */
+#define DISK_RECEIVE_FLUSH_STEP (8 * MiB)
+
 struct disk_incoming {
 	bool in;
-	struct disk img; /* our own descriptor of the image (the device has another) */
+	bool done;	    /* its DONE came: the pass is over, what follows is the guest's */
+	struct disk img;    /* our own descriptor of the image (the device has another) */
+	int flush_fd;	    /* the helper's own open of the image (-1: none), see flusher_main */
+	uint64_t unflushed; /* data bytes written since the helper's last flush began */
+	int flush_err;	    /* the helper's fdatasync failed: the image cannot be trusted */
 	char name[NAME_MAX + 1];
 	char path[PATH_MAX];
 	bool linked;
@@ -36,6 +48,12 @@ struct disk_receive {
 	char dir[PATH_MAX], real[PATH_MAX];
 	bool keep; /* the VM runs here on them: the files stay */
 	struct disk_incoming d[VM_MAX_DISKS];
+	/* the flushing helper: started once a step of data waits, stopped once all are DONE */
+	pthread_t flusher;
+	pthread_mutex_t lock; /* done, unflushed, flush_err, flusher_stop */
+	pthread_cond_t cond;
+	bool flusher_running, flusher_failed, flusher_stop;
+	uint64_t flushes; /* the helper's fdatasyncs (logged) */
 };
 
 /* Before any source: DIR (NULL: no disk may come). 0 or -errno (logged). */
@@ -48,9 +66,15 @@ int __must_check disk_receive__init(struct disk_receive *r, const char *dir);
 int __must_check disk_receive__create(struct disk_receive *r, uint32_t disk, const char *disk_to,
 				      uint64_t size, int *fd, char *path, size_t pathlen, char *why,
 				      size_t whylen);
-/* One DISK record (checked by stream_check__disk): written into the image. 0 or -errno. */
+/*
+ * One DISK record (checked by stream_check__disk): written into the image. 0 or -errno,
+ * also the error of a flush of that image the helper made.
+ */
 int __must_check disk_receive__apply(struct disk_receive *r, const struct stream_disk *d);
-/* fdatasync of every incoming image. 0 or -errno (why). */
+/*
+ * fdatasync of every incoming image, and the helper's errors. Once every image's DONE
+ * came, the helper is stopped first. 0 or -errno (why).
+ */
 int __must_check disk_receive__sync(struct disk_receive *r, char *why, size_t whylen);
 /*
  * --verify: each image whose source sent a digest (chk) hashed here and compared. 0,

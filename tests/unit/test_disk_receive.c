@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The destination's images that come in the stream (src/migrate/disk_receive.c): a
+ * helper thread flushes each image while its data comes, so that DONE's fdatasync
+ * finds little left; its errors fail the move even though the image's own
+ * descriptor's fdatasync succeeds; it stops once every image's pass is DONE.
+ * fdatasync is wrapped (-Wl,--wrap=fdatasync) to count the helper's calls and to make
+ * them fail on cue; the flush's effect is read from the page cache (cachestat, Linux
+ * 6.5) where the kernel has it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <linux/magic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "godwit/disk_receive.h"
+
+#define IMAGE_SIZE (64 * MiB)
+#define RECORD	   (1 * MiB)
+
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+static pid_t test_tid;
+static int helper_calls, helper_fail;
+
+/* The helper is any thread but the test's. */
+int __wrap_fdatasync(int fd)
+{
+	if (gettid() == test_tid)
+		return __real_fdatasync(fd);
+	__atomic_add_fetch(&helper_calls, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&helper_fail, __ATOMIC_SEQ_CST)) {
+		errno = EIO;
+		return -1;
+	}
+	return __real_fdatasync(fd);
+}
+
+struct fx {
+	char dir[64];
+	struct disk_receive r;
+	int fd; /* the VM device's descriptor of the image */
+	uint8_t *data;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char path[PATH_MAX], why[256];
+
+	assert_non_null(f);
+	test_tid = gettid();
+	helper_calls = helper_fail = 0;
+	snprintf(f->dir, sizeof(f->dir), "/var/tmp/godwit-diskrecv-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(disk_receive__init(&f->r, f->dir), 0);
+	assert_int_equal(disk_receive__create(&f->r, 0, "vm.img", IMAGE_SIZE, &f->fd, path,
+					      sizeof(path), why, sizeof(why)),
+			 0);
+	f->data = malloc(RECORD);
+	assert_non_null(f->data);
+	for (size_t i = 0; i < RECORD; i++)
+		f->data[i] = (uint8_t)(i * 7 + 1);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	disk_receive__exit(&f->r);
+	close(f->fd);
+	rmdir(f->dir);
+	free(f->data);
+	free(f);
+	return 0;
+}
+
+static int put(struct fx *f, uint64_t off)
+{
+	struct stream_disk d = {
+	    .disk = 0, .kind = STREAM_DISK_DATA, .offset = off, .length = RECORD, .data = f->data};
+
+	return disk_receive__apply(&f->r, &d);
+}
+
+static void write_range(struct fx *f, uint64_t from, uint64_t to)
+{
+	for (uint64_t off = from; off < to; off += RECORD)
+		assert_int_equal(put(f, off), 0);
+}
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){.tv_nsec = ms * 1000000L}, NULL);
+}
+
+/* Dirty pages of the image in [off, off+len): -1 where the kernel cannot tell. */
+static long dirty_pages(int fd, uint64_t off, uint64_t len)
+{
+	/* include/uapi/linux/mman.h, Linux 6.5; Debian 12's headers predate it */
+	struct {
+		uint64_t off, len;
+	} range = {off, len};
+	struct {
+		uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+	} cs;
+	struct statfs fs;
+
+	/* tmpfs has nothing to write back to: its pages stay dirty */
+	if (fstatfs(fd, &fs) || fs.f_type == TMPFS_MAGIC || syscall(451, fd, &range, &cs, 0))
+		return -1;
+	return (long)cs.nr_dirty;
+}
+
+static void test_flushed_while_it_comes(void **state)
+{
+	struct fx *f = *state;
+	char why[256];
+	long dirty = -1;
+	int i;
+
+	write_range(f, 0, 4 * DISK_RECEIVE_FLUSH_STEP);
+	/*
+	 * Whatever the helper leaves unflushed is less than a step, at the end: the first
+	 * three steps are clean once it has caught up (the kernel's own writeback would
+	 * wait 30 s for them, this at most 10).
+	 */
+	for (i = 0; i < 1000; i++) {
+		dirty = dirty_pages(f->fd, 0, 3 * DISK_RECEIVE_FLUSH_STEP);
+		if (__atomic_load_n(&helper_calls, __ATOMIC_SEQ_CST) && dirty <= 0)
+			break;
+		sleep_ms(10);
+	}
+	assert_true(helper_calls > 0);
+	if (dirty < 0)
+		print_message("no cachestat here: the flush's effect not checked\n");
+	else
+		assert_int_equal(dirty, 0);
+	assert_true(f->r.flusher_running);
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
+}
+
+static void test_helper_stops_at_done(void **state)
+{
+	struct fx *f = *state;
+	struct stream_disk done = {
+	    .disk = 0, .kind = STREAM_DISK_DONE, .offset = 0, .length = IMAGE_SIZE};
+	char why[256];
+	int calls;
+
+	write_range(f, 0, 2 * DISK_RECEIVE_FLUSH_STEP);
+	assert_true(f->r.flusher_running);
+	assert_int_equal(disk_receive__apply(&f->r, &done), 0);
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
+	assert_false(f->r.flusher_running);
+	/* The guest's writes after DONE are left to END's fdatasync: no helper again. */
+	calls = __atomic_load_n(&helper_calls, __ATOMIC_SEQ_CST);
+	write_range(f, 2 * DISK_RECEIVE_FLUSH_STEP, 4 * DISK_RECEIVE_FLUSH_STEP);
+	sleep_ms(50);
+	assert_false(f->r.flusher_running);
+	assert_int_equal(__atomic_load_n(&helper_calls, __ATOMIC_SEQ_CST), calls);
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
+}
+
+/*
+ * The helper's fdatasync fails: the next record's write says so, and so does the sync
+ * at DONE, though the fdatasync there (the image's own descriptor) succeeds.
+ */
+static void test_helper_error_fails_the_image(void **state)
+{
+	struct fx *f = *state;
+	uint64_t off = 0;
+	char why[256];
+	int ret = 0, i;
+
+	__atomic_store_n(&helper_fail, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 2000 && !ret; i++) {
+		ret = put(f, off);
+		off = (off + RECORD) % IMAGE_SIZE;
+		if (!ret && __atomic_load_n(&helper_calls, __ATOMIC_SEQ_CST))
+			sleep_ms(5);
+	}
+	assert_int_equal(ret, -EIO);
+	assert_int_equal(put(f, 0), -EIO);
+	why[0] = '\0';
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), -EIO);
+	assert_non_null(strstr(why, "disk 0: cannot sync its image"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_flushed_while_it_comes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_helper_stops_at_done, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_helper_error_fails_the_image, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
