@@ -72,8 +72,8 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libgodwit.a
 
 # Makes one disk's lock fail to release on cue (tests/unit/test_devices.c).
 $(BUILD)/tests/unit/test_devices: UNIT_LDFLAGS := -Wl,--wrap=fcntl
-# Counts the disk flushing helper's fdatasyncs and fails them on cue (test_disk_receive.c).
-$(BUILD)/tests/unit/test_disk_receive: UNIT_LDFLAGS := -Wl,--wrap=fdatasync
+# Counts the disk writer's and flushing helper's calls, fails them on cue (test_disk_receive.c).
+$(BUILD)/tests/unit/test_disk_receive: UNIT_LDFLAGS := -Wl,--wrap=fdatasync,--wrap=pwritev
 
 $(BUILD)/tests/cluster/%: tests/cluster/%.c $(BUILD)/libgodwit.a
 	@mkdir -p $(dir $@)

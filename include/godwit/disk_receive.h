@@ -28,6 +28,11 @@
  * fdatasync finds little left (docs/migration-flow.md, "Figures").
  */
 #define DISK_RECEIVE_FLUSH_STEP (8 * MiB)
+/*
+ * DISK records whose writes wait for the writer thread, at most: the receiving thread
+ * reads and checks the next ones while it writes (docs/migration-flow.md, "Figures").
+ */
+#define DISK_RECEIVE_QUEUE 8
 
 struct disk_incoming {
 	bool in;
@@ -43,17 +48,41 @@ struct disk_incoming {
 	ino_t ino;
 };
 
+/* A record's write, in the writer thread's queue. */
+struct disk_write {
+	struct disk_incoming *in;
+	uint32_t kind; /* STREAM_DISK_DATA or _ZERO */
+	uint64_t offset, length;
+	uint8_t *buf; /* DATA: the record's payload buffer, ours now */
+	size_t cap;
+	const uint8_t *data; /* DATA: length bytes in buf */
+};
+
 struct disk_receive {
 	int dirfd; /* --disk-dir, -1: none */
 	char dir[PATH_MAX], real[PATH_MAX];
 	bool keep; /* the VM runs here on them: the files stay */
 	struct disk_incoming d[VM_MAX_DISKS];
+	pthread_mutex_t lock; /* everything below, and each disk's done, unflushed, flush_err */
 	/* the flushing helper: started once a step of data waits, stopped once all are DONE */
 	pthread_t flusher;
-	pthread_mutex_t lock; /* done, unflushed, flush_err, flusher_stop */
 	pthread_cond_t cond;
 	bool flusher_running, flusher_failed, flusher_stop;
 	uint64_t flushes; /* the helper's fdatasyncs (logged) */
+	/* the writer: started with the first image, applies the queue in stream order */
+	pthread_t writer;
+	pthread_cond_t wcond; /* the writer waits for work */
+	pthread_cond_t room;  /* the receiving thread waits for a place in the queue */
+	bool writer_running, writer_stop;
+	struct disk_write q[DISK_RECEIVE_QUEUE];
+	unsigned int q_head, q_len; /* an entry leaves the queue once written */
+	int write_err;		    /* the first write that failed: the rest are dropped */
+	uint32_t write_err_disk;
+	struct {
+		uint8_t *buf;
+		size_t cap;
+	} spare[DISK_RECEIVE_QUEUE + 1]; /* payload buffers to give the reader */
+	unsigned int nr_spare;
 };
 
 /* Before any source: DIR (NULL: no disk may come). 0 or -errno (logged). */
@@ -67,13 +96,18 @@ int __must_check disk_receive__create(struct disk_receive *r, uint32_t disk, con
 				      uint64_t size, int *fd, char *path, size_t pathlen, char *why,
 				      size_t whylen);
 /*
- * One DISK record (checked by stream_check__disk): written into the image. 0 or -errno,
- * also the error of a flush of that image the helper made.
+ * One DISK record (checked by stream_check__disk, its checksum too): queued for the
+ * writer, in stream order. rd: the reader whose buffer d->data points into, which is
+ * taken (the reader gets a spare) rather than copied; NULL: the data is copied. Waits
+ * while the queue is full. 0 or -errno: an earlier write or flush that failed.
  */
-int __must_check disk_receive__apply(struct disk_receive *r, const struct stream_disk *d);
+struct stream_reader;
+int __must_check disk_receive__apply(struct disk_receive *r, const struct stream_disk *d,
+				     struct stream_reader *rd);
 /*
- * fdatasync of every incoming image, and the helper's errors. Once every image's DONE
- * came, the helper is stopped first. 0 or -errno (why).
+ * Waits for the queued writes, then fdatasync of every incoming image; the writer's
+ * and the flushing helper's errors. Once every image's DONE came, the helper is
+ * stopped first. 0 or -errno (why).
  */
 int __must_check disk_receive__sync(struct disk_receive *r, char *why, size_t whylen);
 /*

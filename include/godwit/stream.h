@@ -316,6 +316,13 @@ int __must_check stream__read_part(struct stream_reader *r, const struct stream_
 				   void *dst, size_t len);
 /* The whole payload was read: 0, or -EBADMSG (bytes left, checksum mismatch). */
 int __must_check stream__read_close(struct stream_reader *r, const struct stream_record *rec);
+/*
+ * The buffer the last record's payload was read into (rec->payload points into it),
+ * handed over to the caller, who frees it; buf (cap bytes, from malloc) takes its
+ * place for the records to come. *old_cap: the size of the one returned.
+ */
+uint8_t *stream__reader_swap_buf(struct stream_reader *r, uint8_t *buf, size_t cap,
+				 size_t *old_cap);
 
 /* ---- writer ------------------------------------------------------------ */
 

@@ -739,7 +739,7 @@ static int take_disk(struct dest *d, const struct stream_record *rec)
 		fail(d, "%s", why);
 		return ret;
 	}
-	ret = disk_receive__apply(&d->disks, &sd);
+	ret = disk_receive__apply(&d->disks, &sd, &d->r);
 	if (ret) {
 		fail(d, "disk %u: cannot write its image: %s", sd.disk, strerror(-ret));
 		return ret;

@@ -507,6 +507,17 @@ int stream__read_close(struct stream_reader *r, const struct stream_record *rec)
 	return 0;
 }
 
+uint8_t *stream__reader_swap_buf(struct stream_reader *r, uint8_t *buf, size_t cap,
+				 size_t *old_cap)
+{
+	uint8_t *old = r->buf;
+
+	*old_cap = r->buf_cap;
+	r->buf = buf;
+	r->buf_cap = cap;
+	return old;
+}
+
 /* ---- writer ------------------------------------------------------------ */
 
 int stream__writer_init(struct stream_writer *w, struct stream_io *io, enum stream_context ctx)

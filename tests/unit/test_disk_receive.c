@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The destination's images that come in the stream (src/migrate/disk_receive.c): a
- * helper thread flushes each image while its data comes, so that DONE's fdatasync
- * finds little left; its errors fail the move even though the image's own
+ * writer thread applies the DISK records in stream order behind the receiving thread,
+ * taking the reader's payload buffer rather than copying it, and its errors fail the
+ * move; a helper thread flushes each image while its data comes, so that DONE's
+ * fdatasync finds little left; its errors fail the move even though the image's own
  * descriptor's fdatasync succeeds; it stops once every image's pass is DONE.
- * fdatasync is wrapped (-Wl,--wrap=fdatasync) to count the helper's calls and to make
- * them fail on cue; the flush's effect is read from the page cache (cachestat, Linux
- * 6.5) where the kernel has it.
+ * fdatasync and pwritev are wrapped (-Wl,--wrap) to count the helpers' calls and to
+ * make them fail on cue; the flush's effect is read from the page cache (cachestat,
+ * Linux 6.5) where the kernel has it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -20,19 +22,36 @@
 #include <string.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "godwit/disk_receive.h"
+#include "godwit/stream.h"
 
 #define IMAGE_SIZE (64 * MiB)
 #define RECORD	   (1 * MiB)
 
 int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
+ssize_t __real_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off);
+ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off);
 
 static pid_t test_tid;
-static int helper_calls, helper_fail;
+static int helper_calls, helper_fail, writer_calls, writer_fail;
+
+/* The writer is any thread but the test's. */
+ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off)
+{
+	if (gettid() != test_tid) {
+		__atomic_add_fetch(&writer_calls, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&writer_fail, __ATOMIC_SEQ_CST)) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return __real_pwritev(fd, iov, iovcnt, off);
+}
 
 /* The helper is any thread but the test's. */
 int __wrap_fdatasync(int fd)
@@ -61,7 +80,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	test_tid = gettid();
-	helper_calls = helper_fail = 0;
+	helper_calls = helper_fail = writer_calls = writer_fail = 0;
 	snprintf(f->dir, sizeof(f->dir), "/var/tmp/godwit-diskrecv-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_int_equal(disk_receive__init(&f->r, f->dir), 0);
@@ -93,7 +112,7 @@ static int put(struct fx *f, uint64_t off)
 	struct stream_disk d = {
 	    .disk = 0, .kind = STREAM_DISK_DATA, .offset = off, .length = RECORD, .data = f->data};
 
-	return disk_receive__apply(&f->r, &d);
+	return disk_receive__apply(&f->r, &d, NULL);
 }
 
 static void write_range(struct fx *f, uint64_t from, uint64_t to)
@@ -163,7 +182,7 @@ static void test_helper_stops_at_done(void **state)
 
 	write_range(f, 0, 2 * DISK_RECEIVE_FLUSH_STEP);
 	assert_true(f->r.flusher_running);
-	assert_int_equal(disk_receive__apply(&f->r, &done), 0);
+	assert_int_equal(disk_receive__apply(&f->r, &done, NULL), 0);
 	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
 	assert_false(f->r.flusher_running);
 	/* The guest's writes after DONE are left to END's fdatasync: no helper again. */
@@ -200,12 +219,135 @@ static void test_helper_error_fails_the_image(void **state)
 	assert_non_null(strstr(why, "disk 0: cannot sync its image"));
 }
 
+static void put_fill(struct fx *f, uint32_t kind, uint64_t off, uint64_t len, uint8_t byte)
+{
+	struct stream_disk d = {.disk = 0, .kind = kind, .offset = off, .length = len};
+
+	if (kind == STREAM_DISK_DATA) {
+		assert_true(len <= RECORD);
+		memset(f->data, byte, len);
+		d.data = f->data;
+	}
+	assert_int_equal(disk_receive__apply(&f->r, &d, NULL), 0);
+}
+
+static void assert_bytes(struct fx *f, uint64_t off, uint64_t len, uint8_t byte)
+{
+	uint8_t *buf = malloc(len);
+
+	assert_non_null(buf);
+	assert_int_equal(pread(f->fd, buf, len, (off_t)off), (ssize_t)len);
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i] != byte)
+			fail_msg("byte %llu is 0x%x, not 0x%x", (unsigned long long)(off + i),
+				 buf[i], byte);
+	free(buf);
+}
+
+/*
+ * More records than the queue holds, later ones over earlier ones: the image is as the
+ * stream said, in its order, once the sync has waited for the writer; by the writer.
+ */
+static void test_writes_in_stream_order(void **state)
+{
+	struct fx *f = *state;
+	char why[256];
+	int i;
+
+	for (i = 0; i < 3 * DISK_RECEIVE_QUEUE; i++)
+		put_fill(f, STREAM_DISK_DATA, (uint64_t)i * RECORD, RECORD, (uint8_t)(i + 1));
+	put_fill(f, STREAM_DISK_ZERO, RECORD / 2, 2 * RECORD, 0);
+	put_fill(f, STREAM_DISK_DATA, RECORD, 4096, 0xee);
+	put_fill(f, STREAM_DISK_DATA, 5 * RECORD + 512, 512, 0xdd);
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
+	assert_true(writer_calls >= 3 * DISK_RECEIVE_QUEUE + 2);
+	assert_bytes(f, 0, RECORD / 2, 1);
+	assert_bytes(f, RECORD / 2, RECORD / 2, 0);
+	assert_bytes(f, RECORD, 4096, 0xee);
+	assert_bytes(f, RECORD + 4096, RECORD - 4096, 0);
+	assert_bytes(f, 2 * RECORD + RECORD / 2, RECORD / 2, 3);
+	assert_bytes(f, 5 * RECORD, 512, 6);
+	assert_bytes(f, 5 * RECORD + 512, 512, 0xdd);
+	assert_bytes(f, 5 * RECORD + 1024, RECORD - 1024, 6);
+	assert_bytes(f, (3 * DISK_RECEIVE_QUEUE - 1) * RECORD, RECORD, 3 * DISK_RECEIVE_QUEUE);
+}
+
+/* A write that fails in the writer: a later record and the sync say so. */
+static void test_write_error_fails_the_image(void **state)
+{
+	struct fx *f = *state;
+	char why[256] = "";
+	int ret = 0, i;
+
+	__atomic_store_n(&writer_fail, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 1000 && !ret; i++) {
+		ret = put(f, (uint64_t)(i % 8) * RECORD);
+		if (!ret)
+			sleep_ms(5);
+	}
+	assert_int_equal(ret, -EIO);
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), -EIO);
+	assert_non_null(strstr(why, "disk 0: cannot write its image"));
+}
+
+/*
+ * With the reader given, the payload buffer the record was read into is the one
+ * written from: the reader reads the next record into another.
+ */
+static void test_takes_the_readers_buffer(void **state)
+{
+	struct fx *f = *state;
+	struct stream_io out, in;
+	struct stream_writer w;
+	struct stream_reader rd;
+	struct stream_record rec;
+	struct stream_disk d;
+	const uint8_t *bytes;
+	struct iovec none = {NULL, 0};
+	char why[256];
+	size_t len;
+
+	stream_io__init_mem_writer(&out);
+	assert_int_equal(stream__writer_init(&w, &out, STREAM_CTX_DATA), 0);
+	assert_int_equal(stream__write_header(&w), 0);
+	/* The reader leaves CONFIG's payload to its caller: an empty one does here. */
+	assert_int_equal(
+	    stream__write_record(&w, STREAM_REC_CONFIG, STREAM_REC_MANDATORY, &none, 1), 0);
+	memset(f->data, 0x11, RECORD);
+	assert_int_equal(stream__write_disk(&w, 0, STREAM_DISK_DATA, 0, RECORD, f->data), 0);
+	memset(f->data, 0x22, RECORD);
+	assert_int_equal(stream__write_disk(&w, 0, STREAM_DISK_DATA, RECORD, RECORD, f->data), 0);
+	stream__writer_exit(&w);
+
+	bytes = stream_io__mem_data(&out, &len);
+	stream_io__init_mem_reader(&in, bytes, len);
+	assert_int_equal(stream__reader_init(&rd, &in, STREAM_CTX_DATA), 0);
+	assert_int_equal(stream__read_header(&rd, NULL), 0);
+	assert_int_equal(stream__read_record(&rd, &rec), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(stream__read_record(&rd, &rec), 0);
+		assert_int_equal(stream__disk_decode(rec.payload, rec.length, &d, why, sizeof(why)),
+				 0);
+		assert_int_equal(disk_receive__apply(&f->r, &d, &rd), 0);
+		/* The reader has another buffer now: the one the record is in is the writer's. */
+		assert_ptr_not_equal(rd.buf, rec.payload);
+	}
+	assert_int_equal(disk_receive__sync(&f->r, why, sizeof(why)), 0);
+	stream__reader_exit(&rd);
+	stream_io__exit(&out);
+	assert_bytes(f, 0, RECORD, 0x11);
+	assert_bytes(f, RECORD, RECORD, 0x22);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_flushed_while_it_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_helper_stops_at_done, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_helper_error_fails_the_image, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_writes_in_stream_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_error_fails_the_image, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_takes_the_readers_buffer, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
