@@ -207,17 +207,28 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
-static void stop_flusher(struct disk_receive *r)
+/* One of the two helpers is told to end once its work is done, and waited for. */
+static void join_helper(struct disk_receive *r, pthread_t t, bool *stop, pthread_cond_t *wake,
+			bool *running)
 {
-	if (!r->flusher_running)
+	if (!*running)
 		return;
 	pthread_mutex_lock(&r->lock);
-	r->flusher_stop = true;
-	pthread_cond_signal(&r->cond);
+	*stop = true;
+	pthread_cond_signal(wake);
 	pthread_mutex_unlock(&r->lock);
-	pthread_join(r->flusher, NULL);
-	r->flusher_running = false;
-	pr_debug("disks: flushed %llu times while they came", (unsigned long long)r->flushes);
+	pthread_join(t, NULL);
+	*running = false;
+}
+
+static void stop_flusher(struct disk_receive *r)
+{
+	bool ran = r->flusher_running;
+
+	join_helper(r, r->flusher, &r->flusher_stop, &r->cond, &r->flusher_running);
+	if (ran)
+		pr_debug("disks: flushed %llu times while they came",
+			 (unsigned long long)r->flushes);
 }
 
 /* len bytes of data written into in: the helper is told once a step's worth waits. */
@@ -308,14 +319,7 @@ static void *writer_main(void *arg)
 /* What is queued is written (the writer goes on to the end of the queue first). */
 static void stop_writer(struct disk_receive *r)
 {
-	if (!r->writer_running)
-		return;
-	pthread_mutex_lock(&r->lock);
-	r->writer_stop = true;
-	pthread_cond_signal(&r->wcond);
-	pthread_mutex_unlock(&r->lock);
-	pthread_join(r->writer, NULL);
-	r->writer_running = false;
+	join_helper(r, r->writer, &r->writer_stop, &r->wcond, &r->writer_running);
 }
 
 static void drain(struct disk_receive *r)
