@@ -512,6 +512,8 @@ int disk_receive__link(struct disk_receive *r, char *why, size_t whylen)
 	unsigned int i;
 	int ret;
 
+	/* After END: no record is left to write, and the VM may run here for long. */
+	stop_writer(r);
 	for (i = 0; i < VM_MAX_DISKS; i++) {
 		struct disk_incoming *in = &r->d[i];
 

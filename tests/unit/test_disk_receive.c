@@ -270,6 +270,10 @@ static void test_writes_in_stream_order(void **state)
 	assert_bytes(f, 5 * RECORD + 512, 512, 0xdd);
 	assert_bytes(f, 5 * RECORD + 1024, RECORD - 1024, 6);
 	assert_bytes(f, (3 * DISK_RECEIVE_QUEUE - 1) * RECORD, RECORD, 3 * DISK_RECEIVE_QUEUE);
+	/* Named after the hand-over: the writer has nothing left to do and ends. */
+	assert_true(f->r.writer_running);
+	assert_int_equal(disk_receive__link(&f->r, why, sizeof(why)), 0);
+	assert_false(f->r.writer_running);
 }
 
 /* A write that fails in the writer: a later record and the sync say so. */
