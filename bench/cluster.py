@@ -32,14 +32,19 @@ source done to the task recorded done) and, one at a time, the gap between a mov
 and the next one's start. etcd requests per move: the gRPC messages etcd received from
 every client (leader, agents' load, the CLI's waiting) over the case, per move. The
 guests' pauses: each source's own measurement ("completed in N ms (pause P ms)" in its
-log), against the pause of one VM moved alone first. CPU: the machine's busy share over
-the case (all cores), with the load average at both ends. Prints tables and, last, the
-figures as one JSON line; nothing here is asserted. With --before, each case runs
-twice in turn, with another binary's manager and then this tree's (agents and VMs
-unchanged), for a change to the cluster layer side by side in one run.
+log), median, 90th percentile and maximum, against the same of --singles single moves
+(VMs in turn, each moved alone to host-b and back, both moves counted), a line per case
+"pauses vs single: ...". CPU: the machine's busy share over the case (all cores), with
+the load average at both ends. Prints tables and, last, the figures as one JSON line;
+nothing here is asserted. With --before, each case runs twice in turn, first with
+another godwit build and then with this tree's, side by side in one run: the whole
+build (managers, agents and the VMs they start, so both ends of every move), or with
+--before-parts manager its manager alone (agents and VMs this tree's in both); the
+single moves are measured with each.
 """
 import argparse
 import json
+import math
 import os
 import pathlib
 import re
@@ -113,10 +118,17 @@ def options(argv=None):
                    help="per-host limits, one case each (CLUSTER_LIMITS, default 1,2,8)")
     p.add_argument("--link-mib", type=int, default=int(env("LINK_MIB", "512")),
                    help="MiB of the link's TCP copy (LINK_MIB, default 512)")
+    p.add_argument("--singles", type=int, default=env("CLUSTER_SINGLES"),
+                   help="the single moves the pauses are held against: this many VMs in "
+                        "turn, each moved alone to host-b and back, both moves counted "
+                        "(CLUSTER_SINGLES, default --vms)")
     p.add_argument("--before", metavar="GODWIT",
-                   help="run each case twice in turn, first with the manager of this "
-                        "godwit binary (e.g. main's build), then with this tree's: the "
-                        "cluster layer's change side by side")
+                   help="run each case twice in turn, first with this godwit binary "
+                        "(e.g. main's build), then with this tree's: a change side by side")
+    p.add_argument("--before-parts", choices=("all", "manager"), default="all",
+                   help="what --before runs of that binary: all (managers, agents and the "
+                        "VMs they start: both ends of every move) or the manager alone "
+                        "(default all)")
     p.add_argument("--dir", help="where the cluster's files go (default: a new temporary "
                                  "directory, kept)")
     o = p.parse_args(argv)
@@ -124,10 +136,16 @@ def options(argv=None):
         o.limits = [int(x) for x in o.limits.split(",")]
     except ValueError:
         p.error(f"--limits {o.limits!r}: per-host limits, comma-separated (1,2,8)")
+    try:
+        o.singles = o.vms if o.singles is None else int(o.singles)
+    except ValueError:
+        p.error(f"--singles {o.singles!r}: a number of VMs")
     if o.vms < 1 or o.mib < 64 or o.mib % 2 or o.mbps < 1 or o.mbit < 0 or o.link_mib < 1 \
-            or not o.limits or min(o.limits) < 1:
-        p.error("--vms, --mbps, --link-mib and each of --limits at least 1, --mib even and "
-                "at least 64 (a VM's memory is in 2 MiB steps)")
+            or not o.limits or min(o.limits) < 1 or o.singles < 1:
+        p.error("--vms, --mbps, --link-mib, --singles and each of --limits at least 1, --mib "
+                "even and at least 64 (a VM's memory is in 2 MiB steps)")
+    if o.before and not os.access(o.before, os.X_OK):
+        p.error(f"--before {o.before}: not an executable godwit")
     return o
 
 
@@ -191,16 +209,23 @@ def moves_since(sizes):
     return out
 
 
+def vm_pid(lab, host, name):
+    return int((lab.dir / f"h-{host}" / f"{name}.pid").read_text().split()[0])
+
+
 def bytes_read(lab, names):
     """rchar of the VM processes of names where they run now (their pid files there)."""
     where = {v["name"]: v["host"] for v in js(lab, "vms")["vms"]}
     total = 0
     for n in names:
-        pidf = lab.dir / f"h-{where[n]}" / f"{n}.pid"
-        pid = int(pidf.read_text().split()[0])
-        with open(f"/proc/{pid}/io") as f:
+        with open(f"/proc/{vm_pid(lab, where[n], n)}/io") as f:
             total += int(next(ln for ln in f if ln.startswith("rchar:")).split()[1])
     return total
+
+
+def vm_exes(lab, host, names):
+    """The executables of the VM processes of names on host: whose build they are."""
+    return sorted({os.readlink(f"/proc/{vm_pid(lab, host, n)}/exe") for n in names})
 
 
 def js(lab, *args):
@@ -243,6 +268,7 @@ def evacuate(lab, limit, names):
     seen = {t["id"] for t in js(lab, "tasks")["history"]}
     run(lab, "limits", "--per-host", str(limit))
     logs = log_sizes(lab, "host-a")
+    exes = vm_exes(lab, "host-a", names)
     load0, cpu0, etcd0 = os.getloadavg()[0], cpu_times(), etcd_messages(lab)
     t0_ms = time.time() * 1000
     t0 = time.monotonic()
@@ -271,7 +297,7 @@ def evacuate(lab, limit, names):
     # One at a time: a move's end to the next one's start (the slot free, unused).
     gaps = [(b["started_ms"] - a["ended_ms"]) / 1000 for a, b in zip(tasks, tasks[1:])]
     streaming = union_s(streams)
-    return {"timeline": timeline, "last_end_s": (last_end - t0_ms) / 1000,
+    return {"timeline": timeline, "last_end_s": (last_end - t0_ms) / 1000, "vm_exes": exes,
             "limit": limit, "wall_s": wall, "moves": len(tasks), "bytes": moved,
             "not_done": len(new) - len(tasks),
             "streaming_s": streaming, "idle_s": wall - streaming,
@@ -281,23 +307,44 @@ def evacuate(lab, limit, names):
             "start_s": median(starts), "end_s": median(ends),
             "gap_s": median(gaps) if limit == 1 else None,
             "pauses_ms": [s[1] for s in src.values()],
+            "pause_by_vm": {vm: s[1] for vm, s in src.items()},
+            "pause": spread([s[1] for s in src.values()]),
             "etcd_per_move": (etcd1 - etcd0) / max(1, len(tasks)),
             "cpu_busy": (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1]),
             "load": [load0, load1]}
 
 
-def single_move(lab, name):
-    """One VM moved alone to host-b and back: its time and pause there."""
-    logs = log_sizes(lab, "host-a")
-    t0 = time.monotonic()
-    run(lab, "migrate", name, "--to", "host-b", "--wait")
-    wall = time.monotonic() - t0
-    src = moves_since(logs)
-    moved = bytes_read(lab, [name])
-    run(lab, "migrate", name, "--to", "host-a", "--wait")
-    wait_until("it is back on host-a", lambda: name in on(lab, "host-a"), timeout=120)
-    return {"wall_s": wall, "bytes": moved, "source_s": src[name][0] / 1000,
-            "pause_ms": src[name][1]}
+def single_moves(lab, names, n):
+    """n VMs in turn, each moved alone to host-b and back: each move's time, bytes (the
+    destination's rchar) and pause, as its source measured them."""
+    moves = []
+    for name in (names[i % len(names)] for i in range(n)):
+        for src, dst in (("host-a", "host-b"), ("host-b", "host-a")):
+            logs = log_sizes(lab, src)
+            t0 = time.monotonic()
+            run(lab, "migrate", name, "--to", dst, "--wait")
+            wall = time.monotonic() - t0
+            wait_until(f"{name} runs on {dst}, its source's end logged",
+                       lambda: name in on(lab, dst) and name in moves_since(logs),
+                       timeout=120)
+            took, pause = moves_since(logs)[name]
+            moves.append({"vm": name, "to": dst, "wall_s": wall,
+                          "bytes": bytes_read(lab, [name]), "source_s": took / 1000,
+                          "pause_ms": pause})
+    pauses = [m["pause_ms"] for m in moves]
+    # The medians stand for "one VM moved alone" in the bound's and vs once's figures.
+    return {"moves": moves, "wall_s": median([m["wall_s"] for m in moves]),
+            "bytes": median([m["bytes"] for m in moves]),
+            "source_s": median([m["source_s"] for m in moves]),
+            "pause_ms": median(pauses), "pause": spread(pauses)}
+
+
+def spread(xs):
+    """Median, 90th percentile (nearest rank) and maximum of xs."""
+    s = sorted(xs)
+    if not s:
+        return {"median": None, "p90": None, "max": None}
+    return {"median": median(s), "p90": s[math.ceil(0.9 * len(s)) - 1], "max": s[-1]}
 
 
 def use_manager(lab, binary, name):
@@ -317,6 +364,22 @@ def use_manager(lab, binary, name):
         "/godwit/leader") == name, timeout=60)
 
 
+def start_agents(lab, o, binary):
+    """An agent from binary on every host, each in place of the one running (the VMs
+    run on, adopted): the VMs it starts from then on, receives included, are binary's."""
+    for n in lab.nodes:
+        if n.kind == "agent" and n.proc.poll() is None:
+            n.stop()
+    cluster_lab.GODWIT = binary
+    try:
+        for h in HOSTS:
+            # The agents' default lease (the lab's 4 s expired under a loaded machine's
+            # moves).
+            lab.agent(h, "--ttl", "10", memory=f"{(o.vms + 1) * o.mib}M", cpus=4 * o.vms)
+    finally:
+        cluster_lab.GODWIT = GODWIT
+
+
 def back_to_a(lab, names):
     run(lab, "limits", "--per-host", "8")
     run(lab, "maintenance", "exit", "host-a")
@@ -324,6 +387,10 @@ def back_to_a(lab, names):
         run(lab, "migrate", n, "--to", "host-a")
     wait_until("all back on host-a", lambda: len(on(lab, "host-a")) == len(names),
                timeout=900, step=1)
+
+
+def ms(x):
+    return "-" if x is None else f"{x:.0f}"
 
 
 def report(o, fig):
@@ -337,22 +404,28 @@ def report(o, fig):
     path = "host-a -> host-b" if o.link == "netns" else "over loopback"
     print(f"link: one TCP stream {path}, {fig['link_runs_Bps'][0] / 1e6:.1f} MB/s "
           f"before the cases, {fig['link_runs_Bps'][1] / 1e6:.1f} MB/s after")
-    print(f"one VM moved alone: {one['wall_s']:.2f} s (command to done), "
-          f"{one['bytes'] / 1e6:.1f} MB, {one['source_s']:.2f} s streaming, "
-          f"bound {one['bytes'] / link:.2f} s, pause {one['pause_ms']} ms")
+    for label, sg in fig["singles"].items():
+        p = sg["pause"]
+        print(f"single moves{f' ({label})' if label else ''}: {len(sg['moves'])} moves "
+              f"alone (host-a -> host-b and back), medians {sg['wall_s']:.2f} s command to "
+              f"done, {sg['bytes'] / 1e6:.1f} MB, {sg['source_s']:.2f} s streaming, bound "
+              f"{sg['bytes'] / link:.2f} s; pause ms median {ms(p['median'])}, p90 "
+              f"{ms(p['p90'])}, max {ms(p['max'])} (each: "
+              f"{', '.join(str(m['pause_ms']) for m in sg['moves'])}); load "
+              f"{sg['load'][0]:.1f}-{sg['load'][1]:.1f}")
     once = one["bytes"] * o.vms / link
-    print(f"each VM sent once what it sent alone: {one['bytes'] * o.vms / 1e6:.0f} MB, "
-          f"{once:.1f} s at the link's rate")
-    head = ("manager", "limit", "evacuation s", "vs first", "last done s", "MB moved",
-            "bound s", "vs bound", "vs once", "streaming s", "idle s", "move s",
-            "source s", "start s", "end s", "gap s", "pause ms (median, max)", "etcd/move",
-            "CPU busy", "load")
+    print(f"each VM sent once what one sent alone (the median): "
+          f"{one['bytes'] * o.vms / 1e6:.0f} MB, {once:.1f} s at the link's rate")
+    head = ("build" if o.before_parts == "all" else "manager", "limit", "evacuation s",
+            "vs first", "last done s", "MB moved", "bound s", "vs bound", "vs once",
+            "streaming s", "idle s", "move s", "source s", "start s", "end s", "gap s",
+            "pause ms (median, p90, max)", "etcd/move", "CPU busy", "load")
     print("| " + " | ".join(head) + " |")
     base = {}
     for r in fig["cases"]:
         base.setdefault(r["manager"], r["wall_s"])
         bound = r["bytes"] / link
-        p = r["pauses_ms"] or [0]
+        p = r["pause"]
         gap = f"{r['gap_s']:.2f}" if r["gap_s"] is not None else "-"
         print("| " + " | ".join([
             r["manager"] or "-", str(r["limit"]), f"{r['wall_s']:.1f}",
@@ -360,17 +433,27 @@ def report(o, fig):
             f"{r['bytes'] / 1e6:.0f}", f"{bound:.1f}", f"{r['wall_s'] / bound:.2f}",
             f"{r['wall_s'] / once:.2f}", f"{r['streaming_s']:.1f}", f"{r['idle_s']:.1f}",
             f"{r['move_s']:.2f}", f"{r['source_s']:.2f}", f"{r['start_s']:.2f}",
-            f"{r['end_s']:.2f}", gap, f"{median(p):.0f}, {max(p)}",
+            f"{r['end_s']:.2f}", gap, f"{ms(p['median'])}, {ms(p['p90'])}, {ms(p['max'])}",
             f"{r['etcd_per_move']:.0f}", f"{r['cpu_busy'] * 100:.0f}%",
             f"{r['load'][0]:.1f}-{r['load'][1]:.1f}"]) + " |" +
               (f" ({r['not_done']} tasks not done)" if r["not_done"] else ""))
+    for r in fig["cases"]:
+        p, sg = r["pause"], fig["singles"][r["manager"]]
+        sp = sg["pause"]
+        each = ", ".join(f"{vm} {x}" for vm, x in sorted(r["pause_by_vm"].items()))
+        print(f"limit {r['limit']}" + (f" ({r['manager']})" if r["manager"] else "") +
+              f": pauses vs single: median {ms(p['median'])} vs {ms(sp['median'])}, "
+              f"p90 {ms(p['p90'])} vs {ms(sp['p90'])}, max {ms(p['max'])} vs "
+              f"{ms(sp['max'])} ms ({len(r['pauses_ms'])} moves against "
+              f"{len(sg['moves'])}; each: {each}; load {r['load'][0]:.1f}-{r['load'][1]:.1f})")
     print(json.dumps(fig))
 
 
 def bench(o, lab):
-    for h in HOSTS:
-        # The agents' default lease (the lab's 4 s expired under a loaded machine's moves).
-        lab.agent(h, "--ttl", "10", memory=f"{(o.vms + 1) * o.mib}M", cpus=4 * o.vms)
+    builds = [("before", o.before), ("after", GODWIT)] if o.before else [("", None)]
+    whole = o.before and o.before_parts == "all"
+    # The VMs created first are the first build's.
+    start_agents(lab, o, builds[0][1] if whole else GODWIT)
     lab.manager("m1")
     for h in HOSTS[1:]:
         run(lab, "maintenance", "enter", h)
@@ -385,20 +468,27 @@ def bench(o, lab):
                step=1)
     load0 = os.getloadavg()[0]
     bw = [link_bandwidth(lab.net, o.link_mib)]
-    single = single_move(lab, names[0])
-    managers = [("before", o.before), ("after", GODWIT)] if o.before else [("", None)]
-    cases = []
+    singles, cases, agents = {}, [], builds[0][1] if whole else GODWIT
     for limit in o.limits:
-        for label, binary in managers:
+        for label, binary in builds:
             if cases:
+                # The VMs are off host-a: they come back as receives of host-a's agent,
+                # so a new build's agents make them that build's VMs.
+                if whole and agents != binary:
+                    start_agents(lab, o, binary)
+                    agents = binary
                 back_to_a(lab, names)
             if binary:
                 use_manager(lab, binary, f"m-{label}")
+            if label not in singles:
+                load = os.getloadavg()[0]
+                singles[label] = {**single_moves(lab, names, o.singles),
+                                  "load": [load, os.getloadavg()[0]]}
             cases.append({**evacuate(lab, limit, names), "manager": label})
     bw.append(link_bandwidth(lab.net, o.link_mib))
     report(o, {"cmdline": cmdline, "link": o.link, "mbit": o.mbit, "link_runs_Bps": bw,
-               "link_Bps": max(bw), "single": single, "cases": cases,
-               "load": [load0, os.getloadavg()[0]]})
+               "link_Bps": max(bw), "single": singles[builds[-1][0]], "singles": singles,
+               "cases": cases, "load": [load0, os.getloadavg()[0]]})
 
 
 def main(argv=None):

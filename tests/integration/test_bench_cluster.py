@@ -1,11 +1,12 @@
 """bench/cluster.py (`make bench-cluster`), so that it cannot rot: one tiny run over
 namespace hosts on a shaped bridge, its figures sane (the link held to its rate, every
-move and pause seen, the guests' random pages sent whole, one at a time never two at
-once), and its namespaces and VMs gone after it, also when it is stopped half-way.
-Measures nothing worth keeping.
+move and pause seen, the single moves' and each case's pause spread, the guests' random
+pages sent whole, one at a time never two at once), and its namespaces and VMs gone
+after it, also when it is stopped half-way. Measures nothing worth keeping.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import sys
 import pytest
 
 from cluster_lab import pid_alive, wait_until
-from godwit_vm import ROOT, TESTGUEST
+from godwit_vm import GODWIT, ROOT, TESTGUEST
 
 pytestmark = [pytest.mark.kvm,
               pytest.mark.skipif(not os.path.exists(TESTGUEST),
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.kvm,
 BENCH = os.path.join(ROOT, "bench", "cluster.py")
 MIB, MBIT = 64, 100
 TINY = ["--vms", "2", "--mib", str(MIB), "--mbps", "2", "--limits", "1,2", "--mbit", str(MBIT),
-        "--link-mib", "4"]
+        "--link-mib", "4", "--singles", "1"]
 
 
 def namespaces(pid):
@@ -42,8 +43,15 @@ def vm_pids(lab_dir):
     return pids
 
 
-def test_tiny_run_has_sane_figures(tmp_path):
-    p = subprocess.Popen([sys.executable, BENCH, *TINY, "--dir", str(tmp_path / "lab")],
+def sane_spread(p, pauses):
+    """The median, p90 and max of pauses, each one a pause in ms or between two."""
+    return (sorted(p) == ["max", "median", "p90"] and p["max"] == max(pauses)
+            and min(pauses) <= p["median"] <= p["p90"] <= p["max"] and p["p90"] in pauses)
+
+
+def run_bench(tmp_path, *args):
+    """The stdout of a bench run that succeeded and left no namespace behind."""
+    p = subprocess.Popen([sys.executable, BENCH, *args, "--dir", str(tmp_path / "lab")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = p.communicate(timeout=600)
@@ -53,15 +61,29 @@ def test_tiny_run_has_sane_figures(tmp_path):
             p.wait()
     assert p.returncode == 0, out[-3000:] + err[-3000:]
     assert namespaces(p.pid) == []
+    return out
+
+
+def test_tiny_run_has_sane_figures(tmp_path):
+    out = run_bench(tmp_path, *TINY)
     assert not [pid for pid in vm_pids(tmp_path / "lab") if pid_alive(pid)]
     fig = json.loads(out.strip().splitlines()[-1])
     # The link is the shaped one: one TCP stream never beats the port's rate.
     assert all(0 < bw <= MBIT * 1e6 / 8 * 1.05 for bw in fig["link_runs_Bps"]), fig
     fill = MIB * 5 // 8 << 20
-    assert fig["single"]["bytes"] >= fill and fig["single"]["pause_ms"] >= 0, fig["single"]
+    # One VM moved alone to host-b and back: two single moves, each its own pause.
+    single = fig["single"]
+    assert fig["singles"] == {"": single}
+    assert [(m["vm"], m["to"]) for m in single["moves"]] == [("vm0", "host-b"), ("vm0", "host-a")]
+    assert all(m["bytes"] >= fill and m["pause_ms"] >= 0 for m in single["moves"]), single
+    assert single["bytes"] >= fill and single["pause_ms"] >= 0, single
+    assert sane_spread(single["pause"], [m["pause_ms"] for m in single["moves"]]), single
     assert [c["limit"] for c in fig["cases"]] == [1, 2]
     for c in fig["cases"]:
         assert c["moves"] == 2 and len(c["pauses_ms"]) == 2, c
+        assert sorted(c["pause_by_vm"]) == ["vm0", "vm1"], c
+        assert sane_spread(c["pause"], c["pauses_ms"]), c
+        assert c["vm_exes"] == [os.path.realpath(GODWIT)], c
         # Random pages cannot shrink: each VM's filled RAM crossed the link whole.
         assert c["bytes"] >= 2 * fill, c
         assert 0 < c["streaming_s"] <= c["wall_s"] and c["last_end_s"] <= c["wall_s"], c
@@ -72,6 +94,30 @@ def test_tiny_run_has_sane_figures(tmp_path):
     lines = out.splitlines()
     assert any(ln.startswith("link: one TCP stream host-a -> host-b") for ln in lines), out
     assert sum(ln.startswith("| - | ") for ln in lines) == 2, out
+    assert any(ln.startswith("single moves: 2 moves alone") for ln in lines), out
+    for c in fig["cases"]:
+        p, s = c["pause"], single["pause"]
+        assert (f"limit {c['limit']}: pauses vs single: median {p['median']:.0f} vs "
+                f"{s['median']:.0f}, p90 {p['p90']:.0f} vs {s['p90']:.0f}, max {p['max']:.0f} "
+                f"vs {s['max']:.0f} ms (2 moves against 2;") in out, out
+
+
+def test_before_runs_each_case_with_the_other_build_first(tmp_path):
+    """--before: a case with another build (a copy of this one: another path), its VMs
+    that build's processes, then with this tree's; the single moves with each."""
+    other = tmp_path / "godwit-before"
+    shutil.copy2(GODWIT, other)
+    args = [*TINY[:TINY.index("--limits")], "--limits", "2", *TINY[TINY.index("--limits") + 2:]]
+    out = run_bench(tmp_path, *args, "--before", str(other))
+    fig = json.loads(out.strip().splitlines()[-1])
+    assert [(c["manager"], c["moves"], c["vm_exes"]) for c in fig["cases"]] == [
+        ("before", 2, [os.path.realpath(other)]),
+        ("after", 2, [os.path.realpath(GODWIT)])], fig["cases"]
+    assert sorted(fig["singles"]) == ["after", "before"], fig["singles"]
+    assert fig["single"] == fig["singles"]["after"], fig
+    assert all(len(s["moves"]) == 2 for s in fig["singles"].values()), fig["singles"]
+    for label in ("before", "after"):
+        assert f"limit 2 ({label}): pauses vs single: median " in out, out
 
 
 def test_a_stopped_run_leaves_no_namespace_or_vm(tmp_path):
