@@ -153,6 +153,14 @@ int __must_check migrate__start(struct vm *vm, const struct migrate_params *p, c
 				size_t errlen);
 int __must_check migrate__cancel(struct vm *vm);
 void migrate__get_stats(struct vm *vm, struct migrate_stats *out);
+/*
+ * A move's times once it ended at end_ns: total_ms from its start, and, when it
+ * paused the guest at pause_ns (0: it did not), downtime_ms to pause_end_ns: the
+ * destination's RESUMED, or a snapshot's last byte synced. The source's own cleanup
+ * after that, at the ordinary priority on a busy host, is no pause of the guest's.
+ */
+void migrate__times(struct migrate_stats *st, uint64_t pause_ns, uint64_t pause_end_ns,
+		    uint64_t end_ns);
 /* The watching client has the final status: the source may exit. -ENOENT if not final. */
 int migrate__ack(struct vm *vm);
 /* Internal to src/migrate: the thread, and the source's wait before it exits. */

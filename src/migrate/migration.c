@@ -368,6 +368,14 @@ void migrate__get_stats(struct vm *vm, struct migrate_stats *out)
 	pthread_mutex_unlock(&m->lock);
 }
 
+void migrate__times(struct migrate_stats *st, uint64_t pause_ns, uint64_t pause_end_ns,
+		    uint64_t end_ns)
+{
+	st->total_ms = (end_ns - st->start_ns) / 1000000;
+	if (pause_ns && pause_end_ns >= pause_ns)
+		st->downtime_ms = (pause_end_ns - pause_ns) / 1000000;
+}
+
 int migrate__ack(struct vm *vm)
 {
 	struct migration *m = vm->mig;

@@ -84,6 +84,7 @@ struct source {
 	uint64_t pause_ns;
 	/* When each step of the pause ended (util__now_ns), for the debug log. */
 	uint64_t paused_ns, synced_ns, sent_ns, ready_ns;
+	uint64_t pause_end_ns; /* RESUMED there, or the snapshot synced: the guest's pause ends */
 	uint64_t final_pages; /* dirty at the final sync */
 	uint64_t pause_digests; /* page digests computed before the final sync */
 	char err[256];
@@ -1102,7 +1103,7 @@ static void peer_reason(struct source *src, int ret)
 /* Where the pause went: what to cut first when it is too long. */
 static void log_pause(struct source *src)
 {
-	uint64_t now = util__now_ns();
+	uint64_t now = src->pause_end_ns;
 	char loaded[64] = "GO with END";
 
 	if (src->ready_ns)
@@ -1219,8 +1220,10 @@ static int handover(struct source *src)
 			goto out;
 	}
 	ret = expect(src, &r, STREAM_REC_RESUMED);
-	if (!ret)
+	if (!ret) {
+		src->pause_end_ns = util__now_ns();
 		log_pause(src);
+	}
 out:
 	stream__reader_exit(&r);
 	if (!ret && cancelled(src) && !src->go_sent)
@@ -1360,6 +1363,8 @@ static int run(struct source *src)
 		ret = fsync(src->m->fd) ? -errno : 0;
 	else if (!ret)
 		ret = handover(src);
+	if (!ret && src->is_file)
+		src->pause_end_ns = util__now_ns();
 	return ret;
 }
 
@@ -1430,9 +1435,7 @@ static void finish(struct source *src, int ret)
 
 	st = !ret ? MIG_COMPLETED : ret == -ECANCELED ? MIG_CANCELLED : MIG_FAILED;
 	pthread_mutex_lock(&m->lock);
-	m->stats.total_ms = (util__now_ns() - m->stats.start_ns) / 1000000;
-	if (src->pause_ns && !ret)
-		m->stats.downtime_ms = (util__now_ns() - src->pause_ns) / 1000000;
+	migrate__times(&m->stats, ret ? 0 : src->pause_ns, src->pause_end_ns, util__now_ns());
 	snprintf(m->stats.error, sizeof(m->stats.error), "%s", ret ? src->err : "");
 	/* Once it is over, throttle_pct reports the highest throttle the move needed. */
 	m->stats.throttle_pct = m->stats.max_throttle_pct;
