@@ -180,7 +180,8 @@ bench-disk-move: deps
 # by side, over namespace hosts on a bridge shaped to 1 Gbit/s, against the link's lower
 # bound, with the guests' pauses (docs/bench.md, "Emptying a host"; bench/cluster.py
 # --help). CLUSTER_VMS (8), CLUSTER_MIB (256), CLUSTER_MBPS (20), CLUSTER_MBIT (1000),
-# CLUSTER_LINK (netns or loopback), CLUSTER_LIMITS (1,2,8), LINK_MIB (512).
+# CLUSTER_LINK (netns or loopback), CLUSTER_LIMITS (1,2,8), LINK_MIB (512), CLUSTER_SINGLES
+# (--vms: single moves the pauses are held against).
 .PHONY: bench-cluster
 bench-cluster: deps
 	$(Q)$(MAKE) --no-print-directory all
