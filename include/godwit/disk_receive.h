@@ -97,8 +97,8 @@ int __must_check disk_receive__create(struct disk_receive *r, uint32_t disk, con
 				      size_t whylen);
 /*
  * One DISK record (checked by stream_check__disk, its checksum too): queued for the
- * writer, in stream order. rd: the reader whose buffer d->data points into, which is
- * taken (the reader gets a spare) rather than copied; NULL: the data is copied. Waits
+ * writer, in stream order. rd: the reader whose buffer a DATA record's d->data points
+ * into, which is taken (the reader gets a spare) rather than copied. Waits
  * while the queue is full. 0 or -errno: an earlier write or flush that failed.
  */
 struct stream_reader;

@@ -330,16 +330,15 @@ static void drain(struct disk_receive *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/*
- * With the lock: e gets d's data in a buffer of its own, the reader's (rd, which gets
- * a spare in its place) or a spare it is copied into (no rd).
- */
+/* With the lock: e gets d's data in the reader's buffer; rd gets a spare in its place. */
 static int take_data(struct disk_receive *r, struct disk_write *e, const struct stream_disk *d,
 		     struct stream_reader *rd)
 {
 	size_t cap = STREAM_DISK_MAX_LEN + 1, have = 0;
 	uint8_t *buf = NULL, *p;
 
+	if (!rd)
+		return -EINVAL;
 	if (r->nr_spare) {
 		buf = r->spare[--r->nr_spare].buf;
 		have = r->spare[r->nr_spare].cap;
@@ -351,13 +350,6 @@ static int take_data(struct disk_receive *r, struct disk_write *e, const struct 
 			return -ENOMEM;
 		}
 		buf = p;
-	}
-	if (!rd) {
-		memcpy(buf, d->data, d->length);
-		e->buf = buf;
-		e->cap = cap;
-		e->data = buf;
-		return 0;
 	}
 	e->buf = stream__reader_swap_buf(rd, buf, cap, &e->cap);
 	e->data = d->data;
