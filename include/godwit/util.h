@@ -42,6 +42,15 @@ int util__stop_signal_fd(void);
  */
 int util__switchover_priority(bool on);
 
+/*
+ * The same for a thread of this process by its id (0: the calling thread), without
+ * the one-time log line. 0 or -errno.
+ */
+int util__thread_realtime(pid_t tid, bool on);
+
+/* Whether the calling thread runs at real-time priority (SCHED_FIFO or SCHED_RR). */
+bool util__is_realtime(void);
+
 /* A thread's nice value (Linux keeps one per thread; tid 0: the calling thread). */
 int util__thread_nice(pid_t tid, int *nice);
 int util__set_thread_nice(pid_t tid, int nice);

@@ -224,6 +224,8 @@ int vcpu__faults(const struct vcpu *vcpu, uint64_t *n);
 /* The vCPU thread's nice value; -ESRCH before the thread runs. */
 int vcpu__nice(const struct vcpu *vcpu, int *nice);
 int vcpu__set_nice(const struct vcpu *vcpu, int nice);
+/* util__thread_realtime for the vCPU thread; -ESRCH before the thread runs. */
+int vcpu__set_realtime(const struct vcpu *vcpu, bool on);
 /*
  * on: the vCPU thread leaves its CPU to any thread waiting for it at least every
  * VCPU_SHARE_PERIOD_NS (a timer kicks it out of KVM_RUN, it calls sched_yield)

@@ -73,6 +73,13 @@ int vcpu__set_nice(const struct vcpu *vcpu, int nice)
 	return tid ? util__set_thread_nice(tid, nice) : -ESRCH;
 }
 
+int vcpu__set_realtime(const struct vcpu *vcpu, bool on)
+{
+	pid_t tid = vcpu_tid(vcpu);
+
+	return tid ? util__thread_realtime(tid, on) : -ESRCH;
+}
+
 /*
  * Why: the scheduler hands a CPU over at its tick (4 ms with HZ=250) unless a waking
  * thread preempts. A vCPU that runs its guest without exits therefore keeps a CPU it
@@ -340,6 +347,8 @@ static void *vcpu_thread(void *arg)
 			break;
 	}
 	pthread_mutex_lock(&v->vm->lock);
+	/* Under the lock: vm__pause lends its priority by this id, which is free from here. */
+	__atomic_store_n(&v->tid, 0, __ATOMIC_RELEASE);
 	v->vm->nr_running--;
 	pthread_cond_broadcast(&v->vm->cond);
 	pthread_mutex_unlock(&v->vm->lock);

@@ -49,8 +49,26 @@ void vm__request_exit(struct vm *vm, int code, const char *reason)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/*
+ * A pausing thread at real-time priority (migration's switchover) waits on the vCPU
+ * threads, so they run at its priority until they park, as a priority-inheriting lock
+ * would have them: on a busy host a kicked vCPU thread otherwise waits for a CPU behind
+ * every ordinary thread before it can park, and the guest's pause with it. They are
+ * back at the ordinary policy before anything can wake them. A thread that cannot be
+ * raised parks at its own priority.
+ */
+static void lend_priority(struct vm *vm, bool on)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vcpus; i++)
+		if (vcpu__set_realtime(&vm->vcpus[i], on) && on)
+			pr_debug("vCPU %u parks at its own priority", i);
+}
+
 int vm__pause(struct vm *vm)
 {
+	bool lend = util__is_realtime();
 	unsigned int i;
 	int ret = 0;
 
@@ -62,12 +80,16 @@ int vm__pause(struct vm *vm)
 		goto out;
 	}
 	vm->pause_requested = true;
+	if (lend)
+		lend_priority(vm, true);
 	/* A throttled vCPU sleeps on vm->cond (up to 990 ms at 99 %): wake it to park. */
 	pthread_cond_broadcast(&vm->cond);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu__kick(&vm->vcpus[i]);
 	while (vm->nr_paused < vm->nr_running && !vm->exit.requested)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (lend)
+		lend_priority(vm, false);
 	if (vm->exit.requested)
 		ret = -ESHUTDOWN;
 	else

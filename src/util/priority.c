@@ -23,20 +23,35 @@
  * spinning; the kernel's real-time throttling (95 % of each second by default) bounds
  * it anyway. Not inherited by threads it starts (SCHED_RESET_ON_FORK).
  */
-int util__switchover_priority(bool on)
+int util__thread_realtime(pid_t tid, bool on)
 {
 	struct sched_param sp = { .sched_priority = on ? 1 : 0 };
 	int policy = on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER;
-	static bool warned;
 
-	if (!sched_setscheduler(0, policy, &sp))
-		return 0;
+	return sched_setscheduler(tid, policy, &sp) ? -errno : 0;
+}
+
+bool util__is_realtime(void)
+{
+	int policy = sched_getscheduler(0);
+
+	if (policy < 0)
+		return false;
+	policy &= ~SCHED_RESET_ON_FORK;
+	return policy == SCHED_FIFO || policy == SCHED_RR;
+}
+
+int util__switchover_priority(bool on)
+{
+	static bool warned;
+	int ret = util__thread_realtime(0, on);
+
 	/* Without CAP_SYS_NICE or RLIMIT_RTPRIO: the pause runs at the ordinary priority. */
-	if (on && !warned) {
+	if (ret && on && !warned) {
 		warned = true;
-		pr_debug("no real-time priority for the switchover: %s", strerror(errno));
+		pr_debug("no real-time priority for the switchover: %s", strerror(-ret));
 	}
-	return -errno;
+	return ret;
 }
 
 int util__thread_nice(pid_t tid, int *nice)
