@@ -5,7 +5,9 @@ host through the cluster", and docs/cluster.md, "Measured").
 Three hosts, etcd and a manager, by default as network namespaces on a bridge
 (tests/integration/cluster_lab.ClusterNet, 192.0.2.0/24) whose every host port is
 shaped to --mbit (1000) Mbit/s each way with tbf, so that the link, as between real
-hosts, bounds a move rather than this machine's CPUs; `--link loopback` runs them on
+hosts, bounds a move rather than this machine's CPUs (in front of a host's own end its
+default qdisc, --port-queue pfifo_fast, where a pause's traffic, at a higher socket
+priority, does not wait behind the other moves' streams; fifo: tbf's one queue); `--link loopback` runs them on
 loopback as before. --vms (8) test-guest VMs of --mib MiB (256) on host-a, each with
 5/8 of its RAM written once with random pages (`fill`, then that vCPU halts) and a
 quarter rewritten with random pages at --mbps MB/s (`memtouch ... random`): all of it
@@ -114,6 +116,12 @@ def options(argv=None):
     p.add_argument("--mbit", type=int, default=int(env("CLUSTER_MBIT", "1000")),
                    help="netns: each host's link, Mbit/s each way; 0: not shaped "
                         "(CLUSTER_MBIT, default 1000)")
+    p.add_argument("--port-queue", choices=("pfifo_fast", "fifo"),
+                   default=env("CLUSTER_PORT_QUEUE", "pfifo_fast"),
+                   help="netns, shaped: the queue in front of each host's port: a Linux "
+                        "host's default qdisc (pfifo_fast: the sockets' priority picks one "
+                        "of three FIFOs) or tbf's one FIFO (the figures before 2026-12-06 "
+                        "19:00) (CLUSTER_PORT_QUEUE, default pfifo_fast)")
     p.add_argument("--limits", default=env("CLUSTER_LIMITS", "1,2,8"),
                    help="per-host limits, one case each (CLUSTER_LIMITS, default 1,2,8)")
     p.add_argument("--link-mib", type=int, default=int(env("LINK_MIB", "512")),
@@ -395,7 +403,8 @@ def ms(x):
 
 def report(o, fig):
     one, link = fig["single"], fig["link_Bps"]
-    where = (f"namespace hosts on a bridge, each port {o.mbit} Mbit/s each way (tbf)"
+    where = (f"namespace hosts on a bridge, each port {o.mbit} Mbit/s each way (tbf; "
+             f"{o.port_queue} in front of each host's)"
              if o.link == "netns" and o.mbit else
              "namespace hosts on a bridge, not shaped" if o.link == "netns" else "loopback")
     print(f"{o.vms} VMs of {o.mib} MiB on host-a: {fig['cmdline']!r} (random pages), {where}, "
@@ -503,7 +512,7 @@ def main(argv=None):
         if o.link == "netns":
             net = ClusterNet(hosts=HOSTS).up()
             if o.mbit:
-                net.shape(o.mbit)
+                net.shape(o.mbit, o.port_queue)
         lab = Lab(tmp, net=net)
         bench(o, lab)
     finally:

@@ -254,6 +254,13 @@ int __must_check stream_io__unread(struct stream_io *io, const void *buf, size_t
  * segments leave until it is turned off, which sends the rest at once.
  */
 void stream_io__cork(struct stream_io *io, bool on);
+/*
+ * The pause's traffic from here on, both directions of every connection: ahead of
+ * bulk traffic in this host's queues (SO_PRIORITY TC_PRIO_INTERACTIVE: pfifo_fast's
+ * first band; prio and htb classify by it). Nothing for a file or memory; a refusal
+ * only leaves the connection as it was.
+ */
+void stream_io__urgent(struct stream_io *io);
 
 /* ---- reader ------------------------------------------------------------ */
 

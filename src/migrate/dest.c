@@ -798,8 +798,10 @@ static int receive_records(struct dest *d)
 			break;
 		case STREAM_REC_STATE:
 			/* The source is paused: the guest waits on us until we resume it. */
-			if (!d->is_file && !d->realtime)
+			if (!d->is_file && !d->realtime) {
 				d->realtime = !util__switchover_priority(true);
+				stream_io__urgent(&d->io);
+			}
 			ret = take_state(d, &rec);
 			break;
 		case STREAM_REC_VERIFY:

@@ -976,6 +976,7 @@ static int stop_and_copy(struct source *src)
 	dirtiers__restore(&src->dirtiers);
 	/* Until the hand-over (finish()): no other thread on this host delays the pause. */
 	src->realtime = !src->is_file && !util__switchover_priority(true);
+	stream_io__urgent(&src->io);
 	src->pause_ns = util__now_ns();
 	ret = vm__pause(src->vm);
 	if (ret) {

@@ -411,17 +411,25 @@ class ClusterNet:
             raise
         return self
 
-    def shape(self, mbit):
+    def shape(self, mbit, queue="fifo"):
         """Each host's link to the bridge at mbit Mbit/s each way, as a switch port's (tbf
         on both ends of its veth: what the host sends, and what the bridge sends it). The
-        qdiscs go with the veths when the namespaces are removed."""
+        queue in front of a host's own end: "fifo" (tbf's own) or "pfifo_fast" (a Linux
+        host's default qdisc: three FIFOs served by the sockets' priority); the bridge's
+        end stays one FIFO, as a switch port's. The qdiscs go with the veths when the
+        namespaces are removed."""
+        if queue not in ("fifo", "pfifo_fast"):
+            raise ValueError(f"queue {queue!r}: fifo or pfifo_fast")
         # A burst of 1 ms at the rate (at least 64 KiB): larger bursts let a short copy
         # run faster than the rate; tbf splits larger GSO packets itself.
         burst = f"{max(64 << 10, mbit * 1000 // 8)}b"
         for h in self.hosts:
             for n, dev in ((h, self.veth[h]), ("fabric", self.port[h])):
-                self.run(n, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
-                         f"{mbit}mbit", "burst", burst, "latency", "20ms")
+                self.run(n, "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf",
+                         "rate", f"{mbit}mbit", "burst", burst, "latency", "20ms")
+            if queue == "pfifo_fast":
+                self.run(h, "tc", "qdisc", "add", "dev", self.veth[h], "parent", "1:1",
+                         "handle", "10:", "pfifo_fast")
         return self
 
     def cut(self, host, up=False):

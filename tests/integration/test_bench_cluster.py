@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from cluster_lab import pid_alive, wait_until
+from cluster_lab import ClusterNet, pid_alive, wait_until
 from godwit_vm import GODWIT, ROOT, TESTGUEST
 
 pytestmark = [pytest.mark.kvm,
@@ -141,3 +141,23 @@ def test_a_stopped_run_leaves_no_namespace_or_vm(tmp_path):
     assert namespaces(p.pid) == []
     wait_until("the VMs are gone", lambda: not [pid for pid in pids if pid_alive(pid)],
                timeout=60)
+
+
+@pytest.mark.parametrize("queue", ["pfifo_fast", "fifo"])
+def test_port_queue_in_front_of_each_hosts_end(queue):
+    """--port-queue: tbf on both ends of every host's veth; with pfifo_fast that qdisc
+    under the host's own tbf (its class 1:1), the bridge's end one FIFO as a switch
+    port's; with fifo no other queue anywhere."""
+    net = ClusterNet().up()
+    try:
+        with pytest.raises(ValueError):
+            net.shape(MBIT, "red")
+        net.shape(MBIT, queue)
+        for h in net.hosts:
+            host = net.run(h, "tc", "qdisc", "show", "dev", net.veth[h]).stdout
+            port = net.run("fabric", "tc", "qdisc", "show", "dev", net.port[h]).stdout
+            assert "qdisc tbf 1: root" in host and "qdisc tbf 1: root" in port, (host, port)
+            assert ("qdisc pfifo_fast 10: parent 1:1" in host) == (queue == "pfifo_fast"), host
+            assert "pfifo_fast" not in port, port
+    finally:
+        net.down()

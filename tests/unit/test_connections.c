@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <linux/pkt_sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -581,6 +582,49 @@ static void test_cork_every_connection(void **state)
 	close(lfd);
 }
 
+static int priority(int fd)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_PRIORITY, &v, &len), 0);
+	return v;
+}
+
+/* The pause's traffic jumps the host's queue on every connection, either way striped. */
+static void test_urgent_every_connection(void **state)
+{
+	struct stream_io wio, rio;
+	int lfd, c[2], a[2], i;
+	char uri[64], err[128];
+
+	(void)state;
+	lfd = listen_on_loopback(uri);
+	assert_int_equal(transport__connect(uri, NULL, 0, 2, c, err, sizeof(err)), 0);
+	assert_int_equal(transport__connect_finish(c[1]), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(transport__accept(lfd, &a[i]), 0);
+	assert_int_equal(stream_io__init_fd(&wio, c[0]), 0);
+	assert_int_equal(stream_io__stripe(&wio, c, 2, 16 * KiB, false), 0);
+	assert_int_equal(stream_io__init_fd(&rio, a[0]), 0);
+	assert_int_equal(stream_io__stripe(&rio, a, 2, 16 * KiB, true), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(priority(c[i]) + priority(a[i]), 0);
+	stream_io__urgent(&wio);
+	stream_io__urgent(&rio);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(priority(c[i]), TC_PRIO_INTERACTIVE);
+		assert_int_equal(priority(a[i]), TC_PRIO_INTERACTIVE);
+	}
+	stream_io__exit(&wio);
+	stream_io__exit(&rio);
+	for (i = 0; i < 2; i++) {
+		close(a[i]);
+		close(c[i]);
+	}
+	close(lfd);
+}
+
 /* Round trips read from the kernel's TCP_INFO (a field the kernel did fill); none on a pipe. */
 static void test_round_trips(void **state)
 {
@@ -622,6 +666,7 @@ int main(void)
 	    cmocka_unit_test(test_extra_connections_before_the_first),
 	    cmocka_unit_test(test_partial_openings_stall_nothing),
 	    cmocka_unit_test(test_cork_every_connection),
+	    cmocka_unit_test(test_urgent_every_connection),
 	    cmocka_unit_test(test_round_trips),
 	};
 
