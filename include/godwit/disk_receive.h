@@ -29,6 +29,13 @@
  */
 #define DISK_RECEIVE_FLUSH_STEP (8 * MiB)
 /*
+ * Once an image's pass is DONE, what comes is the guest's own writes, mirrored until
+ * the pause: flushed as each much of them has come, so that the fdatasync in the pause
+ * (END) finds little left. Left for END, a writing guest's second of them cost a
+ * ~100 ms pause (docs/bench.md, "The three disk goals at a lower load").
+ */
+#define DISK_RECEIVE_TAIL_STEP (256 * KiB)
+/*
  * DISK records whose writes wait for the writer thread, at most: the receiving thread
  * reads and checks the next ones while it writes (docs/migration-flow.md, "Figures").
  */
@@ -64,7 +71,7 @@ struct disk_receive {
 	bool keep; /* the VM runs here on them: the files stay */
 	struct disk_incoming d[VM_MAX_DISKS];
 	pthread_mutex_t lock; /* everything below, and each disk's done, unflushed, flush_err */
-	/* the flushing helper: started once a step of data waits, stopped once all are DONE */
+	/* the flushing helper: started once a step of data waits, stopped at the last sync */
 	pthread_t flusher;
 	pthread_cond_t cond;
 	bool flusher_running, flusher_failed, flusher_stop;
@@ -106,10 +113,10 @@ int __must_check disk_receive__apply(struct disk_receive *r, const struct stream
 				     struct stream_reader *rd);
 /*
  * Waits for the queued writes, then fdatasync of every incoming image; the writer's
- * and the flushing helper's errors. Once every image's DONE came, the helper is
- * stopped first. 0 or -errno (why).
+ * and the flushing helper's errors. last: nothing more comes (the stream's END), the
+ * helper is stopped first. 0 or -errno (why).
  */
-int __must_check disk_receive__sync(struct disk_receive *r, char *why, size_t whylen);
+int __must_check disk_receive__sync(struct disk_receive *r, bool last, char *why, size_t whylen);
 /*
  * --verify: each image whose source sent a digest (chk) hashed here and compared. 0,
  * -EBADMSG (why names the disk) or -errno.

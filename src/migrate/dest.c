@@ -746,7 +746,7 @@ static int take_disk(struct dest *d, const struct stream_record *rec)
 	}
 	/* The image is whole: it is made stable now, so that the pause syncs only the rest. */
 	if (sd.kind == STREAM_DISK_DONE) {
-		ret = disk_receive__sync(&d->disks, why, sizeof(why));
+		ret = disk_receive__sync(&d->disks, false, why, sizeof(why));
 		if (ret)
 			fail(d, "%s", why);
 	}
@@ -818,7 +818,7 @@ static int receive_records(struct dest *d)
 				ret = stream_check__file_ends(&d->io, why, sizeof(why));
 			/* What the guest wrote since DONE, before it runs on these images. */
 			if (!ret)
-				ret = disk_receive__sync(&d->disks, why, sizeof(why));
+				ret = disk_receive__sync(&d->disks, true, why, sizeof(why));
 			if (ret)
 				fail(d, "%s", why);
 			return ret;

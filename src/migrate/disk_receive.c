@@ -174,6 +174,13 @@ int disk_receive__create(struct disk_receive *r, uint32_t disk, const char *disk
  * again and again from another thread while the stream comes, the device works on one
  * part while the next arrives.
  */
+/* With the lock: in's data waiting for a flush is worth one now. */
+static bool flush_due(const struct disk_incoming *in)
+{
+	return in->in && !in->flush_err && in->flush_fd >= 0 &&
+	       in->unflushed >= (in->done ? DISK_RECEIVE_TAIL_STEP : DISK_RECEIVE_FLUSH_STEP);
+}
+
 static void *flusher_main(void *arg)
 {
 	struct disk_receive *r = arg;
@@ -184,8 +191,7 @@ static void *flusher_main(void *arg)
 	pthread_mutex_lock(&r->lock);
 	while (!r->flusher_stop) {
 		for (i = 0, in = NULL; i < VM_MAX_DISKS && !in; i++)
-			if (r->d[i].in && !r->d[i].done && !r->d[i].flush_err &&
-			    r->d[i].flush_fd >= 0 && r->d[i].unflushed >= DISK_RECEIVE_FLUSH_STEP)
+			if (flush_due(&r->d[i]))
 				in = &r->d[i];
 		if (!in) {
 			pthread_cond_wait(&r->cond, &r->lock);
@@ -236,8 +242,7 @@ static void written(struct disk_receive *r, struct disk_incoming *in, uint64_t l
 {
 	pthread_mutex_lock(&r->lock);
 	in->unflushed += len;
-	if (!in->flush_err && !in->done && in->flush_fd >= 0 &&
-	    in->unflushed >= DISK_RECEIVE_FLUSH_STEP && !r->flusher_stop) {
+	if (flush_due(in) && !r->flusher_stop) {
 		if (!r->flusher_running && !r->flusher_failed) {
 			r->flusher_running = !pthread_create(&r->flusher, NULL, flusher_main, r);
 			r->flusher_failed = !r->flusher_running;
@@ -410,27 +415,44 @@ int disk_receive__apply(struct disk_receive *r, const struct stream_disk *d,
 	}
 }
 
-/* Every image's pass is over: what comes now is only the guest's few writes. */
-static bool all_done(struct disk_receive *r)
+/* Each incoming image's fdatasync on its own descriptor, then the helper's errors. */
+static int sync_images(struct disk_receive *r, bool last, char *why, size_t whylen)
 {
-	bool done = true;
 	unsigned int i;
+	int ret;
 
-	pthread_mutex_lock(&r->lock);
-	for (i = 0; i < VM_MAX_DISKS; i++)
-		done = done && (!r->d[i].in || r->d[i].done);
-	pthread_mutex_unlock(&r->lock);
-	return done;
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		if (r->d[i].in && (ret = disk__flush(&r->d[i].img))) {
+			snprintf(why, whylen, "disk %u: cannot sync its image: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	/*
+	 * Stopped only now: a flush of its own still under way is joined by ours above
+	 * instead of waited for before it (at END, in the pause).
+	 */
+	if (last)
+		stop_flusher(r);
+	for (i = 0; i < VM_MAX_DISKS; i++) {
+		pthread_mutex_lock(&r->lock);
+		ret = r->d[i].in ? r->d[i].flush_err : 0;
+		pthread_mutex_unlock(&r->lock);
+		if (ret) {
+			snprintf(why, whylen, "disk %u: cannot sync its image: %s", i,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
 }
 
-int disk_receive__sync(struct disk_receive *r, char *why, size_t whylen)
+int disk_receive__sync(struct disk_receive *r, bool last, char *why, size_t whylen)
 {
 	unsigned int i;
 	int ret;
 
 	drain(r);
-	if (all_done(r))
-		stop_flusher(r);
 	pthread_mutex_lock(&r->lock);
 	ret = r->write_err;
 	i = r->write_err_disk;
@@ -439,22 +461,7 @@ int disk_receive__sync(struct disk_receive *r, char *why, size_t whylen)
 		snprintf(why, whylen, "disk %u: cannot write its image: %s", i, strerror(-ret));
 		return ret;
 	}
-	for (i = 0; i < VM_MAX_DISKS; i++) {
-		if (!r->d[i].in)
-			continue;
-		ret = disk__flush(&r->d[i].img);
-		if (!ret) {
-			pthread_mutex_lock(&r->lock);
-			ret = r->d[i].flush_err;
-			pthread_mutex_unlock(&r->lock);
-		}
-		if (ret) {
-			snprintf(why, whylen, "disk %u: cannot sync its image: %s", i,
-				 strerror(-ret));
-			return ret;
-		}
-	}
-	return 0;
+	return sync_images(r, last, why, whylen);
 }
 
 int disk_receive__verify(struct disk_receive *r, const struct stream_check *chk, char *why,
