@@ -546,35 +546,33 @@ static void test_partial_openings_stall_nothing(void **state)
 	free(op);
 }
 
-static int corked(int fd)
+static int sockopt(int fd, int level, int name)
 {
 	int v = -1;
 	socklen_t l = sizeof(v);
 
-	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l), 0);
+	assert_int_equal(getsockopt(fd, level, name, &v, &l), 0);
 	return v;
 }
 
-/* The final state is corked: every connection the stream is written over. */
-static void test_cork_every_connection(void **state)
+/* Two connections over loopback: c[] the connecting ends, a[] the accepted ones. */
+static int two_connections(int c[2], int a[2])
 {
-	int lfd, c[2], a[2], i;
-	struct stream_io io;
 	char uri[64], err[128];
+	int lfd, i;
 
-	(void)state;
 	lfd = listen_on_loopback(uri);
 	assert_int_equal(transport__connect(uri, NULL, 0, 2, c, err, sizeof(err)), 0);
 	assert_int_equal(transport__connect_finish(c[1]), 0);
 	for (i = 0; i < 2; i++)
 		assert_int_equal(transport__accept(lfd, &a[i]), 0);
-	assert_int_equal(stream_io__init_fd(&io, c[0]), 0);
-	assert_int_equal(stream_io__stripe(&io, c, 2, 16 * KiB, false), 0);
-	stream_io__cork(&io, true);
-	assert_int_equal(corked(c[0]) + corked(c[1]), 2);
-	stream_io__cork(&io, false);
-	assert_int_equal(corked(c[0]) + corked(c[1]), 0);
-	stream_io__exit(&io);
+	return lfd;
+}
+
+static void close_all(int lfd, int c[2], int a[2])
+{
+	int i;
+
 	for (i = 0; i < 2; i++) {
 		close(a[i]);
 		close(c[i]);
@@ -582,13 +580,24 @@ static void test_cork_every_connection(void **state)
 	close(lfd);
 }
 
-static int priority(int fd)
+/* The final state is corked: every connection the stream is written over. */
+static void test_cork_every_connection(void **state)
 {
-	int v = -1;
-	socklen_t len = sizeof(v);
+	int lfd, c[2], a[2];
+	struct stream_io io;
 
-	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_PRIORITY, &v, &len), 0);
-	return v;
+	(void)state;
+	lfd = two_connections(c, a);
+	assert_int_equal(stream_io__init_fd(&io, c[0]), 0);
+	assert_int_equal(stream_io__stripe(&io, c, 2, 16 * KiB, false), 0);
+	stream_io__cork(&io, true);
+	assert_int_equal(
+	    sockopt(c[0], IPPROTO_TCP, TCP_CORK) + sockopt(c[1], IPPROTO_TCP, TCP_CORK), 2);
+	stream_io__cork(&io, false);
+	assert_int_equal(
+	    sockopt(c[0], IPPROTO_TCP, TCP_CORK) + sockopt(c[1], IPPROTO_TCP, TCP_CORK), 0);
+	stream_io__exit(&io);
+	close_all(lfd, c, a);
 }
 
 /* The pause's traffic jumps the host's queue on every connection, either way striped. */
@@ -596,33 +605,26 @@ static void test_urgent_every_connection(void **state)
 {
 	struct stream_io wio, rio;
 	int lfd, c[2], a[2], i;
-	char uri[64], err[128];
 
 	(void)state;
-	lfd = listen_on_loopback(uri);
-	assert_int_equal(transport__connect(uri, NULL, 0, 2, c, err, sizeof(err)), 0);
-	assert_int_equal(transport__connect_finish(c[1]), 0);
-	for (i = 0; i < 2; i++)
-		assert_int_equal(transport__accept(lfd, &a[i]), 0);
+	lfd = two_connections(c, a);
 	assert_int_equal(stream_io__init_fd(&wio, c[0]), 0);
 	assert_int_equal(stream_io__stripe(&wio, c, 2, 16 * KiB, false), 0);
 	assert_int_equal(stream_io__init_fd(&rio, a[0]), 0);
 	assert_int_equal(stream_io__stripe(&rio, a, 2, 16 * KiB, true), 0);
 	for (i = 0; i < 2; i++)
-		assert_int_equal(priority(c[i]) + priority(a[i]), 0);
+		assert_int_equal(sockopt(c[i], SOL_SOCKET, SO_PRIORITY) +
+				     sockopt(a[i], SOL_SOCKET, SO_PRIORITY),
+				 0);
 	stream_io__urgent(&wio);
 	stream_io__urgent(&rio);
 	for (i = 0; i < 2; i++) {
-		assert_int_equal(priority(c[i]), TC_PRIO_INTERACTIVE);
-		assert_int_equal(priority(a[i]), TC_PRIO_INTERACTIVE);
+		assert_int_equal(sockopt(c[i], SOL_SOCKET, SO_PRIORITY), TC_PRIO_INTERACTIVE);
+		assert_int_equal(sockopt(a[i], SOL_SOCKET, SO_PRIORITY), TC_PRIO_INTERACTIVE);
 	}
 	stream_io__exit(&wio);
 	stream_io__exit(&rio);
-	for (i = 0; i < 2; i++) {
-		close(a[i]);
-		close(c[i]);
-	}
-	close(lfd);
+	close_all(lfd, c, a);
 }
 
 /* Round trips read from the kernel's TCP_INFO (a field the kernel did fill); none on a pipe. */
