@@ -428,6 +428,11 @@ class ClusterNet:
                 self.run(n, "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf",
                          "rate", f"{mbit}mbit", "burst", burst, "latency", "20ms")
             if queue == "pfifo_fast":
+                # Its bands hold txqueuelen packets each (1000 for a veth: 64 MiB of
+                # 64 KiB GSO packets, half a second at 1 Gbit/s, where tbf's own FIFO
+                # holds its 20 ms): about as deep as that in 64 KiB packets.
+                qlen = max(8, mbit * 1000 * 1000 // 8 * 20 // 1000 // (64 << 10))
+                self.run(h, "ip", "link", "set", "dev", self.veth[h], "txqueuelen", str(qlen))
                 self.run(h, "tc", "qdisc", "add", "dev", self.veth[h], "parent", "1:1",
                          "handle", "10:", "pfifo_fast")
         return self
