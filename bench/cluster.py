@@ -5,9 +5,9 @@ host through the cluster", and docs/cluster.md, "Measured").
 Three hosts, etcd and a manager, by default as network namespaces on a bridge
 (tests/integration/cluster_lab.ClusterNet, 192.0.2.0/24) whose every host port is
 shaped to --mbit (1000) Mbit/s each way with tbf, so that the link, as between real
-hosts, bounds a move rather than this machine's CPUs (in front of a host's own end its
-default qdisc, --port-queue pfifo_fast, where a pause's traffic, at a higher socket
-priority, does not wait behind the other moves' streams; fifo: tbf's one queue); `--link loopback` runs them on
+hosts, bounds a move rather than this machine's CPUs (in front of a host's own end
+tbf's one FIFO, or with --port-queue pfifo_fast a host's default qdisc, where a pause's
+traffic, at a higher socket priority, does not wait behind the other moves' streams); `--link loopback` runs them on
 loopback as before. --vms (8) test-guest VMs of --mib MiB (256) on host-a, each with
 5/8 of its RAM written once with random pages (`fill`, then that vCPU halts) and a
 quarter rewritten with random pages at --mbps MB/s (`memtouch ... random`): all of it
@@ -116,12 +116,12 @@ def options(argv=None):
     p.add_argument("--mbit", type=int, default=int(env("CLUSTER_MBIT", "1000")),
                    help="netns: each host's link, Mbit/s each way; 0: not shaped "
                         "(CLUSTER_MBIT, default 1000)")
-    p.add_argument("--port-queue", choices=("pfifo_fast", "fifo"),
-                   default=env("CLUSTER_PORT_QUEUE", "pfifo_fast"),
-                   help="netns, shaped: the queue in front of each host's port: a Linux "
-                        "host's default qdisc (pfifo_fast: the sockets' priority picks one "
-                        "of three FIFOs) or tbf's one FIFO (the figures before 2026-12-06 "
-                        "19:00) (CLUSTER_PORT_QUEUE, default pfifo_fast)")
+    p.add_argument("--port-queue", choices=("fifo", "pfifo_fast"),
+                   default=env("CLUSTER_PORT_QUEUE", "fifo"),
+                   help="netns, shaped: the queue in front of each host's port: tbf's one "
+                        "FIFO, or a Linux host's default qdisc (pfifo_fast: the sockets' "
+                        "priority picks one of three FIFOs; in two runs etcd stalled eight "
+                        "moves at a time, docs/bench.md) (CLUSTER_PORT_QUEUE, default fifo)")
     p.add_argument("--limits", default=env("CLUSTER_LIMITS", "1,2,8"),
                    help="per-host limits, one case each (CLUSTER_LIMITS, default 1,2,8)")
     p.add_argument("--link-mib", type=int, default=int(env("LINK_MIB", "512")),
