@@ -108,6 +108,32 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A data stream in memory, up to its CONFIG (empty: the reader leaves it to its caller). */
+static void begin_stream(struct stream_io *out, struct stream_writer *w)
+{
+	struct iovec none = {NULL, 0};
+
+	stream_io__init_mem_writer(out);
+	assert_int_equal(stream__writer_init(w, out, STREAM_CTX_DATA), 0);
+	assert_int_equal(stream__write_header(w), 0);
+	assert_int_equal(stream__write_record(w, STREAM_REC_CONFIG, STREAM_REC_MANDATORY, &none, 1),
+			 0);
+}
+
+/* rd reads what begin_stream and the records after it wrote into out, past CONFIG. */
+static void read_past_config(struct stream_io *out, struct stream_io *in, struct stream_reader *rd)
+{
+	struct stream_record rec;
+	const uint8_t *bytes;
+	size_t len;
+
+	bytes = stream_io__mem_data(out, &len);
+	stream_io__init_mem_reader(in, bytes, len);
+	assert_int_equal(stream__reader_init(rd, in, STREAM_CTX_DATA), 0);
+	assert_int_equal(stream__read_header(rd, NULL), 0);
+	assert_int_equal(stream__read_record(rd, &rec), 0);
+}
+
 /*
  * d applied as the destination applies it: a DATA record read back through a stream
  * reader, whose buffer the receive takes.
@@ -119,27 +145,16 @@ static int apply_read(struct fx *f, const struct stream_disk *d)
 	struct stream_reader rd;
 	struct stream_record rec;
 	struct stream_disk got;
-	struct iovec none = {NULL, 0};
-	const uint8_t *bytes;
 	char why[256];
-	size_t len;
 	int ret;
 
 	if (d->kind != STREAM_DISK_DATA)
 		return disk_receive__apply(&f->r, d, NULL);
-	stream_io__init_mem_writer(&out);
-	assert_int_equal(stream__writer_init(&w, &out, STREAM_CTX_DATA), 0);
-	assert_int_equal(stream__write_header(&w), 0);
-	assert_int_equal(
-	    stream__write_record(&w, STREAM_REC_CONFIG, STREAM_REC_MANDATORY, &none, 1), 0);
+	begin_stream(&out, &w);
 	assert_int_equal(stream__write_disk(&w, d->disk, d->kind, d->offset, d->length, d->data),
 			 0);
 	stream__writer_exit(&w);
-	bytes = stream_io__mem_data(&out, &len);
-	stream_io__init_mem_reader(&in, bytes, len);
-	assert_int_equal(stream__reader_init(&rd, &in, STREAM_CTX_DATA), 0);
-	assert_int_equal(stream__read_header(&rd, NULL), 0);
-	assert_int_equal(stream__read_record(&rd, &rec), 0);
+	read_past_config(&out, &in, &rd);
 	assert_int_equal(stream__read_record(&rd, &rec), 0);
 	assert_int_equal(stream__disk_decode(rec.payload, rec.length, &got, why, sizeof(why)), 0);
 	ret = disk_receive__apply(&f->r, &got, &rd);
@@ -360,28 +375,15 @@ static void test_takes_the_readers_buffer(void **state)
 	struct stream_reader rd;
 	struct stream_record rec;
 	struct stream_disk d;
-	const uint8_t *bytes;
-	struct iovec none = {NULL, 0};
 	char why[256];
-	size_t len;
 
-	stream_io__init_mem_writer(&out);
-	assert_int_equal(stream__writer_init(&w, &out, STREAM_CTX_DATA), 0);
-	assert_int_equal(stream__write_header(&w), 0);
-	/* The reader leaves CONFIG's payload to its caller: an empty one does here. */
-	assert_int_equal(
-	    stream__write_record(&w, STREAM_REC_CONFIG, STREAM_REC_MANDATORY, &none, 1), 0);
+	begin_stream(&out, &w);
 	memset(f->data, 0x11, RECORD);
 	assert_int_equal(stream__write_disk(&w, 0, STREAM_DISK_DATA, 0, RECORD, f->data), 0);
 	memset(f->data, 0x22, RECORD);
 	assert_int_equal(stream__write_disk(&w, 0, STREAM_DISK_DATA, RECORD, RECORD, f->data), 0);
 	stream__writer_exit(&w);
-
-	bytes = stream_io__mem_data(&out, &len);
-	stream_io__init_mem_reader(&in, bytes, len);
-	assert_int_equal(stream__reader_init(&rd, &in, STREAM_CTX_DATA), 0);
-	assert_int_equal(stream__read_header(&rd, NULL), 0);
-	assert_int_equal(stream__read_record(&rd, &rec), 0);
+	read_past_config(&out, &in, &rd);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(stream__read_record(&rd, &rec), 0);
 		assert_int_equal(stream__disk_decode(rec.payload, rec.length, &d, why, sizeof(why)),
