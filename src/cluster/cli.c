@@ -18,6 +18,9 @@
 #include "cli.h"
 
 #define DEFAULT_DAYS 3650
+/* A --wait's patience with a silent manager or etcd, and its bound on one poll. */
+#define WAIT_GRACE_S 60
+#define WAIT_POLL_S  10
 
 static void usage(FILE *out)
 {
@@ -185,11 +188,15 @@ static int cmd_cert(int argc, char **argv)
 
 /* ---- a client of the managers ---- */
 
-/* One request to the first manager that answers; 0 with *status, or 1 with the reason printed. */
-static int call(const struct client *c, const char *method, const char *path, const json_t *req,
-		long *status, json_t **reply)
+/*
+ * One request to the first manager that answers, each bounded by timeout_s: 0 with
+ * *status; 1 with the reason printed when the client cannot ask at all; -EAGAIN with the
+ * reason in err when no manager answered.
+ */
+static int reach(const struct client *c, const char *method, const char *path, const json_t *req,
+		 long timeout_s, long *status, json_t **reply, char *err, size_t errlen)
 {
-	char ca[512], cert[512], key[512], err[600] = "", url[256];
+	char ca[512], cert[512], key[512], url[256];
 	struct api_client_tls tls = {ca, cert, key};
 	const char *p, *end;
 
@@ -212,12 +219,65 @@ static int call(const struct client *c, const char *method, const char *path, co
 		if (!end)
 			end = p + strlen(p);
 		snprintf(url, sizeof(url), "%.*s", (int)(end - p), p);
-		if (!api_client__url(url, &tls, method, path, req, 120, status, reply, err,
-				     sizeof(err)))
+		if (!api_client__url(url, &tls, method, path, req, timeout_s, status, reply, err,
+				     errlen))
 			return 0;
 	}
-	pr_err("no manager answers: %s (is godwit manager running there?)", err);
-	return 1;
+	return -EAGAIN;
+}
+
+/* One request to the first manager that answers; 0 with *status, or 1 with the reason printed. */
+static int call(const struct client *c, const char *method, const char *path, const json_t *req,
+		long *status, json_t **reply)
+{
+	char err[600] = "";
+	int ret = reach(c, method, path, req, 120, status, reply, err, sizeof(err));
+
+	if (ret == -EAGAIN)
+		pr_err("no manager answers: %s (is godwit manager running there?)", err);
+	return ret ? 1 : 0;
+}
+
+/*
+ * A --wait's poll: 0 with *status, or 1 with the reason printed. A manager that does not
+ * answer, or answers 503 (it cannot reach etcd), is asked again each second until
+ * WAIT_GRACE_S pass without an answer: a new leader takes over within its lease (5 s),
+ * and an etcd on a loaded host has stalled for seconds, while the move goes on.
+ */
+static int poll_call(const struct client *c, const char *path, long *status, json_t **reply)
+{
+	uint64_t since = util__now_ns();
+	char err[600] = "";
+	bool told = false;
+	int ret;
+
+	for (;;) {
+		ret = reach(c, "GET", path, NULL, WAIT_POLL_S, status, reply, err, sizeof(err));
+		if (ret == 1)
+			return 1;
+		if (!ret && *status != 503) {
+			if (told)
+				pr_info("the manager answers again");
+			return 0;
+		}
+		if (!ret) {
+			snprintf(err, sizeof(err), "%s",
+				 cluster__str(*reply, "error", "503 Service Unavailable"));
+			json_decref(*reply);
+			*reply = NULL;
+		}
+		if (util__now_ns() - since >= WAIT_GRACE_S * 1000000000ull) {
+			pr_err("no manager answered for %d s: %s (the cluster goes on without "
+			       "this command: godwit cluster tasks, hosts)",
+			       WAIT_GRACE_S, err);
+			return 1;
+		}
+		if (!told)
+			pr_warn("no answer from the manager (%s): asking again for up to %d s", err,
+				WAIT_GRACE_S);
+		told = true;
+		sleep(1);
+	}
 }
 
 /* The request, and the error a manager gave as the command's own; 0 if expected came. */
@@ -515,7 +575,7 @@ static int wait_task(const struct client *c, const char *id, bool json)
 	if (!json)
 		task_header();
 	for (;;) {
-		if (call(c, "GET", path, NULL, &status, &t))
+		if (poll_call(c, path, &status, &t))
 			return 1;
 		if (status != 200) {
 			pr_err("%s", cluster__str(t, "error", "the task is gone"));
@@ -590,7 +650,9 @@ static int cmd_migrate(const struct client *c, int argc, char **argv)
 			    "retried twice, then the task fails and the VM runs on where it\n"
 			    "was. --max-bandwidth caps its stream (bytes/s; K, M, G).\n"
 			    "--wait prints progress until the task ends: exit 0 if the VM "
-			    "moved.\n");
+			    "moved.\n"
+			    "It rides out up to %d s of a manager or etcd that does not answer.\n",
+			    WAIT_GRACE_S);
 			return 0;
 		default:
 			return 2;
@@ -689,11 +751,17 @@ static int cmd_events(const struct client *c, int argc, char **argv)
 static int wait_maintenance(const struct client *c, const char *host)
 {
 	json_t *reply, *h;
+	long status;
 	size_t i;
 
 	for (;;) {
-		if (ask(c, "GET", "/hosts", NULL, 200, &reply))
+		if (poll_call(c, "/hosts", &status, &reply))
 			return 1;
+		if (status != 200) {
+			pr_err("%s", cluster__str(reply, "error", "the manager gave no reason"));
+			json_decref(reply);
+			return 1;
+		}
 		json_array_foreach(json_object_get(reply, "hosts"), i, h)
 		{
 			const char *vm;

@@ -202,6 +202,13 @@ def etcd_put(url, key, value):
                     json.dumps(body)], capture_output=True, check=True)
 
 
+def etcd_delete(url, key):
+    import base64
+    body = {"key": base64.b64encode(key.encode()).decode()}
+    subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", url + "/v3/kv/deleterange", "-d",
+                    json.dumps(body)], capture_output=True, check=True)
+
+
 class Node:
     """A godwit agent or manager process we started."""
 
@@ -333,13 +340,16 @@ class Lab:
                     pass
         return out
 
-    def cluster(self, *args, manager=None, timeout=120):
+    def cluster_args(self, *args, manager=None):
+        """The command line of godwit cluster args, asking manager (or the first that runs)."""
         m = manager or next(n for n in self.nodes if n.kind == "manager"
                             and n.proc.poll() is None)
         prefix = ["ip", "netns", "exec", self.net.ns["client"]] if self.net else []
-        return subprocess.run([*prefix, GODWIT, "cluster", "--manager", m.url, "--pki",
-                               str(self.pki), *args], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return [*prefix, GODWIT, "cluster", "--manager", m.url, "--pki", str(self.pki), *args]
+
+    def cluster(self, *args, manager=None, timeout=120):
+        return subprocess.run(self.cluster_args(*args, manager=manager), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def stop(self):
         for n in self.nodes:

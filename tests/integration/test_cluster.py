@@ -3,11 +3,14 @@ guest as VMs. Moves by name, the limits, maintenance, an agent's kill -9, a dead
 VMs restarted elsewhere (and not while their disks are locked), a manager's failover."""
 import os
 import signal
+import subprocess
+import time
 
 import pytest
 
-from cluster_lab import (create, create_on, etcd_put, history, https_call, js, keeps_running, ok,
-                         overlap_max, passes, pid_alive, running_on, vms, wait_until)
+from cluster_lab import (create, create_on, etcd_delete, etcd_put, history, https_call, js,
+                         keeps_running, ok, overlap_max, passes, pid_alive, running_on, vms,
+                         wait_until)
 from godwit_vm import TESTGUEST
 
 pytestmark = pytest.mark.kvm
@@ -302,6 +305,40 @@ def test_leading_manager_kill9_mid_evacuation(lab):
     for n in names:
         keeps_running(lab, n)
     assert len(lab.vm_pids()) == len(names)
+
+
+def test_maintenance_wait_rides_out_a_manager_that_does_not_answer(lab):
+    lab.agent("host-a")
+    lab.agent("host-b")
+    m = lab.manager("m1")
+    create_on(lab, "host-a", ["host-b"], ["web1"])
+    ok(lab.cluster("limits", "--per-host", "1"))
+    # host-b's only slot is held, so the evacuation waits while the manager is away.
+    slot = "/godwit/slots/host/host-b/0"
+    etcd_put(lab.etcd.url, slot, "held-by-test")
+    waiter = subprocess.Popen(lab.cluster_args("maintenance", "enter", "host-a", "--wait"),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until("host-a is entering maintenance", lambda: any(
+            h["name"] == "host-a" and h["state"] == "entering maintenance"
+            for h in js(lab, "hosts")["hosts"]))
+        # The only manager dies: every poll is refused until it is back on its port.
+        m.stop(signal.SIGKILL)
+        time.sleep(3)
+        assert waiter.poll() is None, waiter.communicate()
+        m.start()
+        etcd_delete(lab.etcd.url, slot)
+        out, err = waiter.communicate(timeout=180)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0, err
+    assert "host-a is in maintenance" in out
+    assert "asking again for up to 60 s" in err and "the manager answers again" in err, err
+    assert vms(lab)["web1"]["host"] == "host-b"
+    keeps_running(lab, "web1")
 
 
 def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
