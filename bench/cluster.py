@@ -66,6 +66,11 @@ from godwit_vm import GODWIT, TESTGUEST  # noqa: E402
 
 HOSTS = ("host-a", "host-b", "host-c")
 DONE = re.compile(r"migration to \S+ completed in (\d+) ms \(pause (\d+) ms\)")
+# A source's pause step by step, in us, logged at -v (--vm-verbose) before DONE's line.
+STEPS = re.compile(r"pause (\d+) us: vCPUs stopped (\d+), quiesce \+ dirty sync (\d+), last "
+                   r"RAM \(\d+ pages\) \+ state sent (\d+), (?:destination loaded \(READY\) "
+                   r"(\d+)|GO with END), resumed there \(RESUMED\) (\d+)")
+STEP_NAMES = ("pause", "stopped", "sync", "sent", "loaded", "resumed")
 
 # The link's two ends, each a process of its own in its host's namespace. The receiver
 # times from the connection's accept to its end; the sender's buffer is random, so
@@ -137,6 +142,10 @@ def options(argv=None):
                    help="what --before runs of that binary: all (managers, agents and the "
                         "VMs they start: both ends of every move) or the manager alone "
                         "(default all)")
+    p.add_argument("--vm-verbose", action="store_true",
+                   help="the VMs log at -v (the agents' --vm-verbose; a --before build "
+                        "without that option runs without): each pause's steps, median "
+                        "and max per case and for the single moves")
     p.add_argument("--dir", help="where the cluster's files go (default: a new temporary "
                                  "directory, kept)")
     o = p.parse_args(argv)
@@ -206,15 +215,29 @@ def log_sizes(lab, host):
 
 
 def moves_since(sizes):
-    """{vm: (ms, pause ms)} of the moves that ended since log_sizes() in those logs, as
-    each source measured them (the last, if a VM moved twice)."""
+    """{vm: (ms, pause ms, steps)} of the moves that ended since log_sizes() in those logs,
+    as each source measured them (the last, if a VM moved twice); steps: {STEP_NAMES: us}
+    of its pause when its VM logs at -v, else None."""
     out = {}
     for p, size in sizes.items():
         with open(p, errors="replace") as f:
             f.seek(size)
-            for m in DONE.finditer(f.read()):
-                out[p.stem] = (int(m.group(1)), int(m.group(2)))
+            text = f.read()
+        steps = None
+        for m in re.finditer(f"{STEPS.pattern}|{DONE.pattern}", text):
+            if m.group(1) is not None:
+                steps = {k: int(v or 0) for k, v in zip(STEP_NAMES, m.groups()[:6])}
+            else:
+                out[p.stem] = (int(m.group(7)), int(m.group(8)), steps)
+                steps = None
     return out
+
+
+def step_spread(steps):
+    """{step: (median, max) us} over the moves' pause steps (those logged)."""
+    got = [s for s in steps if s]
+    return {k: (median([s[k] for s in got]), max(s[k] for s in got))
+            for k in STEP_NAMES} if got else {}
 
 
 def vm_pid(lab, host, name):
@@ -317,6 +340,7 @@ def evacuate(lab, limit, names):
             "pauses_ms": [s[1] for s in src.values()],
             "pause_by_vm": {vm: s[1] for vm, s in src.items()},
             "pause": spread([s[1] for s in src.values()]),
+            "steps_us": step_spread([s[2] for s in src.values()]),
             "etcd_per_move": (etcd1 - etcd0) / max(1, len(tasks)),
             "cpu_busy": (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1]),
             "load": [load0, load1]}
@@ -335,16 +359,17 @@ def single_moves(lab, names, n):
             wait_until(f"{name} runs on {dst}, its source's end logged",
                        lambda: name in on(lab, dst) and name in moves_since(logs),
                        timeout=120)
-            took, pause = moves_since(logs)[name]
+            took, pause, steps = moves_since(logs)[name]
             moves.append({"vm": name, "to": dst, "wall_s": wall,
                           "bytes": bytes_read(lab, [name]), "source_s": took / 1000,
-                          "pause_ms": pause})
+                          "pause_ms": pause, "steps": steps})
     pauses = [m["pause_ms"] for m in moves]
     # The medians stand for "one VM moved alone" in the bound's and vs once's figures.
     return {"moves": moves, "wall_s": median([m["wall_s"] for m in moves]),
             "bytes": median([m["bytes"] for m in moves]),
             "source_s": median([m["source_s"] for m in moves]),
-            "pause_ms": median(pauses), "pause": spread(pauses)}
+            "pause_ms": median(pauses), "pause": spread(pauses),
+            "steps_us": step_spread([m["steps"] for m in moves])}
 
 
 def spread(xs):
@@ -374,16 +399,23 @@ def use_manager(lab, binary, name):
 
 def start_agents(lab, o, binary):
     """An agent from binary on every host, each in place of the one running (the VMs
-    run on, adopted): the VMs it starts from then on, receives included, are binary's."""
+    run on, adopted): the VMs it starts from then on, receives included, are binary's
+    (at -v with --vm-verbose, if binary's agent has that option)."""
     for n in lab.nodes:
         if n.kind == "agent" and n.proc.poll() is None:
             n.stop()
+    verbose = []
+    if o.vm_verbose:
+        r = subprocess.run([binary, "agent", "--help"], capture_output=True, text=True,
+                           timeout=30)
+        verbose = ["--vm-verbose"] if "--vm-verbose" in r.stdout else []
     cluster_lab.GODWIT = binary
     try:
         for h in HOSTS:
             # The agents' default lease (the lab's 4 s expired under a loaded machine's
             # moves).
-            lab.agent(h, "--ttl", "10", memory=f"{(o.vms + 1) * o.mib}M", cpus=4 * o.vms)
+            lab.agent(h, "--ttl", "10", *verbose, memory=f"{(o.vms + 1) * o.mib}M",
+                      cpus=4 * o.vms)
     finally:
         cluster_lab.GODWIT = GODWIT
 
@@ -455,6 +487,13 @@ def report(o, fig):
               f"p90 {ms(p['p90'])} vs {ms(sp['p90'])}, max {ms(p['max'])} vs "
               f"{ms(sp['max'])} ms ({len(r['pauses_ms'])} moves against "
               f"{len(sg['moves'])}; each: {each}; load {r['load'][0]:.1f}-{r['load'][1]:.1f})")
+    for label, what in [(f"single moves ({k})" if k else "single moves", v)
+                        for k, v in fig["singles"].items()] + \
+            [(f"limit {r['limit']}" + (f" ({r['manager']})" if r["manager"] else ""), r)
+             for r in fig["cases"]]:
+        if what["steps_us"]:
+            print(f"{label}: pause steps, us median/max: " + ", ".join(
+                f"{k} {a:.0f}/{b}" for k, (a, b) in what["steps_us"].items()))
     print(json.dumps(fig))
 
 

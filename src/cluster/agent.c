@@ -73,6 +73,7 @@ struct agent {
 	char starting[AGENT_HTTPS_THREADS][NAME_MAX_LEN + 1];
 	struct load_tracker load; /* the main loop's */
 	bool shared;		  /* --shared-machine: host_cpu and host_memory are not its own */
+	bool vm_verbose;	  /* --vm-verbose: its VMs log at -v */
 };
 
 /* ---- the VMs on this host ---- */
@@ -183,12 +184,13 @@ static int vm_argv(const struct agent *a, const json_t *spec, const char *listen
 
 	argv[0] = NULL;
 	ret |= add_arg(argv, &argc, max, "%s", a->godwit);
+	ret |= add_arg(argv, &argc, max, listen ? "receive" : "run");
+	if (a->vm_verbose)
+		ret |= add_arg(argv, &argc, max, "-v");
 	if (listen) {
-		ret |= add_arg(argv, &argc, max, "receive");
 		ret |= add_arg(argv, &argc, max, "--listen");
 		ret |= add_arg(argv, &argc, max, "%s", listen);
 	} else {
-		ret |= add_arg(argv, &argc, max, "run");
 		ret |= add_arg(argv, &argc, max, "--kernel");
 		ret |= add_arg(argv, &argc, max, "%s", cluster__str(spec, "kernel", ""));
 		ret |= add_arg(argv, &argc, max, "--memory");
@@ -1021,6 +1023,8 @@ static void usage(FILE *out)
 		"                     1..86400 s (default 300): the balancer sees minutes\n"
 		"  --shared-machine   other agents run on this machine (a lab): publish its use\n"
 		"                     outside this agent's VMs as 0, since it is not this host's\n"
+		"  --vm-verbose       the VMs it starts or receives from now on log at -v (in\n"
+		"                     D/NAME.log): each move's rounds, its pause's steps\n"
 		"  -h, --help         this text\n");
 }
 
@@ -1039,6 +1043,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	    {"ttl", required_argument, NULL, 't'},
 	    {"load-window", required_argument, NULL, 'w'},
 	    {"shared-machine", no_argument, NULL, 'S'},
+	    {"vm-verbose", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    ETCD_TLS_OPTIONS,
 	    {NULL, 0, NULL, 0},
@@ -1119,6 +1124,9 @@ static int parse(struct agent *a, int argc, char **argv)
 			break;
 		case 'S':
 			a->shared = true;
+			break;
+		case 'V':
+			a->vm_verbose = true;
 			break;
 		case 'h':
 			usage(stdout);

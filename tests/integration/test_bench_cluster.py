@@ -105,11 +105,12 @@ def test_tiny_run_has_sane_figures(tmp_path):
 
 def test_before_runs_each_case_with_the_other_build_first(tmp_path):
     """--before: a case with another build (a copy of this one: another path), its VMs
-    that build's processes, then with this tree's; the single moves with each."""
+    that build's processes, then with this tree's; the single moves with each. With
+    --vm-verbose, the steps of every pause."""
     other = tmp_path / "godwit-before"
     shutil.copy2(GODWIT, other)
     args = [*TINY[:TINY.index("--limits")], "--limits", "2", *TINY[TINY.index("--limits") + 2:]]
-    out = run_bench(tmp_path, *args, "--before", str(other))
+    out = run_bench(tmp_path, *args, "--before", str(other), "--vm-verbose")
     fig = json.loads(out.strip().splitlines()[-1])
     assert [(c["manager"], c["moves"], c["vm_exes"]) for c in fig["cases"]] == [
         ("before", 2, [os.path.realpath(other)]),
@@ -119,6 +120,12 @@ def test_before_runs_each_case_with_the_other_build_first(tmp_path):
     assert all(len(s["moves"]) == 2 for s in fig["singles"].values()), fig["singles"]
     for label in ("before", "after"):
         assert f"limit 2 ({label}): pauses vs single: median " in out, out
+        # --vm-verbose: each pause step by step, its whole as the source reported it.
+        assert f"limit 2 ({label}): pause steps, us median/max: pause " in out, out
+        assert f"single moves ({label}): pause steps, us median/max: pause " in out, out
+        for m in fig["singles"][label]["moves"]:
+            assert m["steps"]["pause"] // 1000 == m["pause_ms"], m
+            assert sum(v for k, v in m["steps"].items() if k != "pause") <= m["steps"]["pause"], m
 
 
 def test_a_stopped_run_leaves_no_namespace_or_vm(tmp_path):

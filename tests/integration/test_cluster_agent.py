@@ -3,6 +3,7 @@ the host in etcd under a lease, VMs started, moved, adopted after the agent's de
 and a copy stopped when another host owns the VM."""
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -16,6 +17,16 @@ from godwit_vm import GODWIT, TESTGUEST
 def spec(name, memory=128 << 20, cmdline="heartbeat 10 ; memtouch 32M", cpus=2, **kw):
     return {"name": name, "kernel": TESTGUEST, "memory": memory, "cpus": cpus,
             "cmdline": cmdline, **kw}
+
+
+def move(src, dst, name):
+    """A move through the agents, as the manager makes it: dst receives, src sends."""
+    status, body = dst.call("POST", f"/vms/{name}/receive", spec(name))
+    assert status == 201, body
+    status, body = src.call("POST", f"/vms/{name}/migrate", {"to": body["to"]})
+    assert status == 202, body
+    wait_until(f"{name} runs on {dst.name}",
+               lambda: dst.call("GET", f"/vms/{name}")[1].get("state") == "running", timeout=60)
 
 
 def fds(pid):
@@ -110,13 +121,7 @@ def test_agent_runs_moves_and_adopts_vms(lab):
     status, body = a.call("GET", "/vms/web1")
     assert status == 200 and body["pid"] == pid and body["state"] == "running", body
 
-    # A move through the agents: b receives, a sends.
-    status, body = b.call("POST", "/vms/web1/receive", spec("web1"))
-    assert status == 201, body
-    status, body = a.call("POST", "/vms/web1/migrate", {"to": body["to"]})
-    assert status == 202, body
-    wait_until("web1 runs on host-b",
-               lambda: b.call("GET", "/vms/web1")[1].get("state") == "running", timeout=60)
+    move(a, b, "web1")
     wait_until("host-a forgets web1", lambda: a.call("GET", "/vms/web1")[0] == 404, timeout=30)
     console_b = b.state_dir / "web1.console"
     n = passes(console_b)
@@ -144,3 +149,20 @@ def test_agent_stops_its_copy_of_a_vm_another_host_owns(lab):
     a.start()
     wait_until("the old copy ends", lambda: not pid_alive(pid), timeout=20)
     assert a.call("GET", "/vms/web1")[0] == 404
+
+
+@pytest.mark.kvm
+def test_vm_verbose_logs_the_steps_of_each_moves_pause(lab):
+    a = lab.agent("host-a", "--vm-verbose")
+    b = lab.agent("host-b", "--vm-verbose")
+    assert a.call("POST", "/vms", spec("web1"))[0] == 201
+    wait_until("web1 runs", lambda: passes(a.state_dir / "web1.console") > 0)
+    move(a, b, "web1")
+    # Both ends' -v lines, on the clock they share: the source's pause, the destination's
+    # restore, step by step.
+    wait_until("the source logs its pause", lambda: re.search(
+        r"\[\d+\.\d+\] debug: pause \d+ us: vCPUs stopped \d+",
+        (a.state_dir / "web1.log").read_text(errors="replace")), timeout=30)
+    assert re.search(r"\[\d+\.\d+\] debug: restore \d+ us: vCPUs \d+",
+                     (b.state_dir / "web1.log").read_text(errors="replace"))
+    assert b.call("DELETE", "/vms/web1")[0] == 204
