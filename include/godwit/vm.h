@@ -157,7 +157,8 @@ struct vm {
 	struct migration *mig; /* the outgoing migration's slot (src/migrate/), NULL when none */
 	uint32_t throttle_pct; /* the highest vCPU throttle: the timer runs while not 0 */
 	pthread_t throttle_thread;
-	bool throttle_started;
+	bool throttle_started; /* throttle_thread is to be joined */
+	bool throttle_running; /* it has not left its loop (vm->lock) */
 	uint64_t start_ns;
 	/*
 	 * The control layer's: held while it checks that nothing else moves the VM's
@@ -207,11 +208,13 @@ void vm__cond_wait_ns(struct vm *vm, uint64_t ns);
 /*
  * Auto-converge: a throttled vCPU runs THROTTLE_SLICE_NS, then sleeps pct/(100-pct) of
  * that, so it runs (100-pct) % of the time. Every vCPU, or one; 0 stops it (the timer
- * ends when no vCPU is throttled).
+ * ends when no vCPU is throttled; its thread is told, not waited for).
+ * vm__stop_throttle also waits for that thread to end.
  */
 #define THROTTLE_SLICE_NS 10000000ULL
 void vm__set_throttle(struct vm *vm, uint32_t pct);
 void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct);
+void vm__stop_throttle(struct vm *vm);
 const char *vm__state_name(enum vm_state s);
 
 /* vcpu.c */

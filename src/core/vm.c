@@ -149,7 +149,7 @@ void vm__cond_wait_ns(struct vm *vm, uint64_t ns)
  * one 10 ms timer for all once woke a vCPU that slept whole periods (75 %: 30 ms)
  * at the very tick that sent it back to sleep, so it ran ~1 % instead of 25 %,
  * and the other vCPU spun on a guest lock it held. It waits on vm->cond so that
- * stopping it (migration's pause) takes no time.
+ * it ends as soon as it is told, and it is not waited for then (throttle_timer()).
  */
 static void *throttle_thread(void *arg)
 {
@@ -177,30 +177,62 @@ static void *throttle_thread(void *arg)
 		}
 		vm__cond_wait_ns(vm, next - now);
 	}
+	vm->throttle_running = false;
 	pthread_mutex_unlock(&vm->lock);
 	return NULL;
 }
 
-/* Runs the throttle timer while any vCPU is throttled. Migration thread only. */
+static void join_throttle(struct vm *vm)
+{
+	if (!vm->throttle_started)
+		return;
+	pthread_join(vm->throttle_thread, NULL);
+	vm->throttle_started = false;
+}
+
+/*
+ * Runs the throttle timer while any vCPU is throttled. Migration thread only. Stopping
+ * it only tells its thread: the pause stops it, and waiting there for a thread of
+ * ordinary priority to get a CPU on a loaded host would be the guest's wait too. The
+ * broadcast is made without vm->lock for the same reason; a thread that misses it
+ * ends at its next slice. A thread told to end that has not yet looked again sees a
+ * new throttle and goes on.
+ */
 static void throttle_timer(struct vm *vm)
 {
 	uint32_t pct = 0;
 	unsigned int i;
+	bool running;
 
 	for (i = 0; i < vm->nr_vcpus; i++)
 		pct = MAX(pct, __atomic_load_n(&vm->vcpus[i].throttle_pct, __ATOMIC_RELAXED));
 	__atomic_store_n(&vm->throttle_pct, pct, __ATOMIC_RELAXED);
-	if (pct && !vm->throttle_started) {
-		vm->throttle_started = !pthread_create(&vm->throttle_thread, NULL, throttle_thread, vm);
-		if (!vm->throttle_started)
-			pr_warn("cannot start the vCPU throttle");
-	} else if (!pct && vm->throttle_started) {
-		pthread_mutex_lock(&vm->lock);
-		pthread_cond_broadcast(&vm->cond);
-		pthread_mutex_unlock(&vm->lock);
-		pthread_join(vm->throttle_thread, NULL);
-		vm->throttle_started = false;
+	if (!pct) {
+		if (vm->throttle_started)
+			pthread_cond_broadcast(&vm->cond);
+		return;
 	}
+	pthread_mutex_lock(&vm->lock);
+	running = vm->throttle_running;
+	pthread_mutex_unlock(&vm->lock);
+	if (running)
+		return;
+	join_throttle(vm);
+	vm->throttle_running = true;
+	vm->throttle_started = !pthread_create(&vm->throttle_thread, NULL, throttle_thread, vm);
+	if (!vm->throttle_started) {
+		vm->throttle_running = false;
+		pr_warn("cannot start the vCPU throttle");
+	}
+}
+
+void vm__stop_throttle(struct vm *vm)
+{
+	vm__set_throttle(vm, 0);
+	pthread_mutex_lock(&vm->lock);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	join_throttle(vm);
 }
 
 void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct)
@@ -494,7 +526,7 @@ void vm__destroy(struct vm *vm)
 	vm__request_exit(vm, vm->exit.code, "VM destroyed");
 	if (vm->control)
 		vm->control->stop(vm);
-	vm__set_throttle(vm, 0);
+	vm__stop_throttle(vm);
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpus[i].thread_started)
 			pthread_join(vm->vcpus[i].thread, NULL);
