@@ -969,24 +969,56 @@ static int cmd_console_token(const struct client *c, int argc, char **argv)
 static const struct {
 	const char *name;
 	int (*fn)(const struct client *c, int argc, char **argv);
+	bool own_help; /* it answers --help itself, at length */
 } commands[] = {
-    {"hosts", cmd_hosts},
-    {"vms", cmd_vms},
-    {"create", cmd_create},
-    {"delete", cmd_delete},
-    {"migrate", cmd_migrate},
-    {"cancel", cmd_cancel},
-    {"tasks", cmd_tasks},
-    {"events", cmd_events},
-    {"maintenance", cmd_maintenance},
-    {"limits", cmd_limits},
-    {"console-token", cmd_console_token},
-    {"group", cluster_cli__group},
-    {"rule", cluster_cli__rule},
-    {"drs", cluster_cli__drs},
-    {"dpm", cluster_cli__dpm},
-    {"host", cluster_cli__host},
+    {"hosts", cmd_hosts, false},
+    {"vms", cmd_vms, false},
+    {"create", cmd_create, true},
+    {"delete", cmd_delete, false},
+    {"migrate", cmd_migrate, true},
+    {"cancel", cmd_cancel, false},
+    {"tasks", cmd_tasks, false},
+    {"events", cmd_events, false},
+    {"maintenance", cmd_maintenance, false},
+    {"limits", cmd_limits, true},
+    {"console-token", cmd_console_token, false},
+    {"group", cluster_cli__group, false},
+    {"rule", cluster_cli__rule, false},
+    {"drs", cluster_cli__drs, false},
+    {"dpm", cluster_cli__dpm, false},
+    {"host", cluster_cli__host, false},
 };
+
+/*
+ * `godwit cluster CMD --help` for a command without a help of its own: its lines of
+ * the usage (and their continuations), without asking any manager.
+ */
+static int command_help(const char *name)
+{
+	char *text = NULL, *line, *save = NULL;
+	bool mine = false;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return 1;
+	usage(f);
+	fclose(f);
+	printf("usage: godwit cluster [--manager URL[,URL...]] [--pki D] %s ...\n\n", name);
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* A command's line starts "  NAME "; its continuations with more blanks. */
+		if (!strncmp(line, "   ", 3))
+			mine = mine && line[strspn(line, " ")];
+		else
+			mine = !strncmp(line, "  ", 2) && !strncmp(line + 2, name, strlen(name)) &&
+			       line[2 + strlen(name)] == ' ';
+		if (mine)
+			printf("%s\n", line);
+	}
+	printf("\nThe manager and the certificates: godwit cluster --help.\n");
+	free(text);
+	return 0;
+}
 
 int cluster_cli__main(int argc, char **argv)
 {
@@ -1017,9 +1049,14 @@ int cluster_cli__main(int argc, char **argv)
 		return cmd_cert(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "simulate"))
 		return simulate__main(argc - 1, argv + 1);
-	for (i = 0; i < ARRAY_SIZE(commands); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(&c, argc - 1, argv + 1);
+	for (i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if (!commands[i].own_help &&
+		    (has_flag(argc - 1, argv + 1, "--help") || has_flag(argc - 1, argv + 1, "-h")))
+			return command_help(commands[i].name);
+		return commands[i].fn(&c, argc - 1, argv + 1);
+	}
 	pr_err("unknown cluster command '%s' (see godwit cluster --help)", argv[1]);
 	return 2;
 }

@@ -51,6 +51,29 @@ def test_help_lists_each_option_on_its_own_line(godwit_bin, cmd):
         assert not re.search(r"\S {2,}--?[a-z]", line.lstrip()), line
 
 
+@pytest.mark.parametrize("cmd,line", [
+    (["hosts"], "  hosts "), (["vms"], "  vms "), (["delete", "web1"], "  delete NAME"),
+    (["cancel"], "  cancel TASK"), (["tasks"], "  tasks [--all]"), (["events"], "  events"),
+    (["maintenance", "enter"], "  maintenance enter|exit HOST [--wait]"),
+    (["console-token"], "  console-token "), (["group"], "  group add|rm|list"),
+    (["rule"], "  rule list|rm [NAME]"), (["drs"], "  drs apply ID|all"),
+    (["dpm"], "  dpm config"), (["host"], "  host standby|wake HOST")])
+def test_every_cluster_command_answers_help_without_a_manager(godwit_bin, cmd, line):
+    """No manager is named: --help must not need one (it once asked the manager, or said
+    "which manager?")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GODWIT_MANAGER", "GODWIT_PKI")}
+    res = run_godwit(["cluster", *cmd, "--help"], env=env)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout.startswith(f"usage: godwit cluster [--manager URL[,URL...]] [--pki D] "
+                                 f"{cmd[0]} ...\n"), res.stdout
+    assert line in res.stdout, res.stdout
+    # Only its own lines of the usage: no other command's.
+    others = {"hosts", "vms", "delete", "cancel", "tasks", "events", "maintenance",
+              "console-token", "group", "rule", "drs", "dpm", "host"} - {cmd[0]}
+    assert not [ln for ln in res.stdout.splitlines()
+                if ln.startswith("  ") and ln.split()[0] in others], res.stdout
+
+
 def test_no_command_and_unknown_command(godwit_bin):
     assert run_godwit([]).returncode == 2
     res = run_godwit(["fly"])
