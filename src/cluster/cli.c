@@ -280,6 +280,17 @@ static int poll_call(const struct client *c, const char *path, long *status, jso
 	}
 }
 
+/* 0 if the answer is the expected one; else the manager's error as the command's own. */
+static int expect(long status, long expected, json_t **reply)
+{
+	if (status == expected)
+		return 0;
+	pr_err("%s", cluster__str(*reply, "error", "the manager gave no reason"));
+	json_decref(*reply);
+	*reply = NULL;
+	return 1;
+}
+
 /* The request, and the error a manager gave as the command's own; 0 if expected came. */
 static int ask(const struct client *c, const char *method, const char *path, const json_t *req,
 	       long expected, json_t **reply)
@@ -288,13 +299,7 @@ static int ask(const struct client *c, const char *method, const char *path, con
 
 	if (call(c, method, path, req, &status, reply))
 		return 1;
-	if (status != expected) {
-		pr_err("%s", cluster__str(*reply, "error", "the manager gave no reason"));
-		json_decref(*reply);
-		*reply = NULL;
-		return 1;
-	}
-	return 0;
+	return expect(status, expected, reply);
 }
 
 static void print_json(const json_t *j)
@@ -755,13 +760,8 @@ static int wait_maintenance(const struct client *c, const char *host)
 	size_t i;
 
 	for (;;) {
-		if (poll_call(c, "/hosts", &status, &reply))
+		if (poll_call(c, "/hosts", &status, &reply) || expect(status, 200, &reply))
 			return 1;
-		if (status != 200) {
-			pr_err("%s", cluster__str(reply, "error", "the manager gave no reason"));
-			json_decref(reply);
-			return 1;
-		}
 		json_array_foreach(json_object_get(reply, "hosts"), i, h)
 		{
 			const char *vm;
