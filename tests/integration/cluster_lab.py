@@ -194,19 +194,22 @@ def etcd_get(url, key, prefix=False, ns=None, tls=None):
     return out
 
 
-def etcd_put(url, key, value):
+def etcd_write(url, op, key, value=None):
+    """One write straight to etcd's v3 gateway: op put (key = value) or deleterange (key)."""
     import base64
-    body = {"key": base64.b64encode(key.encode()).decode(),
-            "value": base64.b64encode(value.encode()).decode()}
-    subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", url + "/v3/kv/put", "-d",
+    body = {"key": base64.b64encode(key.encode()).decode()}
+    if value is not None:
+        body["value"] = base64.b64encode(value.encode()).decode()
+    subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", f"{url}/v3/kv/{op}", "-d",
                     json.dumps(body)], capture_output=True, check=True)
+
+
+def etcd_put(url, key, value):
+    etcd_write(url, "put", key, value)
 
 
 def etcd_delete(url, key):
-    import base64
-    body = {"key": base64.b64encode(key.encode()).decode()}
-    subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", url + "/v3/kv/deleterange", "-d",
-                    json.dumps(body)], capture_output=True, check=True)
+    etcd_write(url, "deleterange", key)
 
 
 class Node:
