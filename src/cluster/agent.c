@@ -51,6 +51,9 @@ struct lvm {
 	bool child;    /* ours to reap; an adopted VM is not */
 	bool incoming; /* a `godwit receive` */
 	int64_t since_ms;
+	/* A received copy: the owner record its move started from ("" and 0: none). */
+	char from[NAME_MAX_LEN + 1];
+	int64_t owner_rev;
 };
 
 struct agent {
@@ -232,9 +235,10 @@ static void free_argv(char **argv)
 }
 
 /* Forks a VM into a session of its own: it outlives the agent (kill -9 included). */
-static int spawn(const struct agent *a, const char *name, char **argv, pid_t *pid)
+static int spawn(const struct agent *a, const struct lvm *v, char **argv, pid_t *pid)
 {
-	char log_path[512], pid_path[512], num[32];
+	const char *name = v->name;
+	char log_path[512], pid_path[512], num[128];
 	sigset_t none;
 	int fd, logfd;
 	pid_t p;
@@ -264,7 +268,12 @@ static int spawn(const struct agent *a, const char *name, char **argv, pid_t *pi
 	vm_path(a, name, "pid", pid_path, sizeof(pid_path));
 	fd = open(pid_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0) {
-		snprintf(num, sizeof(num), "%d\n", (int)p);
+		/* A received copy's origin, for the agent that may adopt it (adopt()). */
+		if (v->from[0])
+			snprintf(num, sizeof(num), "%d\nfrom %s %" PRId64 "\n", (int)p, v->from,
+				 v->owner_rev);
+		else
+			snprintf(num, sizeof(num), "%d\n", (int)p);
 		if (write(fd, num, strlen(num)) < 0)
 			pr_warn("%s: cannot write its pid file", name);
 		close(fd);
@@ -367,22 +376,16 @@ static int wait_listening(struct agent *a, const char *name, pid_t pid,
 	return -ETIMEDOUT;
 }
 
-static int add_vm(struct agent *a, const char *name, pid_t pid, bool child, bool incoming)
+/* v: its name, pid, child, incoming and origin; the agent's copy starts its clock. */
+static int add_vm(struct agent *a, const struct lvm *v)
 {
-	struct lvm *v;
-
 	pthread_mutex_lock(&a->lock);
 	if (a->nr_vms == AGENT_MAX_VMS) {
 		pthread_mutex_unlock(&a->lock);
 		return -ENOSPC;
 	}
-	v = &a->vms[a->nr_vms++];
-	memset(v, 0, sizeof(*v));
-	snprintf(v->name, sizeof(v->name), "%s", name);
-	v->pid = pid;
-	v->child = child;
-	v->incoming = incoming;
-	v->since_ms = cluster__now_ms();
+	a->vms[a->nr_vms] = *v;
+	a->vms[a->nr_vms++].since_ms = cluster__now_ms();
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
@@ -485,10 +488,16 @@ static int start_claimed(struct agent *a, const json_t *spec, bool incoming,
 {
 	const char *name = cluster__str(spec, "name", "");
 	char err[768] = "", *argv[64], listen[160] = "";
+	struct lvm v = {.child = true, .incoming = incoming};
 	struct sockaddr_in sin;
 	int ret, attempt;
 	pid_t pid = 0;
 
+	snprintf(v.name, sizeof(v.name), "%s", name);
+	if (incoming) {
+		snprintf(v.from, sizeof(v.from), "%s", cluster__str(spec, "from", ""));
+		v.owner_rev = cluster__int(spec, "owner_rev", 0);
+	}
 	/* A port taken between our probe and the receive's bind: try another. */
 	for (attempt = 0; attempt < 3; attempt++) {
 		if (incoming) {
@@ -503,7 +512,7 @@ static int start_claimed(struct agent *a, const json_t *spec, bool incoming,
 		}
 		ret = vm_argv(a, spec, incoming ? listen : NULL, argv, 64);
 		if (!ret)
-			ret = spawn(a, name, argv, &pid);
+			ret = spawn(a, &v, argv, &pid);
 		free_argv(argv);
 		if (ret) {
 			api__error(resp, 500, "cannot start %s: %s", name, strerror(-ret));
@@ -518,7 +527,8 @@ static int start_claimed(struct agent *a, const json_t *spec, bool incoming,
 		api__error(resp, 409, "%s", err);
 		return 0;
 	}
-	ret = add_vm(a, name, pid, true, incoming);
+	v.pid = pid;
+	ret = add_vm(a, &v);
 	if (ret) {
 		kill(pid, SIGKILL);
 		api__error(resp, 507, "%s runs %d VMs already", a->name, AGENT_MAX_VMS);
@@ -636,6 +646,15 @@ static int vm_route(struct agent *a, const struct api_request *req, const char *
 		if (!req->body || strcmp(cluster__str(req->body, "name", ""), name)) {
 			api__error(resp, 400, "the body is the VM's spec, with \"name\": \"%s\"",
 				   name);
+			return 0;
+		}
+		if ((json_object_get(req->body, "from") ||
+		     json_object_get(req->body, "owner_rev")) &&
+		    (!cluster__name_ok(cluster__str(req->body, "from", NULL)) ||
+		     cluster__int(req->body, "owner_rev", 0) <= 0)) {
+			api__error(resp, 400,
+				   "\"from\" is a host's name and \"owner_rev\" the "
+				   "owner record's revision > 0, both or neither");
 			return 0;
 		}
 		return start_vm(a, req->body, true, resp);
@@ -863,15 +882,67 @@ static bool incoming_task(struct agent *a, const char *name)
 	return ours;
 }
 
+enum received { NOT_RECEIVED, RECEIVED_KEPT, RECEIVED_UNKNOWN };
+
+/*
+ * A copy received from the host etcd still names as the owner, whose move's end was
+ * never recorded (its manager gave up while both hosts' leases had lapsed), and which
+ * has resumed here, is the VM: a source that said GO never runs its copy again
+ * (docs/migration-flow.md, "Hand over"). It becomes this host's, if the owner record is
+ * still the one the move started from (docs/cluster.md, "A move whose end was lost").
+ */
+static enum received keep_received(struct agent *a, const struct lvm *v,
+				   const struct etcd_kv *owner)
+{
+	const char *state;
+	char key[160], err[256];
+	struct etcd_txn t;
+	json_t *vm = NULL;
+	bool resumed, ok = false;
+	long status;
+
+	if (!v->from[0] || strcmp(owner->value, v->from) || owner->mod_rev != v->owner_rev)
+		return NOT_RECEIVED;
+	if (vm_call(a, v->name, "GET", "/vm", NULL, VM_API_TIMEOUT, &status, &vm, err,
+		    sizeof(err)) ||
+	    status != 200) {
+		json_decref(vm);
+		return RECEIVED_UNKNOWN; /* a loaded host: ask again */
+	}
+	state = cluster__str(vm, "state", "");
+	resumed = !strcmp(state, "running") || !strcmp(state, "paused");
+	json_decref(vm);
+	if (!resumed)
+		return NOT_RECEIVED; /* still taking it in, with no move to feed it */
+	etcd_txn__init(&t);
+	snprintf(key, sizeof(key), K_OWNER "%s", v->name);
+	if (etcd_txn__cmp(&t, key, ETCD_MOD, ETCD_EQUAL, v->owner_rev) ||
+	    etcd_txn__put(&t, true, key, a->name, 0) || etcd__txn(&a->etcd, &t, &ok)) {
+		etcd_txn__free(&t);
+		return RECEIVED_UNKNOWN;
+	}
+	etcd_txn__free(&t);
+	if (!ok)
+		return NOT_RECEIVED; /* the record changed since: someone else's now */
+	cluster__event(&a->etcd,
+		       "%s: kept %s, which it had received from %s and runs: the end of that "
+		       "move was never recorded; %s owns it now",
+		       a->name, v->name, v->from, a->name);
+	return RECEIVED_KEPT;
+}
+
 /*
  * A host that comes back (a new agent, or a lease that expired) stops the copies of
  * VMs that etcd says another host owns, before anything else: they were restarted
- * elsewhere (docs/cluster.md, "A host that dies").
+ * elsewhere (docs/cluster.md, "A host that dies"). True if a copy must be looked at
+ * again (etcd or its VM did not answer).
  */
-static void fence(struct agent *a)
+static bool fence(struct agent *a)
 {
 	struct lvm copy[AGENT_MAX_VMS];
 	struct etcd_range r;
+	enum received kept;
+	bool again = false;
 	char key[256];
 	size_t i, n;
 
@@ -881,18 +952,43 @@ static void fence(struct agent *a)
 	pthread_mutex_unlock(&a->lock);
 	for (i = 0; i < n; i++) {
 		snprintf(key, sizeof(key), K_OWNER "%.63s", copy[i].name);
-		if (etcd__get(&a->etcd, key, &r))
+		if (etcd__get(&a->etcd, key, &r)) {
+			again = true;
 			continue;
+		}
 		if (r.count && strcmp(r.kvs[0].value, a->name) && !incoming_task(a, copy[i].name)) {
-			cluster__event(
-			    &a->etcd,
-			    "%s: stopped its copy of %s, which %s owns now (this host had "
-			    "lost its lease)",
-			    a->name, copy[i].name, r.kvs[0].value);
-			stop_vm(a, &copy[i], NULL);
+			kept = keep_received(a, &copy[i], &r.kvs[0]);
+			again |= kept == RECEIVED_UNKNOWN;
+			if (kept == NOT_RECEIVED) {
+				cluster__event(
+				    &a->etcd,
+				    "%s: stopped its copy of %s, which %s owns now (this "
+				    "host had lost its lease)",
+				    a->name, copy[i].name, r.kvs[0].value);
+				stop_vm(a, &copy[i], NULL);
+			}
 		}
 		etcd_range__free(&r);
 	}
+	return again;
+}
+
+/* A pid file as spawn() wrote it: the pid, then a received copy's origin. */
+static void read_pid_file(const char *path, struct lvm *v)
+{
+	FILE *f = fopen(path, "re");
+	int pid = 0;
+
+	if (!f || fscanf(f, "%d", &pid) != 1)
+		pid = 0;
+	else if (fscanf(f, " from %63s %" SCNd64, v->from, &v->owner_rev) != 2 ||
+		 !cluster__name_ok(v->from) || v->owner_rev <= 0)
+		v->owner_rev = 0;
+	if (!v->owner_rev)
+		v->from[0] = '\0';
+	if (f)
+		fclose(f);
+	v->pid = pid;
 }
 
 /* The VMs a previous agent left running: their pid files, checked against /proc. */
@@ -906,7 +1002,8 @@ static void adopt(struct agent *a)
 	int pid;
 
 	while (dir && (d = readdir(dir))) {
-		char name[NAME_MAX_LEN + 1];
+		struct lvm v = {0};
+		char *name = v.name;
 
 		n = strlen(d->d_name);
 		if (n < 5 || n - 4 > NAME_MAX_LEN || strcmp(d->d_name + n - 4, ".pid"))
@@ -914,12 +1011,8 @@ static void adopt(struct agent *a)
 		memcpy(name, d->d_name, n - 4);
 		name[n - 4] = '\0';
 		snprintf(path, sizeof(path), "%s/%s", a->state_dir, d->d_name);
-		f = fopen(path, "re");
-		pid = 0;
-		if (f && fscanf(f, "%d", &pid) != 1)
-			pid = 0;
-		if (f)
-			fclose(f);
+		read_pid_file(path, &v);
+		pid = v.pid;
 		/* The pid is ours only if that process serves this VM's socket. */
 		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
 		snprintf(sock, sizeof(sock), "%s/%s.sock", a->state_dir, name);
@@ -936,7 +1029,8 @@ static void adopt(struct agent *a)
 			unlink(path);
 			continue;
 		}
-		if (add_vm(a, name, pid, false, strstr(cmd, " receive ") != NULL))
+		v.incoming = strstr(cmd, " receive ") != NULL;
+		if (add_vm(a, &v))
 			break;
 		pr_info("%s: adopted %s (pid %d)", a->name, name, pid);
 	}
@@ -1160,7 +1254,7 @@ int agent__main(int argc, char **argv)
 	char err[600] = "";
 	struct pollfd pfd;
 	sigset_t set;
-	bool ka_started = false;
+	bool ka_started = false, fence_again;
 	int ret, sfd = -1;
 	ssize_t n;
 
@@ -1197,7 +1291,7 @@ int agent__main(int argc, char **argv)
 		pr_err("%s: cannot register in etcd: %s", a->name, a->etcd.err);
 		goto out;
 	}
-	fence(a);
+	fence_again = fence(a);
 	if (etcd__open(&a->ka, a->etcd_url, &a->etcd_tls) || pipe2(a->ka_stop, O_CLOEXEC) ||
 	    pthread_create(&a->ka_thread, NULL, keepalive, a)) {
 		pr_err("%s: cannot start the lease's keepalive", a->name);
@@ -1224,8 +1318,10 @@ int agent__main(int argc, char **argv)
 				__atomic_store_n(&a->lease_lost, true, __ATOMIC_RELEASE);
 				continue;
 			}
-			fence(a);
+			fence_again = true;
 		}
+		if (fence_again)
+			fence_again = fence(a);
 		reap(a);
 		publish(a);
 	}

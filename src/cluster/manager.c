@@ -419,6 +419,24 @@ static void drop_on(struct mgr *m, const struct snap *s, const char *host, const
 	json_decref(reply);
 }
 
+/*
+ * Whether both hosts of a move have been down (their leases gone) for the HA grace
+ * period; the first time, when that started goes into the task.
+ */
+static bool down_past_grace(struct mgr *m, const struct s_task *st)
+{
+	int64_t since = cluster__int(st->t, "hosts_down_ms", 0);
+	json_t *task;
+
+	if (since)
+		return cluster__now_ms() - since >= m->grace_ms;
+	task = json_deep_copy(st->t);
+	json_object_set_new(task, "hosts_down_ms", json_integer(cluster__now_ms()));
+	update_task(m, st, task);
+	json_decref(task);
+	return false;
+}
+
 /* A move under way: done once the destination runs the VM; progress meanwhile. */
 static void poll_migration(struct mgr *m, const struct snap *s, const struct s_task *st)
 {
@@ -436,14 +454,26 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		finish(m, st, "done", NULL, dst);
 		goto out;
 	}
-	if (!host_up(s, src) && (ds == 404 || !host_up(s, dst))) {
+	if (!host_up(s, src) && ds == 404) {
 		/*
 		 * The source host died and the destination has no VM (a receive that lost
-		 * its source ends by its --io-timeout) or died too: HA restarts the VM once
-		 * the task is gone. A destination still loading, or whose agent does not
-		 * answer for now, is waited for: it may yet resume.
+		 * its source ends by its --io-timeout): HA restarts the VM once the task is
+		 * gone. A destination still loading, or whose agent does not answer for
+		 * now, is waited for: it may yet resume.
 		 */
 		finish(m, st, "failed", "the source host died during the move", NULL);
+		goto out;
+	}
+	if (!host_up(s, src) && !host_up(s, dst)) {
+		/*
+		 * Both leases gone: two deaths, or etcd stalled past the leases while the
+		 * move ended, its destination perhaps running the VM already. Failing now
+		 * would leave the owner at a source that has handed over: wait for either
+		 * agent to come back, for the HA grace period (docs/cluster.md, "A move
+		 * whose end was lost").
+		 */
+		if (down_past_grace(m, st))
+			finish(m, st, "failed", "both hosts went down during the move", NULL);
 		goto out;
 	}
 	ss = vm_on(m, s, src, vm, &sv);
@@ -520,6 +550,7 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		task = json_deep_copy(st->t);
 		json_object_set_new(task, "progress_ms", json_integer(cluster__now_ms()));
 		json_object_set_new(task, "progress", prog);
+		json_object_del(task, "hosts_down_ms"); /* its hosts are back */
 		update_task(m, st, task);
 		json_decref(task);
 	}
@@ -533,17 +564,16 @@ static void recover_start(struct mgr *m, const struct snap *s, const struct s_ta
 {
 	const char *vm = cluster__str(st->t, "vm", ""), *src = cluster__str(st->t, "src", ""),
 		   *dst = cluster__str(st->t, "dst", "");
-	json_t *sv = NULL, *task;
+	json_t *sv = NULL, *dv = NULL, *task;
 	const char *status;
 	int ss = vm_on(m, s, src, vm, &sv);
 
-	if (ss < 0 && !host_up(s, src)) {
-		drop_on(m, s, dst, vm);
+	if (ss < 0 && host_up(s, src))
+		goto out; /* its agent does not answer for now */
+	if (ss < 0 && vm_on(m, s, dst, vm, &dv) == 404) {
 		finish(m, st, "failed", "the source host died as the move started", NULL);
 		goto out;
 	}
-	if (ss < 0)
-		goto out;
 	status = cluster__str(json_object_get(sv, "migration"), "status", "none");
 	if (ss == 200 && strcmp(status, "none") && strcmp(status, "failed") &&
 	    strcmp(status, "cancelled")) {
@@ -559,7 +589,7 @@ static void recover_start(struct mgr *m, const struct snap *s, const struct s_ta
 		drop_on(m, s, dst, vm);
 		retry(m, st, "the manager that started it stopped");
 	} else {
-		/* Source gone: the move went through; the destination's state decides. */
+		/* Source gone, or its host down: the destination's state decides. */
 		task = json_deep_copy(st->t);
 		json_object_set_new(task, "phase", json_string("migrating"));
 		update_task(m, st, task);
@@ -567,6 +597,7 @@ static void recover_start(struct mgr *m, const struct snap *s, const struct s_ta
 	}
 out:
 	json_decref(sv);
+	json_decref(dv);
 }
 
 /* ---- restarts of the VMs of dead hosts (HA) ---- */
@@ -589,6 +620,15 @@ static void run_restart(struct mgr *m, const struct snap *s, const struct s_task
 	}
 	if (srci >= 0 && s->hosts[srci].alive) {
 		finish(m, st, "cancelled", "its host is up again", NULL);
+		return;
+	}
+	if (strcmp(vm->owner, src)) {
+		/* A host that had received it kept it (docs/cluster.md, "A move whose end was
+		 * lost"). */
+		char reason[160];
+
+		snprintf(reason, sizeof(reason), "%s runs it now", vm->owner);
+		finish(m, st, "cancelled", reason, NULL);
 		return;
 	}
 	if (cluster__now_ms() < cluster__int(st->t, "next_try_ms", 0))
@@ -908,7 +948,9 @@ static void usage(FILE *out)
 		"  --cert NAME         use D/NAME.crt and D/NAME.key (default node)\n"
 		"  --ha-grace S        seconds a dead host's VM without disks waits before it is\n"
 		"                      restarted elsewhere, if its spec says restart: always\n"
-		"                      (default 30; see docs/cluster.md for the risk)\n"
+		"                      (default 30; see docs/cluster.md for the risk); also\n"
+		"                      how long a move whose two hosts are both down waits\n"
+		"                      for either to come back before it fails\n"
 		"  --power-off-cmd CMD shell command that powers a host off, run by the leader\n"
 		"                      with the host's name as its argument (\"$1\") when it\n"
 		"                      goes to standby (godwit cluster host standby H)\n"

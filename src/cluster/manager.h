@@ -76,6 +76,7 @@ struct s_vm {
 	char name[NAME_MAX_LEN + 1];
 	json_t *spec;
 	char owner[NAME_MAX_LEN + 1];
+	int64_t owner_rev; /* the owner record's mod revision */
 	char task[80];
 	json_t *running; /* what its owner's agent says of it, or NULL */
 };

@@ -221,6 +221,16 @@ int mgr__start_submit(struct mgr *m, const struct snap *s, const struct s_task *
 	j->claimed = json_dumps(st->t, JSON_COMPACT);
 	j->task = json_deep_copy(st->t);
 	j->spec = vm ? json_deep_copy(vm->spec) : NULL;
+	/*
+	 * What lets the destination keep its copy if the end of the move is never recorded:
+	 * the owner record the move started from (docs/cluster.md, "A move whose end was lost").
+	 */
+	if (j->spec && !strcmp(vm->owner, j->src) &&
+	    (json_object_set_new(j->spec, "from", json_string(j->src)) ||
+	     json_object_set_new(j->spec, "owner_rev", json_integer(vm->owner_rev)))) {
+		json_decref(j->spec);
+		j->spec = NULL;
+	}
 	if (!j->claimed || !j->task || !j->spec) {
 		job_free(j);
 		return -ENOMEM;

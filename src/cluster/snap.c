@@ -128,8 +128,10 @@ static void one(struct snap *s, const struct etcd_kv *kv, json_t **running_of)
 			v->spec = cluster__kv_json(kv);
 	} else if (take(kv->key, K_OWNER, &rest)) {
 		v = vm_get(s, rest);
-		if (v)
+		if (v) {
 			snprintf(v->owner, sizeof(v->owner), "%.63s", kv->value);
+			v->owner_rev = kv->mod_rev;
+		}
 	} else if (take(kv->key, K_VMTASK, &rest)) {
 		v = vm_get(s, rest);
 		if (v)

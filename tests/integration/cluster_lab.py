@@ -195,17 +195,19 @@ def etcd_get(url, key, prefix=False, ns=None, tls=None):
 
 
 def etcd_write(url, op, key, value=None):
-    """One write straight to etcd's v3 gateway: op put (key = value) or deleterange (key)."""
+    """One write straight to etcd's v3 gateway: op put (key = value) or deleterange (key).
+    Returns the store's revision after it (a put's key has it as its mod revision)."""
     import base64
     body = {"key": base64.b64encode(key.encode()).decode()}
     if value is not None:
         body["value"] = base64.b64encode(value.encode()).decode()
-    subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", f"{url}/v3/kv/{op}", "-d",
-                    json.dumps(body)], capture_output=True, check=True)
+    r = subprocess.run(["curl", "-s", "-m", "5", "-X", "POST", f"{url}/v3/kv/{op}", "-d",
+                        json.dumps(body)], capture_output=True, text=True, check=True)
+    return int(json.loads(r.stdout)["header"]["revision"])
 
 
 def etcd_put(url, key, value):
-    etcd_write(url, "put", key, value)
+    return etcd_write(url, "put", key, value)
 
 
 def etcd_delete(url, key):

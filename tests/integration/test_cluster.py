@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from cluster_lab import (create, create_on, etcd_delete, etcd_put, history, https_call, js,
-                         keeps_running, ok, overlap_max, passes, pid_alive, running_on, vms,
-                         wait_until)
+from cluster_lab import (create, create_on, etcd_delete, etcd_get, etcd_put, history,
+                         https_call, js, keeps_running, ok, overlap_max, passes, pid_alive,
+                         running_on, vms, wait_until)
 from godwit_vm import TESTGUEST
 
 pytestmark = pytest.mark.kvm
@@ -360,6 +360,101 @@ def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
         assert len(lab.vm_pids()) == 1
     finally:
         lab.stop()
+
+
+def move_ends_unrecorded(lab, m, a, b, stopped):
+    """Moves vm0 from agent a's host to agent b's while the leader m is held (SIGSTOP) so
+    that it cannot record the end, then holds both agents until their leases lapse. The
+    held processes are appended to stopped (the caller resumes them). Returns the task
+    and the pid of vm0 on b's host."""
+    task = ok(lab.cluster("migrate", "vm0", "--to", b.name, "--max-bandwidth", "4M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    os.kill(m.proc.pid, signal.SIGSTOP)
+    stopped.append(m)
+    wait_until(f"vm0 resumed on {b.name}",
+               lambda: b.call("GET", "/vms/vm0")[1].get("state") == "running", timeout=60)
+    wait_until(f"{a.name}'s copy is gone", lambda: a.call("GET", "/vms/vm0")[0] == 404)
+    pid = b.call("GET", "/vms/vm0")[1]["pid"]
+    for n in (a, b):
+        os.kill(n.proc.pid, signal.SIGSTOP)
+        stopped.append(n)
+    both = {f"/godwit/alive/{a.name}", f"/godwit/alive/{b.name}"}
+    wait_until("both hosts are down", lambda: not both & set(
+        etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)), timeout=30)
+    return task, pid
+
+
+def test_a_move_whose_hosts_both_lose_their_leases_as_it_ends_keeps_its_vm(lab):
+    """A move ends while the leader cannot record it, and then both its hosts lose their
+    leases (as when etcd stalls past them): the destination runs the VM, the source's
+    copy is gone. The leader waits for the hosts instead of failing the move, so the
+    destination's agent, coming back, keeps its copy; the move ends done."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    m = lab.manager("m1")
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    # fill: 16 MiB that does not compress, then the vCPU halts: a move of a few seconds.
+    create(lab, "vm0", cmdline="heartbeat 10 ; fill 16M")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("vm0 runs", lambda: running_on(lab, "vm0", "host-a"))
+    stopped = []
+    try:
+        task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
+        # The leader comes back to both hosts down, host-b's agent not answering.
+        os.kill(m.proc.pid, signal.SIGCONT)
+        stopped.remove(m)
+        key = f"/godwit/tasks/{task}"
+        wait_until("the leader saw both hosts down", lambda: "hosts_down_ms" in etcd_get(
+            lab.etcd.url, key).get(key, "hosts_down_ms"), timeout=60)
+    finally:
+        for n in stopped:
+            os.kill(n.proc.pid, signal.SIGCONT)
+    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)), timeout=60)
+    (end,) = [t for t in history(lab) if t["id"] == task]
+    assert end["phase"] == "done", end
+    wait_until("vm0 runs on host-b", lambda: running_on(lab, "vm0", "host-b"), timeout=30)
+    assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
+    assert not any("stopped its copy" in e["message"] for e in js(lab, "events")["events"])
+
+
+def test_a_move_given_up_after_the_grace_keeps_its_vm_where_it_resumed(lab, tmp_path):
+    """As above, but the hosts stay down past the HA grace: the leader fails the move and
+    HA tries to restart the VM on host-c, which its disk's lock refuses (host-b's copy
+    holds it). host-b's agent, coming back, keeps the copy it received and takes the
+    owner record; the restart ends cancelled. Host-a stays down throughout."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    lab.agent("host-c")
+    m = lab.manager("m1", "--ha-grace", "3")
+    disk = tmp_path / "shared-vm0.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    create_on(lab, "host-a", ["host-b", "host-c"], ["vm0"], "--disk", str(disk),
+              cmdline="heartbeat 10 ; fill 16M")
+    stopped = []
+    try:
+        task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
+        os.kill(m.proc.pid, signal.SIGCONT)
+        stopped.remove(m)
+        wait_until("the move is given up", lambda: any(
+            t["id"] == task and t["phase"] == "failed"
+            and "both hosts went down" in t["error"] for t in history(lab)), timeout=60)
+        wait_until("a restart on host-c is refused by the lock", lambda: any(
+            t["kind"] == "restart" and "locked" in (t.get("error") or "")
+            for t in js(lab, "tasks")["tasks"]), timeout=60)
+        os.kill(b.proc.pid, signal.SIGCONT)
+        stopped.remove(b)
+        wait_until("vm0 runs on host-b", lambda: running_on(lab, "vm0", "host-b"), timeout=60)
+    finally:
+        for n in stopped:
+            os.kill(n.proc.pid, signal.SIGCONT)
+    assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
+    (restart,) = [t for t in history(lab) if t["kind"] == "restart"]
+    assert restart["phase"] == "cancelled" and "host-b runs it now" in restart["error"], restart
+    events = [e["message"] for e in js(lab, "events")["events"]]
+    assert any("host-b: kept vm0, which it had received from host-a" in e for e in events)
+    assert not any("stopped its copy" in e for e in events), events
 
 
 def test_source_host_dies_mid_move_and_its_vm_restarts_elsewhere(lab, tmp_path):

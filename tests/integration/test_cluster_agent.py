@@ -19,9 +19,10 @@ def spec(name, memory=128 << 20, cmdline="heartbeat 10 ; memtouch 32M", cpus=2, 
             "cmdline": cmdline, **kw}
 
 
-def move(src, dst, name):
-    """A move through the agents, as the manager makes it: dst receives, src sends."""
-    status, body = dst.call("POST", f"/vms/{name}/receive", spec(name))
+def move(src, dst, name, **origin):
+    """A move through the agents, as the manager makes it: dst receives, src sends.
+    origin: from and owner_rev, the owner record the move starts from."""
+    status, body = dst.call("POST", f"/vms/{name}/receive", spec(name, **origin))
     assert status == 201, body
     status, body = src.call("POST", f"/vms/{name}/migrate", {"to": body["to"]})
     assert status == 202, body
@@ -149,6 +150,42 @@ def test_agent_stops_its_copy_of_a_vm_another_host_owns(lab):
     a.start()
     wait_until("the old copy ends", lambda: not pid_alive(pid), timeout=20)
     assert a.call("GET", "/vms/web1")[0] == 404
+
+
+@pytest.mark.kvm
+def test_agent_keeps_a_copy_it_received_whose_moves_end_was_never_recorded(lab):
+    """A move ended (the copy resumed on host-b, host-a's is gone) but no manager changed
+    the owner: host-b's agent, coming back, keeps the VM and takes the owner record, as
+    long as that record is the one the move started from; otherwise it stops its copy."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    for name in ("web1", "web2"):
+        assert a.call("POST", "/vms", spec(name))[0] == 201
+        wait_until(f"{name} runs", lambda: passes(a.state_dir / f"{name}.console") > 0)
+    rev1 = etcd_put(lab.etcd.url, "/godwit/owner/web1", "host-a")
+    rev2 = etcd_put(lab.etcd.url, "/godwit/owner/web2", "host-a")
+    assert b.call("POST", "/vms/web1/receive", spec("web1", **{"from": "host-a"}))[0] == 400
+    move(a, b, "web1", **{"from": "host-a", "owner_rev": rev1})
+    move(a, b, "web2", **{"from": "host-a", "owner_rev": rev2})
+    pid1, pid2 = (b.call("GET", f"/vms/{n}")[1]["pid"] for n in ("web1", "web2"))
+    # web2's record changed after its move began (another host got it meanwhile, then
+    # it came back to host-a): host-b's copy is not the VM the record speaks of.
+    etcd_put(lab.etcd.url, "/godwit/owner/web2", "host-c")
+    etcd_put(lab.etcd.url, "/godwit/owner/web2", "host-a")
+    # The agent that comes back (its origin read from the pid files it adopts).
+    b.stop(signal.SIGKILL)
+    b.start()
+    wait_until("web2's copy ends", lambda: not pid_alive(pid2), timeout=20)
+    assert pid_alive(pid1)
+    assert etcd_get(lab.etcd.url, "/godwit/owner/web1") == {"/godwit/owner/web1": "host-b"}
+    assert etcd_get(lab.etcd.url, "/godwit/owner/web2") == {"/godwit/owner/web2": "host-a"}
+    n = passes(b.state_dir / "web1.console")
+    wait_until("web1 keeps passing on host-b",
+               lambda: passes(b.state_dir / "web1.console") > n, timeout=30)
+    events = list(etcd_get(lab.etcd.url, "/godwit-events/", prefix=True).values())
+    assert any("host-b: kept web1, which it had received from host-a" in e for e in events), \
+        events
+    assert any("host-b: stopped its copy of web2" in e for e in events), events
 
 
 @pytest.mark.kvm
