@@ -1,6 +1,7 @@
 """The cluster (docs/cluster.md): etcd, agents and managers on loopback ports, the test
 guest as VMs. Moves by name, the limits, maintenance, an agent's kill -9, a dead host's
 VMs restarted elsewhere (and not while their disks are locked), a manager's failover."""
+import json
 import os
 import signal
 import subprocess
@@ -455,6 +456,44 @@ def test_a_move_given_up_after_the_grace_keeps_its_vm_where_it_resumed(lab, tmp_
     events = [e["message"] for e in js(lab, "events")["events"]]
     assert any("host-b: kept vm0, which it had received from host-a" in e for e in events)
     assert not any("stopped its copy" in e for e in events), events
+
+
+def test_a_start_left_by_a_dead_leader_whose_source_host_is_down_keeps_its_vm(lab):
+    """A leader died with a move in `starting`, the move went through (vm0 runs on
+    host-b, its source's copy gone) and the source host is down too: the next leader
+    follows the move instead of stopping the destination's copy, and it ends done."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    spec = {"name": "vm0", "kernel": TESTGUEST, "memory": 64 << 20, "cpus": 2,
+            "cmdline": "heartbeat 10"}
+    etcd_put(lab.etcd.url, "/godwit/vms/vm0", json.dumps(spec))
+    rev = etcd_put(lab.etcd.url, "/godwit/owner/vm0", "host-a")
+    assert a.call("POST", "/vms", spec)[0] == 201
+    # The move as the dead leader's start made it: the destination receives, the
+    # source sends; then host-a's agent dies with the task still `starting`.
+    status, body = b.call("POST", "/vms/vm0/receive", {**spec, "from": "host-a",
+                                                        "owner_rev": rev})
+    assert status == 201, body
+    assert a.call("POST", "/vms/vm0/migrate", {"to": body["to"]})[0] == 202
+    wait_until("vm0 runs on host-b",
+               lambda: b.call("GET", "/vms/vm0")[1].get("state") == "running", timeout=60)
+    pid = b.call("GET", "/vms/vm0")[1]["pid"]
+    now = int(time.time() * 1000)
+    task = {"id": "t-left", "vm": "vm0", "kind": "migrate", "reason": "user", "src": "host-a",
+            "dst": "host-b", "phase": "starting", "attempt": 0, "created_ms": now,
+            "started_ms": now}
+    etcd_put(lab.etcd.url, "/godwit/tasks/t-left", json.dumps(task))
+    etcd_put(lab.etcd.url, "/godwit/vmtask/vm0", "t-left")
+    a.stop(signal.SIGKILL)
+    wait_until("host-a is down", lambda: not etcd_get(lab.etcd.url, "/godwit/alive/host-a"),
+               timeout=30)
+    lab.manager("m1")
+    wait_until("the move ends", lambda: any(t["id"] == "t-left" for t in history(lab)),
+               timeout=60)
+    (end,) = [t for t in history(lab) if t["id"] == "t-left"]
+    assert end["phase"] == "done", end
+    assert running_on(lab, "vm0", "host-b")
+    assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
 
 
 def test_source_host_dies_mid_move_and_its_vm_restarts_elsewhere(lab, tmp_path):
