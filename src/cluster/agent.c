@@ -37,6 +37,8 @@
 #define AGENT_MAX_VMS  256
 #define AGENT_TICK_MS  2000
 #define VM_API_TIMEOUT 5
+/* How long fence() waits for a received copy's VM to say whether it resumed. */
+#define FENCE_RETRY_MS 60000
 #define START_WAIT_MS  20000
 /*
  * Threads answering the API: a VM's start (spawned and waited for until it listens)
@@ -892,7 +894,7 @@ enum received { NOT_RECEIVED, RECEIVED_KEPT, RECEIVED_UNKNOWN };
  * still the one the move started from (docs/cluster.md, "A move whose end was lost").
  */
 static enum received keep_received(struct agent *a, const struct lvm *v,
-				   const struct etcd_kv *owner)
+				   const struct etcd_kv *owner, bool last_try)
 {
 	const char *state;
 	char key[160], err[256];
@@ -907,7 +909,11 @@ static enum received keep_received(struct agent *a, const struct lvm *v,
 		    sizeof(err)) ||
 	    status != 200) {
 		json_decref(vm);
-		return RECEIVED_UNKNOWN; /* a loaded host: ask again */
+		/*
+		 * A loaded host: ask again. A receive whose source never came does not
+		 * answer at all: after a minute it is taken for one.
+		 */
+		return last_try ? NOT_RECEIVED : RECEIVED_UNKNOWN;
 	}
 	state = cluster__str(vm, "state", "");
 	resumed = !strcmp(state, "running") || !strcmp(state, "paused");
@@ -935,9 +941,9 @@ static enum received keep_received(struct agent *a, const struct lvm *v,
  * A host that comes back (a new agent, or a lease that expired) stops the copies of
  * VMs that etcd says another host owns, before anything else: they were restarted
  * elsewhere (docs/cluster.md, "A host that dies"). True if a copy must be looked at
- * again (etcd or its VM did not answer).
+ * again (etcd or its VM did not answer); last_try: a VM that does not answer is stopped.
  */
-static bool fence(struct agent *a)
+static bool fence(struct agent *a, bool last_try)
 {
 	struct lvm copy[AGENT_MAX_VMS];
 	struct etcd_range r;
@@ -957,7 +963,7 @@ static bool fence(struct agent *a)
 			continue;
 		}
 		if (r.count && strcmp(r.kvs[0].value, a->name) && !incoming_task(a, copy[i].name)) {
-			kept = keep_received(a, &copy[i], &r.kvs[0]);
+			kept = keep_received(a, &copy[i], &r.kvs[0], last_try);
 			again |= kept == RECEIVED_UNKNOWN;
 			if (kept == NOT_RECEIVED) {
 				cluster__event(
@@ -1255,6 +1261,7 @@ int agent__main(int argc, char **argv)
 	struct pollfd pfd;
 	sigset_t set;
 	bool ka_started = false, fence_again;
+	int64_t fence_since = 0; /* when fence() began to be retried */
 	int ret, sfd = -1;
 	ssize_t n;
 
@@ -1291,7 +1298,7 @@ int agent__main(int argc, char **argv)
 		pr_err("%s: cannot register in etcd: %s", a->name, a->etcd.err);
 		goto out;
 	}
-	fence_again = fence(a);
+	fence_again = fence(a, false);
 	if (etcd__open(&a->ka, a->etcd_url, &a->etcd_tls) || pipe2(a->ka_stop, O_CLOEXEC) ||
 	    pthread_create(&a->ka_thread, NULL, keepalive, a)) {
 		pr_err("%s: cannot start the lease's keepalive", a->name);
@@ -1320,8 +1327,11 @@ int agent__main(int argc, char **argv)
 			}
 			fence_again = true;
 		}
-		if (fence_again)
-			fence_again = fence(a);
+		if (fence_again) {
+			fence_since = fence_since ?: cluster__now_ms();
+			fence_again = fence(a, cluster__now_ms() - fence_since >= FENCE_RETRY_MS);
+			fence_since = fence_again ? fence_since : 0;
+		}
 		reap(a);
 		publish(a);
 	}

@@ -7,6 +7,7 @@ import re
 import signal
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -186,6 +187,28 @@ def test_agent_keeps_a_copy_it_received_whose_moves_end_was_never_recorded(lab):
     assert any("host-b: kept web1, which it had received from host-a" in e for e in events), \
         events
     assert any("host-b: stopped its copy of web2" in e for e in events), events
+
+
+@pytest.mark.kvm
+def test_agent_stops_a_received_copy_whose_source_never_came(lab):
+    """A receive that names the owner record it was started from, but whose source
+    never connected (its move never began): the agent that comes back cannot learn from
+    it whether it resumed (a receive answers only once its source is there), keeps it
+    while it asks again, and stops it after a minute."""
+    b = lab.agent("host-b")
+    rev = etcd_put(lab.etcd.url, "/godwit/owner/web1", "host-a")
+    status, body = b.call("POST", "/vms/web1/receive",
+                          spec("web1", **{"from": "host-a", "owner_rev": rev}))
+    assert status == 201, body
+    pid = body["pid"]
+    b.stop(signal.SIGKILL)
+    b.start()
+    time.sleep(10)
+    assert pid_alive(pid)  # asked again, not stopped at the first silence
+    wait_until("the receive is stopped", lambda: not pid_alive(pid), timeout=120)
+    events = list(etcd_get(lab.etcd.url, "/godwit-events/", prefix=True).values())
+    assert any("host-b: stopped its copy of web1, which host-a owns now" in e
+               for e in events), events
 
 
 @pytest.mark.kvm
