@@ -1298,13 +1298,14 @@ int agent__main(int argc, char **argv)
 		pr_err("%s: cannot register in etcd: %s", a->name, a->etcd.err);
 		goto out;
 	}
-	fence_again = fence(a, false);
+	/* The lease kept alive first: asking a received copy's VM may outlast its TTL. */
 	if (etcd__open(&a->ka, a->etcd_url, &a->etcd_tls) || pipe2(a->ka_stop, O_CLOEXEC) ||
 	    pthread_create(&a->ka_thread, NULL, keepalive, a)) {
 		pr_err("%s: cannot start the lease's keepalive", a->name);
 		goto out;
 	}
 	ka_started = true;
+	fence_again = fence(a, false);
 	if (https__start_threads(&a->https, a->listen, &a->tls, handle, a, AGENT_HTTPS_THREADS, err,
 				 sizeof(err))) {
 		pr_err("%s", err);
