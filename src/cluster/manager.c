@@ -476,6 +476,14 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 			finish(m, st, "failed", "both hosts went down during the move", NULL);
 		goto out;
 	}
+	if (json_object_get(st->t, "hosts_down_ms")) {
+		/* A host is back: an outage after this one gets a grace period of its own. */
+		task = json_deep_copy(st->t);
+		json_object_del(task, "hosts_down_ms");
+		update_task(m, st, task);
+		json_decref(task);
+		goto out;
+	}
 	ss = vm_on(m, s, src, vm, &sv);
 	if (ss < 0 || ds < 0)
 		goto out; /* an agent is unreachable (restarting?): ask again next tick */
@@ -550,7 +558,6 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		task = json_deep_copy(st->t);
 		json_object_set_new(task, "progress_ms", json_integer(cluster__now_ms()));
 		json_object_set_new(task, "progress", prog);
-		json_object_del(task, "hosts_down_ms"); /* its hosts are back */
 		update_task(m, st, task);
 		json_decref(task);
 	}

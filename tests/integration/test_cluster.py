@@ -390,6 +390,15 @@ def move_ends_unrecorded(lab, m, a, b, stopped):
     return task, pid
 
 
+def move_ended_done(lab, task, b, pid):
+    """The move ends done and vm0 runs on agent b's host, the process it resumed in."""
+    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)), timeout=60)
+    (end,) = [t for t in history(lab) if t["id"] == task]
+    assert end["phase"] == "done", end
+    wait_until("vm0 runs on host-b", lambda: running_on(lab, "vm0", "host-b"), timeout=30)
+    assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
+
+
 def test_a_move_whose_hosts_both_lose_their_leases_as_it_ends_keeps_its_vm(lab):
     """A move ends while the leader cannot record it, and then both its hosts lose their
     leases (as when etcd stalls past them): the destination runs the VM, the source's
@@ -415,12 +424,55 @@ def test_a_move_whose_hosts_both_lose_their_leases_as_it_ends_keeps_its_vm(lab):
     finally:
         for n in stopped:
             os.kill(n.proc.pid, signal.SIGCONT)
-    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)), timeout=60)
-    (end,) = [t for t in history(lab) if t["id"] == task]
-    assert end["phase"] == "done", end
-    wait_until("vm0 runs on host-b", lambda: running_on(lab, "vm0", "host-b"), timeout=30)
-    assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
+    move_ended_done(lab, task, b, pid)
     assert not any("stopped its copy" in e["message"] for e in js(lab, "events")["events"])
+
+
+def test_a_second_outage_of_a_moves_hosts_gets_a_grace_of_its_own(lab):
+    """As above, but host-a (the source, its copy gone) comes back alone and stays up
+    past the HA grace, then goes down again. The grace runs from the second outage, not
+    from the first: the move is not failed at once, and once both hosts are back it ends
+    done, the VM still on host-b."""
+    grace = 15
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    m = lab.manager("m1", "--ha-grace", str(grace))
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "vm0", cmdline="heartbeat 10 ; fill 16M")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("vm0 runs", lambda: running_on(lab, "vm0", "host-a"))
+    stopped = []
+
+    def down_mark():
+        value = etcd_get(lab.etcd.url, key).get(key)
+        return value and json.loads(value).get("hosts_down_ms")
+
+    def alive(host):
+        return f"/godwit/alive/{host}" in etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)
+
+    try:
+        task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
+        key = f"/godwit/tasks/{task}"
+        os.kill(m.proc.pid, signal.SIGCONT)
+        stopped.remove(m)
+        wait_until("the leader saw both hosts down", down_mark, timeout=60)
+        first = down_mark()
+        os.kill(a.proc.pid, signal.SIGCONT)
+        stopped.remove(a)
+        wait_until("host-a is up again", lambda: alive("host-a"), timeout=30)
+        time.sleep(max(0.0, first / 1000 + grace + 1 - time.time()))
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        stopped.append(a)
+        wait_until("host-a is down again", lambda: not alive("host-a"), timeout=30)
+        wait_until("the leader saw both hosts down again",
+                   lambda: (down_mark() or 0) > first or not etcd_get(lab.etcd.url, key),
+                   timeout=30)
+        assert not [t for t in history(lab) if t["id"] == task], \
+            "the move was failed at once, on the first outage's grace"
+    finally:
+        for n in stopped:
+            os.kill(n.proc.pid, signal.SIGCONT)
+    move_ended_done(lab, task, b, pid)
 
 
 def test_a_move_given_up_after_the_grace_keeps_its_vm_where_it_resumed(lab, tmp_path):
