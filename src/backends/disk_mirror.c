@@ -247,6 +247,17 @@ static int write_data(struct disk_mirror *m, uint64_t off, size_t len)
 }
 
 /*
+ * The piece's writeback starts now, from the pass, rather than from the kernel's
+ * flusher workers or all at once in the sync before the switch: the device writes one
+ * piece while the pass reads the next (docs/devices.md, "Moving a disk"). Only a
+ * start: a writeback error is the sync's to report, on the same file.
+ */
+static void start_writeback(struct disk_mirror *m, uint64_t off, size_t len)
+{
+	(void)sync_file_range(m->dst.fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+/*
  * With no guest request in flight, where the next piece is: [off, *end) of data, or
  * a hole up to *end (0 returned, *end > off, *is_data false). A file system without
  * SEEK_DATA (or a block device) is all data.
@@ -338,6 +349,8 @@ int disk_mirror__copy_step(struct disk_mirror *m, bool *done, char *err, size_t 
 		snprintf(err, errlen, "cannot read %s: %s", m->src->path, strerror(-ret));
 	else if ((ret = write_data(m, off, end - off)))
 		snprintf(err, errlen, "cannot write %s: %s", dst_name(m), strerror(-ret));
+	else if (!m->sink)
+		start_writeback(m, off, end - off);
 	pthread_mutex_lock(&m->lock);
 	if (!ret) {
 		m->copied = end;
