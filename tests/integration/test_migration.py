@@ -711,11 +711,10 @@ def test_polishing_goes_on_until_the_predicted_pause_is_a_quarter_ms(tmp_path, p
     assert "ERROR" not in dst.output()
 
 
-def test_dirtiers_slowed_while_a_destination_behind_catches_up(tmp_path, procs):
-    """When the pause fits but the destination is still applying older rounds, the
-    vCPUs that dirty memory are slowed while it catches up (what they write meanwhile
-    only adds to its backlog: 150-400 MB in a 2-vCPU bench case). The destination is
-    stopped (SIGSTOP) from the source's first round on for 0.5 s, so it is behind."""
+def move_with_the_destination_stopped(tmp_path, procs):
+    """A 2-vCPU guest dirtying 64 MiB moves to a destination stopped (SIGSTOP) for 0.5 s
+    from the source's first round on; the source's log."""
+    tmp_path.mkdir()
     src = start_source(tmp_path, procs, "heartbeat 5 ; memtouch 64M", cpus=2, extra=["-v"])
     src.wait_for_pass(1, timeout=240)
     dst = Receiver(tmp_path, "dst")
@@ -740,12 +739,29 @@ def test_dirtiers_slowed_while_a_destination_behind_catches_up(tmp_path, procs):
     res, out = result["res"], result["out"]
     assert res.returncode == 0 and out["status"] == "completed", res.stderr
     assert src.wait_exit(timeout=10) == 0
-    log = src.stderr()
-    m = re.search(r"the pause fits; the destination has applied round (\d+) of (\d+)\n"
-                  r".*migration: vCPU 1 throttled to \d+%", log)
-    assert m and int(m.group(1)) + 1 < int(m.group(2)), log[-3000:]
     dst.wait_for_pass(dst.passes() + 1, timeout=120)
     assert "ERROR" not in dst.output()
+    return src.stderr()
+
+
+def test_dirtiers_slowed_while_a_destination_behind_catches_up(tmp_path, procs):
+    """When the pause fits but the destination is still applying older rounds, the
+    vCPUs that dirty memory are slowed while it catches up (what they write meanwhile
+    only adds to its backlog: 150-400 MB in a 2-vCPU bench case). The destination is
+    stopped (SIGSTOP) from the source's first round on for 0.5 s, so it is behind. If
+    the guest dirtied so little during round 1 that the pause fit with one round in
+    flight (the source then waits for the destination, nothing to slow), the move did
+    not set the case up: it is made again, at most three times in all."""
+    behind = r"the pause fits; the destination has applied round (\d+) of (\d+)"
+    for attempt in range(3):
+        log = move_with_the_destination_stopped(tmp_path / f"move{attempt}", procs)
+        if any(int(m.group(1)) + 1 < int(m.group(2)) for m in re.finditer(behind, log)):
+            break
+    else:
+        pytest.fail("in three moves the destination was never two rounds behind when the "
+                    "pause fit:\n" + log[-3000:])
+    m = re.search(behind + r"\n.*migration: vCPU 1 throttled to \d+%", log)
+    assert m and int(m.group(1)) + 1 < int(m.group(2)), log[-3000:]
 
 
 def test_verify_hashes_only_the_last_pages_in_the_pause(tmp_path, procs):
