@@ -551,6 +551,72 @@ def test_a_start_left_by_a_dead_leader_whose_source_host_is_down_keeps_its_vm(la
     assert b.call("GET", "/vms/vm0")[1]["pid"] == pid
 
 
+def test_destination_host_dies_mid_move_and_the_vm_runs_on_at_the_source(lab):
+    """The destination's host dies (its agent and the receiving VM) while the move runs:
+    the source's VM runs on, the task ends instead of waiting for that host forever, and
+    the VM can be moved again."""
+    lab.agent("host-a")
+    b = lab.agent("host-b")
+    lab.agent("host-c")
+    lab.manager("m1")
+    create_on(lab, "host-a", ["host-b", "host-c"], ["vm0"],
+              cmdline="heartbeat 10 ; memtouch 16M random")
+    (pid,) = lab.vm_pids()
+    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "1M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    receiving = b.call("GET", "/vms/vm0")[1]["pid"]
+    # Host-b dies: its agent and the receiving VM.
+    b.stop(signal.SIGKILL)
+    os.kill(receiving, signal.SIGKILL)
+    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)),
+               timeout=90)
+    (end,) = [t for t in history(lab) if t["id"] == task]
+    assert end["phase"] == "failed" and end["error"] == "host-b is down", end
+    assert running_on(lab, "vm0", "host-a")
+    assert list(lab.vm_pids()) == [pid]
+    again = ok(lab.cluster("migrate", "vm0", "--to", "host-c")).strip()
+    wait_until("the next move ends", lambda: any(t["id"] == again for t in history(lab)),
+               timeout=90)
+    assert [t["phase"] for t in history(lab) if t["id"] == again] == ["done"]
+
+
+def test_destination_host_dies_after_the_hand_over_and_ha_restarts_the_vm(lab):
+    """The move ends (host-b runs the VM) while the leader cannot record it, and then
+    host-b dies. The source has handed over, so the VM was host-b's: the move ends
+    failed with the VM in host-b's record, and HA restarts it elsewhere (it is
+    `restart: always`) instead of the task waiting for host-b forever."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    lab.agent("host-c")
+    m = lab.manager("m1", "--ha-grace", "1")
+    create_on(lab, "host-a", ["host-b", "host-c"], ["vm0"], "--restart", "always",
+              cmdline="heartbeat 10 ; fill 16M")
+    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "4M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    os.kill(m.proc.pid, signal.SIGSTOP)
+    try:
+        wait_until("vm0 resumed on host-b",
+                   lambda: b.call("GET", "/vms/vm0")[1].get("state") == "running", timeout=60)
+        wait_until("host-a's copy is gone", lambda: a.call("GET", "/vms/vm0")[0] == 404)
+        moved = b.call("GET", "/vms/vm0")[1]["pid"]
+        # Host-b dies: its agent and the VM it had just taken.
+        b.stop(signal.SIGKILL)
+        os.kill(moved, signal.SIGKILL)
+    finally:
+        os.kill(m.proc.pid, signal.SIGCONT)
+    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)),
+               timeout=60)
+    (end,) = [t for t in history(lab) if t["id"] == task]
+    assert end["phase"] == "failed" and "handed the VM over" in end["error"], end
+    wait_until("vm0 restarted on host-a or host-c", lambda: any(
+        running_on(lab, "vm0", h) for h in ("host-a", "host-c")), timeout=60)
+    assert len(lab.vm_pids()) == 1
+
+
 def test_source_host_dies_mid_move_and_its_vm_restarts_elsewhere(lab, tmp_path):
     a = lab.agent("host-a")
     lab.agent("host-b")
