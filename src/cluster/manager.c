@@ -485,18 +485,6 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 		goto out;
 	}
 	ss = vm_on(m, s, src, vm, &sv);
-	if (ss == 404 && !host_up(s, dst)) {
-		/*
-		 * The source has handed over and the destination's host is down: the VM is
-		 * that host's now, lost with it or running there behind a lapsed lease. It
-		 * becomes that host's in the record, so that HA restarts it by its own rules
-		 * (a disk's lock, `restart: always` after the grace), or the host's agent,
-		 * back, keeps it.
-		 */
-		finish(m, st, "failed",
-		       "the destination host went down after the source handed the VM over", dst);
-		goto out;
-	}
 	/*
 	 * An agent is unreachable (restarting?): ask again next tick. A destination whose
 	 * host is down is not waited for: the source's migration fails without it.
@@ -504,9 +492,20 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 	if (ss < 0 || (ds < 0 && host_up(s, dst)))
 		goto out;
 	if (ss == 404) {
-		if (ds == 404)
+		/*
+		 * The source has handed over. With the destination's host down, the VM is
+		 * that host's now, lost with it or running there behind a lapsed lease: it
+		 * becomes that host's in the record, so that HA restarts it by its own rules
+		 * (a disk's lock, `restart: always` after the grace), or the host's agent,
+		 * back, keeps it. Else the destination resumes soon.
+		 */
+		if (!host_up(s, dst))
+			finish(m, st, "failed",
+			       "the destination host went down after the source handed the VM over",
+			       dst);
+		else if (ds == 404)
 			finish(m, st, "failed", "the VM is on neither host any more", NULL);
-		goto out; /* the source has handed over: the destination resumes soon */
+		goto out;
 	}
 	mig = json_object_get(sv, "migration");
 	/*
