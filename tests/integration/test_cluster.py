@@ -366,11 +366,10 @@ def test_one_etcd_member_of_three_dies_and_the_cluster_goes_on(tmp_path):
         lab.stop()
 
 
-def move_ends_unrecorded(lab, m, a, b, stopped):
+def move_ends_while_the_leader_is_held(lab, m, a, b, stopped):
     """Moves vm0 from agent a's host to agent b's while the leader m is held (SIGSTOP) so
-    that it cannot record the end, then holds both agents until their leases lapse. The
-    held processes are appended to stopped (the caller resumes them). Returns the task
-    and the pid of vm0 on b's host."""
+    that it cannot record the end; m is appended to stopped (the caller resumes it).
+    Returns the task and the pid of vm0 on b's host."""
     task = ok(lab.cluster("migrate", "vm0", "--to", b.name, "--max-bandwidth", "4M")).strip()
     wait_until("the move is under way", lambda: any(
         t["id"] == task and t["phase"] == "migrating" and t.get("progress")
@@ -380,7 +379,13 @@ def move_ends_unrecorded(lab, m, a, b, stopped):
     wait_until(f"vm0 resumed on {b.name}",
                lambda: b.call("GET", "/vms/vm0")[1].get("state") == "running", timeout=60)
     wait_until(f"{a.name}'s copy is gone", lambda: a.call("GET", "/vms/vm0")[0] == 404)
-    pid = b.call("GET", "/vms/vm0")[1]["pid"]
+    return task, b.call("GET", "/vms/vm0")[1]["pid"]
+
+
+def move_ends_unrecorded(lab, m, a, b, stopped):
+    """As move_ends_while_the_leader_is_held, then holds both agents until their leases
+    lapse (appended to stopped too)."""
+    task, pid = move_ends_while_the_leader_is_held(lab, m, a, b, stopped)
     for n in (a, b):
         os.kill(n.proc.pid, signal.SIGSTOP)
         stopped.append(n)
@@ -593,21 +598,15 @@ def test_destination_host_dies_after_the_hand_over_and_ha_restarts_the_vm(lab):
     m = lab.manager("m1", "--ha-grace", "1")
     create_on(lab, "host-a", ["host-b", "host-c"], ["vm0"], "--restart", "always",
               cmdline="heartbeat 10 ; fill 16M")
-    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "4M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
-    os.kill(m.proc.pid, signal.SIGSTOP)
+    stopped = []
     try:
-        wait_until("vm0 resumed on host-b",
-                   lambda: b.call("GET", "/vms/vm0")[1].get("state") == "running", timeout=60)
-        wait_until("host-a's copy is gone", lambda: a.call("GET", "/vms/vm0")[0] == 404)
-        moved = b.call("GET", "/vms/vm0")[1]["pid"]
+        task, moved = move_ends_while_the_leader_is_held(lab, m, a, b, stopped)
         # Host-b dies: its agent and the VM it had just taken.
         b.stop(signal.SIGKILL)
         os.kill(moved, signal.SIGKILL)
     finally:
-        os.kill(m.proc.pid, signal.SIGCONT)
+        for n in stopped:
+            os.kill(n.proc.pid, signal.SIGCONT)
     wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)),
                timeout=60)
     (end,) = [t for t in history(lab) if t["id"] == task]
