@@ -1,7 +1,7 @@
 /*
- * godwit test guest, ring 3: `blklog [BATCH]` on the first virtio-blk device. Appends
- * numbered 512-byte records, record k in sector k, BATCH records per write request,
- * each write followed by a FLUSH; "blklog: acked N" means records 0..N (N included)
+ * godwit test guest, ring 3: `blklog [BATCH [RATE]]` on the first virtio-blk device.
+ * Appends numbered 512-byte records, record k in sector k, BATCH records per write request,
+ * each write followed by a FLUSH, at most RATE records a second when given; "blklog: acked N" means records 0..N (N included)
  * were written and a flush after them completed. At start it scans the disk from sector 0 for the
  * valid records already there and continues after the last one, so the count carries on
  * across a guest restart on the same disk (and, trivially, across a migration, which
@@ -123,6 +123,7 @@ void blklog(struct cpu *c)
 	static struct blk bk;
 	struct blk *b = &bk;
 	u64 batch = c->wl.arg1 ? c->wl.arg1 : 1;
+	u64 rate = c->wl.arg2;
 
 	virtio_find(&b->dev, VIRTIO_ID_BLK, "virtio-blk");
 	virtio_negotiate(&b->dev, VIRTIO_BLK_F_FLUSH, 0);
@@ -144,7 +145,22 @@ void blklog(struct cpu *c)
 	/* "acked N" names the last record flushed: next - 1 once anything was written. */
 	bool any = false, printed = true;
 	u64 last_print = now_ns(c);
+	u64 pace_base = last_print, pace_first = next;
 	while (next < b->capacity) {
+		/*
+		 * Paced, a test's small disk lasts for as long as the test, however fast the
+		 * host's flushes are; a pace fallen behind by more than a second starts again
+		 * from now rather than catching up in a burst.
+		 */
+		if (rate) {
+			u64 due = pace_base + (next - pace_first) * NS_PER_SEC / rate;
+			u64 t = now_ns(c);
+			if (t > due + NS_PER_SEC)
+				pace_base = t, pace_first = next;
+			else
+				while (now_ns(c) < due)
+					cpu_relax();
+		}
 		u64 n = b->capacity - next < batch ? b->capacity - next : batch;
 		for (u64 i = 0; i < n; i++)
 			record_make(data_buf + i * SECTOR, next + i);

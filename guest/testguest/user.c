@@ -344,7 +344,7 @@ static void parse_one(char *seg, u32 cpu)
 		minargs = maxargs = 1;
 		wl->kind = WL_NETECHO;
 	} else if (!memcmp(name, "blklog", 7)) {
-		minargs = 0, maxargs = 1;
+		minargs = 0, maxargs = 2;
 		wl->kind = WL_BLKLOG;
 	} else if (!memcmp(name, "netbench", 9)) {
 		minargs = maxargs = 1;
@@ -398,6 +398,8 @@ static void parse_one(char *seg, u32 cpu)
 	case WL_BLKLOG:
 		if (n > 1)
 			wl->arg1 = need_num(w[1], false, 1, 64, "blklog records per write");
+		if (n > 2)
+			wl->arg2 = need_num(w[2], false, 1, 10000000, "blklog records per second");
 		break;
 	default:
 		break;

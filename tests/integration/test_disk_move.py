@@ -235,7 +235,8 @@ def small_fs(tmp_path):
 def test_refusals_and_failures_leave_the_disk_where_it_is(tmp_path, procs, small_fs):
     old, size = tmp_path / "old.img", 32 * MiB
     random_image(old, size, seed=22)
-    vm = start_vm(tmp_path, procs, old)
+    # Paced (1 MiB/s): unpaced, blklog can fill 32 MiB before the test reaches its end.
+    vm = start_vm(tmp_path, procs, old, cmdline="blklog 8 2048")
 
     def put(path, body):
         return api(vm.api_path, "PUT", path, body)

@@ -370,6 +370,8 @@ def test_ring3_outb(guest, mode):
     ("netecho 192.0.2.1x", 1, "bad IPv4 address"),
     ("blklog 0", 1, "bad blklog records per write"),
     ("blklog 65", 1, "bad blklog records per write"),
+    ("blklog 8 0", 1, "bad blklog records per second"),
+    ("blklog 8 100 1", 1, "blklog on vcpu 0 takes 0..2 arguments"),
     ("blkbench", 1, "blkbench on vcpu 0 takes"),
     ("blkbench 0", 1, "bad blkbench size"),
     ("blkbench 4 fast", 1, "the second word is 'latency' or nothing, not 'fast'"),
@@ -526,6 +528,23 @@ def test_blklog_acked_records_are_on_disk(microvm, tmp_path):
                      or parse(ls, r"^blklog: disk full"), timeout=60)
     g2.kill()
     check_image(image, acked_numbers(g2)[-1])
+
+
+def test_blklog_paced_writes_no_faster_than_its_rate(microvm, tmp_path):
+    """`blklog 2 200`: at most 200 records a second (unpaced, TCG writes thousands in the
+    time this test waits), so never more than the host's elapsed time allows."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(8 << 20))
+    g = microvm("blklog 2 200", extra=blk_args(image))
+    g.wait_for(r"^blklog: found 0 valid records, continuing at record 0$", timeout=30)
+    start = time.monotonic()
+    g.collect_until(lambda ls: len(parse(ls, r"^blklog: acked")) >= 6, timeout=60)
+    elapsed = time.monotonic() - start
+    g.kill()
+    acked = acked_numbers(g)
+    # The first line may have been seen late (a busy host): a second of slack.
+    assert acked[-1] + 1 <= 200 * (elapsed + 1), (acked, elapsed)
+    check_image(image, acked[-1])
 
 
 def test_blklog_stops_when_the_disk_is_full(microvm, tmp_path):
