@@ -385,7 +385,11 @@ static bool host_up(const struct snap *s, const char *name)
 	return h >= 0 && s->hosts[h].alive;
 }
 
-/* What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). */
+/*
+ * What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). A host
+ * whose lease is gone is still asked (a stalled etcd lapses the leases of live hosts),
+ * but not for long: one stopped, or cut off, would hold the leader's every tick.
+ */
 static int vm_on(struct mgr *m, const struct snap *s, const char *host, const char *vm,
 		 json_t **info)
 {
@@ -397,8 +401,8 @@ static int vm_on(struct mgr *m, const struct snap *s, const char *host, const ch
 	if (h < 0)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/vms/%s", vm);
-	ret = mgr__agent_call(m, &s->hosts[h], "GET", path, NULL, 10, &status, info, err,
-			      sizeof(err));
+	ret = mgr__agent_call(m, &s->hosts[h], "GET", path, NULL, s->hosts[h].alive ? 10 : 2,
+			      &status, info, err, sizeof(err));
 	if (ret)
 		return ret;
 	return (int)status;
@@ -414,8 +418,9 @@ static void drop_on(struct mgr *m, const struct snap *s, const char *host, const
 	if (h < 0)
 		return;
 	snprintf(path, sizeof(path), "/vms/%s", vm);
-	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, 30, &status, &reply, err,
-			sizeof(err));
+	/* Not for long on a host whose lease is gone, as in vm_on(). */
+	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, s->hosts[h].alive ? 30 : 2,
+			&status, &reply, err, sizeof(err));
 	json_decref(reply);
 }
 
@@ -476,34 +481,41 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 			finish(m, st, "failed", "both hosts went down during the move", NULL);
 		goto out;
 	}
+	ss = vm_on(m, s, src, vm, &sv);
+	if (ss == 404 && !host_up(s, dst)) {
+		/*
+		 * The source has handed over and the destination's lease is gone: the VM is
+		 * that host's now, running there behind a lapsed lease or lost with it. It
+		 * is waited for as above, on the same clock; past the grace it becomes that
+		 * host's in the record, so that HA restarts it by its own rules (a disk's
+		 * lock, `restart: always`), or that host's agent, back, keeps it.
+		 */
+		if (down_past_grace(m, st))
+			finish(m, st, "failed",
+			       "the destination host went down after the source handed the VM over",
+			       dst);
+		goto out;
+	}
+	if (ss < 0 && !host_up(s, dst))
+		goto out; /* the source's agent, back, does not answer yet: the clock runs on */
 	if (json_object_get(st->t, "hosts_down_ms")) {
-		/* A host is back: an outage after this one gets a grace period of its own. */
+		/* The hosts are back: an outage after this one gets a grace period of its own. */
 		task = json_deep_copy(st->t);
 		json_object_del(task, "hosts_down_ms");
 		update_task(m, st, task);
 		json_decref(task);
 		goto out;
 	}
-	ss = vm_on(m, s, src, vm, &sv);
 	/*
 	 * An agent is unreachable (restarting?): ask again next tick. A destination whose
-	 * host is down is not waited for: the source's migration fails without it.
+	 * host is down is not waited for before the hand-over: the source's migration
+	 * fails without it, and its retry fails at once.
 	 */
 	if (ss < 0 || (ds < 0 && host_up(s, dst)))
 		goto out;
 	if (ss == 404) {
-		/*
-		 * The source has handed over. With the destination's host down, the VM is
-		 * that host's now, lost with it or running there behind a lapsed lease: it
-		 * becomes that host's in the record, so that HA restarts it by its own rules
-		 * (a disk's lock, `restart: always` after the grace), or the host's agent,
-		 * back, keeps it. Else the destination resumes soon.
-		 */
-		if (!host_up(s, dst))
-			finish(m, st, "failed",
-			       "the destination host went down after the source handed the VM over",
-			       dst);
-		else if (ds == 404)
+		/* The source has handed over: the destination resumes soon. */
+		if (ds == 404)
 			finish(m, st, "failed", "the VM is on neither host any more", NULL);
 		goto out;
 	}

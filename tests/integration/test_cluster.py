@@ -395,9 +395,31 @@ def move_ends_unrecorded(lab, m, a, b, stopped):
     return task, pid
 
 
-def move_ended_done(lab, task, b, pid):
+def vm0_on_host_a(lab, fill, *manager_args):
+    """Agents on host-a and host-b, a leader m1 (with manager_args), and vm0 running on
+    host-a: `fill` of memory that does not compress, then its vCPU halts (a move of
+    fill / bandwidth). Returns the two agents and the leader."""
+    a = lab.agent("host-a")
+    b = lab.agent("host-b")
+    m = lab.manager("m1", *manager_args)
+    ok(lab.cluster("maintenance", "enter", "host-b"))
+    create(lab, "vm0", cmdline=f"heartbeat 10 ; fill {fill}")
+    ok(lab.cluster("maintenance", "exit", "host-b"))
+    wait_until("vm0 runs", lambda: running_on(lab, "vm0", "host-a"))
+    return a, b, m
+
+
+def down_mark(lab, task):
+    """When the leader found the hosts of a move down (hosts_down_ms), if it did."""
+    key = f"/godwit/tasks/{task}"
+    value = etcd_get(lab.etcd.url, key).get(key)
+    return value and json.loads(value).get("hosts_down_ms")
+
+
+def move_ended_done(lab, task, b, pid, timeout=60):
     """The move ends done and vm0 runs on agent b's host, the process it resumed in."""
-    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)), timeout=60)
+    wait_until("the move ends", lambda: any(t["id"] == task for t in history(lab)),
+               timeout=timeout)
     (end,) = [t for t in history(lab) if t["id"] == task]
     assert end["phase"] == "done", end
     wait_until("vm0 runs on host-b", lambda: running_on(lab, "vm0", "host-b"), timeout=30)
@@ -409,23 +431,14 @@ def test_a_move_whose_hosts_both_lose_their_leases_as_it_ends_keeps_its_vm(lab):
     leases (as when etcd stalls past them): the destination runs the VM, the source's
     copy is gone. The leader waits for the hosts instead of failing the move, so the
     destination's agent, coming back, keeps its copy; the move ends done."""
-    a = lab.agent("host-a")
-    b = lab.agent("host-b")
-    m = lab.manager("m1")
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    # fill: 16 MiB that does not compress, then the vCPU halts: a move of a few seconds.
-    create(lab, "vm0", cmdline="heartbeat 10 ; fill 16M")
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("vm0 runs", lambda: running_on(lab, "vm0", "host-a"))
+    a, b, m = vm0_on_host_a(lab, "16M")  # a move of a few seconds at 4 MB/s
     stopped = []
     try:
         task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
         # The leader comes back to both hosts down, host-b's agent not answering.
         os.kill(m.proc.pid, signal.SIGCONT)
         stopped.remove(m)
-        key = f"/godwit/tasks/{task}"
-        wait_until("the leader saw both hosts down", lambda: "hosts_down_ms" in etcd_get(
-            lab.etcd.url, key).get(key, "hosts_down_ms"), timeout=60)
+        wait_until("the leader saw both hosts down", lambda: down_mark(lab, task), timeout=60)
     finally:
         for n in stopped:
             os.kill(n.proc.pid, signal.SIGCONT)
@@ -434,46 +447,75 @@ def test_a_move_whose_hosts_both_lose_their_leases_as_it_ends_keeps_its_vm(lab):
 
 
 def test_a_second_outage_of_a_moves_hosts_gets_a_grace_of_its_own(lab):
-    """As above, but host-a (the source, its copy gone) comes back alone and stays up
-    past the HA grace, then goes down again. The grace runs from the second outage, not
-    from the first: the move is not failed at once, and once both hosts are back it ends
-    done, the VM still on host-b."""
-    grace = 15
-    a = lab.agent("host-a")
-    b = lab.agent("host-b")
-    m = lab.manager("m1", "--ha-grace", str(grace))
-    ok(lab.cluster("maintenance", "enter", "host-b"))
-    create(lab, "vm0", cmdline="heartbeat 10 ; fill 16M")
-    ok(lab.cluster("maintenance", "exit", "host-b"))
-    wait_until("vm0 runs", lambda: running_on(lab, "vm0", "host-a"))
-    stopped = []
-
-    def down_mark():
-        value = etcd_get(lab.etcd.url, key).get(key)
-        return value and json.loads(value).get("hosts_down_ms")
+    """Both hosts of a move lose their leases while it copies; host-a (the source, still
+    migrating) comes back alone, stays up past the HA grace, then goes down again. The
+    grace runs from the second outage, not from the first: the move is not failed at
+    once, and once both hosts are back it ends done."""
+    grace = 5
+    a, b, _ = vm0_on_host_a(lab, "40M", "--ha-grace", str(grace))  # at 1 MB/s, 40 s
+    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "1M")).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    pid = b.call("GET", "/vms/vm0")[1]["pid"]
 
     def alive(host):
         return f"/godwit/alive/{host}" in etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)
 
+    stopped = []
     try:
-        task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
-        key = f"/godwit/tasks/{task}"
-        os.kill(m.proc.pid, signal.SIGCONT)
-        stopped.remove(m)
-        wait_until("the leader saw both hosts down", down_mark, timeout=60)
-        first = down_mark()
+        for n in (a, b):
+            os.kill(n.proc.pid, signal.SIGSTOP)
+            stopped.append(n)
+        wait_until("the leader saw both hosts down", lambda: down_mark(lab, task),
+                   timeout=60)
+        first = down_mark(lab, task)
         os.kill(a.proc.pid, signal.SIGCONT)
         stopped.remove(a)
-        wait_until("host-a is up again", lambda: alive("host-a"), timeout=30)
+        wait_until("the leader saw host-a back", lambda: not down_mark(lab, task),
+                   timeout=30)
         time.sleep(max(0.0, first / 1000 + grace + 1 - time.time()))
         os.kill(a.proc.pid, signal.SIGSTOP)
         stopped.append(a)
         wait_until("host-a is down again", lambda: not alive("host-a"), timeout=30)
         wait_until("the leader saw both hosts down again",
-                   lambda: (down_mark() or 0) > first or not etcd_get(lab.etcd.url, key),
+                   lambda: (down_mark(lab, task) or 0) > first or not etcd_get(
+                       lab.etcd.url, f"/godwit/tasks/{task}"),
                    timeout=30)
         assert not [t for t in history(lab) if t["id"] == task], \
             "the move was failed at once, on the first outage's grace"
+    finally:
+        for n in stopped:
+            os.kill(n.proc.pid, signal.SIGCONT)
+    move_ended_done(lab, task, b, pid, timeout=120)
+
+
+def test_a_source_back_alone_after_the_hand_over_waits_for_its_destination(lab):
+    """As above (the move ended unrecorded, both hosts down), but host-a, whose copy is
+    gone, comes back alone: the VM is host-b's, so the leader goes on waiting for host-b
+    on the same clock instead of failing the move at once; host-b, back within the
+    grace, ends it done, the same process."""
+    grace = 40
+    a, b, m = vm0_on_host_a(lab, "16M", "--ha-grace", str(grace))
+    stopped = []
+    try:
+        task, pid = move_ends_unrecorded(lab, m, a, b, stopped)
+        os.kill(m.proc.pid, signal.SIGCONT)
+        stopped.remove(m)
+        wait_until("the leader saw both hosts down", lambda: down_mark(lab, task),
+                   timeout=60)
+        first = down_mark(lab, task)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        stopped.remove(a)
+        wait_until("host-a is up again", lambda: "/godwit/alive/host-a" in etcd_get(
+            lab.etcd.url, "/godwit/alive/", prefix=True), timeout=30)
+        # A few of the leader's ticks with host-a up and answering 404 (each also asks
+        # host-b, held, for up to 2 s).
+        wait_until("host-a answers", lambda: a.call("GET", "/vms/vm0")[0] == 404)
+        time.sleep(12)
+        assert not [t for t in history(lab) if t["id"] == task], \
+            "the move was failed while host-b was within its grace"
+        assert down_mark(lab, task) == first, "the grace started over while host-b stayed down"
     finally:
         for n in stopped:
             os.kill(n.proc.pid, signal.SIGCONT)
