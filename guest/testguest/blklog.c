@@ -1,11 +1,11 @@
 /*
  * godwit test guest, ring 3: `blklog [BATCH [RATE]]` on the first virtio-blk device.
  * Appends numbered 512-byte records, record k in sector k, BATCH records per write request,
- * each write followed by a FLUSH, at most RATE records a second when given; "blklog: acked N" means records 0..N (N included)
- * were written and a flush after them completed. At start it scans the disk from sector 0 for the
- * valid records already there and continues after the last one, so the count carries on
- * across a guest restart on the same disk (and, trivially, across a migration, which
- * keeps the guest's memory).
+ * each write followed by a FLUSH, at most RATE records a second when given; "blklog: acked N" means
+ * records 0..N (N included) were written and a flush after them completed. At start it scans the
+ * disk from sector 0 for the valid records already there and continues after the last one, so the
+ * count carries on across a guest restart on the same disk (and, trivially, across a migration,
+ * which keeps the guest's memory).
  *
  * Record k (little-endian 64-bit words w[0..63]):
  *   w[0] = 0x474f44574c4f4721 (the bytes "!GOLWDOG"), w[1] = k, w[2] = checksum,

@@ -419,8 +419,8 @@ static void drop_on(struct mgr *m, const struct snap *s, const char *host, const
 		return;
 	snprintf(path, sizeof(path), "/vms/%s", vm);
 	/* Not for long on a host whose lease is gone, as in vm_on(). */
-	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, s->hosts[h].alive ? 30 : 2,
-			&status, &reply, err, sizeof(err));
+	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, s->hosts[h].alive ? 30 : 2, &status,
+			&reply, err, sizeof(err));
 	json_decref(reply);
 }
 
@@ -499,7 +499,10 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 	if (ss < 0 && !host_up(s, dst))
 		goto out; /* the source's agent, back, does not answer yet: the clock runs on */
 	if (json_object_get(st->t, "hosts_down_ms")) {
-		/* The hosts are back: an outage after this one gets a grace period of its own. */
+		/*
+		 * Nothing is waited for any more (the hosts are back, or the source has not
+		 * handed over): an outage after this one gets a grace period of its own.
+		 */
 		task = json_deep_copy(st->t);
 		json_object_del(task, "hosts_down_ms");
 		update_task(m, st, task);
