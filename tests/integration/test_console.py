@@ -93,8 +93,14 @@ def browser(lab, tmp_path):
 
 
 def errors(driver):
-    """The browser's console messages at level SEVERE since the last call."""
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    """The browser's console messages at level SEVERE since the last call, but for the
+    browser's own note of a 503: the manager answers that while etcd does not answer it
+    (on a loaded machine etcd can stall past its timeout; seen once in CI), and the page
+    says "no answer" and polls again (console.js, poll()); the tests' later waits see it
+    come back. Any other status, and every script error, counts."""
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and not (
+        e.get("source") == "network" and e["message"].endswith(
+            "the server responded with a status of 503 (Service Unavailable)"))]
 
 
 def shot(driver, name):
