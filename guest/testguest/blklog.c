@@ -158,8 +158,7 @@ void blklog(struct cpu *c)
 			if (t > due + NS_PER_SEC)
 				pace_base = t, pace_first = next;
 			else
-				while (now_ns(c) < due)
-					cpu_relax();
+				wait_until(c, due);
 		}
 		u64 n = b->capacity - next < batch ? b->capacity - next : batch;
 		for (u64 i = 0; i < n; i++)

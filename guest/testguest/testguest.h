@@ -130,6 +130,8 @@ void halt_forever(void) __attribute__((noreturn));
 void user_main(struct cpu *c) __attribute__((noreturn));
 /* user.c: the guest's clock in ns (kvmclock or the calibrated TSC). */
 u64 now_ns(struct cpu *c);
+/* user.c: spins until the guest's clock reaches t (ns). */
+void wait_until(struct cpu *c, u64 t);
 /* user.c: prints "testguest: error: ..." and exits with code 2. */
 void fail(const char *f, ...) __attribute__((noreturn, format(printf, 1, 2)));
 

@@ -59,7 +59,7 @@ u64 now_ns(struct cpu *c)
 	return ns;
 }
 
-static void wait_until(struct cpu *c, u64 t)
+void wait_until(struct cpu *c, u64 t)
 {
 	while (now_ns(c) < t)
 		cpu_relax();
