@@ -328,7 +328,9 @@ def test_verify_covers_the_disks(tmp_path, procs):
     dst_dir.mkdir()
     img = src_dir / "vm.img"
     random_image(img, 32 * MiB, seed=34)
-    vm = start_vm(tmp_path, procs, img)
+    # Paced (1 MiB/s): unpaced, blklog filled the 32 MiB before the destination's acks
+    # (CI, 2026-12-07).
+    vm = start_vm(tmp_path, procs, img, cmdline="blklog 8 2048")
     dst, port = receiver(tmp_path, procs, dst_dir)
     res, out = migrate(vm, port, [(0, "vm.img")], ["--verify"])
     assert res.returncode == 0 and out["status"] == "completed", res.stdout + res.stderr
