@@ -145,21 +145,12 @@ void blklog(struct cpu *c)
 	/* "acked N" names the last record flushed: next - 1 once anything was written. */
 	bool any = false, printed = true;
 	u64 last_print = now_ns(c);
-	u64 pace_base = last_print, pace_first = next;
+	/* Paced, a test's small disk lasts for as long as the test, however fast the host's
+	 * flushes are. */
+	struct pace pace;
+	if (rate)
+		pace_start(c, &pace, NS_PER_SEC, rate, NS_PER_SEC);
 	while (next < b->capacity) {
-		/*
-		 * Paced, a test's small disk lasts for as long as the test, however fast the
-		 * host's flushes are; a pace fallen behind by more than a second starts again
-		 * from now rather than catching up in a burst.
-		 */
-		if (rate) {
-			u64 due = pace_base + (next - pace_first) * NS_PER_SEC / rate;
-			u64 t = now_ns(c);
-			if (t > due + NS_PER_SEC)
-				pace_base = t, pace_first = next;
-			else
-				wait_until(c, due);
-		}
 		u64 n = b->capacity - next < batch ? b->capacity - next : batch;
 		for (u64 i = 0; i < n; i++)
 			record_make(data_buf + i * SECTOR, next + i);
@@ -175,6 +166,8 @@ void blklog(struct cpu *c)
 		}
 		next += n;
 		any = true;
+		if (rate)
+			pace_wait(c, &pace, n);
 		printed = false;
 		u64 now = now_ns(c);
 		if (now - last_print >= PRINT_MIN_NS) {

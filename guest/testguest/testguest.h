@@ -132,6 +132,19 @@ void user_main(struct cpu *c) __attribute__((noreturn));
 u64 now_ns(struct cpu *c);
 /* user.c: spins until the guest's clock reaches t (ns). */
 void wait_until(struct cpu *c, u64 t);
+/*
+ * user.c: a loop held to a rate, a unit taking unit_num / unit_den ns (memtouch's pages,
+ * blklog's records). pace_wait() counts what was just done and waits until it is due. A
+ * pace that has fallen behind by more than slack_ns starts again from now: the loop does
+ * not catch up in a burst.
+ */
+struct pace {
+	u64 unit_num, unit_den, slack_ns;
+	u64 base;  /* when the count started */
+	u64 count; /* units done since base */
+};
+void pace_start(struct cpu *c, struct pace *p, u64 unit_num, u64 unit_den, u64 slack_ns);
+void pace_wait(struct cpu *c, struct pace *p, u64 units);
 /* user.c: prints "testguest: error: ..." and exits with code 2. */
 void fail(const char *f, ...) __attribute__((noreturn, format(printf, 1, 2)));
 

@@ -65,6 +65,35 @@ void wait_until(struct cpu *c, u64 t)
 		cpu_relax();
 }
 
+void pace_start(struct cpu *c, struct pace *p, u64 unit_num, u64 unit_den, u64 slack_ns)
+{
+	p->unit_num = unit_num;
+	p->unit_den = unit_den;
+	p->slack_ns = slack_ns;
+	p->base = now_ns(c);
+	p->count = 0;
+}
+
+/* The count is folded into the base now and then, so that count * unit_num never overflows. */
+#define PACE_FOLD (1UL << 20)
+
+void pace_wait(struct cpu *c, struct pace *p, u64 units)
+{
+	p->count += units;
+	u64 due = p->base + p->count * p->unit_num / p->unit_den;
+	u64 now = now_ns(c);
+	if (now > due + p->slack_ns) {
+		p->base = now;
+		p->count = 0;
+		return;
+	}
+	wait_until(c, due);
+	if (p->count >= PACE_FOLD) {
+		p->base = due;
+		p->count = 0;
+	}
+}
+
 static void delay_ns(struct cpu *c, u64 ns)
 {
 	wait_until(c, now_ns(c) + ns);
@@ -604,14 +633,17 @@ static void memtouch(struct cpu *c)
 	u64 mbps = wl->arg2;
 	u64 errors_printed = 0, pass_errors;
 	u64 start = now_ns(c), last_print = 0, last_print_pages = 0, pages_done = 0;
-	u64 pace_base = start, pace_pages = 0;
+	struct pace pace;
 	const char *mode = wl->random ? ", random pages" : "";
-	if (mbps)
+	if (mbps) {
+		/* A page of 4096 B at mbps * 1e6 B/s takes 4096 * 1000 / mbps ns. */
+		pace_start(c, &pace, PAGE_SIZE * 1000, mbps, 100 * NS_PER_MS);
 		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, paced at %lu MB/s%s",
 			c->index, wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mbps, mode);
-	else
+	} else {
 		println("memtouch: cpu=%u %lu KiB in %u range(s) from 0x%lx, unpaced%s", c->index,
 			wl->arg1 / 1024, wl->nextents, wl->ext[0].start, mode);
+	}
 	for (u64 pass = 1;; pass++) {
 		pass_errors = 0;
 		for (u32 x = 0; x < wl->nextents; x++) {
@@ -634,17 +666,8 @@ static void memtouch(struct cpu *c)
 					}
 				}
 				pages_done++;
-				if (mbps && (++pace_pages & 15) == 0) {
-					/* pages * 4096 B / (mbps * 1e6 B/s) in ns */
-					u64 due = pace_base + pace_pages * PAGE_SIZE * 1000 / mbps;
-					u64 now = now_ns(c);
-					if (now > due + 100 * NS_PER_MS) {
-						pace_base = now; /* fell behind: do not burst */
-						pace_pages = 0;
-					} else {
-						wait_until(c, due);
-					}
-				}
+				if (mbps && (pages_done & 15) == 0)
+					pace_wait(c, &pace, 16);
 			}
 		}
 		u64 now = now_ns(c);
