@@ -20,6 +20,9 @@ pytestmark = pytest.mark.kvm
 
 RECORD = 512
 MAGIC = 0x474F44574C4F4721  # what blklog writes first in each record (see its README)
+# blklog at 512 KiB/s (a record a request): unpaced it appends as fast as the host flushes
+# and can fill these 16-64 MiB disks before a test ends; paced they last 30 s and more.
+BLKLOG = "blklog 1 1024"
 
 
 @pytest.fixture
@@ -152,7 +155,7 @@ def test_blklog_loses_no_acknowledged_record(tmp_path, lab, procs):
     disk = tmp_path / "shared.img"
     with open(disk, "wb") as f:
         f.truncate(64 << 20)
-    vm = start_vm(tmp_path, lab, procs, "blklog", disk=disk, net=False)
+    vm = start_vm(tmp_path, lab, procs, BLKLOG, disk=disk, net=False)
     vm.wait_for(r"blklog: acked \d+", count=3, timeout=60)
     b = receiver(tmp_path, lab, procs, "host-b", "b1", disk=disk, net=False)
     migrate(vm, lab, "host-b")
@@ -170,7 +173,7 @@ def test_locked_image_refuses_a_second_vm(tmp_path, lab, procs):
     disk = tmp_path / "shared.img"
     with open(disk, "wb") as f:
         f.truncate(16 << 20)
-    vm = start_vm(tmp_path, lab, procs, "blklog", disk=disk, net=False)
+    vm = start_vm(tmp_path, lab, procs, BLKLOG, disk=disk, net=False)
     vm.wait_for(r"blklog: acked \d+", timeout=60)
     res = run_godwit(["run", "--kernel", TESTGUEST, "--disk", str(disk)], timeout=30)
     assert res.returncode != 0
@@ -181,7 +184,7 @@ def test_failed_migration_keeps_the_lock_and_the_writes(tmp_path, lab, procs):
     disk = tmp_path / "shared.img"
     with open(disk, "wb") as f:
         f.truncate(64 << 20)
-    vm = start_vm(tmp_path, lab, procs, "blklog", disk=disk, net=False)
+    vm = start_vm(tmp_path, lab, procs, BLKLOG, disk=disk, net=False)
     vm.wait_for(r"blklog: acked \d+", timeout=60)
     # Nobody listens on host-b: the migration fails, the VM and its lock stay here.
     res = run_godwit(["migrate", "--api", vm.api_path, "--to", f"tcp:{lab.ip['host-b']}:7777"],

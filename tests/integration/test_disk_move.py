@@ -37,7 +37,14 @@ def random_image(path, size, seed):
             f.write(rng.randbytes(MiB))
 
 
-def start_vm(tmp_path, procs, img, cmdline="blklog 8", name="vm"):
+# blklog's pace in the tests (records a second; 2 MiB/s in batches of 8): unpaced it appends
+# as fast as the host flushes, up to 30 MB/s here, and filled a 32 MiB disk before a test's
+# end (guest/testguest/README.md). Paced, a 64 MiB disk lasts half a minute and every move
+# still mirrors hundreds of its writes a second.
+BLKLOG = "blklog 8 4096"
+
+
+def start_vm(tmp_path, procs, img, cmdline=BLKLOG, name="vm"):
     vm = Godwit.run_testguest(tmp_path, cmdline, name=name, extra=["--disk", str(img)])
     procs.append(vm)
     if cmdline.startswith("blklog"):
@@ -235,7 +242,7 @@ def small_fs(tmp_path):
 def test_refusals_and_failures_leave_the_disk_where_it_is(tmp_path, procs, small_fs):
     old, size = tmp_path / "old.img", 32 * MiB
     random_image(old, size, seed=22)
-    # Paced (1 MiB/s): unpaced, blklog can fill 32 MiB before the test reaches its end.
+    # 1 MiB/s: the 32 MiB disk lasts well past the test's end.
     vm = start_vm(tmp_path, procs, old, cmdline="blklog 8 2048")
 
     def put(path, body):
@@ -314,7 +321,8 @@ def test_readonly_disk_moves_and_stays_shared(tmp_path, procs):
     with open(log, "wb") as f:
         f.truncate(16 * MiB)
     random_image(ro, 16 * MiB, seed=23)
-    vm = Godwit.run_testguest(tmp_path, "blklog", extra=["--disk", str(log), "--disk",
+    # 512 KiB/s: the 16 MiB log lasts half a minute.
+    vm = Godwit.run_testguest(tmp_path, "blklog 1 1024", extra=["--disk", str(log), "--disk",
                                                          f"{ro},readonly=on"])
     procs.append(vm)
     vm.wait_for(r"blklog: acked \d+", count=3, timeout=60)

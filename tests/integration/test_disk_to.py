@@ -49,8 +49,8 @@ def migrate(vm, port, disk_to, extra=(), timeout=180):
     return res, json.loads(lines[-1]) if lines else None
 
 
-# An image with room for blklog's appends (~8 MB/s on an idle host) for minutes: a test
-# that checks the VM still writes after a failed move must not find its disk full.
+# An image with room for blklog's appends (2 MiB/s, test_disk_move.BLKLOG) for minutes: a
+# test that checks the VM still writes after a failed move must not find its disk full.
 ROOMY = 1 << 30
 
 
@@ -64,8 +64,8 @@ def test_move_without_shared_storage_loses_no_acknowledged_write(tmp_path, procs
     src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
     src_dir.mkdir()
     dst_dir.mkdir()
-    # blklog appends 12 MB/s and more while the move runs (~11 s) and after it: a 64 MiB
-    # image was once full before the destination acknowledged a record.
+    # Unpaced, blklog appended 12 MB/s and more while the move ran (~11 s) and after it: a
+    # 64 MiB image was once full before the destination acknowledged a record.
     img, size = src_dir / "vm.img", 1024 * MiB
     random_image(img, size, seed=30)
     before = img.stat()
@@ -155,7 +155,7 @@ def test_sparse_image_stays_sparse(tmp_path, procs):
     dst.stop()
     new = dst_dir / "big.img"
     assert new.stat().st_size == size
-    # 4 MiB of data, blklog's appends (~8 MB/s on an idle host, on both sides), not 4 GiB.
+    # 4 MiB of data, blklog's appends (2 MiB/s, on both sides), not 4 GiB.
     assert new.stat().st_blocks * 512 < 256 * MiB, new.stat()
     with open(new, "rb") as f:
         for off, chunk in data.items():
@@ -328,7 +328,7 @@ def test_verify_covers_the_disks(tmp_path, procs):
     dst_dir.mkdir()
     img = src_dir / "vm.img"
     random_image(img, 32 * MiB, seed=34)
-    # Paced (1 MiB/s): unpaced, blklog filled the 32 MiB before the destination's acks
+    # 1 MiB/s: unpaced, blklog filled the 32 MiB before the destination's acks
     # (CI, 2026-12-07).
     vm = start_vm(tmp_path, procs, img, cmdline="blklog 8 2048")
     dst, port = receiver(tmp_path, procs, dst_dir)
@@ -357,8 +357,8 @@ def test_verify_refuses_a_damaged_copy(tmp_path, procs):
     sends nothing there, and blklog, writing from the start, does not get that far):
     --verify sees the images differ, the destination refuses to resume, the VM runs on
     at the source, nothing is left. The pass runs at 32 MB/s, well above what blklog
-    appends on an idle host (~8 MB/s): at 8 MB/s the pass chased blklog's appends up the
-    1 GiB image and the move outlived the test's 60 s."""
+    appends (2 MiB/s): at 8 MB/s the pass chased blklog's appends up the 1 GiB image and
+    the move outlived the test's 60 s."""
     src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
     src_dir.mkdir()
     dst_dir.mkdir()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from godwit_vm import TESTGUEST, Godwit, run_godwit
-from test_devices import UdpProbe, lab, read_records, receiver  # noqa: F401
+from test_devices import BLKLOG, UdpProbe, lab, read_records, receiver  # noqa: F401
 from test_interop import build_godwit, runs
 
 pytestmark = pytest.mark.kvm
@@ -62,7 +62,7 @@ def test_from_a_1_5_source(tmp_path, lab, procs, old_godwit):  # noqa: F811
 
 def test_a_1_5_snapshot_loads(tmp_path, lab, procs, old_godwit):  # noqa: F811
     disk = new_disk(tmp_path)
-    vm = start_vm(tmp_path, lab, procs, "blklog", disk, old_godwit)
+    vm = start_vm(tmp_path, lab, procs, BLKLOG, disk, old_godwit)
     vm.wait_for(r"blklog: acked \d+", count=3, timeout=60)
     snap = tmp_path / "old.gws"
     res = run_godwit(["migrate", "--api", vm.api_path, "--to", f"file:{snap}"], timeout=120)
@@ -86,7 +86,7 @@ def test_a_1_5_snapshot_loads(tmp_path, lab, procs, old_godwit):  # noqa: F811
 
 def test_to_a_1_5_destination(tmp_path, lab, procs, old_godwit):  # noqa: F811
     disk = new_disk(tmp_path)
-    vm = start_vm(tmp_path, lab, procs, "blklog", disk)
+    vm = start_vm(tmp_path, lab, procs, BLKLOG, disk)
     vm.wait_for(r"blklog: acked \d+", count=2, timeout=60)
     b = Godwit(tmp_path, ["receive", "--listen", f"tcp:{lab.ip['host-b']}:7777", "--disk",
                           str(disk), "--net", f"tap={lab.tap['host-b']}", "--console",
