@@ -31,6 +31,12 @@
 #define TRIM_EVERY_MS	 10000
 #define RETRY_BACKOFF_MS 3000
 #define SILENT_SOURCE_MS 120000
+/*
+ * How long a call to a host whose lease is gone may take. Such a host is still asked (a
+ * stalled etcd lapses the leases of live hosts), but not for long: one stopped, or cut
+ * off, would hold the leader's every tick for the whole usual timeout.
+ */
+#define DOWN_HOST_TIMEOUT_S 2
 
 int mgr__agent_call(struct mgr *m, const struct s_host *h, const char *method, const char *path,
 		    const json_t *req, long timeout_s, long *status, json_t **reply, char *err,
@@ -385,11 +391,12 @@ static bool host_up(const struct snap *s, const char *name)
 	return h >= 0 && s->hosts[h].alive;
 }
 
-/*
- * What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). A host
- * whose lease is gone is still asked (a stalled etcd lapses the leases of live hosts),
- * but not for long: one stopped, or cut off, would hold the leader's every tick.
- */
+static long host_timeout(const struct s_host *h, long up_s)
+{
+	return h->alive ? up_s : DOWN_HOST_TIMEOUT_S;
+}
+
+/* What an agent says of the VM: 200 and its state, 404, or -errno (unreachable). */
 static int vm_on(struct mgr *m, const struct snap *s, const char *host, const char *vm,
 		 json_t **info)
 {
@@ -401,7 +408,7 @@ static int vm_on(struct mgr *m, const struct snap *s, const char *host, const ch
 	if (h < 0)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/vms/%s", vm);
-	ret = mgr__agent_call(m, &s->hosts[h], "GET", path, NULL, s->hosts[h].alive ? 10 : 2,
+	ret = mgr__agent_call(m, &s->hosts[h], "GET", path, NULL, host_timeout(&s->hosts[h], 10),
 			      &status, info, err, sizeof(err));
 	if (ret)
 		return ret;
@@ -418,9 +425,8 @@ static void drop_on(struct mgr *m, const struct snap *s, const char *host, const
 	if (h < 0)
 		return;
 	snprintf(path, sizeof(path), "/vms/%s", vm);
-	/* Not for long on a host whose lease is gone, as in vm_on(). */
-	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, s->hosts[h].alive ? 30 : 2, &status,
-			&reply, err, sizeof(err));
+	mgr__agent_call(m, &s->hosts[h], "DELETE", path, NULL, host_timeout(&s->hosts[h], 30),
+			&status, &reply, err, sizeof(err));
 	json_decref(reply);
 }
 
@@ -554,7 +560,8 @@ static void poll_migration(struct mgr *m, const struct snap *s, const struct s_t
 
 		snprintf(path, sizeof(path), "/vms/%s/cancel", vm);
 		if (h >= 0)
-			mgr__agent_call(m, &s->hosts[h], "POST", path, NULL, 10, &code, &reply, err,
+			mgr__agent_call(m, &s->hosts[h], "POST", path, NULL,
+					host_timeout(&s->hosts[h], 10), &code, &reply, err,
 					sizeof(err));
 		json_decref(reply);
 		task = json_deep_copy(st->t);
