@@ -270,16 +270,27 @@ def test_dead_host_without_disks_restarts_only_vms_marked_restart_always(lab):
     assert len(lab.vm_pids()) == 1  # 'always' once, on host-b
 
 
+def migrate_under_way(lab, vm, dst, max_bandwidth):
+    """Moves vm to dst at max_bandwidth; returns the task once its record says it copies."""
+    task = ok(lab.cluster("migrate", vm, "--to", dst, "--max-bandwidth", max_bandwidth)).strip()
+    wait_until("the move is under way", lambda: any(
+        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
+        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    return task
+
+
+def hosts_up(lab):
+    """The hosts whose lease holds: their alive keys in etcd."""
+    return {k.rsplit("/", 1)[1] for k in etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)}
+
+
 def test_cancel_of_a_move_under_way_leaves_the_vm_where_it_was(lab):
     lab.agent("host-a")
     b = lab.agent("host-b")
     lab.manager("m1")
     create_on(lab, "host-a", ["host-b"], ["web1"], cmdline="heartbeat 10 ; memtouch 16M random")
     # 1 MB/s for 16 MiB of random bytes written over and over: a move that takes a while.
-    task = ok(lab.cluster("migrate", "web1", "--to", "host-b", "--max-bandwidth", "1M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    task = migrate_under_way(lab, "web1", "host-b", "1M")
     ok(lab.cluster("cancel", task))
     wait_until("the task is cancelled", lambda: any(
         t["id"] == task and t["phase"] == "cancelled" for t in history(lab)), timeout=60)
@@ -370,10 +381,7 @@ def move_ends_while_the_leader_is_held(lab, m, a, b, stopped):
     """Moves vm0 from agent a's host to agent b's while the leader m is held (SIGSTOP) so
     that it cannot record the end; m is appended to stopped (the caller resumes it).
     Returns the task and the pid of vm0 on b's host."""
-    task = ok(lab.cluster("migrate", "vm0", "--to", b.name, "--max-bandwidth", "4M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    task = migrate_under_way(lab, "vm0", b.name, "4M")
     os.kill(m.proc.pid, signal.SIGSTOP)
     stopped.append(m)
     wait_until(f"vm0 resumed on {b.name}",
@@ -389,9 +397,7 @@ def move_ends_unrecorded(lab, m, a, b, stopped):
     for n in (a, b):
         os.kill(n.proc.pid, signal.SIGSTOP)
         stopped.append(n)
-    both = {f"/godwit/alive/{a.name}", f"/godwit/alive/{b.name}"}
-    wait_until("both hosts are down", lambda: not both & set(
-        etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)), timeout=30)
+    wait_until("both hosts are down", lambda: not {a.name, b.name} & hosts_up(lab), timeout=30)
     return task, pid
 
 
@@ -453,15 +459,8 @@ def test_a_second_outage_of_a_moves_hosts_gets_a_grace_of_its_own(lab):
     once, and once both hosts are back it ends done."""
     grace = 5
     a, b, _ = vm0_on_host_a(lab, "40M", "--ha-grace", str(grace))  # at 1 MB/s, 40 s
-    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "1M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    task = migrate_under_way(lab, "vm0", "host-b", "1M")
     pid = b.call("GET", "/vms/vm0")[1]["pid"]
-
-    def alive(host):
-        return f"/godwit/alive/{host}" in etcd_get(lab.etcd.url, "/godwit/alive/", prefix=True)
-
     stopped = []
     try:
         for n in (a, b):
@@ -477,7 +476,7 @@ def test_a_second_outage_of_a_moves_hosts_gets_a_grace_of_its_own(lab):
         time.sleep(max(0.0, first / 1000 + grace + 1 - time.time()))
         os.kill(a.proc.pid, signal.SIGSTOP)
         stopped.append(a)
-        wait_until("host-a is down again", lambda: not alive("host-a"), timeout=30)
+        wait_until("host-a is down again", lambda: "host-a" not in hosts_up(lab), timeout=30)
         wait_until("the leader saw both hosts down again",
                    lambda: (down_mark(lab, task) or 0) > first or not etcd_get(
                        lab.etcd.url, f"/godwit/tasks/{task}"),
@@ -507,8 +506,7 @@ def test_a_source_back_alone_after_the_hand_over_waits_for_its_destination(lab):
         first = down_mark(lab, task)
         os.kill(a.proc.pid, signal.SIGCONT)
         stopped.remove(a)
-        wait_until("host-a is up again", lambda: "/godwit/alive/host-a" in etcd_get(
-            lab.etcd.url, "/godwit/alive/", prefix=True), timeout=30)
+        wait_until("host-a is up again", lambda: "host-a" in hosts_up(lab), timeout=30)
         # A few of the leader's ticks with host-a up and answering 404 (each also asks
         # host-b, held, for up to 2 s).
         wait_until("host-a answers", lambda: a.call("GET", "/vms/vm0")[0] == 404)
@@ -587,8 +585,7 @@ def test_a_start_left_by_a_dead_leader_whose_source_host_is_down_keeps_its_vm(la
     etcd_put(lab.etcd.url, "/godwit/tasks/t-left", json.dumps(task))
     etcd_put(lab.etcd.url, "/godwit/vmtask/vm0", "t-left")
     a.stop(signal.SIGKILL)
-    wait_until("host-a is down", lambda: not etcd_get(lab.etcd.url, "/godwit/alive/host-a"),
-               timeout=30)
+    wait_until("host-a is down", lambda: "host-a" not in hosts_up(lab), timeout=30)
     lab.manager("m1")
     wait_until("the move ends", lambda: any(t["id"] == "t-left" for t in history(lab)),
                timeout=60)
@@ -609,10 +606,7 @@ def test_destination_host_dies_mid_move_and_the_vm_runs_on_at_the_source(lab):
     create_on(lab, "host-a", ["host-b", "host-c"], ["vm0"],
               cmdline="heartbeat 10 ; memtouch 16M random")
     (pid,) = lab.vm_pids()
-    task = ok(lab.cluster("migrate", "vm0", "--to", "host-b", "--max-bandwidth", "1M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    task = migrate_under_way(lab, "vm0", "host-b", "1M")
     receiving = b.call("GET", "/vms/vm0")[1]["pid"]
     # Host-b dies: its agent and the receiving VM.
     b.stop(signal.SIGKILL)
@@ -669,10 +663,7 @@ def test_source_host_dies_mid_move_and_its_vm_restarts_elsewhere(lab, tmp_path):
     ok(lab.cluster("maintenance", "exit", "host-b"))
     wait_until("web1 runs", lambda: running_on(lab, "web1", "host-a"))
     (pid,) = lab.vm_pids()
-    task = ok(lab.cluster("migrate", "web1", "--to", "host-b", "--max-bandwidth", "1M")).strip()
-    wait_until("the move is under way", lambda: any(
-        t["id"] == task and t["phase"] == "migrating" and t.get("progress")
-        for t in js(lab, "tasks")["tasks"]), timeout=60)
+    task = migrate_under_way(lab, "web1", "host-b", "1M")
     # Host-a dies: its agent and its VM.
     a.stop(signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
