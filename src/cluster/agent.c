@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -29,6 +30,7 @@
 #include "godwit/api_client.h"
 #include "godwit/cluster/cluster.h"
 #include "godwit/cluster/keys.h"
+#include "godwit/cluster/link.h"
 #include "godwit/cluster/load.h"
 #include "godwit/cluster/tls.h"
 #include "godwit/log.h"
@@ -63,6 +65,7 @@ struct agent {
 	char listen[128], address[128], state_dir[256], godwit[PATH_MAX], etcd_url[200];
 	struct etcd_tls etcd_tls;
 	int64_t cpus, ttl, lease;
+	int64_t link_mbit; /* -1 until known: --link-mbit, else the address's interface */
 	uint64_t memory;
 	struct tls_files tls;
 	struct etcd etcd; /* the main loop's; handlers use none */
@@ -698,9 +701,10 @@ static int handle(void *opaque, const struct api_request *req, struct api_respon
 	struct lvm copy[AGENT_MAX_VMS];
 
 	if (!strcmp(req->path, "/host") && !strcmp(req->method, "GET")) {
-		resp->body = json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", a->name, "address",
+		resp->body = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "name", a->name, "address",
 				       a->address, "cpus", (json_int_t)a->cpus, "memory",
-				       (json_int_t)a->memory, "lease", (json_int_t)a->lease);
+				       (json_int_t)a->memory, "lease", (json_int_t)a->lease,
+				       "link_mbit", (json_int_t)a->link_mbit);
 		return resp->body ? 0 : -ENOMEM;
 	}
 	if (!strcmp(req->path, "/vms") && !strcmp(req->method, "GET")) {
@@ -750,8 +754,9 @@ static int register_host(struct agent *a)
 	if (ret)
 		return ret;
 	__atomic_store_n(&a->lease, lease, __ATOMIC_RELEASE);
-	host = json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", a->name, "url", "", "address",
-			 a->address, "cpus", (json_int_t)a->cpus, "memory", (json_int_t)a->memory);
+	host = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", a->name, "url", "", "address",
+			 a->address, "cpus", (json_int_t)a->cpus, "memory", (json_int_t)a->memory,
+			 "link_mbit", (json_int_t)a->link_mbit);
 	json_object_set_new(host, "url", json_sprintf("https://%s", a->listen));
 	snprintf(key, sizeof(key), K_HOST "%s", a->name);
 	ret = cluster__put_json(&a->etcd, key, host, 0);
@@ -1117,6 +1122,10 @@ static void usage(FILE *out)
 		"                     HOST of --listen)\n"
 		"  --cpus N           CPUs offered to VMs (default: this host's)\n"
 		"  --memory SIZE      memory offered to VMs (default: this host's)\n"
+		"  --link-mbit N      the migration link's speed, 0..100000000 Mbit/s\n"
+		"                     (default: the speed of the interface that holds\n"
+		"                     --address; 0: unknown). Under 10000 the host runs at\n"
+		"                     most 4 moves at once, whatever the per-host limit\n"
 		"  --ttl S            the host's lease, 2..60 s (default 10): a host whose agent\n"
 		"                     is silent this long is dead to the managers\n"
 		"  --load-window S    the time constant of the published load's smoothing,\n"
@@ -1126,6 +1135,19 @@ static void usage(FILE *out)
 		"  --vm-verbose       the VMs it starts or receives from now on log at -v (in\n"
 		"                     D/NAME.log): each move's rounds, its pause's steps\n"
 		"  -h, --help         this text\n");
+}
+
+static void link_from_address(struct agent *a)
+{
+	char ifname[IF_NAMESIZE + 1];
+
+	a->link_mbit = link__mbit(a->address, ifname, sizeof(ifname));
+	if (a->link_mbit)
+		pr_info("%s: migrations cross %s, %" PRId64 " Mbit/s", a->name, ifname,
+			a->link_mbit);
+	else
+		pr_info("%s: the speed of %s's link is not known (--link-mbit sets it)", a->name,
+			a->address);
 }
 
 static int parse(struct agent *a, int argc, char **argv)
@@ -1140,6 +1162,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	    {"address", required_argument, NULL, 'a'},
 	    {"cpus", required_argument, NULL, 'C'},
 	    {"memory", required_argument, NULL, 'M'},
+	    {"link-mbit", required_argument, NULL, 'L'},
 	    {"ttl", required_argument, NULL, 't'},
 	    {"load-window", required_argument, NULL, 'w'},
 	    {"shared-machine", no_argument, NULL, 'S'},
@@ -1154,6 +1177,7 @@ static int parse(struct agent *a, int argc, char **argv)
 	int c;
 
 	a->ttl = 10;
+	a->link_mbit = -1;
 	load_tracker__init(&a->load, LOAD_WINDOW_DEFAULT_S * 1000);
 	a->cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	a->memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
@@ -1208,6 +1232,13 @@ static int parse(struct agent *a, int argc, char **argv)
 			}
 			a->memory = v;
 			break;
+		case 'L':
+			if (util__parse_u64(optarg, 0, 100000000, &v)) {
+				pr_err("--link-mbit: 0..100000000 (Mbit/s; 0: unknown)");
+				return 2;
+			}
+			a->link_mbit = (int64_t)v;
+			break;
 		case 't':
 			if (util__parse_u64(optarg, 2, 60, &v)) {
 				pr_err("--ttl: 2..60 seconds");
@@ -1247,6 +1278,8 @@ static int parse(struct agent *a, int argc, char **argv)
 		snprintf(a->address, sizeof(a->address), "%.*s",
 			 colon ? (int)(colon - a->listen) : 0, a->listen);
 	}
+	if (a->link_mbit < 0)
+		link_from_address(a);
 	if (tls_files__set(&a->tls, pki, cert, err, sizeof(err))) {
 		pr_err("%s", err);
 		return 2;

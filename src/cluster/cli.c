@@ -367,19 +367,21 @@ static int cmd_hosts(const struct client *c, int argc, char **argv)
 		       "MEMORY USED/ALL", "VMS", "MOVES", "VCPU TIME");
 		json_array_foreach(json_object_get(reply, "hosts"), i, h)
 		{
-			char vcpus[24], memcol[72];
+			char vcpus[24], memcol[72], moves[24];
 
 			cluster__fmt_size((uint64_t)cluster__int(h, "memory", 0), mem, sizeof(mem));
 			cluster__fmt_size((uint64_t)cluster__int(h, "mem_used", 0), used,
 					  sizeof(used));
 			snprintf(vcpus, sizeof(vcpus), "%" PRId64, cluster__int(h, "cpus_used", 0));
 			snprintf(memcol, sizeof(memcol), "%s/%s", used, mem);
-			printf("%-16s %-22s %5" PRId64 " %9s %17s %4" PRId64 " %5" PRId64
-			       " %9.1fs\n",
+			/* In flight, of the host's slots (a slow link has fewer). */
+			snprintf(moves, sizeof(moves), "%" PRId64 "/%" PRId64,
+				 cluster__int(h, "migrations", 0),
+				 cluster__int(h, "migration_slots", 0));
+			printf("%-16s %-22s %5" PRId64 " %9s %17s %4" PRId64 " %5s %9.1fs\n",
 			       cluster__str(h, "name", ""), cluster__str(h, "state", ""),
 			       cluster__int(h, "cpus", 0), vcpus, memcol, cluster__int(h, "vms", 0),
-			       cluster__int(h, "migrations", 0),
-			       (double)cluster__int(h, "vcpu_time_ns", 0) / 1e9);
+			       moves, (double)cluster__int(h, "vcpu_time_ns", 0) / 1e9);
 			if (json_object_get(h, "stuck")) {
 				const char *vm;
 				json_t *why;

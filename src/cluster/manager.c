@@ -299,6 +299,15 @@ static int free_index(const struct etcd_range *slots, const char *prefix, int li
 	return -1;
 }
 
+/* The host's slots: the per-host limit, capped by its link (sched__host_slots). */
+static int host_slots(const struct snap *s, const char *name)
+{
+	int h = snap__host(s, name);
+
+	return sched__host_slots(s->limits.per_host,
+				 h < 0 ? 0 : cluster__int(s->hosts[h].rec, "link_mbit", 0));
+}
+
 /* Takes a slot on both hosts and in the cluster, in one transaction with the task's start. */
 static int take_slots(struct mgr *m, const struct snap *s, const struct s_task *st, const char *src,
 		      const char *dst, json_t *task)
@@ -319,7 +328,8 @@ static int take_slots(struct mgr *m, const struct snap *s, const struct s_task *
 			snprintf(prefix, sizeof(prefix), K_SLOT_HOST "%s/", hosts[i]);
 		else
 			snprintf(prefix, sizeof(prefix), K_SLOT_CLUST);
-		idx = free_index(&slots, prefix, i < 2 ? s->limits.per_host : s->limits.cluster);
+		idx =
+		    free_index(&slots, prefix, i < 2 ? host_slots(s, hosts[i]) : s->limits.cluster);
 		if (idx < 0) {
 			etcd_range__free(&slots);
 			return -EAGAIN;

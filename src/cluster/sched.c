@@ -91,6 +91,18 @@ int sched__place(const struct sched_host *hosts, size_t nr_hosts, uint64_t memor
 	return sched__place_on(hosts, nr_hosts, memory, cpus, exclude, NULL, why, whylen);
 }
 
+int sched__host_slots(int per_host, int64_t link_mbit)
+{
+	if (link_mbit > 0 && link_mbit < SCHED_FAST_LINK_MBIT && per_host > SCHED_SLOW_LINK_SLOTS)
+		return SCHED_SLOW_LINK_SLOTS;
+	return per_host;
+}
+
+static bool slot_free(const struct sched_host *h, int per_host)
+{
+	return h->slots_used < sched__host_slots(per_host, h->link_mbit);
+}
+
 /* Like sched__place, among the hosts with a free migration slot. */
 static int place_with_slot(const struct sched_host *hosts, size_t n, const struct sched_task *t,
 			   int per_host)
@@ -100,7 +112,7 @@ static int place_with_slot(const struct sched_host *hosts, size_t n, const struc
 
 	for (i = 0; i < n; i++) {
 		if ((int)i == t->src || (t->allowed && !t->allowed[i]) ||
-		    !fits(&hosts[i], t->memory, t->cpus) || hosts[i].slots_used >= per_host)
+		    !fits(&hosts[i], t->memory, t->cpus) || !slot_free(&hosts[i], per_host))
 			continue;
 		if (best < 0 || better(&hosts[i], &hosts[best]))
 			best = (int)i;
@@ -120,7 +132,7 @@ static int decide(struct sched_host *hosts, size_t n, const struct sched_task *t
 			d->verdict = SCHED_NOROOM;
 			return 0;
 		}
-		if (dst->slots_used >= lim->per_host)
+		if (!slot_free(dst, lim->per_host))
 			return 0;
 		d->dst = t->dst;
 	} else {
@@ -183,7 +195,7 @@ size_t sched__pick(struct sched_host *hosts, size_t nr_hosts, const struct sched
 
 			next[h]++;
 			progress = true;
-			if (hosts[h].slots_used >= limits->per_host)
+			if (!slot_free(&hosts[h], limits->per_host))
 				continue;
 			if (decide(hosts, nr_hosts, &tasks[t], limits, &out[t])) {
 				started++;

@@ -325,6 +325,7 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 		out[i].cpus_used = h->cpus_used;
 		out[i].mem_used = h->mem_used;
 		out[i].slots_used = h->slots;
+		out[i].link_mbit = cluster__int(h->rec, "link_mbit", 0);
 	}
 	return out;
 }

@@ -80,6 +80,8 @@ def test_tiny_run_has_sane_figures(tmp_path):
     assert single["bytes"] >= fill and single["pause_ms"] >= 0, single
     assert sane_spread(single["pause"], [m["pause_ms"] for m in single["moves"]]), single
     assert [c["limit"] for c in fig["cases"]] == [1, 2]
+    # The agents knew their 100 Mbit/s ports: at most 4 slots, so these limits stand.
+    assert [c["slots"] for c in fig["cases"]] == [1, 2]
     for c in fig["cases"]:
         assert c["moves"] == 2 and len(c["pauses_ms"]) == 2, c
         assert sorted(c["pause_by_vm"]) == ["vm0", "vm1"], c

@@ -12,7 +12,7 @@ import pytest
 from cluster_lab import (create, create_on, etcd_delete, etcd_get, etcd_put, history,
                          https_call, js, keeps_running, ok, overlap_max, passes, pid_alive,
                          running_on, vms, wait_until)
-from godwit_vm import TESTGUEST
+from godwit_vm import GODWIT, TESTGUEST
 
 pytestmark = pytest.mark.kvm
 
@@ -82,6 +82,33 @@ def test_per_host_limit_makes_a_move_wait_then_run(lab):
     for n in ("v1", "v2"):
         assert vms(lab)[n]["host"] == "host-b"
         keeps_running(lab, n)
+
+
+def test_a_host_on_a_slow_link_runs_at_most_4_moves_at_once(lab):
+    """A host whose agent says its link is 1 Gbit/s (--link-mbit 1000) gets 4 migration
+    slots, whatever the per-host limit (8 by default); hosts of unknown speed (loopback)
+    keep the limit. Emptying it of 6 VMs runs 4 moves at once, then the other 2."""
+    for bad in ("fast", "-1", "100000001"):
+        r = subprocess.run([GODWIT, "agent", "--link-mbit", bad], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2 and "--link-mbit: 0..100000000" in r.stderr, r.stderr
+    lab.agent("host-a", "--link-mbit", "1000", cpus=16)
+    lab.agent("host-b", cpus=16)
+    lab.agent("host-c", cpus=16)
+    lab.manager("m1")
+    names = [f"vm{i}" for i in range(6)]
+    # 4 MiB of random pages at 1 MB/s: each move lasts seconds, so that they overlap.
+    create_on(lab, "host-a", ["host-b", "host-c"], names, cmdline="heartbeat 10 ; fill 4M")
+    hosts = {h["name"]: h for h in js(lab, "hosts")["hosts"]}
+    assert (hosts["host-a"]["link_mbit"], hosts["host-a"]["migration_slots"]) == (1000, 4)
+    assert (hosts["host-b"]["link_mbit"], hosts["host-b"]["migration_slots"]) == (0, 8)
+    (line,) = [ln for ln in ok(lab.cluster("hosts")).splitlines() if ln.startswith("host-a ")]
+    assert " 0/4 " in line, line
+    ok(lab.cluster("limits", "--max-bandwidth", "1M"))
+    ok(lab.cluster("maintenance", "enter", "host-a", "--wait", timeout=300))
+    tasks = history(lab)
+    assert len(tasks) == 6 and all(t["phase"] == "done" for t in tasks), tasks
+    assert overlap_max(tasks, "host-a") == 4, tasks
 
 
 def test_bandwidth_cap_holds_every_move_unless_a_move_asks_for_less(lab):

@@ -14,9 +14,9 @@
 static void hosts3(struct sched_host *h)
 {
 	memset(h, 0, 3 * sizeof(*h));
-	h[0] = (struct sched_host){"host-a", true, false, 8, 4 * GiB, 2, 3 * GiB, 0, NULL};
-	h[1] = (struct sched_host){"host-b", true, false, 8, 4 * GiB, 2, 1 * GiB, 0, NULL};
-	h[2] = (struct sched_host){"host-c", true, false, 8, 4 * GiB, 2, 2 * GiB, 0, NULL};
+	h[0] = (struct sched_host){"host-a", true, false, 8, 4 * GiB, 2, 3 * GiB, 0, NULL, 0};
+	h[1] = (struct sched_host){"host-b", true, false, 8, 4 * GiB, 2, 1 * GiB, 0, NULL, 0};
+	h[2] = (struct sched_host){"host-c", true, false, 8, 4 * GiB, 2, 2 * GiB, 0, NULL, 0};
 }
 
 static void test_place_takes_the_most_free_memory(void **state)
@@ -84,6 +84,48 @@ static void test_pick_keeps_the_per_host_limit(void **state)
 	assert_int_equal(d[0].verdict, SCHED_WAIT);
 }
 
+static void test_a_slow_link_caps_a_hosts_moves_at_4(void **state)
+{
+	struct sched_limits lim = {.per_host = 8, .cluster = 128};
+	struct sched_task t[8];
+	struct sched_decision d[8];
+	struct sched_host h[3];
+	int i;
+
+	(void)state;
+	assert_int_equal(sched__host_slots(8, 0), 8);	 /* unknown: the limit */
+	assert_int_equal(sched__host_slots(8, 1000), 4); /* 1 GbE */
+	assert_int_equal(sched__host_slots(8, 9999), 4);
+	assert_int_equal(sched__host_slots(8, 10000), 8); /* 10 GbE */
+	assert_int_equal(sched__host_slots(2, 1000), 2);  /* a lower limit stands */
+	assert_int_equal(sched__host_slots(16, 25000), 16);
+	for (i = 0; i < 8; i++)
+		t[i] = (struct sched_task){0, -1, 64 * MiB, 1, NULL};
+	/* host-a on 1 GbE: 4 of its 8 moves start, the rest wait. */
+	hosts3(h);
+	h[0].link_mbit = 1000;
+	assert_int_equal(sched__pick(h, 3, t, 8, 0, &lim, d), 4);
+	assert_int_equal(h[0].slots_used, 4);
+	assert_int_equal(d[4].verdict, SCHED_WAIT);
+	/* On 10 GbE all 8, shared between the two destinations. */
+	hosts3(h);
+	h[0].link_mbit = 10000;
+	assert_int_equal(sched__pick(h, 3, t, 8, 0, &lim, d), 8);
+	/* A destination on 1 GbE takes 4, the other the rest. */
+	hosts3(h);
+	h[1].link_mbit = 1000;
+	assert_int_equal(sched__pick(h, 3, t, 8, 0, &lim, d), 8);
+	assert_int_equal(h[1].slots_used, 4);
+	assert_int_equal(h[2].slots_used, 4);
+	/* A move named to a full 1 GbE destination waits. */
+	hosts3(h);
+	h[1].link_mbit = 1000;
+	h[1].slots_used = 4;
+	t[0].dst = 1;
+	assert_int_equal(sched__pick(h, 3, t, 1, 0, &lim, d), 0);
+	assert_int_equal(d[0].verdict, SCHED_WAIT);
+}
+
 static void test_pick_is_fair_between_hosts(void **state)
 {
 	struct sched_limits lim = {.per_host = 8, .cluster = 4};
@@ -95,7 +137,7 @@ static void test_pick_is_fair_between_hosts(void **state)
 	(void)state;
 	memset(h, 0, sizeof(h));
 	for (i = 0; i < 6; i++)
-		h[i] = (struct sched_host){"h", true, false, 64, 64 * GiB, 0, 0, 0, NULL};
+		h[i] = (struct sched_host){"h", true, false, 64, 64 * GiB, 0, 0, 0, NULL, 0};
 	h[0].name = "host-a";
 	h[1].name = "host-b";
 	/* host-a's evacuation queued first, with 10 moves; then one from host-b. */
@@ -161,6 +203,7 @@ int main(void)
 	    cmocka_unit_test(test_place_takes_the_most_free_memory),
 	    cmocka_unit_test(test_place_says_why_nothing_fits),
 	    cmocka_unit_test(test_pick_keeps_the_per_host_limit),
+	    cmocka_unit_test(test_a_slow_link_caps_a_hosts_moves_at_4),
 	    cmocka_unit_test(test_pick_is_fair_between_hosts),
 	    cmocka_unit_test(test_pick_reports_a_move_that_fits_nowhere),
 	    cmocka_unit_test(test_must_rules_bar_hosts),

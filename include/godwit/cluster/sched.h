@@ -21,12 +21,24 @@ struct sched_host {
 	uint64_t mem_used; /* VMs it owns, and those on their way to it */
 	int slots_used;	   /* migrations in flight in and out */
 	const char *state; /* why not up, for messages ("in standby"...); NULL: "down" */
+	int64_t link_mbit; /* its migration link's speed, Mbit/s; 0: unknown */
 };
 
 struct sched_limits {
 	int per_host; /* migrations in flight per host, in and out together */
 	int cluster;  /* migrations in flight in the cluster */
 };
+
+/*
+ * vSphere's network cost of a migration: a host on a link slower than 10 Gbit/s runs at
+ * most 4 at once (8 on 10 GbE). Moves that share a 1 Gbit/s link while their guests write
+ * send more and take longer than fewer at a time (docs/cluster.md, "Limits").
+ */
+#define SCHED_FAST_LINK_MBIT  10000
+#define SCHED_SLOW_LINK_SLOTS 4
+
+/* The migrations a host runs at once: per_host, capped by its link (link_mbit 0: unknown). */
+int sched__host_slots(int per_host, int64_t link_mbit);
 
 struct sched_task {
 	int src;	 /* host index */
