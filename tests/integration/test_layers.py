@@ -79,7 +79,8 @@ CLUSTER_HEADERS_ALLOWED = {"include/godwit/api.h", "include/godwit/api_client.h"
                            "include/godwit/log.h", "include/godwit/util.h"}
 CLUSTER_CALLS_ALLOWED = re.compile(
     r"^(etcd|etcd_txn|etcd_range|cluster|cluster_cli|pki|tls_files|https|sched|snap|mgr|"
-    r"agent|manager|api_client|log|util|drs|dpm|sim|simulate|load|load_tracker|rules|power)__|"
+    r"agent|manager|api_client|log|util|drs|dpm|sim|simulate|load|load_tracker|rules|power|"
+    r"link)__|"
     r"^api__error$")
 
 
