@@ -299,13 +299,11 @@ static int free_index(const struct etcd_range *slots, const char *prefix, int li
 	return -1;
 }
 
-/* The host's slots: the per-host limit, capped by its link (sched__host_slots). */
 static int host_slots(const struct snap *s, const char *name)
 {
 	int h = snap__host(s, name);
 
-	return sched__host_slots(s->limits.per_host,
-				 h < 0 ? 0 : cluster__int(s->hosts[h].rec, "link_mbit", 0));
+	return h < 0 ? s->limits.per_host : snap__host_slots(s, &s->hosts[h]);
 }
 
 /* Takes a slot on both hosts and in the cluster, in one transaction with the task's start. */

@@ -113,6 +113,10 @@ struct s_vm *snap__vm(const struct snap *s, const char *name);
 struct s_task *snap__task(const struct snap *s, const char *id);
 /* The scheduler's view of the hosts (names point into s). */
 struct sched_host *snap__sched_hosts(const struct snap *s);
+/* The host's migration link, Mbit/s, from its record (0: unknown). */
+int64_t snap__link_mbit(const struct s_host *h);
+/* The moves the host may run at once: the per-host limit, capped by its link. */
+int snap__host_slots(const struct snap *s, const struct s_host *h);
 /* "up", "down", "entering maintenance", "in maintenance", "standby", "powering off|on" */
 const char *snap__host_state(const struct s_host *h);
 /*

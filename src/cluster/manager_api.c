@@ -18,16 +18,14 @@
 
 static json_t *host_json(const struct snap *s, const struct s_host *h)
 {
-	int64_t link = cluster__int(h->rec, "link_mbit", 0);
 	json_t *j = json_pack(
 	    "{s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i}", "name", h->name, "state",
 	    snap__host_state(h), "cpus", (json_int_t)cluster__int(h->rec, "cpus", 0), "memory",
 	    (json_int_t)cluster__int(h->rec, "memory", 0), "mem_used", (json_int_t)h->mem_used,
 	    "cpus_used", (json_int_t)h->cpus_used, "vms", h->vms, "migrations", h->slots);
 
-	json_object_set_new(j, "migration_slots",
-			    json_integer(sched__host_slots(s->limits.per_host, link)));
-	json_object_set_new(j, "link_mbit", json_integer(link));
+	json_object_set_new(j, "migration_slots", json_integer(snap__host_slots(s, h)));
+	json_object_set_new(j, "link_mbit", json_integer(snap__link_mbit(h)));
 	json_object_set_new(j, "up", json_boolean(h->alive != NULL));
 	json_object_set_new(j, "url", json_string(cluster__str(h->rec, "url", "")));
 	json_object_set_new(j, "vcpu_time_ns", json_integer(cluster__int(h->alive, "cpu_ns", 0)));

@@ -303,6 +303,16 @@ const char *snap__host_state(const struct s_host *h)
 	return h->alive ? "up" : "down";
 }
 
+int64_t snap__link_mbit(const struct s_host *h)
+{
+	return cluster__int(h->rec, "link_mbit", 0);
+}
+
+int snap__host_slots(const struct snap *s, const struct s_host *h)
+{
+	return sched__host_slots(s->limits.per_host, snap__link_mbit(h));
+}
+
 struct sched_host *snap__sched_hosts(const struct snap *s)
 {
 	struct sched_host *out = calloc(s->nr_hosts + 1, sizeof(*out));
@@ -325,7 +335,7 @@ struct sched_host *snap__sched_hosts(const struct snap *s)
 		out[i].cpus_used = h->cpus_used;
 		out[i].mem_used = h->mem_used;
 		out[i].slots_used = h->slots;
-		out[i].link_mbit = cluster__int(h->rec, "link_mbit", 0);
+		out[i].link_mbit = snap__link_mbit(h);
 	}
 	return out;
 }
