@@ -416,18 +416,14 @@ def start_agents(lab, o, binary):
     for n in lab.nodes:
         if n.kind == "agent" and n.proc.poll() is None:
             n.stop()
-    verbose = []
-    if o.vm_verbose:
-        r = subprocess.run([binary, "agent", "--help"], capture_output=True, text=True,
-                           timeout=30)
-        verbose = ["--vm-verbose"] if "--vm-verbose" in r.stdout else []
+    # The options this build's agent has (an older one lacks some).
+    options = subprocess.run([binary, "agent", "--help"], capture_output=True, text=True,
+                             timeout=30).stdout
+    verbose = ["--vm-verbose"] if o.vm_verbose and "--vm-verbose" in options else []
     # The shaped ports' rate, which sysfs does not show: the agents' slots follow it
     # (an older build without the option gets the limit alone).
-    link = []
-    if o.link == "netns":
-        r = subprocess.run([binary, "agent", "--help"], capture_output=True, text=True,
-                           timeout=30)
-        link = ["--link-mbit", str(o.mbit)] if "--link-mbit" in r.stdout else []
+    link = (["--link-mbit", str(o.mbit)]
+            if o.link == "netns" and "--link-mbit" in options else [])
     cluster_lab.GODWIT = binary
     try:
         for h in HOSTS:
