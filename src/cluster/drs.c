@@ -124,10 +124,10 @@ int drs__check(const struct drs_model *m, const struct drs_config *c, char *why,
 			return bad(why, len, "host %zu has no name", i);
 		if (!(h->cpu_capacity > 0) || !isfinite(h->cpu_capacity) || !nonneg(h->cpu_own) ||
 		    h->cpus < 0 || h->cpus > (int64_t)MAX_ITEMS * MAX_VCPUS ||
-		    h->mem_own > MAX_VM_MEMORY)
+		    h->mem_own > MAX_VM_MEMORY || h->slots < 0)
 			return bad(why, len,
-				   "host %s: CPU capacity must be > 0, its own use and "
-				   "vCPUs >= 0",
+				   "host %s: CPU capacity must be > 0, its own use, "
+				   "vCPUs and slots >= 0",
 				   h->name);
 	}
 	for (i = 0; i < m->nr_vms; i++) {
@@ -164,6 +164,11 @@ double drs__tolerance(int threshold)
 static bool host_serving(const struct drs_host *h)
 {
 	return h->up && !h->maintenance && !h->standby;
+}
+
+int drs__host_slots(const struct drs_model *m, const struct drs_config *c, int h)
+{
+	return m->hosts[h].slots > 0 ? m->hosts[h].slots : c->host_slots;
 }
 
 double drs__host_load(const struct drs_model *m, int host)
@@ -908,7 +913,8 @@ static bool budget(const struct drs_plan *p, int h, double seconds)
 		return true;
 	if (p->nr_moves[h] >= c->max_host_moves)
 		return false;
-	return !p->nr_moves[h] || p->busy[h] + seconds <= c->pass_seconds * c->host_slots;
+	return !p->nr_moves[h] ||
+	       p->busy[h] + seconds <= c->pass_seconds * drs__host_slots(p->m, c, h);
 }
 
 static bool balance_movable(const struct rec *r, int v)

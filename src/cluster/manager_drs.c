@@ -90,6 +90,7 @@ static void build_hosts(struct drs_build *b, const struct snap *s, const char *e
 		 */
 		dh->cpu_own = fmax(0, json_number_value(json_object_get(load, "host_cpu")));
 		dh->mem_own = 0;
+		dh->slots = snap__host_slots(s, sh);
 	}
 }
 
@@ -366,7 +367,8 @@ static json_t *act(struct mgr *m, const struct drs_build *b, const struct drs_mo
 	return json_pack("{s:o, s:o}", "recommendations", recs, "applied", applied);
 }
 
-static json_t *loads(const struct drs_build *b)
+/* {host: its load}, or {host: its migration slots}, for the hosts in service. */
+static json_t *per_host(const struct drs_build *b, const struct drs_config *c, bool slots)
 {
 	json_t *l = json_object();
 	size_t i;
@@ -374,7 +376,8 @@ static json_t *loads(const struct drs_build *b)
 	for (i = 0; i < b->m.nr_hosts; i++)
 		if (b->hosts[i].up && !b->hosts[i].maintenance && !b->hosts[i].standby)
 			json_object_set_new(l, b->hosts[i].name,
-					    json_real(drs__host_load(&b->m, (int)i)));
+					    slots ? json_integer(drs__host_slots(&b->m, c, (int)i))
+						  : json_real(drs__host_load(&b->m, (int)i)));
 	return l;
 }
 
@@ -653,7 +656,8 @@ static void pass(struct mgr *m, const struct snap *s, const json_t *settings)
 	    rec, "tolerance",
 	    json_real(isfinite(drs__tolerance(c.threshold)) ? drs__tolerance(c.threshold) : -1));
 	json_object_set_new(rec, "imbalance", json_real(drs__imbalance(&b.m)));
-	json_object_set_new(rec, "loads", loads(&b));
+	json_object_set_new(rec, "loads", per_host(&b, &c, false));
+	json_object_set_new(rec, "slots", per_host(&b, &c, true));
 	dpm = dpm_pass(m, s, &b, &c, json_array_size(json_object_get(rec, "applied")) > 0 || n < 0);
 	if (dpm)
 		json_object_set_new(rec, "dpm", dpm);

@@ -400,7 +400,7 @@ static double apply(struct run *r, const struct drs_move *mv, size_t n, int coun
 			printf("    %s%s\n", mv[i].why, mv[i].automatic ? "" : " (manual)");
 	}
 	for (i = 0; busy && i < r->s.nr_hosts; i++)
-		t = fmax(t, busy[i] / r->o->cfg.host_slots);
+		t = fmax(t, busy[i] / drs__host_slots(&r->m, &r->o->cfg, (int)i));
 	free(busy);
 	return fmax(t, longest);
 }

@@ -129,13 +129,15 @@ def test_a_vms_own_automation_wins_over_the_clusters(tmp_path):
     of the cluster's level is moved; under a `manual` cluster an `automatic` VM is moved
     and no other. A "must run on host-b" rule gives the two held VMs a move every pass
     (of reason `rule`: its automation is the VM's, as a balancing move's), and two busy
-    VMs on host-a give balancing one."""
+    VMs on host-a give balancing one. Each pass counts host-a's slots as its slow link
+    caps them."""
     hosts = HOSTS[:2]
     held = {"keep": "manual", "frozen": "off"}
     busy = ["w0", "w1"]
     with net_lab(tmp_path, hosts) as lab:
-        for h in hosts:
-            lab.agent(h, "--load-window", "5", cpus=16)
+        # host-a on a 1 Gbit/s link: DRS counts its 4 migration slots, host-b's 8.
+        lab.agent("host-a", "--load-window", "5", "--link-mbit", "1000", cpus=16)
+        lab.agent("host-b", "--load-window", "5", cpus=16)
         lab.manager("m1")
         ok(lab.cluster("drs", "config", "--automation", "manual", "--interval", "5"))
         create_on(lab, "host-a", hosts[1:], list(held), "--cpus", "1", cmdline="idle")
@@ -165,6 +167,7 @@ def test_a_vms_own_automation_wins_over_the_clusters(tmp_path):
         while len(seen) < 3:
             p = wait_until("an automatic pass", lambda: (q := held_still())["pass"] > max(
                 seen, default=p0) and q["automation"] == "automatic" and q, timeout=60, step=1)
+            assert p["slots"] == {"host-a": 4, "host-b": 8}, p
             (r,) = [r for r in p["recommendations"] if r["vm"] == "keep"]
             assert r["reason"] == "rule" and r["rule"] == "to-b" and r["dst"] == "host-b", r
             seen.add(p["pass"])

@@ -305,17 +305,25 @@ static void test_together_gathers_unless_apart_says_otherwise(void **state)
 	assert_int_equal(recommend(&l), 0);
 }
 
+/* Four hosts, forty 1 GiB VMs on host-0 (load 1), the strictest threshold. */
+static void lab_crowded(struct lab *l)
+{
+	int k;
+
+	lab_init(l, 4);
+	for (k = 0; k < 40; k++)
+		lab_vm(l, 0, 0.4, 1);
+	l->h[0].cpus = 100;
+	l->c.threshold = 5;
+}
+
 static void test_caps_per_pass_and_per_host(void **state)
 {
 	struct lab l;
 	int n, k, per[4] = {0};
 
 	(void)state;
-	lab_init(&l, 4);
-	for (k = 0; k < 40; k++)
-		lab_vm(&l, 0, 0.4, 1);
-	l.h[0].cpus = 100;
-	l.c.threshold = 5;
+	lab_crowded(&l);
 	l.c.max_host_moves = 3;
 	n = recommend(&l);
 	assert_int_equal(n, 3); /* host-0 takes part in every move */
@@ -330,6 +338,36 @@ static void test_caps_per_pass_and_per_host(void **state)
 	for (k = 0; k < n; k++)
 		per[l.moves[k].dst]++;
 	assert_true(per[1] <= 1 && per[2] <= 1 && per[3] <= 1);
+}
+
+/* A host on a slow link (fewer slots) gets fewer moves per pass, as source and as destination. */
+static void test_a_hosts_own_slots_cap_its_moves(void **state)
+{
+	struct lab l;
+	int n, k, per[4] = {0};
+	char why[256];
+
+	(void)state;
+	lab_crowded(&l);
+	l.c.max_host_moves = 100;
+	/* 8 s a move, plus 2 s fixed: 6 fit in a slot's 60 s pass */
+	l.c.bandwidth = GiB / 8;
+	assert_true(recommend(&l) > 24); /* 8 slots: all the balance wants */
+	l.h[0].slots = 4;
+	assert_int_equal(recommend(&l), 24);
+	l.h[0].slots = 1;
+	assert_int_equal(recommend(&l), 6);
+	assert_int_equal(drs__host_slots(&l.m, &l.c, 0), 1);
+	assert_int_equal(drs__host_slots(&l.m, &l.c, 1), 8);
+	l.h[0].slots = 0;
+	l.h[1].slots = 1;
+	n = recommend(&l);
+	for (k = 0; k < n; k++)
+		per[l.moves[k].dst]++;
+	assert_int_equal(per[1], 6);
+	assert_true(per[2] > 6 && per[3] > 6);
+	l.h[1].slots = -1;
+	assert_int_equal(drs__recommend(&l.m, &l.c, l.moves, MAX_VMS, why, sizeof(why)), -EINVAL);
 }
 
 /* A busy 32 GiB VM or eight small ones carry the same load: the cost model takes the small. */
@@ -627,6 +665,7 @@ int main(void)
 	    cmocka_unit_test(test_maintenance_empties_a_host),
 	    cmocka_unit_test(test_together_gathers_unless_apart_says_otherwise),
 	    cmocka_unit_test(test_caps_per_pass_and_per_host),
+	    cmocka_unit_test(test_a_hosts_own_slots_cap_its_moves),
 	    cmocka_unit_test(test_cost_prefers_cheap_moves_to_the_baseline),
 	    cmocka_unit_test(test_place_keeps_balance_and_rules),
 	    cmocka_unit_test(test_check_refuses_a_bad_model),

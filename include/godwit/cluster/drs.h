@@ -42,6 +42,8 @@ struct drs_host {
 	double cpu_own;	     /* CPUs the host itself uses outside its VMs */
 	uint64_t mem_own;    /* bytes the host itself uses outside its VMs (counts in its room) */
 	uint64_t groups;     /* bit g set: member of host group g (g < DRS_MAX_GROUPS) */
+	int slots; /* moves it runs at once (sched__host_slots: 4 on a link under 10 Gbit/s);
+		      0: drs_config.host_slots */
 };
 
 struct drs_vm {
@@ -103,7 +105,8 @@ struct drs_config {
 	enum drs_algorithm algorithm;
 	int max_moves;	      /* balancing moves per pass in the cluster (default 1024) */
 	int max_host_moves;   /* moves per pass in and out of one host (default 8) */
-	int host_slots;	      /* moves one host runs at once (the cluster's per-host limit, 8) */
+	int host_slots;	      /* moves a host runs at once unless drs_host.slots says (the
+				 cluster's per-host limit, 8) */
 	double pass_seconds;  /* time between passes (default 60): a host gets no more moves
 				 than its slots finish in that time (at least one) */
 	double min_gain;      /* a balancing move removes at least min_gain x tolerance^2 from
@@ -128,6 +131,9 @@ void drs__config_default(struct drs_config *c);
  * -EINVAL with the reason in why otherwise ("rule web-apart: VM index 7 of 5").
  */
 int drs__check(const struct drs_model *m, const struct drs_config *c, char *why, size_t whylen);
+
+/* The moves host h runs at once: its slots, or the config's host_slots. */
+int drs__host_slots(const struct drs_model *m, const struct drs_config *c, int h);
 
 /* A host's load: (cpu_own + its VMs' cpu_demand) / cpu_capacity. */
 double drs__host_load(const struct drs_model *m, int host);
