@@ -528,29 +528,6 @@ enum drs_automation drs__automation(const struct drs_config *c, const struct drs
 	return vm->automation == DRS_AUTO_CLUSTER ? c->automation : vm->automation;
 }
 
-void drs__plan_move(struct drs_plan *p, struct drs_move *mv, int v, int dst, enum drs_reason reason,
-		    int rule)
-{
-	const struct drs_vm *vm = &p->m->vms[v];
-	size_t n = p->nr_serving;
-	double before = sigma(drs__plan_ssd(p), n);
-
-	*mv = (struct drs_move){
-	    .vm = v,
-	    .src = p->host[v],
-	    .dst = dst,
-	    .reason = reason,
-	    .rule = rule,
-	    .bytes = drs__move_bytes(p->c, vm),
-	    .seconds = drs__move_seconds(p->c, vm),
-	};
-	mv->automatic =
-	    reason == DRS_REASON_MAINTENANCE || drs__automation(p->c, vm) == DRS_AUTO_AUTOMATIC;
-	drs__plan_apply(p, v, dst, mv->seconds);
-	p->moved[v] = true;
-	mv->gain = before - sigma(drs__plan_ssd(p), n);
-}
-
 /* The sum of squared deviations if d CPUs went from src to dst (-1: nowhere). */
 static double ssd_if(const struct drs_plan *p, int src, int dst, double d)
 {
@@ -569,6 +546,39 @@ static double ssd_if(const struct drs_plan *p, int src, int dst, double d)
 		s2 += (l + x) * (l + x) - l * l;
 	}
 	return ssd_of(s1, s2, p->nr_serving);
+}
+
+void drs__plan_move(struct drs_plan *p, struct drs_move *mv, int v, int dst, enum drs_reason reason,
+		    int rule)
+{
+	const struct drs_vm *vm = &p->m->vms[v];
+	size_t n = p->nr_serving;
+	double before = sigma(drs__plan_ssd(p), n);
+
+	*mv = (struct drs_move){
+	    .vm = v,
+	    .src = p->host[v],
+	    .dst = dst,
+	    .reason = reason,
+	    .rule = rule,
+	    .bytes = drs__move_bytes(p->c, vm),
+	    .seconds = drs__move_seconds(p->c, vm),
+	};
+	mv->automatic =
+	    reason == DRS_REASON_MAINTENANCE || drs__automation(p->c, vm) == DRS_AUTO_AUTOMATIC;
+	if (reason == DRS_REASON_BALANCE && !mv->automatic &&
+	    p->c->automation == DRS_AUTO_AUTOMATIC) {
+		/*
+		 * An automatic cluster's plan is what it applies. A manual VM's move waits
+		 * for a user who may never come: the moves after it must balance without it.
+		 */
+		mv->gain = before - sigma(ssd_if(p, mv->src, dst, vm->cpu_demand), n);
+		p->moved[v] = true;
+		return;
+	}
+	drs__plan_apply(p, v, dst, mv->seconds);
+	p->moved[v] = true;
+	mv->gain = before - sigma(drs__plan_ssd(p), n);
 }
 
 static uint64_t free_memory(const struct drs_plan *p, int h)

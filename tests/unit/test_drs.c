@@ -370,6 +370,39 @@ static void test_a_hosts_own_slots_cap_its_moves(void **state)
 	assert_int_equal(drs__recommend(&l.m, &l.c, l.moves, MAX_VMS, why, sizeof(why)), -EINVAL);
 }
 
+/*
+ * An automatic cluster with a manual VM, the cheapest to move: it is recommended, and
+ * the moves applied without it balance the cluster (they do not count on it).
+ */
+static void test_an_automatic_cluster_balances_around_a_manual_vm(void **state)
+{
+	struct lab l;
+	int n, k, applied = 0, manual = 0;
+
+	(void)state;
+	lab_piled(&l);
+	l.v[0].memory = l.v[0].mem_copy = GiB;
+	l.v[0].automation = DRS_AUTO_MANUAL;
+	l.c.threshold = 5;
+	l.c.max_host_moves = 100;
+	n = recommend(&l);
+	for (k = 0; k < n; k++) {
+		if (l.moves[k].vm == 0) {
+			assert_false(l.moves[k].automatic);
+			manual++;
+			continue;
+		}
+		assert_true(l.moves[k].automatic);
+		l.moves[applied++] = l.moves[k];
+	}
+	assert_int_equal(manual, 1);
+	apply(&l, applied);
+	assert_int_equal(l.v[0].host, 0);
+	assert_true(drs__imbalance(&l.m) <= drs__tolerance(l.c.threshold));
+	/* The next pass finds the cluster in balance: not even the manual move is left. */
+	assert_int_equal(recommend(&l), 0);
+}
+
 /* A busy 32 GiB VM or eight small ones carry the same load: the cost model takes the small. */
 static void test_cost_prefers_cheap_moves_to_the_baseline(void **state)
 {
@@ -666,6 +699,7 @@ int main(void)
 	    cmocka_unit_test(test_together_gathers_unless_apart_says_otherwise),
 	    cmocka_unit_test(test_caps_per_pass_and_per_host),
 	    cmocka_unit_test(test_a_hosts_own_slots_cap_its_moves),
+	    cmocka_unit_test(test_an_automatic_cluster_balances_around_a_manual_vm),
 	    cmocka_unit_test(test_cost_prefers_cheap_moves_to_the_baseline),
 	    cmocka_unit_test(test_place_keeps_balance_and_rules),
 	    cmocka_unit_test(test_check_refuses_a_bad_model),
