@@ -74,6 +74,13 @@ STEPS = re.compile(r"pause (\d+) us: vCPUs stopped (\d+), quiesce \+ dirty sync 
                    r"RAM \(\d+ pages\) \+ state sent (\d+), (?:destination loaded \(READY\) "
                    r"(\d+)|GO with END), resumed there \(RESUMED\) (\d+)")
 STEP_NAMES = ("pause", "stopped", "sync", "sent", "loaded", "resumed")
+# The destination's part of it, logged at -v when it has sent RESUMED. With the clock's
+# readings in both lines, "resumed" splits into the way there (the last bytes on the wire
+# and the destination's wake-up), its own steps, and RESUMED's way back.
+SENT_AT = re.compile(r"CLOCK_MONOTONIC us: sent (\d+), RESUMED read (\d+)")
+HERE = re.compile(r"switchover here (\d+) us: .*CLOCK_MONOTONIC us: STATE read (\d+), "
+                  r"RESUMED sent (\d+)")
+HERE_NAMES = ("to_there", "there", "back")
 
 # The link's two ends, each a process of its own in its host's namespace. The receiver
 # times from the connection's accept to its end; the sender's buffer is random, so
@@ -148,7 +155,9 @@ def options(argv=None):
     p.add_argument("--vm-verbose", action="store_true",
                    help="the VMs log at -v (the agents' --vm-verbose; a --before build "
                         "without that option runs without): each pause's steps, median "
-                        "and max per case and for the single moves")
+                        "and max per case and for the single moves; the last (resumed) "
+                        "split into to_there, there and back where both ends log their "
+                        "clock's readings")
     p.add_argument("--dir", help="where the cluster's files go (default: a new temporary "
                                  "directory, kept)")
     o = p.parse_args(argv)
@@ -212,35 +221,53 @@ def etcd_messages(lab):
                if ln.startswith("grpc_server_msg_received_total{"))
 
 
-def log_sizes(lab, host):
-    d = lab.dir / f"h-{host}"
-    return {p: p.stat().st_size for p in d.glob("*.log")}
+def vm_logs(lab):
+    return [p for h in HOSTS for p in (lab.dir / f"h-{h}").glob("*.log")]
 
 
-def moves_since(sizes):
-    """{vm: (ms, pause ms, steps)} of the moves that ended since log_sizes() in those logs,
-    as each source measured them (the last, if a VM moved twice); steps: {STEP_NAMES: us}
-    of its pause when its VM logs at -v, else None."""
-    out = {}
-    for p, size in sizes.items():
+def log_sizes(lab):
+    """The VMs' logs on every host, and how long each is now."""
+    return {p: p.stat().st_size for p in vm_logs(lab)}
+
+
+def moves_since(lab, sizes):
+    """{vm: (ms, pause ms, steps)} of the moves that ended since log_sizes() in the VMs'
+    logs (those begun since included), as each source measured them (the last, if a VM
+    moved twice); steps: {STEP_NAMES: us} of its pause when its VM logs at -v, else None;
+    with HERE_NAMES too when both ends logged their clock's readings."""
+    out, here = {}, {}
+    for p in vm_logs(lab):
         with open(p, errors="replace") as f:
-            f.seek(size)
+            f.seek(sizes.get(p, 0))
             text = f.read()
-        steps = None
-        for m in re.finditer(f"{STEPS.pattern}|{DONE.pattern}", text):
-            if m.group(1) is not None:
-                steps = {k: int(v or 0) for k, v in zip(STEP_NAMES, m.groups()[:6])}
-            else:
-                out[p.stem] = (int(m.group(7)), int(m.group(8)), steps)
-                steps = None
-    return out
+        steps, at = None, None
+        for line in text.splitlines():
+            if m := STEPS.search(line):
+                steps = {k: int(v or 0) for k, v in zip(STEP_NAMES, m.groups())}
+                at = SENT_AT.search(line)
+            elif m := DONE.search(line):
+                out[p.stem] = (int(m.group(1)), int(m.group(2)), steps, at)
+                steps, at = None, None
+            elif m := HERE.search(line):
+                here[p.stem] = (int(m.group(2)), int(m.group(3)))
+    done = {}
+    for vm, (ms, pause, steps, at) in out.items():
+        if steps and at and vm not in here:
+            continue  # the destination's line is still to come
+        if steps and at:
+            (read, sent), (sent_at, read_at) = here[vm], map(int, at.groups())
+            steps.update(to_there=read - sent_at, there=sent - read, back=read_at - sent)
+        done[vm] = (ms, pause, steps)
+    return done
 
 
 def step_spread(steps):
-    """{step: (median, max) us} over the moves' pause steps (those logged)."""
+    """{step: (median, max) us} over the moves' pause steps (those logged; the
+    destination's split where every one has it)."""
     got = [s for s in steps if s]
+    names = STEP_NAMES + (HERE_NAMES if all("back" in s for s in got) else ())
     return {k: (median([s[k] for s in got]), max(s[k] for s in got))
-            for k in STEP_NAMES} if got else {}
+            for k in names} if got else {}
 
 
 def vm_pid(lab, host, name):
@@ -310,7 +337,7 @@ def evacuate(lab, limit, names):
     # What host-a may run at once: the limit, or fewer on a slow link (docs/cluster.md).
     slots = next((h.get("migration_slots", limit) for h in js(lab, "hosts")["hosts"]
                   if h["name"] == "host-a"), limit)
-    logs = log_sizes(lab, "host-a")
+    logs = log_sizes(lab)
     exes = vm_exes(lab, "host-a", names)
     load0, cpu0, etcd0 = os.getloadavg()[0], cpu_times(), etcd_messages(lab)
     t0_ms = time.time() * 1000
@@ -319,8 +346,13 @@ def evacuate(lab, limit, names):
     wall = time.monotonic() - t0
     cpu1, etcd1, load1 = cpu_times(), etcd_messages(lab), os.getloadavg()[0]
     moved = bytes_read(lab, names)
-    src = moves_since(logs)
     new = [t for t in js(lab, "tasks")["history"] if t["id"] not in seen]
+    # Each destination logs its part as it sends RESUMED, while its source goes on.
+    ended = {t["vm"] for t in new if t["phase"] == "done"}
+    deadline = time.monotonic() + 30
+    while not ended <= set(moves_since(lab, logs)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    src = moves_since(lab, logs)
     # A task that never started (its host seen down, say) moved nothing: counted apart.
     tasks = sorted((t for t in new if t["phase"] == "done"), key=lambda t: t["started_ms"])
     last_end = max((t["ended_ms"] for t in tasks), default=t0_ms)
@@ -364,14 +396,14 @@ def single_moves(lab, names, n):
     moves = []
     for name in (names[i % len(names)] for i in range(n)):
         for src, dst in (("host-a", "host-b"), ("host-b", "host-a")):
-            logs = log_sizes(lab, src)
+            logs = log_sizes(lab)
             t0 = time.monotonic()
             run(lab, "migrate", name, "--to", dst, "--wait")
             wall = time.monotonic() - t0
             wait_until(f"{name} runs on {dst}, its source's end logged",
-                       lambda: name in on(lab, dst) and name in moves_since(logs),
+                       lambda: name in on(lab, dst) and name in moves_since(lab, logs),
                        timeout=120)
-            took, pause, steps = moves_since(logs)[name]
+            took, pause, steps = moves_since(lab, logs)[name]
             moves.append({"vm": name, "to": dst, "wall_s": wall,
                           "bytes": bytes_read(lab, [name]), "source_s": took / 1000,
                           "pause_ms": pause, "steps": steps})

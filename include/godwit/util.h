@@ -29,6 +29,9 @@ int __must_check util__parse_u64(const char *s, uint64_t min, uint64_t max, uint
 /* Monotonic clock in nanoseconds. */
 uint64_t util__now_ns(void);
 
+/* Microseconds from one util__now_ns() reading to a later one; 0 if not later. */
+unsigned long long util__us(uint64_t from, uint64_t to);
+
 /*
  * A signalfd (close-on-exec) that reads SIGINT and SIGTERM, which main.c blocks in
  * every thread: how a wait learns it is asked to stop. The fd, or -1 with errno.

@@ -70,6 +70,7 @@ struct dest {
 	struct ram_digest digest;
 	bool paged_verify;
 	bool realtime; /* from the first STATE record: util__switchover_priority */
+	uint64_t state_ns, end_ns, restored_ns; /* the switchover's steps: log_switchover */
 	struct ram_receiver ram; /* plain RAM records, received in place */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
@@ -802,6 +803,8 @@ static int receive_records(struct dest *d)
 				d->realtime = !util__switchover_priority(true);
 				stream_io__urgent(&d->io);
 			}
+			if (!d->state_ns)
+				d->state_ns = util__now_ns();
 			ret = take_state(d, &rec);
 			break;
 		case STREAM_REC_VERIFY:
@@ -812,6 +815,7 @@ static int receive_records(struct dest *d)
 				fail(d, "bad VERIFY record: %s", why);
 			break;
 		case STREAM_REC_END:
+			d->end_ns = util__now_ns();
 			ram_receiver__stop(&d->ram);
 			ret = stream_check__complete(&d->chk, why, sizeof(why));
 			if (!ret && d->is_file)
@@ -1009,6 +1013,22 @@ static int take_disks(struct dest *d)
 }
 
 /*
+ * This side's part of the guest's pause, step by step, at -v. With the clock's readings
+ * in the source's "pause" line: what the way here and back took.
+ */
+static void log_switchover(const struct dest *d, uint64_t go_ns)
+{
+	uint64_t now = util__now_ns();
+
+	pr_debug("switchover here %llu us: STATE read to END %llu, verify + restore %llu, GO "
+		 "%llu, disks + run + RESUMED sent %llu; CLOCK_MONOTONIC us: STATE read %llu, "
+		 "RESUMED sent %llu",
+		 util__us(d->state_ns, now), util__us(d->state_ns, d->end_ns),
+		 util__us(d->end_ns, d->restored_ns), util__us(d->restored_ns, go_ns),
+		 util__us(go_ns, now), util__us(0, d->state_ns), util__us(0, now));
+}
+
+/*
  * READY, wait for GO, run, RESUMED. With format 1.5's GO_WITH_END the source sent GO
  * right after END, at no round trip's cost: no READY, GO is read at once.
  */
@@ -1016,6 +1036,7 @@ static int handover(struct dest *d)
 {
 	struct stream_writer cw;
 	struct stream_reader cr;
+	uint64_t go_ns = 0;
 	int ret;
 
 	ret = stream__writer_init(&cw, &d->io, STREAM_CTX_CONTROL);
@@ -1033,6 +1054,7 @@ static int handover(struct dest *d)
 	}
 	if (!ret)
 		ret = wait_go(d, &cr);
+	go_ns = util__now_ns();
 	if (!ret)
 		ret = take_disks(d);
 	if (!ret)
@@ -1043,6 +1065,8 @@ static int handover(struct dest *d)
 	}
 	if (!ret && stream__write_control(&cw, STREAM_REC_RESUMED))
 		pr_warn("the VM runs here, but the source was not told (it keeps its copy paused)");
+	else if (!ret)
+		log_switchover(d, go_ns);
 	stream__reader_exit(&cr);
 out_writer:
 	stream__writer_exit(&cw);
@@ -1202,6 +1226,7 @@ int migrate__receive(const struct receive_params *p)
 		ret = verify_disks(&d);
 	if (!ret)
 		ret = restore(&d);
+	d.restored_ns = util__now_ns();
 	if (!ret)
 		ret = d.is_file ? start_from_file(&d) : handover(&d);
 	util__switchover_priority(false);

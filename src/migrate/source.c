@@ -912,11 +912,6 @@ static int send_verify(struct source *src)
 	return ret;
 }
 
-static unsigned long long us(uint64_t from, uint64_t to)
-{
-	return to > from ? (to - from) / 1000 : 0;
-}
-
 /*
  * GO: the VM is the destination's from here on. The disks' locks move with it: the
  * destination takes them on GO, so they are released first.
@@ -1109,14 +1104,17 @@ static void log_pause(struct source *src)
 
 	if (src->ready_ns)
 		snprintf(loaded, sizeof(loaded), "destination loaded (READY) %llu",
-			 us(src->sent_ns, src->ready_ns));
+			 util__us(src->sent_ns, src->ready_ns));
+	/* The clock's readings let the destination's line split the last step. */
 	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu, last RAM (%llu "
-		 "pages) + state sent %llu, %s, resumed there (RESUMED) %llu%s",
-		 us(src->pause_ns, now), us(src->pause_ns, src->paused_ns),
-		 us(src->paused_ns, src->synced_ns), (unsigned long long)src->final_pages,
-		 us(src->synced_ns, src->sent_ns), loaded,
-		 us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
-		 src->realtime ? "; at real-time priority" : "");
+		 "pages) + state sent %llu, %s, resumed there (RESUMED) %llu%s; CLOCK_MONOTONIC "
+		 "us: sent %llu, RESUMED read %llu",
+		 util__us(src->pause_ns, now), util__us(src->pause_ns, src->paused_ns),
+		 util__us(src->paused_ns, src->synced_ns), (unsigned long long)src->final_pages,
+		 util__us(src->synced_ns, src->sent_ns), loaded,
+		 util__us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
+		 src->realtime ? "; at real-time priority" : "", util__us(0, src->sent_ns),
+		 util__us(0, now));
 }
 
 /*

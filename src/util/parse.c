@@ -78,3 +78,8 @@ uint64_t util__now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
+
+unsigned long long util__us(uint64_t from, uint64_t to)
+{
+	return to > from ? (to - from) / 1000 : 0;
+}

@@ -126,8 +126,15 @@ def test_before_runs_each_case_with_the_other_build_first(tmp_path):
         assert f"limit 2 ({label}): pause steps, us median/max: pause " in out, out
         assert f"single moves ({label}): pause steps, us median/max: pause " in out, out
         for m in fig["singles"][label]["moves"]:
-            assert m["steps"]["pause"] // 1000 == m["pause_ms"], m
-            assert sum(v for k, v in m["steps"].items() if k != "pause") <= m["steps"]["pause"], m
+            st = m["steps"]
+            assert st["pause"] // 1000 == m["pause_ms"], m
+            assert sum(st[k] for k in ("stopped", "sync", "sent", "loaded", "resumed")) <= \
+                st["pause"], m
+            # The last step split by both ends' clock readings: there, its part, back.
+            assert abs(st["to_there"] + st["there"] + st["back"] - st["resumed"]) <= 1, m
+            assert st["there"] > 0 and st["back"] >= 0, m
+        assert f"single moves ({label}): pause steps, us median/max: " in out and \
+            ", to_there " in out, out
 
 
 def test_a_stopped_run_leaves_no_namespace_or_vm(tmp_path):
