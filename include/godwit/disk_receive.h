@@ -124,6 +124,8 @@ int __must_check disk_receive__sync(struct disk_receive *r, bool last, char *why
 struct stream_check;
 int __must_check disk_receive__verify(struct disk_receive *r, const struct stream_check *chk,
 				      char *why, size_t whylen);
+/* Whether disk_receive__verify has an image to hash. */
+bool disk_receive__verifies(const struct disk_receive *r, const struct stream_check *chk);
 /* After GO: each image takes its name, and the directory is synced. 0 or -errno (why). */
 int __must_check disk_receive__link(struct disk_receive *r, char *why, size_t whylen);
 /* Closes them; unless keep, the names taken are removed again (the files go). */

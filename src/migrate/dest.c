@@ -948,12 +948,18 @@ out:
 	return ret;
 }
 
-/* --verify with disks sent: not at real-time priority (a read of whole images). */
+/*
+ * --verify with disks sent: not at real-time priority (a read of whole images). Without
+ * such a disk the priority stays: dropping it lets this thread wait for a CPU behind
+ * every ordinary one while the guest is paused.
+ */
 static int verify_disks(struct dest *d)
 {
 	char why[sizeof(d->err)];
 	int ret;
 
+	if (!disk_receive__verifies(&d->disks, &d->chk))
+		return 0;
 	util__switchover_priority(false);
 	ret = disk_receive__verify(&d->disks, &d->chk, why, sizeof(why));
 	if (d->realtime)

@@ -464,6 +464,14 @@ int disk_receive__sync(struct disk_receive *r, bool last, char *why, size_t whyl
 	return sync_images(r, last, why, whylen);
 }
 
+bool disk_receive__verifies(const struct disk_receive *r, const struct stream_check *chk)
+{
+	for (unsigned int i = 0; i < VM_MAX_DISKS; i++)
+		if (r->d[i].in && chk->disk_has_digest[i])
+			return true;
+	return false;
+}
+
 int disk_receive__verify(struct disk_receive *r, const struct stream_check *chk, char *why,
 			 size_t whylen)
 {
