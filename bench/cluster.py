@@ -70,9 +70,10 @@ from godwit_vm import GODWIT, TESTGUEST  # noqa: E402
 HOSTS = ("host-a", "host-b", "host-c")
 DONE = re.compile(r"migration to \S+ completed in (\d+) ms \(pause (\d+) ms\)")
 # A source's pause step by step, in us, logged at -v (--vm-verbose) before DONE's line.
-STEPS = re.compile(r"pause (\d+) us: vCPUs stopped (\d+), quiesce \+ dirty sync (\d+), last "
-                   r"RAM \(\d+ pages\) \+ state sent (\d+), (?:destination loaded \(READY\) "
-                   r"(\d+)|GO with END), resumed there \(RESUMED\) (\d+)")
+STEPS = re.compile(r"pause (\d+) us: vCPUs stopped (\d+), quiesce \+ dirty sync (\d+)"
+                   r"(?: \(.*?\))?, last RAM \(\d+ pages\) \+ state sent (\d+), "
+                   r"(?:destination loaded \(READY\) (\d+)|GO with END), resumed there "
+                   r"\(RESUMED\) (\d+)")
 STEP_NAMES = ("pause", "stopped", "sync", "sent", "loaded", "resumed")
 # The destination's part of it, logged at -v when it has sent RESUMED. With the clock's
 # readings in both lines, "resumed" splits into the way there (the last bytes on the wire

@@ -83,7 +83,7 @@ struct source {
 	uint64_t deadline_ns;
 	uint64_t pause_ns;
 	/* When each step of the pause ended (util__now_ns), for the debug log. */
-	uint64_t paused_ns, synced_ns, sent_ns, ready_ns;
+	uint64_t paused_ns, unthrottled_ns, quiesced_ns, disks_ns, synced_ns, sent_ns, ready_ns;
 	uint64_t pause_end_ns; /* RESUMED there, or the snapshot synced: the guest's pause ends */
 	uint64_t final_pages; /* dirty at the final sync */
 	uint64_t pause_digests; /* page digests computed before the final sync */
@@ -981,17 +981,20 @@ static int stop_and_copy(struct source *src)
 	src->paused = true;
 	src->paused_ns = util__now_ns();
 	vm__set_throttle(src->vm, 0);
+	src->unthrottled_ns = util__now_ns();
 	/* A disk request waiting for room in its queue would hold up the quiesce. */
 	disk_send__unbound(&src->disks);
 	/* In-flight device I/O completes now, its guest writes in the final sync. */
 	devices__quiesce(src->vm);
 	src->quiesced = true;
+	src->quiesced_ns = util__now_ns();
 	/* The disks' last writes, before the state: the destination's images are complete. */
 	ret = send_disk_writes(src);
 	if (!ret && src->m->params.verify)
 		ret = send_disk_digests(src);
 	if (ret)
 		return ret;
+	src->disks_ns = util__now_ns();
 	dirty = ram__sync(&src->t, false);
 	if (dirty < 0)
 		return (int)dirty;
@@ -1106,13 +1109,17 @@ static void log_pause(struct source *src)
 		snprintf(loaded, sizeof(loaded), "destination loaded (READY) %llu",
 			 util__us(src->sent_ns, src->ready_ns));
 	/* The clock's readings let the destination's line split the last step. */
-	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu, last RAM (%llu "
-		 "pages) + state sent %llu, %s, resumed there (RESUMED) %llu%s; CLOCK_MONOTONIC "
-		 "us: sent %llu, RESUMED read %llu",
+	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu (throttle off "
+		 "%llu, devices %llu, disk writes %llu, dirty log %llu), last RAM (%llu pages) + "
+		 "state sent %llu, %s, resumed there (RESUMED) %llu%s; CLOCK_MONOTONIC us: sent "
+		 "%llu, RESUMED read %llu",
 		 util__us(src->pause_ns, now), util__us(src->pause_ns, src->paused_ns),
-		 util__us(src->paused_ns, src->synced_ns), (unsigned long long)src->final_pages,
-		 util__us(src->synced_ns, src->sent_ns), loaded,
-		 util__us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
+		 util__us(src->paused_ns, src->synced_ns),
+		 util__us(src->paused_ns, src->unthrottled_ns),
+		 util__us(src->unthrottled_ns, src->quiesced_ns),
+		 util__us(src->quiesced_ns, src->disks_ns), util__us(src->disks_ns, src->synced_ns),
+		 (unsigned long long)src->final_pages, util__us(src->synced_ns, src->sent_ns),
+		 loaded, util__us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
 		 src->realtime ? "; at real-time priority" : "", util__us(0, src->sent_ns),
 		 util__us(0, now));
 }
