@@ -71,6 +71,7 @@ struct dest {
 	bool paged_verify;
 	bool realtime; /* from the first STATE record: util__switchover_priority */
 	uint64_t state_ns, end_ns, restored_ns; /* the switchover's steps: log_switchover */
+	bool acked; /* a ROUND_ACK was the last thing done: the pause may come next */
 	struct ram_receiver ram; /* plain RAM records, received in place */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
@@ -645,6 +646,7 @@ static int ack_round(struct dest *d, const struct stream_record *rec)
 	ret = stream__write_round_ack(&cw, rd.round);
 	if (ret)
 		fail(d, "cannot acknowledge round %u: %s", rd.round, strerror(-ret));
+	d->acked = !ret;
 	stream__writer_exit(&cw);
 	return ret;
 }
@@ -754,11 +756,23 @@ static int take_disk(struct dest *d, const struct stream_record *rec)
 	return ret;
 }
 
-/* The next record; a RAM record is received in place here, whole. */
+/*
+ * The next record; a RAM record is received in place here, whole. After a ROUND_ACK the
+ * next one may be the pause's first STATE: it is waited for at real-time priority, so
+ * that the paused guest does not wait for this thread to get a CPU, and anything else
+ * (another round's RAM) is read at the ordinary priority again.
+ */
 static int next_record(struct dest *d, struct stream_record *rec)
 {
-	int ret = stream__read_record_open(&d->r, rec, STREAM_REC_RAM);
+	bool waiting = d->acked && !d->realtime;
+	int ret;
 
+	if (waiting)
+		waiting = !util__switchover_priority(true);
+	ret = stream__read_record_open(&d->r, rec, STREAM_REC_RAM);
+	d->acked = false;
+	if (waiting && (ret < 0 || rec->type != STREAM_REC_STATE))
+		util__switchover_priority(false);
 	if (ret == 1)
 		return receive_ram(d, rec);
 	return ret ? bad_stream(d, ret) : 0;
