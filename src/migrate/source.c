@@ -16,6 +16,7 @@
 
 #include "godwit/dirtiers.h"
 #include "godwit/disk_send.h"
+#include "godwit/link_share.h"
 #include "godwit/log.h"
 #include "godwit/migrate.h"
 #include "godwit/ram.h"
@@ -60,6 +61,7 @@ struct source {
 	struct ram_sender s;
 	struct ram_digest digest; /* the VERIFY digests as pages go (format 1.7, --verify) */
 	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
+	struct link_share share; /* the host's link, around this and other moves' pauses */
 	struct disk_sender disks; /* disks sent through the stream (disk_to) */
 	int disk_ret;		  /* the first failure sending the guest's disk writes */
 	struct tls_ctx *tls; /* NULL: plaintext */
@@ -693,6 +695,11 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	 * the dirtiers write meanwhile only adds to what it must apply. They are slowed
 	 * while it catches up, as when polishing.
 	 */
+	/*
+	 * The other moves from this host hold back from now on: what they have queued
+	 * drains while the last rounds are acknowledged, and the pause's bytes go alone.
+	 */
+	link_share__claim(&src->share);
 	if (src->features & STREAM_FEATURE_ROUND_ACK) {
 		ret = read_acks(src, false);
 		if (ret)
@@ -705,6 +712,8 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 			polish_throttle(src, dirtier, nr_dirtiers);
 	}
 	ret = catch_up(src, &again);
+	if (!ret && again)
+		link_share__release(&src->share);
 	return ret ? ret : !again;
 }
 
@@ -1270,6 +1279,7 @@ static void on_record(void *arg)
 	struct source *src = arg;
 
 	dirtiers__yield(&src->dirtiers);
+	link_share__give_way(&src->share, &src->m->cancel);
 	/* The guest's disk writes wait for room in their queue: they go between records. */
 	if (!src->disk_ret && src->disks.n)
 		src->disk_ret = send_disk_writes(src);
@@ -1282,6 +1292,7 @@ static void on_disk_piece(void *arg)
 {
 	struct source *src = arg;
 
+	link_share__give_way(&src->share, &src->m->cancel);
 	pthread_mutex_lock(&src->m->lock);
 	copy_counts(src);
 	pthread_mutex_unlock(&src->m->lock);
@@ -1326,6 +1337,8 @@ static int run(struct source *src)
 	int ret;
 
 	ret = open_target(src);
+	if (!src->is_file)
+		link_share__open(&src->share, NULL);
 	if (!ret)
 		ret = stream__write_header(&src->w);
 	if (!ret)
@@ -1403,6 +1416,11 @@ static void finish(struct source *src, int ret)
 	enum migrate_status st;
 
 	util__switchover_priority(false);
+	if (src->share.waits)
+		pr_info("held back %llu times for %llu ms in all while other moves from this host "
+			"paused their guests", (unsigned long long)src->share.waits,
+			(unsigned long long)(src->share.waited_ns / 1000000));
+	link_share__close(&src->share);
 	dirtiers__restore(&src->dirtiers);
 	dirtiers__report(&src->dirtiers);
 	/* The guest's disk writes go to its own images alone again; they never stopped. */
@@ -1504,6 +1522,7 @@ static void *migration_thread(void *arg)
 	pthread_setname_np(pthread_self(), "migration");
 	src->vm = vm;
 	src->m = vm->mig;
+	src->share.fd = -1;
 	pthread_mutex_lock(&src->m->lock);
 	src->tls = src->m->tls;
 	src->m->tls = NULL;

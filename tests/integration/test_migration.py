@@ -3,6 +3,7 @@
 The memtouch workload is the integrity oracle: it checks every page it wrote
 before rewriting it, so a lost or stale page prints `memtouch: ERROR` at once.
 """
+import fcntl
 import json
 import os
 import re
@@ -507,6 +508,45 @@ def test_cancel_from_api(tmp_path, procs):
     assert "incoming migration failed: the sender stopped: cancelled" in dst.stderr(), \
         dst.stderr()
     heartbeat_continues(src)
+
+
+def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
+    """A source in pre-copy holds back its next record while another move from this host
+    claims the link for its pause (include/godwit/link_share.h): here the test claims
+    it, 30 ms on and 30 ms off, with a lock on the file the source was pointed at. The
+    move still completes, its memory intact, and its log says how often it held back;
+    with the sharing turned off it never does."""
+    lock = tmp_path / "migrations.lock"
+    for setting, held in ((str(lock), True), ("none", False)):
+        name = "held" if held else "free"
+        src = start_source(tmp_path, procs, "heartbeat 10 ; memtouch 16M", cpus=2,
+                           memory="64M", name=f"src-{name}",
+                           prefix=("env", f"GODWIT_MIGRATION_LOCK={setting}"))
+        src.wait_for_pass(1, timeout=240)
+        dst = Receiver(tmp_path, f"dst-{name}")
+        procs.append(dst)
+        status, _ = src.api("PUT", "/vm/migrate", {"to": dst.uri, "max_bandwidth": 4_000_000,
+                                                "compress": "off"})
+        assert status == 202
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Until the move ends: its VM leaves with it (its API socket too).
+            for _ in range(1000):
+                if src.proc.poll() is not None:
+                    break
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+                time.sleep(0.03)
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+                time.sleep(0.03)
+        finally:
+            os.close(fd)
+        assert src.wait_exit(timeout=60) == 0, src.stderr()[-2000:]
+        dst.wait_for_pass(dst.passes() + 1, timeout=120)
+        m = re.search(r"held back (\d+) times for (\d+) ms in all", src.stderr())
+        if held:
+            assert m and int(m.group(1)) >= 1, src.stderr()[-2000:]
+        else:
+            assert not m, m.group(0)
 
 
 def vcpu_tid(pid, name):
