@@ -989,7 +989,7 @@ static int stop_and_copy(struct source *src)
 	}
 	src->paused = true;
 	src->paused_ns = util__now_ns();
-	vm__set_throttle(src->vm, 0);
+	vm__drop_throttle(src->vm);
 	src->unthrottled_ns = util__now_ns();
 	/* A disk request waiting for room in its queue would hold up the quiesce. */
 	disk_send__unbound(&src->disks);
