@@ -16,6 +16,8 @@
 #include "godwit/util.h"
 
 #define MS 1000000ULL
+/* What returning at once may take on a loaded host: well under a claim's 50 ms. */
+#define AT_ONCE (LINK_SHARE_MAX_WAIT_NS / 2)
 
 struct lab {
 	char dir[64], path[96];
@@ -75,18 +77,18 @@ static void test_a_claim_holds_the_others_back_until_released(void **state)
 	pthread_t t;
 
 	assert_true(l->a.fd >= 0 && l->b.fd >= 0);
-	assert_true(give_way_ns(&l->b, NULL) < 10 * MS); /* nobody claims */
+	assert_true(give_way_ns(&l->b, NULL) < AT_ONCE); /* nobody claims */
 	assert_int_equal(l->b.waits, 0);
 	link_share__claim(&l->a);
 	assert_true(l->a.claimed);
-	assert_true(give_way_ns(&l->a, NULL) < 10 * MS); /* its own claim holds nobody back */
+	assert_true(give_way_ns(&l->a, NULL) < AT_ONCE); /* its own claim holds nobody back */
 	assert_int_equal(pthread_create(&t, NULL, release_later, &l->a), 0);
 	assert_true(give_way_ns(&l->b, NULL) >= 15 * MS);
 	pthread_join(t, NULL);
 	assert_false(l->a.claimed);
 	assert_int_equal(l->b.waits, 1);
-	assert_true(l->b.waited_ns >= 15 * MS && l->b.waited_ns < LINK_SHARE_MAX_WAIT_NS);
-	assert_true(give_way_ns(&l->b, NULL) < 10 * MS);
+	assert_true(l->b.waited_ns >= 15 * MS);
+	assert_true(give_way_ns(&l->b, NULL) < AT_ONCE);
 }
 
 static void test_a_claim_that_stays_holds_back_once(void **state)
@@ -97,13 +99,13 @@ static void test_a_claim_that_stays_holds_back_once(void **state)
 	link_share__claim(&l->a);
 	assert_true(give_way_ns(&l->b, NULL) >= LINK_SHARE_MAX_WAIT_NS);
 	/* The same claim still there: no more waiting for it. */
-	assert_true(give_way_ns(&l->b, NULL) < 10 * MS);
+	assert_true(give_way_ns(&l->b, NULL) < AT_ONCE);
 	assert_int_equal(l->b.waits, 1);
 	/* A new claim, after the lane was seen clear: held back again, unless cancelled. */
 	link_share__release(&l->a);
 	link_share__give_way(&l->b, NULL);
 	link_share__claim(&l->a);
-	assert_true(give_way_ns(&l->b, &cancel) < 10 * MS);
+	assert_true(give_way_ns(&l->b, &cancel) < AT_ONCE);
 	assert_true(give_way_ns(&l->b, NULL) >= LINK_SHARE_MAX_WAIT_NS / 2);
 	assert_int_equal(l->b.waits, 2);
 }
@@ -114,7 +116,7 @@ static void test_a_claim_dies_with_its_file(void **state)
 
 	link_share__claim(&l->a);
 	link_share__close(&l->a); /* as when its process exits */
-	assert_true(give_way_ns(&l->b, NULL) < 10 * MS);
+	assert_true(give_way_ns(&l->b, NULL) < AT_ONCE);
 	assert_int_equal(l->b.waits, 0);
 }
 
