@@ -351,9 +351,8 @@ def evacuate(lab, limit, names):
     # Each destination logs its part as it sends RESUMED, while its source goes on.
     ended = {t["vm"] for t in new if t["phase"] == "done"}
     deadline = time.monotonic() + 30
-    while not ended <= set(moves_since(lab, logs)) and time.monotonic() < deadline:
+    while not ended <= set(src := moves_since(lab, logs)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    src = moves_since(lab, logs)
     # A task that never started (its host seen down, say) moved nothing: counted apart.
     tasks = sorted((t for t in new if t["phase"] == "done"), key=lambda t: t["started_ms"])
     last_end = max((t["ended_ms"] for t in tasks), default=t0_ms)

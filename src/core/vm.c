@@ -243,21 +243,23 @@ void vm__set_vcpu_throttle(struct vm *vm, unsigned int id, uint32_t pct)
 	throttle_timer(vm);
 }
 
-void vm__drop_throttle(struct vm *vm)
-{
-	unsigned int i;
-
-	for (i = 0; i < vm->nr_vcpus; i++)
-		__atomic_store_n(&vm->vcpus[i].throttle_pct, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&vm->throttle_pct, 0, __ATOMIC_RELAXED);
-}
-
-void vm__set_throttle(struct vm *vm, uint32_t pct)
+static void store_throttle(struct vm *vm, uint32_t pct)
 {
 	unsigned int i;
 
 	for (i = 0; i < vm->nr_vcpus; i++)
 		__atomic_store_n(&vm->vcpus[i].throttle_pct, MIN(pct, 99U), __ATOMIC_RELAXED);
+}
+
+void vm__drop_throttle(struct vm *vm)
+{
+	store_throttle(vm, 0);
+	__atomic_store_n(&vm->throttle_pct, 0, __ATOMIC_RELAXED);
+}
+
+void vm__set_throttle(struct vm *vm, uint32_t pct)
+{
+	store_throttle(vm, pct);
 	throttle_timer(vm);
 }
 

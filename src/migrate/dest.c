@@ -906,10 +906,8 @@ static int restore(struct dest *d)
 		kvm_vcpu__clock_stopped(&vm->vcpus[i].kfd);
 	t_end = util__now_ns();
 	pr_debug("restore %llu us: vCPUs %llu, devices %llu, VM state %llu, kvmclock %llu%s",
-		 (unsigned long long)(t_end - t0) / 1000, (unsigned long long)(t_vcpus - t0) / 1000,
-		 (unsigned long long)(t_devices - t_vcpus) / 1000,
-		 (unsigned long long)(t_vm - t_devices) / 1000,
-		 (unsigned long long)(t_end - t_vm) / 1000,
+		 util__us(t0, t_end), util__us(t0, t_vcpus), util__us(t_vcpus, t_devices),
+		 util__us(t_devices, t_vm), util__us(t_vm, t_end),
 		 d->realtime ? "; at real-time priority" : "");
 	return 0;
 }
