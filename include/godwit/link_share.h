@@ -18,15 +18,22 @@
 /* Overrides the path; "none" turns the sharing off for this process. */
 #define LINK_SHARE_ENV	       "GODWIT_MIGRATION_LOCK"
 #define LINK_SHARE_MAX_WAIT_NS (50 * 1000000ULL)
+/* How often link_share__others looks again. */
+#define LINK_SHARE_LOOK_NS (10 * 1000000ULL)
 
 struct link_share {
 	int fd; /* -1: off (no such file can be made here, or turned off) */
 	bool claimed;
 	uint64_t held_back_since;  /* a claim seen since then (util__now_ns), 0: none */
 	uint64_t waits, waited_ns; /* times it held back, and for how long in all */
+	uint64_t looked_at;	   /* when link_share__others last looked (util__now_ns) */
+	bool others;		   /* what it saw */
 };
 
-/* Opens path (NULL: the environment's, or the default), creating it and its folder. */
+/*
+ * Opens path (NULL: the environment's, or the default), creating it and its folder;
+ * from then until closed, this move is under way for the others to see.
+ */
 void link_share__open(struct link_share *l, const char *path);
 void link_share__close(struct link_share *l);
 /* This process is about to pause its guest: the others hold back. */
@@ -37,5 +44,7 @@ void link_share__release(struct link_share *l);
  * LINK_SHARE_MAX_WAIT_NS for one claim; 1 ms steps, or until *cancelled.
  */
 void link_share__give_way(struct link_share *l, const bool *cancelled);
+/* Whether another move from this host is under way: looked up at most every LOOK_NS. */
+bool link_share__others(struct link_share *l);
 
 #endif

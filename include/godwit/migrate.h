@@ -229,6 +229,13 @@ int __must_check transport__accept(int lfd, int *fd);
  */
 int __must_check transport__connect_more(int fd, int *out);
 int __must_check transport__connect_finish(int fd);
+/*
+ * on: at most TRANSPORT_NOTSENT_LOWAT bytes wait unsent in fd's socket
+ * (TCP_NOTSENT_LOWAT), so that a writer that stops stops sending soon after; off: the
+ * kernel's default. A source sets it while other moves leave its host (source.c).
+ */
+#define TRANSPORT_NOTSENT_LOWAT (128 * 1024)
+void transport__limit_unsent(int fd, bool on);
 
 /* Several connections (connections.c; format 1.3, stream.h). */
 /* How many a source uses: asked (--connections) if not 0, else by the round trip. */

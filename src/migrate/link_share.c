@@ -20,6 +20,24 @@
 #include "godwit/util.h"
 
 #define STEP_NS 1000000L
+/* One byte of the file each: a pausing move's claim, every open move's presence. */
+#define CLAIM_BYTE   0
+#define PRESENT_BYTE 1
+
+static int lock(struct link_share *l, short type, off_t byte)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+
+	return fcntl(l->fd, F_OFD_SETLK, &fl) ? -errno : 0;
+}
+
+/* Whether another open file (another source) holds a lock on byte. */
+static bool held_elsewhere(struct link_share *l, off_t byte)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+
+	return !fcntl(l->fd, F_OFD_GETLK, &fl) && fl.l_type != F_UNLCK;
+}
 
 void link_share__open(struct link_share *l, const char *path)
 {
@@ -40,6 +58,8 @@ void link_share__open(struct link_share *l, const char *path)
 	l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (l->fd < 0)
 		pr_debug("migrations here do not share the link: %s: %s", path, strerror(errno));
+	else if (lock(l, F_RDLCK, PRESENT_BYTE))
+		pr_debug("other moves from this host will not see this one: %s", strerror(errno));
 }
 
 void link_share__close(struct link_share *l)
@@ -50,31 +70,16 @@ void link_share__close(struct link_share *l)
 	l->claimed = false;
 }
 
-static int lock(struct link_share *l, short type)
-{
-	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-
-	return fcntl(l->fd, F_OFD_SETLK, &fl) ? -errno : 0;
-}
-
 void link_share__claim(struct link_share *l)
 {
 	if (l->fd >= 0 && !l->claimed)
-		l->claimed = !lock(l, F_RDLCK);
+		l->claimed = !lock(l, F_RDLCK, CLAIM_BYTE);
 }
 
 void link_share__release(struct link_share *l)
 {
-	if (l->fd >= 0 && l->claimed && !lock(l, F_UNLCK))
+	if (l->fd >= 0 && l->claimed && !lock(l, F_UNLCK, CLAIM_BYTE))
 		l->claimed = false;
-}
-
-/* Whether another open file (another source) holds a claim. */
-static bool claimed_elsewhere(struct link_share *l)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-
-	return !fcntl(l->fd, F_OFD_GETLK, &fl) && fl.l_type != F_UNLCK;
 }
 
 void link_share__give_way(struct link_share *l, const bool *cancelled)
@@ -83,7 +88,7 @@ void link_share__give_way(struct link_share *l, const bool *cancelled)
 
 	if (l->fd < 0 || l->claimed)
 		return;
-	while (claimed_elsewhere(l)) {
+	while (held_elsewhere(l, CLAIM_BYTE)) {
 		now = util__now_ns();
 		if (!l->held_back_since)
 			l->held_back_since = now;
@@ -100,4 +105,18 @@ void link_share__give_way(struct link_share *l, const bool *cancelled)
 out:
 	if (t0)
 		l->waited_ns += util__now_ns() - t0;
+}
+
+bool link_share__others(struct link_share *l)
+{
+	uint64_t now;
+
+	if (l->fd < 0)
+		return false;
+	now = util__now_ns();
+	if (!l->looked_at || now - l->looked_at >= LINK_SHARE_LOOK_NS) {
+		l->looked_at = now;
+		l->others = held_elsewhere(l, PRESENT_BYTE);
+	}
+	return l->others;
 }

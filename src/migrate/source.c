@@ -62,6 +62,8 @@ struct source {
 	struct ram_digest digest; /* the VERIFY digests as pages go (format 1.7, --verify) */
 	struct dirtiers dirtiers; /* they yield the CPU to the copy, until the pause */
 	struct link_share share; /* the host's link, around this and other moves' pauses */
+	bool unsent_limited;	 /* transport__limit_unsent on, while others move too */
+	bool unsent_ever_limited;
 	struct disk_sender disks; /* disks sent through the stream (disk_to) */
 	int disk_ret;		  /* the first failure sending the guest's disk writes */
 	struct tls_ctx *tls; /* NULL: plaintext */
@@ -1271,6 +1273,31 @@ static bool use_zstd(struct source *src)
 }
 
 /*
+ * While other moves leave this host too, few bytes wait unsent in the socket: holding
+ * back for another's pause (link_share__give_way) stops what this one sends, not only
+ * what it writes. Alone, the kernel's default: through a 1 Gbit/s port, a single move
+ * with the limit streamed 13-20 % slower (docs/bench.md, "Unsent bytes").
+ * A striped stream (a long link's) keeps the default: one thread writes its
+ * connections in turn, and with the limit it would wait on each while the others
+ * run dry.
+ */
+static void share_the_socket(struct source *src)
+{
+	bool others = link_share__others(&src->share);
+
+	if (others == src->unsent_limited || src->io.nr_stripes)
+		return;
+	transport__limit_unsent(src->m->fd, others);
+	src->unsent_limited = others;
+	src->unsent_ever_limited |= others;
+	if (others)
+		pr_debug("migration: other moves leave this host too: at most %u KiB wait unsent",
+			 TRANSPORT_NOTSENT_LOWAT / 1024);
+	else
+		pr_debug("migration: the only move from this host: unsent bytes unlimited");
+}
+
+/*
  * After each RAM record sent while the guest runs: the dirtiers yield, and the
  * progress counts what went out (a first pass of a large guest takes seconds).
  */
@@ -1280,6 +1307,7 @@ static void on_record(void *arg)
 
 	dirtiers__yield(&src->dirtiers);
 	link_share__give_way(&src->share, &src->m->cancel);
+	share_the_socket(src);
 	/* The guest's disk writes wait for room in their queue: they go between records. */
 	if (!src->disk_ret && src->disks.n)
 		src->disk_ret = send_disk_writes(src);
@@ -1293,6 +1321,7 @@ static void on_disk_piece(void *arg)
 	struct source *src = arg;
 
 	link_share__give_way(&src->share, &src->m->cancel);
+	share_the_socket(src);
 	pthread_mutex_lock(&src->m->lock);
 	copy_counts(src);
 	pthread_mutex_unlock(&src->m->lock);
@@ -1420,6 +1449,9 @@ static void finish(struct source *src, int ret)
 		pr_info("held back %llu times for %llu ms in all while other moves from this host "
 			"paused their guests", (unsigned long long)src->share.waits,
 			(unsigned long long)(src->share.waited_ns / 1000000));
+	if (src->unsent_ever_limited)
+		pr_info("sent with at most %u KiB unsent in its socket while other moves from this "
+			"host ran", TRANSPORT_NOTSENT_LOWAT / 1024);
 	link_share__close(&src->share);
 	dirtiers__restore(&src->dirtiers);
 	dirtiers__report(&src->dirtiers);

@@ -65,6 +65,17 @@ static void tune(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/*
+ * Without a low-water mark a socket takes up to tcp_wmem's 4 MiB of bytes not yet
+ * sent, and those go out whatever its writer does next. 0 is the kernel's default.
+ */
+void transport__limit_unsent(int fd, bool on)
+{
+	int lowat = on ? TRANSPORT_NOTSENT_LOWAT : 0;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+}
+
 static int resolve(const char *uri, int passive, struct addrinfo **ai, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };

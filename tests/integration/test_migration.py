@@ -513,9 +513,11 @@ def test_cancel_from_api(tmp_path, procs):
 def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
     """A source in pre-copy holds back its next record while another move from this host
     claims the link for its pause (include/godwit/link_share.h): here the test claims
-    it, 30 ms on and 30 ms off, with a lock on the file the source was pointed at. The
-    move still completes, its memory intact, and its log says how often it held back;
-    with the sharing turned off it never does."""
+    it, 30 ms on and 30 ms off, with a lock on the file the source was pointed at, and
+    is a move under way throughout (a lock on the file's second byte). The move still
+    completes, its memory intact, and its log says how often it held back and that it
+    kept few bytes unsent in its socket meanwhile; with the sharing turned off it does
+    neither."""
     lock = tmp_path / "migrations.lock"
     for setting, held in ((str(lock), True), ("none", False)):
         name = "held" if held else "free"
@@ -530,6 +532,7 @@ def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
         assert status == 202
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 1)
             # Until the move ends: its VM leaves with it (its API socket too).
             for _ in range(1000):
                 if src.proc.poll() is not None:
@@ -543,10 +546,13 @@ def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
         assert src.wait_exit(timeout=60) == 0, src.stderr()[-2000:]
         dst.wait_for_pass(dst.passes() + 1, timeout=120)
         m = re.search(r"held back (\d+) times for (\d+) ms in all", src.stderr())
+        limited = "at most 128 KiB unsent in its socket while other moves" in src.stderr()
         if held:
             assert m and int(m.group(1)) >= 1, src.stderr()[-2000:]
+            assert limited, src.stderr()[-2000:]
         else:
             assert not m, m.group(0)
+            assert not limited
 
 
 def vcpu_tid(pid, name):

@@ -627,6 +627,21 @@ static void test_urgent_every_connection(void **state)
 	close_all(lfd, c, a);
 }
 
+/* The unsent limit a source sets while other moves leave its host, and takes off. */
+static void test_unsent_limit_on_and_off(void **state)
+{
+	int lfd, c[2], a[2];
+
+	(void)state;
+	lfd = two_connections(c, a);
+	assert_int_equal(sockopt(c[0], IPPROTO_TCP, TCP_NOTSENT_LOWAT), 0);
+	transport__limit_unsent(c[0], true);
+	assert_int_equal(sockopt(c[0], IPPROTO_TCP, TCP_NOTSENT_LOWAT), TRANSPORT_NOTSENT_LOWAT);
+	transport__limit_unsent(c[0], false);
+	assert_int_equal(sockopt(c[0], IPPROTO_TCP, TCP_NOTSENT_LOWAT), 0);
+	close_all(lfd, c, a);
+}
+
 /* Round trips read from the kernel's TCP_INFO (a field the kernel did fill); none on a pipe. */
 static void test_round_trips(void **state)
 {
@@ -669,6 +684,7 @@ int main(void)
 	    cmocka_unit_test(test_partial_openings_stall_nothing),
 	    cmocka_unit_test(test_cork_every_connection),
 	    cmocka_unit_test(test_urgent_every_connection),
+	    cmocka_unit_test(test_unsent_limit_on_and_off),
 	    cmocka_unit_test(test_round_trips),
 	};
 

@@ -120,6 +120,20 @@ static void test_a_claim_dies_with_its_file(void **state)
 	assert_int_equal(l->b.waits, 0);
 }
 
+/* Each sees the other under way while both are open; a move's presence dies with it. */
+static void test_others_under_way(void **state)
+{
+	struct lab *l = *state;
+
+	assert_true(link_share__others(&l->a));
+	assert_true(link_share__others(&l->b));
+	link_share__close(&l->b);
+	/* a looks again once LOOK_NS has passed since it last looked. */
+	nanosleep(&(struct timespec){.tv_nsec = LINK_SHARE_LOOK_NS}, NULL);
+	assert_false(link_share__others(&l->a));
+	assert_false(link_share__others(&l->b)); /* closed: off */
+}
+
 static void test_off(void **state)
 {
 	struct link_share s;
@@ -130,6 +144,7 @@ static void test_off(void **state)
 	link_share__claim(&s);
 	assert_false(s.claimed);
 	link_share__give_way(&s, NULL);
+	assert_false(link_share__others(&s));
 	link_share__release(&s);
 	link_share__close(&s);
 	/* A folder that cannot be made: off, not an error. */
@@ -145,6 +160,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_claim_that_stays_holds_back_once, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_claim_dies_with_its_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_others_under_way, setup, teardown),
 	    cmocka_unit_test(test_off),
 	};
 
