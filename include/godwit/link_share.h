@@ -10,6 +10,8 @@
  * (docs/migration-flow.md, "Several moves from one host"). A claim dies with its
  * process; a source never holds back for longer than LINK_SHARE_MAX_WAIT_NS per claim
  * it sees, so a stuck claimant slows the others by that much once, not forever.
+ * Every open source also marks itself under way (a shared lock on the next byte), so
+ * that each can tell whether it moves alone (link_share__others).
  */
 #include <stdbool.h>
 #include <stdint.h>
