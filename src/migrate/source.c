@@ -688,6 +688,15 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	bool again;
 	int ret;
 
+	/*
+	 * The other moves from this host hold back from the first round the pause fits
+	 * (polishing rounds included, each a few ms): what they have queued, on this host
+	 * and in the ports on the way, drains before the pause, and its bytes go alone.
+	 * Claimed only at the wait for the last acknowledgements, a pause four at a time
+	 * still met up to 52 ms of others' bytes on the way there (docs/bench.md, "Unsent
+	 * bytes"). A claim holds each of the others back at most LINK_SHARE_MAX_WAIT_NS.
+	 */
+	link_share__claim(&src->share);
 	if (predicted_us > PAUSE_FLOOR_US && polish < MAX_POLISH_ROUNDS &&
 	    (!stalled || polish_throttle(src, dirtier, nr_dirtiers)))
 		return 0;
@@ -697,11 +706,6 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	 * the dirtiers write meanwhile only adds to what it must apply. They are slowed
 	 * while it catches up, as when polishing.
 	 */
-	/*
-	 * The other moves from this host hold back from now on: what they have queued
-	 * drains while the last rounds are acknowledged, and the pause's bytes go alone.
-	 */
-	link_share__claim(&src->share);
 	if (src->features & STREAM_FEATURE_ROUND_ACK) {
 		ret = read_acks(src, false);
 		if (ret)
@@ -806,6 +810,8 @@ static int precopy(struct source *src)
 					    dirtier, nr_dirtiers, polish++);
 			if (ret)
 				return ret < 0 ? ret : 0;
+		} else {
+			link_share__release(&src->share);
 		}
 		if (cancelled(src))
 			return -ECANCELED;
