@@ -689,12 +689,11 @@ static int time_to_pause(struct source *src, uint64_t predicted_us, uint64_t bw,
 	int ret;
 
 	/*
-	 * The other moves from this host hold back from the first round the pause fits
-	 * (polishing rounds included, each a few ms): what they have queued, on this host
-	 * and in the ports on the way, drains before the pause, and its bytes go alone.
-	 * Claimed only at the wait for the last acknowledgements, a pause four at a time
-	 * still met up to 52 ms of others' bytes on the way there (docs/bench.md, "Unsent
-	 * bytes"). A claim holds each of the others back at most LINK_SHARE_MAX_WAIT_NS.
+	 * The other moves from this host hold back from the first round the pause fits,
+	 * polishing rounds included: what they have in flight, on this host and in the
+	 * ports' queues on the way, needs those rounds' time to drain before the pause's
+	 * bytes go (docs/bench.md, "Unsent bytes"). A claim holds each of the others back
+	 * at most LINK_SHARE_MAX_WAIT_NS.
 	 */
 	link_share__claim(&src->share);
 	if (predicted_us > PAUSE_FLOOR_US && polish < MAX_POLISH_ROUNDS &&
@@ -1281,11 +1280,10 @@ static bool use_zstd(struct source *src)
 /*
  * While other moves leave this host too, few bytes wait unsent in the socket: holding
  * back for another's pause (link_share__give_way) stops what this one sends, not only
- * what it writes. Alone, the kernel's default: through a 1 Gbit/s port, a single move
- * with the limit streamed 13-20 % slower (docs/bench.md, "Unsent bytes").
- * A striped stream (a long link's) keeps the default: one thread writes its
- * connections in turn, and with the limit it would wait on each while the others
- * run dry.
+ * what it writes. Alone, the kernel's default: the limit slowed a single move
+ * (docs/bench.md, "Unsent bytes"). A striped stream (a long link's) keeps the default:
+ * one thread writes its connections in turn, and with the limit it would wait on each
+ * while the others run dry.
  */
 static void share_the_socket(struct source *src)
 {
