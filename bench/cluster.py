@@ -71,7 +71,8 @@ HOSTS = ("host-a", "host-b", "host-c")
 DONE = re.compile(r"migration to \S+ completed in (\d+) ms \(pause (\d+) ms\)")
 # A source's pause step by step, in us, logged at -v (--vm-verbose) before DONE's line.
 STEPS = re.compile(r"pause (\d+) us: vCPUs stopped (\d+), quiesce \+ dirty sync (\d+)"
-                   r"(?: \(.*?\))?, last RAM \(\d+ pages\) \+ state sent (\d+), "
+                   r"(?: \(.*?\))?, last RAM \(\d+ pages\) \+ state sent (\d+)"
+                   r"(?: \(RAM \d+, state \d+\))?, "
                    r"(?:destination loaded \(READY\) (\d+)|GO with END), resumed there "
                    r"\(RESUMED\) (\d+)")
 STEP_NAMES = ("pause", "stopped", "sync", "sent", "loaded", "resumed")
@@ -82,6 +83,14 @@ SENT_AT = re.compile(r"CLOCK_MONOTONIC us: sent (\d+), RESUMED read (\d+)")
 HERE = re.compile(r"switchover here (\d+) us: .*CLOCK_MONOTONIC us: STATE read (\d+), "
                   r"RESUMED sent (\d+)")
 HERE_NAMES = ("to_there", "there", "back")
+# Since this tree, both lines also say how long their thread waited, runnable, for a CPU
+# (the source: the pause; the destination: from its last acknowledgement to RESUMED),
+# and the destination how long after that acknowledgement STATE came: a late STATE is
+# told apart as the network's or a CPU's.
+SRC_CPU = re.compile(r"waited for a CPU (\d+);")
+HERE_CPU = re.compile(r"from the last acknowledgement to STATE (\d+) \(.*?\), to RESUMED "
+                      r"sent waited for a CPU (\d+)")
+CPU_NAMES = ("src_cpu", "ack_to_state", "dst_cpu")
 
 # The link's two ends, each a process of its own in its host's namespace. The receiver
 # times from the connection's accept to its end; the sender's buffer is random, so
@@ -246,18 +255,24 @@ def moves_since(lab, sizes):
             if m := STEPS.search(line):
                 steps = {k: int(v or 0) for k, v in zip(STEP_NAMES, m.groups())}
                 at = SENT_AT.search(line)
+                if c := SRC_CPU.search(line):
+                    steps["src_cpu"] = int(c.group(1))
             elif m := DONE.search(line):
                 out[p.stem] = (int(m.group(1)), int(m.group(2)), steps, at)
                 steps, at = None, None
             elif m := HERE.search(line):
-                here[p.stem] = (int(m.group(2)), int(m.group(3)))
+                c = HERE_CPU.search(line)
+                here[p.stem] = (int(m.group(2)), int(m.group(3)),
+                                tuple(map(int, c.groups())) if c else None)
     done = {}
     for vm, (ms, pause, steps, at) in out.items():
         if steps and at and vm not in here:
             continue  # the destination's line is still to come
         if steps and at:
-            (read, sent), (sent_at, read_at) = here[vm], map(int, at.groups())
+            (read, sent, cpu), (sent_at, read_at) = here[vm], map(int, at.groups())
             steps.update(to_there=read - sent_at, there=sent - read, back=read_at - sent)
+            if cpu:
+                steps.update(ack_to_state=cpu[0], dst_cpu=cpu[1])
         done[vm] = (ms, pause, steps)
     return done
 
@@ -267,6 +282,7 @@ def step_spread(steps):
     destination's split where every one has it)."""
     got = [s for s in steps if s]
     names = STEP_NAMES + (HERE_NAMES if all("back" in s for s in got) else ())
+    names += tuple(k for k in CPU_NAMES if all(k in s for s in got))
     return {k: (median([s[k] for s in got]), max(s[k] for s in got))
             for k in names} if got else {}
 

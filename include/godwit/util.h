@@ -59,6 +59,12 @@ int util__thread_nice(pid_t tid, int *nice);
 int util__set_thread_nice(pid_t tid, int nice);
 
 /*
+ * How long the calling thread has waited, runnable, for a CPU since it started (ns;
+ * 0 where the kernel does not count it): told apart from the network in a pause's log.
+ */
+uint64_t util__thread_cpu_wait_ns(void);
+
+/*
  * Whether this process may set a thread's nice value down to `nice` (back, after
  * raising it): lowering one takes CAP_SYS_NICE or an RLIMIT_NICE of 20 - nice.
  */

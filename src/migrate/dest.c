@@ -72,6 +72,13 @@ struct dest {
 	bool realtime; /* from the first STATE record: util__switchover_priority */
 	uint64_t state_ns, end_ns, restored_ns; /* the switchover's steps: log_switchover */
 	bool acked; /* a ROUND_ACK was the last thing done: the pause may come next */
+	bool realtime_after_ack; /* next_record's priority until STATE or another round */
+	uint64_t after_ack;	 /* bytes of records read since the last ROUND_ACK */
+	/* At STATE: the bytes before it since the last ROUND_ACK, and their priority */
+	uint64_t pause_read;
+	bool pause_read_realtime;
+	/* The wait for a record after the last ROUND_ACK: since when, util__thread_cpu_wait_ns */
+	uint64_t acked_ns, acked_cpu_wait_ns;
 	struct ram_receiver ram; /* plain RAM records, received in place */
 	uint8_t *lz4_pages; /* a RAM_LZ4 or RAM_ZSTD record's pages, expanded */
 	void *zstd_dctx;
@@ -757,22 +764,47 @@ static int take_disk(struct dest *d, const struct stream_record *rec)
 }
 
 /*
- * The next record; a RAM record is received in place here, whole. After a ROUND_ACK the
- * next one may be the pause's first STATE: it is waited for at real-time priority, so
- * that the paused guest does not wait for this thread to get a CPU, and anything else
- * (another round's RAM) is read at the ordinary priority again.
+ * After a ROUND_ACK the pause may come next: the last disk writes and pages, then STATE.
+ * Up to this many bytes of records after an acknowledgement are read at real-time
+ * priority; beyond them it is another round. At 1 Gbit/s they take 34 ms to arrive,
+ * more than a pause is allowed by default; on a faster link a longer pause's last pages
+ * are read at the ordinary priority.
+ */
+#define PAUSE_READ_MAX (4 * MiB)
+
+/*
+ * The next record; a RAM record is received in place here, whole. What may be the
+ * pause's is waited for and read at real-time priority, so that the paused guest does
+ * not wait for this thread to get a CPU; another round's RAM (past PAUSE_READ_MAX, or
+ * at its ROUND) at the ordinary priority again.
  */
 static int next_record(struct dest *d, struct stream_record *rec)
 {
-	bool waiting = d->acked && !d->realtime;
 	int ret;
 
-	if (waiting)
-		waiting = !util__switchover_priority(true);
+	if (d->acked) {
+		d->acked = false;
+		d->after_ack = 0;
+		d->acked_cpu_wait_ns = util__thread_cpu_wait_ns();
+		d->acked_ns = util__now_ns();
+		if (!d->realtime && !d->realtime_after_ack && !d->is_file)
+			d->realtime_after_ack = !util__switchover_priority(true);
+	}
 	ret = stream__read_record_open(&d->r, rec, STREAM_REC_RAM);
-	d->acked = false;
-	if (waiting && (ret < 0 || rec->type != STREAM_REC_STATE))
-		util__switchover_priority(false);
+	if (ret >= 0 && rec->type == STREAM_REC_STATE && !d->state_ns) {
+		d->pause_read = d->after_ack;
+		d->pause_read_realtime = d->realtime_after_ack;
+	}
+	if (ret >= 0)
+		d->after_ack += rec->length;
+	if (d->realtime_after_ack &&
+	    (ret < 0 || rec->type == STREAM_REC_STATE || rec->type == STREAM_REC_ROUND ||
+	     d->after_ack > PAUSE_READ_MAX)) {
+		/* At STATE the pause's priority is d->realtime's from now on. */
+		if (ret < 0 || rec->type != STREAM_REC_STATE)
+			util__switchover_priority(false);
+		d->realtime_after_ack = false;
+	}
 	if (ret == 1)
 		return receive_ram(d, rec);
 	return ret ? bad_stream(d, ret) : 0;
@@ -1032,18 +1064,25 @@ static int take_disks(struct dest *d)
 
 /*
  * This side's part of the guest's pause, step by step, at -v. With the clock's readings
- * in the source's "pause" line: what the way here and back took.
+ * in the source's "pause" line: what the way here and back took. The time this thread
+ * waited for a CPU from the last acknowledgement on tells a STATE late for a CPU from
+ * one late on the network.
  */
 static void log_switchover(const struct dest *d, uint64_t go_ns)
 {
 	uint64_t now = util__now_ns();
+	uint64_t cpu_wait = util__thread_cpu_wait_ns() - d->acked_cpu_wait_ns;
 
 	pr_debug("switchover here %llu us: STATE read to END %llu, verify + restore %llu, GO "
-		 "%llu, disks + run + RESUMED sent %llu; CLOCK_MONOTONIC us: STATE read %llu, "
-		 "RESUMED sent %llu",
+		 "%llu, disks + run + RESUMED sent %llu; from the last acknowledgement to "
+		 "STATE %llu (%llu bytes before it, at %s priority), to RESUMED sent waited for a "
+		 "CPU %llu; CLOCK_MONOTONIC us: STATE read %llu, RESUMED sent %llu",
 		 util__us(d->state_ns, now), util__us(d->state_ns, d->end_ns),
 		 util__us(d->end_ns, d->restored_ns), util__us(d->restored_ns, go_ns),
-		 util__us(go_ns, now), util__us(0, d->state_ns), util__us(0, now));
+		 util__us(go_ns, now), util__us(d->acked_ns, d->state_ns),
+		 (unsigned long long)d->pause_read,
+		 d->pause_read_realtime ? "real-time" : "the ordinary", util__us(0, cpu_wait),
+		 util__us(0, d->state_ns), util__us(0, now));
 }
 
 /*

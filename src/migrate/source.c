@@ -88,7 +88,9 @@ struct source {
 	uint64_t pause_ns;
 	/* When each step of the pause ended (util__now_ns), for the debug log. */
 	uint64_t paused_ns, unthrottled_ns, quiesced_ns, disks_ns, synced_ns, sent_ns, ready_ns;
+	uint64_t ram_sent_ns, state_sent_ns; /* within the step to sent_ns */
 	uint64_t pause_end_ns; /* RESUMED there, or the snapshot synced: the guest's pause ends */
+	uint64_t cpu_wait_ns;  /* util__thread_cpu_wait_ns, from before the pause to its end */
 	uint64_t final_pages; /* dirty at the final sync */
 	uint64_t pause_digests; /* page digests computed before the final sync */
 	char err[256];
@@ -988,6 +990,7 @@ static int stop_and_copy(struct source *src)
 	/* Until the hand-over (finish()): no other thread on this host delays the pause. */
 	src->realtime = !src->is_file && !util__switchover_priority(true);
 	stream_io__urgent(&src->io);
+	src->cpu_wait_ns = util__thread_cpu_wait_ns();
 	src->pause_ns = util__now_ns();
 	ret = vm__pause(src->vm);
 	if (ret) {
@@ -1020,8 +1023,10 @@ static int stop_and_copy(struct source *src)
 	src->s.copy = false; /* nothing writes guest RAM now: send straight from it */
 	stream_io__cork(&src->io, true);
 	ret = ram__send_pending(&src->s);
+	src->ram_sent_ns = util__now_ns();
 	if (!ret)
 		ret = send_state(src);
+	src->state_sent_ns = util__now_ns();
 	if (!ret && src->m->params.verify)
 		ret = send_verify(src);
 	if (!ret)
@@ -1127,17 +1132,20 @@ static void log_pause(struct source *src)
 	/* The clock's readings let the destination's line split the last step. */
 	pr_debug("pause %llu us: vCPUs stopped %llu, quiesce + dirty sync %llu (throttle off "
 		 "%llu, devices %llu, disk writes %llu, dirty log %llu), last RAM (%llu pages) + "
-		 "state sent %llu, %s, resumed there (RESUMED) %llu%s; CLOCK_MONOTONIC us: sent "
-		 "%llu, RESUMED read %llu",
+		 "state sent %llu (RAM %llu, state %llu), %s, resumed there (RESUMED) %llu%s, "
+		 "waited for a CPU %llu; "
+		 "CLOCK_MONOTONIC us: sent %llu, RESUMED read %llu",
 		 util__us(src->pause_ns, now), util__us(src->pause_ns, src->paused_ns),
 		 util__us(src->paused_ns, src->synced_ns),
 		 util__us(src->paused_ns, src->unthrottled_ns),
 		 util__us(src->unthrottled_ns, src->quiesced_ns),
 		 util__us(src->quiesced_ns, src->disks_ns), util__us(src->disks_ns, src->synced_ns),
 		 (unsigned long long)src->final_pages, util__us(src->synced_ns, src->sent_ns),
-		 loaded, util__us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
-		 src->realtime ? "; at real-time priority" : "", util__us(0, src->sent_ns),
-		 util__us(0, now));
+		 util__us(src->synced_ns, src->ram_sent_ns),
+		 util__us(src->ram_sent_ns, src->state_sent_ns), loaded,
+		 util__us(src->ready_ns ? src->ready_ns : src->sent_ns, now),
+		 src->realtime ? "; at real-time priority" : "", util__us(0, src->cpu_wait_ns),
+		 util__us(0, src->sent_ns), util__us(0, now));
 }
 
 /*
@@ -1244,6 +1252,7 @@ static int handover(struct source *src)
 	ret = expect(src, &r, STREAM_REC_RESUMED);
 	if (!ret) {
 		src->pause_end_ns = util__now_ns();
+		src->cpu_wait_ns = util__thread_cpu_wait_ns() - src->cpu_wait_ns;
 		log_pause(src);
 	}
 out:

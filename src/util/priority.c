@@ -7,6 +7,7 @@
 #include <linux/capability.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -70,6 +71,24 @@ int util__thread_nice(pid_t tid, int *nice)
 int util__set_thread_nice(pid_t tid, int nice)
 {
 	return setpriority(PRIO_PROCESS, (id_t)tid, nice) ? -errno : 0;
+}
+
+/*
+ * schedstat's second field: the time the thread was runnable but not running, counted
+ * when it gets a CPU. So only for a thread that runs when asked (another thread's
+ * count also has the wait it was in at the first reading).
+ */
+uint64_t util__thread_cpu_wait_ns(void)
+{
+	unsigned long long run, wait;
+	FILE *f = fopen("/proc/thread-self/schedstat", "re");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fscanf(f, "%llu %llu", &run, &wait);
+	fclose(f);
+	return n == 2 ? wait : 0;
 }
 
 /* The kernel's can_nice(): CAP_SYS_NICE, or an RLIMIT_NICE of at least 20 - nice. */

@@ -133,8 +133,12 @@ def test_before_runs_each_case_with_the_other_build_first(tmp_path):
             # The last step split by both ends' clock readings: there, its part, back.
             assert abs(st["to_there"] + st["there"] + st["back"] - st["resumed"]) <= 1, m
             assert st["there"] > 0 and st["back"] >= 0, m
+            # Both ends' waits for a CPU, and the destination's for STATE after its last
+            # acknowledgement: parts of the pause, or of the time from that ack on.
+            assert 0 <= st["src_cpu"] <= st["pause"], m
+            assert 0 <= st["dst_cpu"] <= st["ack_to_state"] + st["there"] + 2, m
         assert f"single moves ({label}): pause steps, us median/max: " in out and \
-            ", to_there " in out, out
+            ", to_there " in out and ", dst_cpu " in out, out
 
 
 def test_a_stopped_run_leaves_no_namespace_or_vm(tmp_path):

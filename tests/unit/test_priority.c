@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The switchover's real-time priority: on and off for the calling thread only. A
- * thread's nice value, and whether the process may set one back down.
+ * thread's nice value, and whether the process may set one back down. A thread's wait
+ * for a CPU.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,9 @@
 #include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -50,6 +54,48 @@ static void test_on_and_off(void **state)
 	assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
 	/* Off when already off is no error: the destination turns it off on every path. */
 	assert_int_equal(util__switchover_priority(false), 0);
+}
+
+static void *spin_for_a_while(void *arg)
+{
+	uint64_t end = util__now_ns() + 200000000ULL;
+
+	(void)arg;
+	while (util__now_ns() < end)
+		;
+	return NULL;
+}
+
+static void pin_to_cpu0(pthread_t t)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	assert_int_equal(pthread_setaffinity_np(t, sizeof(one), &one), 0);
+}
+
+/* Two busy threads on one CPU: each waits, runnable, while the other runs. */
+static void test_cpu_wait_grows_while_another_thread_has_the_cpu(void **state)
+{
+	cpu_set_t before;
+	pthread_t t;
+	uint64_t w0, w1;
+
+	(void)state;
+	if (access("/proc/thread-self/schedstat", R_OK))
+		skip(); /* a kernel without schedstat counts */
+	assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof(before), &before), 0);
+	pin_to_cpu0(pthread_self());
+	assert_int_equal(pthread_create(&t, NULL, spin_for_a_while, NULL), 0);
+	pin_to_cpu0(t);
+	w0 = util__thread_cpu_wait_ns();
+	spin_for_a_while(NULL);
+	w1 = util__thread_cpu_wait_ns();
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(before), &before), 0);
+	/* Sharing a CPU for 200 ms of wall time, it waited for a good part of it. */
+	assert_true(w1 - w0 > 20000000ULL);
 }
 
 static void *nice_of_new_thread(void *arg)
@@ -135,6 +181,7 @@ int main(void)
 		cmocka_unit_test(test_on_and_off),
 		cmocka_unit_test(test_thread_nice),
 		cmocka_unit_test(test_may_lower_nice_follows_the_rlimit),
+		cmocka_unit_test(test_cpu_wait_grows_while_another_thread_has_the_cpu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
