@@ -2,6 +2,7 @@
 #ifndef GODWIT_UTIL_H
 #define GODWIT_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +58,14 @@ bool util__is_realtime(void);
 /* A thread's nice value (Linux keeps one per thread; tid 0: the calling thread). */
 int util__thread_nice(pid_t tid, int *nice);
 int util__set_thread_nice(pid_t tid, int nice);
+
+/*
+ * A lock that a thread at real-time priority takes (the switchover's): its holder runs
+ * at that priority until it lets go. Without it an ordinary holder preempted on a busy
+ * host keeps the real-time thread waiting until the scheduler gets back to it. Where
+ * the kernel has no such lock, an ordinary one. 0 or -errno.
+ */
+int util__mutex_init_inherit(pthread_mutex_t *lock);
 
 /*
  * How long the calling thread has waited, runnable, for a CPU since it started (ns;

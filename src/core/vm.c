@@ -345,11 +345,15 @@ err:
 static int init_sync(struct vm *vm)
 {
 	pthread_condattr_t attr;
+	int ret;
 
 	/* The VM's identity in migration streams; a failure only weakens a check. */
 	if (getrandom(vm->uuid, sizeof(vm->uuid), 0) != sizeof(vm->uuid))
 		pr_debug("no random UUID for this VM");
-	pthread_mutex_init(&vm->lock, NULL);
+	/* The switchover's pause and resume take it at real-time priority. */
+	ret = util__mutex_init_inherit(&vm->lock);
+	if (ret)
+		return ret;
 	pthread_mutex_init(&vm->control_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* vm__cond_wait_ns */

@@ -86,10 +86,16 @@ bool migrate__status_final_name(const char *name)
 int migrate__init(struct vm *vm)
 {
 	struct migration *m = calloc(1, sizeof(*m));
+	int ret;
 
 	if (!m)
 		return -ENOMEM;
-	pthread_mutex_init(&m->lock, NULL);
+	/* The source's pause takes it at real-time priority (its counts, its status). */
+	ret = util__mutex_init_inherit(&m->lock);
+	if (ret) {
+		free(m);
+		return ret;
+	}
 	pthread_cond_init(&m->cond, NULL);
 	m->fd = -1;
 	vm->mig = m;

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -71,6 +72,25 @@ int util__thread_nice(pid_t tid, int *nice)
 int util__set_thread_nice(pid_t tid, int nice)
 {
 	return setpriority(PRIO_PROCESS, (id_t)tid, nice) ? -errno : 0;
+}
+
+int util__mutex_init_inherit(pthread_mutex_t *lock)
+{
+	pthread_mutexattr_t attr;
+	int ret;
+
+	ret = -pthread_mutexattr_init(&attr);
+	if (ret)
+		return ret;
+	ret = -pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+	if (!ret)
+		ret = -pthread_mutex_init(lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (ret) {
+		pr_debug("no priority-inheriting lock (%s): an ordinary one", strerror(-ret));
+		ret = -pthread_mutex_init(lock, NULL);
+	}
+	return ret;
 }
 
 /*

@@ -2,7 +2,7 @@
 /*
  * The switchover's real-time priority: on and off for the calling thread only. A
  * thread's nice value, and whether the process may set one back down. A thread's wait
- * for a CPU.
+ * for a CPU. A lock whose holder runs at its real-time waiter's priority.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,6 +54,87 @@ static void test_on_and_off(void **state)
 	assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
 	/* Off when already off is no error: the destination turns it off on every path. */
 	assert_int_equal(util__switchover_priority(false), 0);
+}
+
+/* The kernel's priority of the calling thread now (stat's 18th field): -2 at FIFO 1. */
+static long effective_priority(void)
+{
+	char buf[1024], *p;
+	long prio = 1000;
+	FILE *f = fopen("/proc/thread-self/stat", "r");
+	int field;
+
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	/* After the command's closing parenthesis: field 3 on. */
+	p = strrchr(buf, ')');
+	assert_non_null(p);
+	p += 2;
+	for (field = 3; field < 18 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	assert_non_null(p);
+	prio = strtol(p, NULL, 10);
+	return prio;
+}
+
+struct holder {
+	pthread_mutex_t *lock;
+	volatile int held, waited_on, done;
+	long prio_alone, prio_waited_on;
+};
+
+static void *hold_the_lock(void *arg)
+{
+	struct holder *h = arg;
+
+	pthread_mutex_lock(h->lock);
+	h->prio_alone = effective_priority();
+	__atomic_store_n(&h->held, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&h->waited_on, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	/* The real-time thread is asleep on the lock, or about to be: give it a moment. */
+	usleep(50000);
+	h->prio_waited_on = effective_priority();
+	pthread_mutex_unlock(h->lock);
+	return NULL;
+}
+
+/*
+ * A real-time thread that waits for the lock lends its priority to the ordinary thread
+ * holding it, for as long as it holds it.
+ */
+static void test_inheriting_lock_lends_the_waiters_priority(void **state)
+{
+	pthread_mutex_t lock;
+	struct holder h = { .lock = &lock };
+	pthread_t t;
+	int ret;
+
+	(void)state;
+	assert_int_equal(util__mutex_init_inherit(&lock), 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_the_lock, &h), 0);
+	while (!__atomic_load_n(&h.held, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	ret = util__switchover_priority(true);
+	if (ret == -EPERM) {
+		__atomic_store_n(&h.waited_on, 1, __ATOMIC_SEQ_CST);
+		pthread_join(t, NULL);
+		pthread_mutex_destroy(&lock);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	__atomic_store_n(&h.waited_on, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&lock);
+	pthread_mutex_unlock(&lock);
+	assert_int_equal(util__switchover_priority(false), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	pthread_mutex_destroy(&lock);
+	assert_true(h.prio_alone >= 0); /* an ordinary thread: 0-39 (nice -20 to 19) */
+	assert_int_equal(h.prio_waited_on, -2);
 }
 
 static void *spin_for_a_while(void *arg)
@@ -181,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_on_and_off),
 		cmocka_unit_test(test_thread_nice),
 		cmocka_unit_test(test_may_lower_nice_follows_the_rlimit),
+		cmocka_unit_test(test_inheriting_lock_lends_the_waiters_priority),
 		cmocka_unit_test(test_cpu_wait_grows_while_another_thread_has_the_cpu),
 	};
 
