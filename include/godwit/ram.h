@@ -32,6 +32,8 @@ struct ram_lz4_window {
 };
 
 /* Batches pages into RAM records on one stream. */
+#define RAM_BATCH_PAGES 256U /* data pages per RAM record: 1 MiB */
+
 struct ram_sender {
 	struct ram_tracker *t;
 	struct stream_writer *w;
@@ -41,6 +43,11 @@ struct ram_sender {
 	void (*on_record)(void *arg);
 	void *on_record_arg;
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
+	/*
+	 * Data pages per record, at most RAM_BATCH_PAGES (0: that many): on_record comes
+	 * between records, and another move's pause waits for the record being written.
+	 */
+	unsigned int batch_pages;
 	uint64_t bw_start_ns, bw_bytes;
 	unsigned int nr_runs, nr_data;
 	struct stream_ram_run runs[STREAM_RAM_MAX_RUNS];

@@ -17,7 +17,6 @@
 #include "godwit/vm.h"
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
-#define BATCH_PAGES 256 /* data pages per RAM record: 1 MiB */
 #define ARM_CHUNK   (64 * MiB) /* ram__arm's piece: 16384 pages, a 2 KiB clear */
 
 static size_t bitmap_longs(uint64_t nbits)
@@ -34,7 +33,7 @@ int ram__tracker_init(struct ram_tracker *t, struct guest_mem *mem)
 	t->armed = mem->size; /* nothing to arm until logging starts */
 	t->pending = calloc(longs, sizeof(unsigned long));
 	t->slot_log = calloc(longs + 1, sizeof(unsigned long));
-	t->staging = aligned_alloc(4096, BATCH_PAGES * GUEST_PAGE_SIZE);
+	t->staging = aligned_alloc(4096, RAM_BATCH_PAGES * GUEST_PAGE_SIZE);
 	t->ones = malloc(ARM_CHUNK / GUEST_PAGE_SIZE / 8);
 	if (!t->pending || !t->slot_log || !t->staging || !t->ones) {
 		ram__tracker_exit(t);
@@ -367,6 +366,11 @@ int ram__flush(struct ram_sender *s)
 	return 0;
 }
 
+static unsigned int batch_pages(const struct ram_sender *s)
+{
+	return s->batch_pages ? MIN(s->batch_pages, RAM_BATCH_PAGES) : RAM_BATCH_PAGES;
+}
+
 /* Adds one page to the batch, extending the last run when it continues it. */
 static int add_page(struct ram_sender *s, uint64_t gpa, const uint8_t *hva)
 {
@@ -374,7 +378,7 @@ static int add_page(struct ram_sender *s, uint64_t gpa, const uint8_t *hva)
 	struct stream_ram_run *last = s->nr_runs ? &s->runs[s->nr_runs - 1] : NULL;
 	int ret;
 
-	if (kind == STREAM_RAM_DATA && s->nr_data == BATCH_PAGES) {
+	if (kind == STREAM_RAM_DATA && s->nr_data >= batch_pages(s)) {
 		ret = ram__flush(s);
 		if (ret)
 			return ret;

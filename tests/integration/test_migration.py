@@ -517,8 +517,8 @@ def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
     it, 30 ms on and 30 ms off, with a lock on the file the source was pointed at, and
     is a move under way throughout (a lock on the file's second byte). The move still
     completes, its memory intact, and its log says how often it held back and that it
-    kept few bytes unsent in its socket meanwhile; with the sharing turned off it does
-    neither."""
+    kept few bytes unsent in its socket and its records short meanwhile; with the
+    sharing turned off it does neither."""
     lock = tmp_path / "migrations.lock"
     for setting, held in ((str(lock), True), ("none", False)):
         name = "held" if held else "free"
@@ -547,7 +547,8 @@ def test_a_move_holds_back_while_another_from_this_host_pauses(tmp_path, procs):
         assert src.wait_exit(timeout=60) == 0, src.stderr()[-2000:]
         dst.wait_for_pass(dst.passes() + 1, timeout=120)
         m = re.search(r"held back (\d+) times for (\d+) ms in all", src.stderr())
-        limited = "at most 128 KiB unsent in its socket while other moves" in src.stderr()
+        limited = ("at most 128 KiB unsent in its socket and 256 KiB of pages a record while "
+                   "other moves" in src.stderr())
         if held:
             assert m and int(m.group(1)) >= 1, src.stderr()[-2000:]
             assert limited, src.stderr()[-2000:]

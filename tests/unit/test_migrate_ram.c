@@ -218,6 +218,46 @@ static void test_many_pages_split_into_bounded_records(void **state)
 	teardown(&p);
 }
 
+static void count_record(void *arg)
+{
+	(*(unsigned int *)arg)++;
+}
+
+/* 1000 data pages in a row: whole records of 256 pages, or of batch_pages when set. */
+static unsigned int records_for(unsigned int batch_pages)
+{
+	unsigned int records = 0;
+	struct ram_sender s;
+	struct pair p;
+	uint64_t i;
+
+	setup(&p, 16 * MiB);
+	for (i = 0; i < 1000; i++)
+		fill(&p.src, i * 4096, (uint8_t)(i | 1), 4096);
+	s = (struct ram_sender){.t = &p.t,
+				.w = &p.w,
+				.copy = true,
+				.batch_pages = batch_pages,
+				.on_record = count_record,
+				.on_record_arg = &records};
+	assert_int_equal(ram__send_all(&s), 0);
+	assert_int_equal(s.pages_sent, 1000);
+	assert_int_equal(stream__write_end(&p.w), 0);
+	apply_all(&p);
+	assert_same_ram(&p);
+	teardown(&p);
+	return records;
+}
+
+static void test_records_as_short_as_asked(void **state)
+{
+	(void)state;
+	assert_int_equal(records_for(0), 4);
+	assert_int_equal(records_for(64), 16);
+	/* More than a whole record's pages: whole records. */
+	assert_int_equal(records_for(4096), 4);
+}
+
 /* Throttling falls on the vCPUs with half an even share of a round's faults or more. */
 struct cancel_later {
 	bool *flag;
@@ -387,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_later_passes_send_vmm_dirty_pages),
 		cmocka_unit_test(test_large_guest_across_the_hole),
 		cmocka_unit_test(test_many_pages_split_into_bounded_records),
+		cmocka_unit_test(test_records_as_short_as_asked),
 		cmocka_unit_test(test_bandwidth_wait_ends_on_cancel),
 		cmocka_unit_test(test_dirtiers),
 		cmocka_unit_test(test_in_place_receive_fails_on_a_bad_checksum),
