@@ -767,8 +767,8 @@ static int take_disk(struct dest *d, const struct stream_record *rec)
  * After a ROUND_ACK the pause may come next: the last disk writes and pages, then STATE.
  * Up to this many bytes of records after an acknowledgement are read at real-time
  * priority; beyond them it is another round. At 1 Gbit/s they take 34 ms to arrive,
- * more than a pause is allowed by default; on a faster link a longer pause's last pages
- * are read at the ordinary priority.
+ * most of the 50 ms a pause is allowed by default: a pause whose last pages are more
+ * (a faster link, a longer pause) has the rest of them read at the ordinary priority.
  */
 #define PAUSE_READ_MAX (4 * MiB)
 
