@@ -31,9 +31,9 @@ struct ram_lz4_window {
 	unsigned int records;
 };
 
-/* Batches pages into RAM records on one stream. */
 #define RAM_BATCH_PAGES 256U /* data pages per RAM record: 1 MiB */
 
+/* Batches pages into RAM records on one stream. */
 struct ram_sender {
 	struct ram_tracker *t;
 	struct stream_writer *w;

@@ -73,10 +73,8 @@ struct dest {
 	uint64_t state_ns, end_ns, restored_ns; /* the switchover's steps: log_switchover */
 	bool acked; /* a ROUND_ACK was the last thing done: the pause may come next */
 	bool realtime_after_ack; /* next_record's priority until STATE or another round */
-	uint64_t after_ack;	 /* bytes of records read since the last ROUND_ACK */
-	/* At STATE: the bytes before it since the last ROUND_ACK, and their priority */
-	uint64_t pause_read;
-	bool pause_read_realtime;
+	uint64_t after_ack;	 /* bytes of records read since the last ROUND_ACK, before STATE */
+	bool pause_read_realtime; /* at STATE: whether they were read at real-time priority */
 	/* The wait for a record after the last ROUND_ACK: since when, util__thread_cpu_wait_ns */
 	uint64_t acked_ns, acked_cpu_wait_ns;
 	struct ram_receiver ram; /* plain RAM records, received in place */
@@ -791,11 +789,9 @@ static int next_record(struct dest *d, struct stream_record *rec)
 			d->realtime_after_ack = !util__switchover_priority(true);
 	}
 	ret = stream__read_record_open(&d->r, rec, STREAM_REC_RAM);
-	if (ret >= 0 && rec->type == STREAM_REC_STATE && !d->state_ns) {
-		d->pause_read = d->after_ack;
+	if (ret >= 0 && rec->type == STREAM_REC_STATE && !d->state_ns)
 		d->pause_read_realtime = d->realtime_after_ack;
-	}
-	if (ret >= 0)
+	if (ret >= 0 && rec->type != STREAM_REC_STATE && !d->state_ns)
 		d->after_ack += rec->length;
 	if (d->realtime_after_ack &&
 	    (ret < 0 || rec->type == STREAM_REC_STATE || rec->type == STREAM_REC_ROUND ||
@@ -846,7 +842,9 @@ static int receive_records(struct dest *d)
 		case STREAM_REC_STATE:
 			/* The source is paused: the guest waits on us until we resume it. */
 			if (!d->is_file && !d->realtime) {
-				d->realtime = !util__switchover_priority(true);
+				/* Already at it when its last pages were read at it. */
+				d->realtime =
+				    d->pause_read_realtime || !util__switchover_priority(true);
 				stream_io__urgent(&d->io);
 			}
 			if (!d->state_ns)
@@ -1080,7 +1078,7 @@ static void log_switchover(const struct dest *d, uint64_t go_ns)
 		 util__us(d->state_ns, now), util__us(d->state_ns, d->end_ns),
 		 util__us(d->end_ns, d->restored_ns), util__us(d->restored_ns, go_ns),
 		 util__us(go_ns, now), util__us(d->acked_ns, d->state_ns),
-		 (unsigned long long)d->pause_read,
+		 (unsigned long long)d->after_ack,
 		 d->pause_read_realtime ? "real-time" : "the ordinary", util__us(0, cpu_wait),
 		 util__us(0, d->state_ns), util__us(0, now));
 }

@@ -1292,6 +1292,7 @@ static bool use_zstd(struct source *src)
  * that pause's last bytes. 256 KiB take 2 ms at 1 Gbit/s, a whole record 8.4.
  */
 #define SHARED_BATCH_PAGES 64
+#define SHARED_BATCH_KIB   ((unsigned int)(SHARED_BATCH_PAGES * GUEST_PAGE_SIZE / 1024))
 
 /*
  * While other moves leave this host too, few bytes wait unsent in the socket and the
@@ -1314,8 +1315,7 @@ static void share_the_socket(struct source *src)
 	if (others)
 		pr_debug("migration: other moves leave this host too: at most %u KiB wait unsent, "
 			 "%u KiB of pages a record",
-			 TRANSPORT_NOTSENT_LOWAT / 1024,
-			 (unsigned int)(SHARED_BATCH_PAGES * GUEST_PAGE_SIZE / 1024));
+			 TRANSPORT_NOTSENT_LOWAT / 1024, SHARED_BATCH_KIB);
 	else
 		pr_debug("migration: the only move from this host: unsent bytes unlimited");
 }
@@ -1476,8 +1476,7 @@ static void finish(struct source *src, int ret)
 		pr_info(
 		    "sent with at most %u KiB unsent in its socket and %u KiB of pages a record "
 		    "while other moves from this host ran",
-		    TRANSPORT_NOTSENT_LOWAT / 1024,
-		    (unsigned int)(SHARED_BATCH_PAGES * GUEST_PAGE_SIZE / 1024));
+		    TRANSPORT_NOTSENT_LOWAT / 1024, SHARED_BATCH_KIB);
 	link_share__close(&src->share);
 	dirtiers__restore(&src->dirtiers);
 	dirtiers__report(&src->dirtiers);

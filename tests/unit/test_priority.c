@@ -60,7 +60,6 @@ static void test_on_and_off(void **state)
 static long effective_priority(void)
 {
 	char buf[1024], *p;
-	long prio = 1000;
 	FILE *f = fopen("/proc/thread-self/stat", "r");
 	int field;
 
@@ -77,13 +76,12 @@ static long effective_priority(void)
 			p++;
 	}
 	assert_non_null(p);
-	prio = strtol(p, NULL, 10);
-	return prio;
+	return strtol(p, NULL, 10);
 }
 
 struct holder {
 	pthread_mutex_t *lock;
-	volatile int held, waited_on, done;
+	volatile int held, waited_on;
 	long prio_alone, prio_waited_on;
 };
 
